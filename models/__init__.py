@@ -1,0 +1,34 @@
+"""Model families: pure torch, built from their own config and the data shape only.
+
+    model = models.build("vae", {"latent_dim": 50}, x_shape=(1, 28, 28))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from torch import nn
+
+from models.base import LatentVariableModel, Terms
+from models.vae import VAE
+
+REGISTRY: dict[str, type[nn.Module]] = {"vae": VAE}
+
+__all__ = ["REGISTRY", "LatentVariableModel", "Terms", "build", "config_class"]
+
+
+def config_class(family: str) -> type:
+    """The frozen config dataclass of a family."""
+    if family not in REGISTRY:
+        raise ValueError(f"unknown model family {family!r}; known families: {sorted(REGISTRY)}")
+    return REGISTRY[family].Config
+
+
+def build(family: str, model_config: dict, x_shape: tuple[int, ...]) -> nn.Module:
+    """Build a family's model from a plain dict of its config fields (unknown keys are errors)."""
+    cls = config_class(family)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(model_config) - names)
+    if unknown:
+        raise ValueError(f"unknown config keys for family {family!r}: {unknown}; known: {sorted(names)}")
+    return REGISTRY[family](cls(**model_config), tuple(x_shape))

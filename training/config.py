@@ -1,0 +1,210 @@
+"""Typed, strict, frozen run configuration.
+
+A run is ``Config(family, model, data, train)``; ``model`` is the family's own dataclass from
+``models``. ``Config.from_dict`` accepts nested dicts or flat namespaced keys (``"model/latent_dim"``),
+rejects unknown keys and ill-typed values with an error naming the key, and never fills in derived
+values: the config stored with a result is the config that ran.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import numbers
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+import models
+from training.data import DATASETS
+
+
+class ConfigError(ValueError):
+    """A configuration key or value is wrong; the message names the key and what would be right."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = "fashion_mnist"
+    """Dataset name: one of training.data.DATASETS."""
+    root: str = ""
+    """Directory holding the dataset files; empty = $VAE_DATA_ROOT, then the system locations."""
+    binarize: bool = False
+    """Dynamic binarisation: each training pixel resampled as Bernoulli(intensity) per batch."""
+    center: bool = True
+    """Continuous data only: subtract the per-pixel training mean (VLAE preprocessing)."""
+    val_fraction: float = 0.1
+    """Fraction of the training set held out (seeded) for validation and model selection."""
+    split_seed: int = 0
+    """Seed of the validation split and of the fixed binarisation of validation/test images."""
+    download: bool = False
+    """Let torchvision download missing files into ``root`` (needs network)."""
+
+    def __post_init__(self):
+        if self.dataset not in DATASETS:
+            raise ConfigError(
+                f"data/dataset: unknown dataset {self.dataset!r}; known: {sorted(DATASETS)}"
+            )
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ConfigError(f"data/val_fraction must be in (0, 1), got {self.val_fraction}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    lr: float = 5e-4
+    """Adam learning rate (VLAE paper: 5e-4)."""
+    batch_size: int = 128
+    max_epochs: int = 100
+    patience: int = 10
+    """Early stopping: epochs without a validation improvement before stopping."""
+    warmup_epochs: float = 0.0
+    """KL warm-up: beta rises linearly from 0 to 1 over this many epochs (0 = no warm-up)."""
+    grad_clip: float = 0.0
+    """Clip the global gradient norm to this value (0 = no clipping)."""
+    seed: int = 0
+    device: str = "auto"
+    """'auto' (CUDA when available), 'cpu', 'cuda' or 'cuda:N'."""
+    amp: str = "off"
+    """Mixed precision on CUDA: 'off', 'bf16' or 'fp16' (fp16 uses a gradient scaler)."""
+    eval_batch_size: int = 1000
+
+    def __post_init__(self):
+        for name in ("lr", "batch_size", "max_epochs", "eval_batch_size"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"train/{name} must be > 0, got {getattr(self, name)}")
+        if self.patience < 1:
+            raise ConfigError(f"train/patience must be >= 1, got {self.patience}")
+        if self.warmup_epochs < 0 or self.grad_clip < 0:
+            raise ConfigError("train/warmup_epochs and train/grad_clip must be >= 0")
+        if self.amp not in ("off", "bf16", "fp16"):
+            raise ConfigError(f"train/amp must be 'off', 'bf16' or 'fp16', got {self.amp!r}")
+
+
+@dataclass(frozen=True)
+class Config:
+    family: str
+    model: Any
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Config:
+        """Strictly parse a nested or flat ("section/key") dict into a Config."""
+        d = unflatten(d)
+        unknown = sorted(set(d) - {"family", "model", "data", "train"})
+        if unknown:
+            raise ConfigError(f"unknown config sections {unknown}; known: family, model, data, train")
+        if "family" not in d:
+            raise ConfigError(f"config needs a 'family'; known families: {sorted(models.REGISTRY)}")
+        try:
+            model_cls = models.config_class(d["family"])
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        cfg = cls(
+            family=d["family"],
+            model=_parse(model_cls, d.get("model", {}), "model"),
+            data=_parse(DataConfig, d.get("data", {}), "data"),
+            train=_parse(TrainConfig, d.get("train", {}), "train"),
+        )
+        cfg._check_likelihood_fits_data()
+        return cfg
+
+    def _check_likelihood_fits_data(self) -> None:
+        likelihood = getattr(self.model, "likelihood", None)
+        if likelihood == "bernoulli" and not self.data.binarize:
+            raise ConfigError(
+                "model/likelihood=bernoulli needs binarised data: set data/binarize=true "
+                "(or use model/likelihood=gaussian for continuous pixels)"
+            )
+        if likelihood == "gaussian" and self.data.binarize:
+            raise ConfigError(
+                "model/likelihood=gaussian on binarised data: set model/likelihood=bernoulli "
+                "(or data/binarize=false)"
+            )
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def flat(self) -> dict:
+        """{"family": ..., "model/latent_dim": ..., "train/lr": ...}: one column per key."""
+        return flatten(self.to_dict())
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+
+def _parse(cls: type, values: dict, section: str):
+    if not isinstance(values, dict):
+        raise ConfigError(f"config section {section!r} must be a dict, got {type(values).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        raise ConfigError(
+            f"unknown config key(s) {[f'{section}/{k}' for k in unknown]}; "
+            f"known {section} keys: {names}"
+        )
+    kwargs = {k: _typed(f"{section}/{k}", hints[k], v) for k, v in values.items()}
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except ValueError as e:  # a family's own __post_init__ check
+        raise ConfigError(f"{section}: {e}") from None
+
+
+def _typed(key: str, expected: type, value: Any) -> Any:
+    """Check (and losslessly convert) one value: ints may be floats, never the other way round."""
+    ok = False
+    if expected is bool:
+        ok = isinstance(value, bool)
+    elif expected is int:
+        ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+        value = int(value) if ok else value
+    elif expected is float:
+        ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif expected is str:
+        ok = isinstance(value, str)
+    else:
+        ok = True
+    if not ok:
+        raise ConfigError(
+            f"{key} must be {expected.__name__}, got {value!r} ({type(value).__name__})"
+        )
+    return value
+
+
+def parse_value(text: str) -> Any:
+    """A command-line value: JSON literal when it parses (50, 1e-3, true, "x"), else the string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def unflatten(d: dict) -> dict:
+    """{"model/latent_dim": 5} -> {"model": {"latent_dim": 5}}; nested input passes through."""
+    out: dict = {}
+    for key, value in d.items():
+        parts = key.split("/")
+        node = out
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"config key {key!r} conflicts with a value at {p!r}")
+        if isinstance(value, dict):
+            node.setdefault(parts[-1], {}).update(unflatten(value))
+        else:
+            node[parts[-1]] = value
+    return out
+
+
+def flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}/"))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out

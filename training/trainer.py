@@ -1,0 +1,147 @@
+"""The one trainer: on-device batches, validation each epoch, early stopping, checkpoints, resume.
+
+    result = fit(model, data, train_cfg, report=print_report)
+
+``report(metrics, checkpoint_dir)`` is called once per epoch with a directory holding that epoch's
+checkpoint; the caller decides where it goes (a run folder, Ray Tune). The trainer never imports a
+tuner or a logger.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from training import checkpoint
+from training.data import Data
+from training.evaluate import elbo_terms
+
+Report = Callable[[dict, Path], None]
+
+
+class DivergedError(RuntimeError):
+    """The loss became NaN or infinite; the run cannot continue."""
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0
+    step: int = 0
+    best_val_loss: float = math.inf
+    best_epoch: int = -1
+    bad_epochs: int = 0
+    history: list[dict] = field(default_factory=list)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"train/device={name} but no CUDA device is visible; use 'cpu' or 'auto'")
+    return torch.device(name)
+
+
+def kl_weight(step: int, warmup_steps: int) -> float:
+    """KL warm-up (Bowman et al. 2016; Sonderby et al. 2016): beta = min(1, step / warmup_steps)."""
+    return 1.0 if warmup_steps <= 0 else min(1.0, step / warmup_steps)
+
+
+def fit(model, data: Data, cfg, report: Report | None = None, resume: Path | None = None) -> dict:
+    """Train ``model`` on ``data`` per TrainConfig ``cfg``; returns the final epoch's metrics.
+
+    ``resume`` is a checkpoint file or folder written by a previous call: model, optimizer, RNG
+    and early-stopping state are restored and training continues on the same trajectory.
+    """
+    device = data.train.device
+    model.to(device)
+    use_cuda = device.type == "cuda"
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=use_cuda or None)
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.amp)
+    scaler = torch.amp.GradScaler("cuda", enabled=use_cuda and cfg.amp == "fp16")
+    steps_per_epoch = math.ceil(data.train.shape[0] / cfg.batch_size)
+    warmup_steps = round(cfg.warmup_epochs * steps_per_epoch)
+
+    if resume is not None:
+        saved = checkpoint.load(resume, device)
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["optimizer"])
+        scaler.load_state_dict(saved["scaler"])
+        state = TrainState(**saved["train_state"])
+        best_model = saved["best_model"]
+        checkpoint.set_rng_state(saved["rng"])
+    else:
+        torch.manual_seed(cfg.seed)
+        model.initialise(data.train)
+        state, best_model = TrainState(), copy.deepcopy(model.state_dict())
+
+    metrics: dict = {}
+    while state.epoch < cfg.max_epochs and state.bad_epochs < cfg.patience:
+        start = time.perf_counter()
+        model.train()
+        loss_sum = torch.zeros((), device=device)
+        perm = torch.randperm(data.train.shape[0], device=device)
+        for i in range(0, perm.numel(), cfg.batch_size):
+            x = data.train_batch(perm[i : i + cfg.batch_size])
+            beta = kl_weight(state.step, warmup_steps)
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                terms = model(x)
+                loss = -(terms.log_px_z - beta * terms.kl).mean()
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if cfg.grad_clip > 0:
+                scaler.unscale_(opt)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            scaler.step(opt)
+            scaler.update()
+            loss_sum += loss.detach() * x.shape[0]  # summed on the device: no per-step sync
+            state.step += 1
+        train_loss = loss_sum.item() / data.train.shape[0]
+        val = elbo_terms(model, data.val, cfg.eval_batch_size)
+        state.epoch += 1
+        if not (math.isfinite(train_loss) and math.isfinite(val["elbo"])):
+            raise DivergedError(
+                f"loss became {train_loss if not math.isfinite(train_loss) else val['elbo']} "
+                f"in epoch {state.epoch}; lower train/lr, set train/grad_clip, or add "
+                f"train/warmup_epochs"
+            )
+        val_loss = -val["elbo"]
+        if val_loss < state.best_val_loss:
+            state.best_val_loss, state.best_epoch, state.bad_epochs = val_loss, state.epoch, 0
+            best_model = copy.deepcopy(model.state_dict())
+        else:
+            state.bad_epochs += 1
+        done = state.epoch >= cfg.max_epochs or state.bad_epochs >= cfg.patience
+        metrics = {
+            "epoch": state.epoch,
+            "train_loss": train_loss,
+            "val_loss": val_loss,
+            "val_log_px_z": val["log_px_z"],
+            "val_kl": val["kl"],
+            "beta": beta,
+            "best_val_loss": state.best_val_loss,
+            "best_epoch": state.best_epoch,
+            "epoch_seconds": time.perf_counter() - start,
+            "finished": done,
+            "stop_reason": ("early_stopping" if state.bad_epochs >= cfg.patience else
+                            "max_epochs" if done else ""),
+        }
+        state.history.append({k: v for k, v in metrics.items() if k != "stop_reason"})
+        with tempfile.TemporaryDirectory(prefix="ckpt-") as tmp:
+            checkpoint.save(Path(tmp) / checkpoint.CHECKPOINT_FILE, {
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "scaler": scaler.state_dict(),
+                "train_state": asdict(state),
+                "best_model": best_model,
+                "rng": checkpoint.rng_state(),
+            })
+            if report is not None:
+                report(metrics, Path(tmp))
+    return metrics or (state.history[-1] if state.history else {})

@@ -1,0 +1,239 @@
+"""The Ray Tune glue: trial function, Optuna searcher that records pruning, Parquet writer, winners.
+
+    run_cell(cell, budget, storage, resources) -> None
+
+One cell is one Tune experiment and one Optuna study, both persisted under ``storage``:
+``ray/<cell>`` (Tune's trials and checkpoints), ``optuna/<cell>.journal`` (the study, readable by
+optuna-dashboard), ``results/`` (Parquet tables).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import platform
+from collections import defaultdict
+from pathlib import Path
+
+import optuna
+import ray
+import torch
+from optuna.trial import TrialState
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler
+from ray.tune.search.optuna import OptunaSearch
+
+import models
+import search_spaces
+from results import store
+from results.tables import winners
+from sweeps.cells import Budget, Cell
+from sweeps.provenance import provenance
+from training import checkpoint as ckpt_io
+from training.config import Config
+from training.data import load_data
+from training.evaluate import test_log_likelihood
+from training.trainer import DivergedError, fit, resolve_device
+
+METRIC, MODE = "val_loss", "min"  # per-epoch validation -ELBO: what ASHA compares
+
+
+def hardware(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{platform.node()}: {torch.cuda.get_device_name(device)}"
+    return f"{platform.node()}: cpu {platform.machine()} x{torch.get_num_threads()} threads"
+
+
+def train_trial(config: dict) -> None:
+    """One Tune trial: train a configuration, report every epoch with its checkpoint, resume."""
+    cfg = Config.from_dict(config)
+    device = resolve_device(cfg.train.device)
+    data = load_data(cfg.data, device)
+    model = models.build(cfg.family, dataclasses.asdict(cfg.model), data.x_shape)
+    where = hardware(device)
+
+    def report(metrics: dict, ckpt_dir: Path) -> None:
+        tune.report({**metrics, "hardware": where},
+                    checkpoint=tune.Checkpoint.from_directory(str(ckpt_dir)))
+
+    previous = tune.get_checkpoint()
+    try:
+        if previous is None:
+            fit(model, data, cfg.train, report=report)
+        else:  # a retried trial (lost node, driver restart) continues from its last epoch
+            with previous.as_directory() as d:
+                fit(model, data, cfg.train, report=report, resume=Path(d))
+    except DivergedError as e:
+        # Reported, not raised: retrying a deterministic divergence would only repeat it.
+        tune.report({METRIC: math.inf, "diverged": str(e), "finished": False})
+
+
+class PruneAwareOptunaSearch(OptunaSearch):
+    """OptunaSearch that tells Optuna the truth about how each trial ended.
+
+    Stock OptunaSearch marks a trial that ASHA stopped as COMPLETE with its partial-budget score.
+    Here a trial is COMPLETE only if it reported ``finished`` (its own max_epochs or early
+    stopping), with its best validation loss as the value; a trial stopped by the scheduler is
+    PRUNED and keeps its intermediate values; an errored or diverged trial is FAIL.
+    """
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if math.isfinite(result.get(self.metric, math.nan)):
+            super().on_trial_result(trial_id, result)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
+        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            return
+        result = result or {}
+        if error or "diverged" in result:
+            state, value = TrialState.FAIL, None
+        elif result.get("finished"):
+            state, value = TrialState.COMPLETE, result["best_val_loss"]
+        else:
+            state, value = TrialState.PRUNED, None
+        self._ot_study.tell(self._ot_trials[trial_id], value, state=state)
+        self._completed_trials.add(trial_id)
+
+
+def trial_status(last: dict, error: Exception | None) -> tuple[str, str]:
+    """(status, reason) of a finished trial from its last result."""
+    if error is not None:
+        lines = [ln for ln in str(error).strip().splitlines() if ln.strip()]
+        return "errored", (lines[-1] if lines else type(error).__name__)[:2000]
+    if "diverged" in last:
+        return "errored", last["diverged"]
+    if last.get("finished"):
+        return "completed", last.get("stop_reason", "")
+    return "pruned", f"stopped by the scheduler after epoch {last.get('epoch', 0)}"
+
+
+class ParquetWriter(tune.Callback):
+    """Writes each trial's row and learning curve to the Parquet store as the trial ends."""
+
+    def __init__(self, storage: str, cell: Cell, gpus_per_trial: float):
+        self.storage, self.cell, self.gpus = storage, cell, gpus_per_trial
+        self.provenance = provenance()
+        self._curves: dict[str, list[dict]] = defaultdict(list)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if "epoch" in result and "diverged" not in result:
+            row = {k: result[k] for k in ("epoch", "train_loss", "val_loss", "val_log_px_z",
+                                          "val_kl", "beta", "epoch_seconds")}
+            self._curves[trial.trial_id].append(row)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._write(trial, None)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._write(trial, trial.get_error() or RuntimeError("trial failed"))
+
+    def _write(self, trial, error: Exception | None) -> None:
+        last = trial.last_result or {}
+        status, reason = trial_status(last, error)
+        cfg = Config.from_dict(trial.config)
+        ckpt = trial.checkpoint
+        wall = float(last.get("time_total_s", 0.0))
+        c = self.cell
+        row = {
+            "sweep": c.name, "paper": c.paper, "family": c.family, "dataset": c.dataset,
+            "likelihood": c.likelihood, "variant": c.variant, "trial_id": trial.trial_id,
+            "status": status, "reason": reason,
+            "best_val_loss": last.get("best_val_loss", math.nan) if status == "completed"
+            else min((r["val_loss"] for r in self._curves[trial.trial_id]), default=math.nan),
+            "best_epoch": last.get("best_epoch", -1), "epochs": last.get("epoch", 0),
+            "wall_seconds": wall, "gpu_seconds": wall * self.gpus, "seed": cfg.train.seed,
+            "hardware": last.get("hardware", ""),
+            "checkpoint_path": ckpt_uri(ckpt) if ckpt is not None else "",
+            **self.provenance,
+            **{f"config/{k}": v for k, v in cfg.flat().items()},
+        }
+        store.write(self.storage, "trials", c.name, trial.trial_id, [row])
+        curves = [{"sweep": c.name, "trial_id": trial.trial_id, **r}
+                  for r in self._curves.pop(trial.trial_id, [])]
+        if curves:
+            store.write(self.storage, "curves", c.name, trial.trial_id, curves)
+
+
+def ckpt_uri(ckpt: tune.Checkpoint) -> str:
+    kind = ckpt.filesystem.type_name
+    return ckpt.path if kind == "local" else f"{kind}://{ckpt.path}"
+
+
+def optuna_storage(storage: str, cell: Cell) -> optuna.storages.BaseStorage:
+    """The study's storage: an RDB URL as given, else a journal file beside the results."""
+    if storage.startswith(("postgresql", "mysql", "sqlite")):
+        return optuna.storages.RDBStorage(storage)
+    path = Path(storage).expanduser().resolve() / "optuna" / f"{cell.name}.journal"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+
+
+def run_cell(cell: Cell, budget: Budget, storage: str, resources: dict, seed: int = 0,
+             resume: bool = False, study_storage: str | None = None) -> tune.ResultGrid:
+    """Search one cell with Optuna (TPE) under ASHA; trials and curves land in Parquet."""
+    searcher = PruneAwareOptunaSearch(
+        space=search_spaces.space_for(cell.family), metric=METRIC, mode=MODE,
+        sampler=optuna.samplers.TPESampler(seed=seed), study_name=cell.name,
+        storage=optuna_storage(study_storage or storage, cell),
+    )
+    scheduler = ASHAScheduler(time_attr="epoch", max_t=budget.max_epochs,
+                              grace_period=budget.grace_epochs,
+                              reduction_factor=budget.reduction_factor)
+    trainable = tune.with_resources(train_trial, resources)
+    ray_dir = str(Path(storage).expanduser().resolve() / "ray")
+    experiment = f"{ray_dir}/{cell.name}"
+    if resume and tune.Tuner.can_restore(experiment):
+        tuner = tune.Tuner.restore(experiment, trainable, resume_errored=False)
+    else:
+        tuner = tune.Tuner(
+            trainable,
+            param_space=nested(cell.base_config(budget)),
+            tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, metric=METRIC,
+                                        mode=MODE, num_samples=budget.trials),
+            run_config=tune.RunConfig(
+                name=cell.name, storage_path=ray_dir,
+                failure_config=tune.FailureConfig(max_failures=2),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                callbacks=[ParquetWriter(storage, cell, resources.get("gpu", 0))],
+                verbose=1,
+            ),
+        )
+    return tuner.fit()
+
+
+def nested(flat: dict) -> dict:
+    from training.config import unflatten
+
+    return unflatten(flat)
+
+
+@ray.remote
+def _evaluate(ckpt_path: str, config: dict, k: int, seed: int) -> dict:
+    cfg = Config.from_dict(config)
+    device = resolve_device(cfg.train.device)
+    data = load_data(cfg.data, device)
+    model = models.build(cfg.family, dataclasses.asdict(cfg.model), data.x_shape).to(device)
+    with tune.Checkpoint(ckpt_path).as_directory() as d:
+        model.load_state_dict(ckpt_io.load(d, device)["best_model"])
+    return test_log_likelihood(model, data.test, k, seed=seed)
+
+
+def evaluate_winner(cell: Cell, budget: Budget, storage: str, resources: dict) -> list[dict]:
+    """Test log-likelihood of the cell's best-by-validation trial, once per evaluation seed."""
+    best = winners(store.load(storage, "trials", sweep=cell.name), cell.paper)
+    if best.empty:
+        print(f"[{cell.name}] no completed trial: nothing to evaluate")
+        return []
+    w = best.iloc[0]
+    config = {k.removeprefix("config/"): v for k, v in w.items() if k.startswith("config/")}
+    config = {k: (v.item() if hasattr(v, "item") else v) for k, v in config.items()}
+    done = store.load(storage, "evaluations", sweep=cell.name)
+    seeds = [s for s in range(budget.eval_seeds) if done.empty or not
+             ((done["trial_id"] == w["trial_id"]) & (done["seed"] == s) & (done["k"] == budget.eval_k)).any()]
+    task = _evaluate.options(num_cpus=resources.get("cpu", 1), num_gpus=resources.get("gpu", 0))
+    outs = ray.get([task.remote(w["checkpoint_path"], config, budget.eval_k, s) for s in seeds])
+    rows = [{"sweep": cell.name, "trial_id": w["trial_id"], "seed": s, **o, **provenance()}
+            for s, o in zip(seeds, outs, strict=True)]
+    for r in rows:
+        store.write(storage, "evaluations", cell.name, f"{w['trial_id']}-seed{r['seed']}", [r])
+    return rows

@@ -1,6 +1,6 @@
 """Model families: pure torch, built from their own config and the data shape only.
 
-    model = models.build("vae", {"latent_dim": 50}, x_shape=(1, 28, 28))
+model = models.build("vae", {"latent_dim": 50}, x_shape=(1, 28, 28))
 """
 
 from __future__ import annotations
@@ -30,5 +30,7 @@ def build(family: str, model_config: dict, x_shape: tuple[int, ...]) -> nn.Modul
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(model_config) - names)
     if unknown:
-        raise ValueError(f"unknown config keys for family {family!r}: {unknown}; known: {sorted(names)}")
+        raise ValueError(
+            f"unknown config keys for family {family!r}: {unknown}; known: {sorted(names)}"
+        )
     return REGISTRY[family](cls(**model_config), tuple(x_shape))

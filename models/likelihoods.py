@@ -48,7 +48,7 @@ class BernoulliImage(_FlatImageDistribution):
     def mean(self) -> Tensor:
         return self._image(torch.sigmoid(self.logits))
 
-    def sample(self, sample_shape=torch.Size()) -> Tensor:
+    def sample(self, sample_shape: tuple[int, ...] = ()) -> Tensor:
         probs = torch.sigmoid(self.logits).expand(*sample_shape, *self.logits.shape)
         return self._image(torch.bernoulli(probs))
 
@@ -71,7 +71,7 @@ class GaussianImage(_FlatImageDistribution):
     def mean(self) -> Tensor:
         return self._image(self.loc)
 
-    def sample(self, sample_shape=torch.Size()) -> Tensor:
+    def sample(self, sample_shape: tuple[int, ...] = ()) -> Tensor:
         loc = self.loc.expand(*sample_shape, *self.loc.shape)
         return self._image(loc + torch.exp(0.5 * self.log_var) * torch.randn_like(loc))
 

@@ -25,9 +25,9 @@ class VAEConfig:
     hidden_dim: int = 500
     """Width of each of the 2 hidden ReLU layers of encoder and decoder (VLAE paper: 500)."""
     likelihood: str = "gaussian"
-    """p(x|z): 'gaussian' (one learned variance; continuous data) or 'bernoulli' (binarised data)."""
+    """p(x|z): 'gaussian' (one learned variance; continuous data) or 'bernoulli' (binary)."""
     analytic_kl: bool = True
-    """Closed-form KL(q||p); False uses the single-sample Monte-Carlo KL of the VLAE authors' code."""
+    """Closed-form KL(q||p); False: the single-sample Monte-Carlo KL of the VLAE code."""
 
     def __post_init__(self):
         if self.latent_dim < 1 or self.hidden_dim < 1:

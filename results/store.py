@@ -21,7 +21,11 @@ import pyarrow.parquet as pq
 SCHEMA_VERSION = 1
 TABLES = ("trials", "curves", "evaluations")
 # Rows that describe the same thing; when a part was re-written, the newest row wins.
-KEYS = {"trials": ["trial_id"], "curves": ["trial_id", "epoch"], "evaluations": ["trial_id", "seed"]}
+KEYS = {
+    "trials": ["trial_id"],
+    "curves": ["trial_id", "epoch"],
+    "evaluations": ["trial_id", "seed"],
+}
 
 
 class StorageError(RuntimeError):
@@ -89,8 +93,9 @@ def load(storage: str, table: str, sweep: str | None = None) -> pd.DataFrame:
     fs, root = filesystem(storage)
     base = f"{root}/results/{table}" + (f"/{_safe(sweep)}" if sweep else "")
     infos = fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
-    paths = sorted(i.path for i in infos if i.path.endswith(".parquet")
-                   and not i.base_name.startswith("."))
+    paths = sorted(
+        i.path for i in infos if i.path.endswith(".parquet") and not i.base_name.startswith(".")
+    )
     if not paths:
         return pd.DataFrame()
     frames = []
@@ -100,6 +105,8 @@ def load(storage: str, table: str, sweep: str | None = None) -> pd.DataFrame:
         except (OSError, pa.ArrowException) as e:
             raise StorageError(f"corrupt Parquet file {p} ({e}); delete it and re-run") from None
     df = pd.concat(frames, ignore_index=True)
-    return (df.sort_values("written_at", kind="stable")
-              .drop_duplicates(KEYS[table], keep="last")
-              .reset_index(drop=True))
+    return (
+        df.sort_values("written_at", kind="stable")
+        .drop_duplicates(KEYS[table], keep="last")
+        .reset_index(drop=True)
+    )

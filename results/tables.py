@@ -29,25 +29,32 @@ def our_numbers(storage: str, table: PaperTable) -> pd.DataFrame:
     if best.empty:
         return pd.DataFrame(columns=cols)
     evals = store.load(storage, "evaluations")
-    stats = (evals.groupby("trial_id")["test_log_likelihood"].agg(["mean", "std", "count"])
-             .rename(columns={"count": "n"}) if not evals.empty
-             else pd.DataFrame(columns=["mean", "std", "n"]))
+    stats = (
+        evals.groupby("trial_id")["test_log_likelihood"]
+        .agg(["mean", "std", "count"])
+        .rename(columns={"count": "n"})
+        if not evals.empty
+        else pd.DataFrame(columns=["mean", "std", "n"])
+    )
     ks = evals.groupby("trial_id")["k"].max() if not evals.empty else pd.Series(dtype=float)
     rows = []
     for _, t in best.iterrows():
-        label = table.datasets.get((t["dataset"], t["likelihood"]),
-                                   f"{t['dataset']} ({t['likelihood']})")
+        label = table.datasets.get(
+            (t["dataset"], t["likelihood"]), f"{t['dataset']} ({t['likelihood']})"
+        )
         s = stats.loc[t["trial_id"]] if t["trial_id"] in stats.index else None
-        rows.append({
-            "model": table.models.get(t["family"], t["family"]),
-            "variant": t["variant"],
-            "dataset_label": label,
-            "mean": None if s is None else s["mean"],
-            "std": None if s is None else s["std"],
-            "n": 0 if s is None else int(s["n"]),
-            "k": None if s is None else int(ks[t["trial_id"]]),
-            "trial_id": t["trial_id"],
-        })
+        rows.append(
+            {
+                "model": table.models.get(t["family"], t["family"]),
+                "variant": t["variant"],
+                "dataset_label": label,
+                "mean": None if s is None else s["mean"],
+                "std": None if s is None else s["std"],
+                "n": 0 if s is None else int(s["n"]),
+                "k": None if s is None else int(ks[t["trial_id"]]),
+                "trial_id": t["trial_id"],
+            }
+        )
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -56,8 +63,10 @@ def reference_numbers(table: PaperTable) -> pd.DataFrame:
     ref = ref[(ref["paper"] == table.paper) & ref["metric"].str.startswith(table.metric_prefix)]
     if table.reference_tables:
         ref = ref[ref["table"].isin(table.reference_tables)]
-    ref = ref.assign(text=[format_reference(r, table.digits) for _, r in ref.iterrows()],
-                     trust=[trust(r) for _, r in ref.iterrows()])
+    ref = ref.assign(
+        text=[format_reference(r, table.digits) for _, r in ref.iterrows()],
+        trust=[trust(r) for _, r in ref.iterrows()],
+    )
     return ref.rename(columns={"dataset": "dataset_label"})
 
 
@@ -72,39 +81,66 @@ def build_table(storage: str, table: PaperTable) -> tuple[pd.DataFrame, list[str
     """The wide table (rows: model, variant; two columns per dataset) and its footnotes."""
     ours, ref = our_numbers(storage, table), reference_numbers(table)
     datasets = list(dict.fromkeys([*ours["dataset_label"], *ref["dataset_label"]]))
-    keys = list(dict.fromkeys(zip([*ref["model"], *ours["model"]],
-                                  [*ref["variant"], *ours["variant"]], strict=True)))
+    keys = list(
+        dict.fromkeys(
+            zip([*ref["model"], *ours["model"]], [*ref["variant"], *ours["variant"]], strict=True)
+        )
+    )
     models = dict.fromkeys([*table.models.values(), *ref["model"], *ours["model"]])
     order = {m: i for i, m in enumerate(models)}
     keys.sort(key=lambda mv: (order[mv[0]], mv[1]))
     out = pd.DataFrame({"Model": [m for m, _ in keys], "Variant": [v for _, v in keys]})
     for ds in datasets:
-        for who, frame, fmt in (("ours", ours, lambda r: format_ours(r, table.digits)),
-                                ("paper", ref, lambda r: r["text"])):
-            cells = {(r["model"], r["variant"]): fmt(r)
-                     for _, r in frame[frame["dataset_label"] == ds].iterrows()}
+        for who, frame, fmt in (
+            ("ours", ours, lambda r: format_ours(r, table.digits)),
+            ("paper", ref, lambda r: r["text"]),
+        ):
+            cells = {
+                (r["model"], r["variant"]): fmt(r)
+                for _, r in frame[frame["dataset_label"] == ds].iterrows()
+            }
             out[f"{ds}: {who}"] = [cells.get(k, "–") for k in keys]
     notes = [f"† {s}" for s in dict.fromkeys(ref.loc[ref["trust"] == "reference", "source"])]
-    notes.insert(0, "ours: best-by-validation configuration per cell; test log-likelihood mean ± "
-                    "std over evaluation seeds (n) with k importance samples.")
+    notes.insert(
+        0,
+        "ours: best-by-validation configuration per cell; test log-likelihood mean ± "
+        "std over evaluation seeds (n) with k importance samples.",
+    )
     return out, notes
+
+
+LATEX_ESCAPES = {"&": r"\&", "%": r"\%", "_": r"\_", "±": r"$\pm$", "†": r"$^\dagger$", "–": "--"}
+
+
+def latex_escape(text) -> str:
+    text = str(text)
+    for char, escaped in LATEX_ESCAPES.items():
+        text = text.replace(char, escaped)
+    return text
 
 
 def render(df: pd.DataFrame, notes: list[str], title: str, fmt: str) -> str:
     if fmt == "csv":
         return df.to_csv(index=False)
     if fmt == "md":
-        lines = [f"### {title}", "", "| " + " | ".join(df.columns) + " |",
-                 "|" + "---|" * len(df.columns)]
+        lines = [
+            f"### {title}",
+            "",
+            "| " + " | ".join(df.columns) + " |",
+            "|" + "---|" * len(df.columns),
+        ]
         lines += ["| " + " | ".join(map(str, r)) + " |" for r in df.itertuples(index=False)]
         return "\n".join(lines + [""] + [f"- {n}" for n in notes]) + "\n"
     if fmt == "latex":
-        esc = lambda s: (str(s).replace("&", r"\&").replace("%", r"\%").replace("_", r"\_")  # noqa: E731
-                         .replace("±", r"$\pm$").replace("†", r"$^\dagger$").replace("–", "--"))
-        lines = [r"\begin{table}", rf"\caption{{{esc(title)}}}",
-                 r"\begin{tabular}{" + "l" * len(df.columns) + "}", r"\toprule",
-                 " & ".join(map(esc, df.columns)) + r" \\", r"\midrule"]
-        lines += [" & ".join(map(esc, r)) + r" \\" for r in df.itertuples(index=False)]
+        lines = [
+            r"\begin{table}",
+            rf"\caption{{{latex_escape(title)}}}",
+            r"\begin{tabular}{" + "l" * len(df.columns) + "}",
+            r"\toprule",
+            " & ".join(map(latex_escape, df.columns)) + r" \\",
+            r"\midrule",
+        ]
+        lines += [" & ".join(map(latex_escape, r)) + r" \\" for r in df.itertuples(index=False)]
         lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
         return "\n".join(lines + [f"% {n}" for n in notes]) + "\n"
     raise ValueError(f"unknown format {fmt!r}; choose md, latex or csv")

@@ -28,7 +28,7 @@ class Cell:
         return "-".join(parts)
 
     def base_config(self, budget: Budget) -> dict:
-        """The fixed part of every trial's config in this cell (the searched part comes from Optuna)."""
+        """The fixed part of every trial's config in this cell (Optuna samples the rest)."""
         return {
             "family": self.family,
             "data/dataset": self.dataset,

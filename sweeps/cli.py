@@ -10,6 +10,7 @@ cell's winner on the test set, and prints the paper's table.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 
@@ -20,6 +21,7 @@ from results.papers import paper_table
 from results.tables import build_table, render
 from sweeps.cells import Budget, Cell
 from sweeps.tune_glue import evaluate_winner, run_cell
+from training.config import ConfigError, parse_override
 from training.data import DatasetError, read_images
 
 
@@ -29,6 +31,8 @@ def connect(address: str | None) -> None:
     A `ray_current_cluster` file left by a dead `ray start` would make a bare ray.init() try to
     attach to it, so "running" means a live GCS process is found, else we force a local start.
     """
+    if ray.is_initialized():
+        return
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
         try:
@@ -41,25 +45,54 @@ def connect(address: str | None) -> None:
     ray.init(address="auto" if find_gcs_addresses() else "local")
 
 
-def parse_args(argv, paper: str, cells: list[Cell], budgets: dict[str, Budget],
-               default_datasets: dict[str, list[str]]) -> argparse.Namespace:
+def parse_args(
+    argv,
+    paper: str,
+    cells: list[Cell],
+    budgets: dict[str, Budget],
+    default_datasets: dict[str, list[str]],
+) -> argparse.Namespace:
     datasets = sorted({c.dataset for c in cells})
-    p = argparse.ArgumentParser(prog=f"sweeps/{paper}.py", description=f"The {paper} paper's sweep.")
+    p = argparse.ArgumentParser(
+        prog=f"sweeps/{paper}.py", description=f"The {paper} paper's sweep."
+    )
     p.add_argument("--budget", choices=sorted(budgets), default="smoke")
-    p.add_argument("--storage", default="sweep-results",
-                   help="where Tune runs, the Optuna studies and the Parquet tables go "
-                        "(local path, NFS path, or s3:// / gs:// URI)")
-    p.add_argument("--datasets", nargs="+", choices=datasets, default=None,
-                   help="cells to run, by dataset (default: per budget, smoke runs fashion_mnist)")
+    p.add_argument(
+        "--storage",
+        default="sweep-results",
+        help="where Tune runs, the Optuna studies and the Parquet tables go "
+        "(local path, NFS path, or s3:// / gs:// URI)",
+    )
+    p.add_argument(
+        "--datasets",
+        nargs="+",
+        choices=datasets,
+        default=None,
+        help="cells to run, by dataset (default: per budget, smoke runs fashion_mnist)",
+    )
     p.add_argument("--families", nargs="+", default=None, help="cells to run, by family")
     p.add_argument("--address", default=None, help="Ray cluster address (default: auto-detect)")
     p.add_argument("--cpus-per-trial", type=float, default=1.0)
-    p.add_argument("--gpus-per-trial", type=float, default=None,
-                   help="GPUs per trial; fractions pack trials on one GPU (default: 1 if the "
-                        "cluster has GPUs, else 0)")
+    p.add_argument(
+        "--gpus-per-trial",
+        type=float,
+        default=None,
+        help="GPUs per trial; fractions pack trials on one GPU (default: 1 if the "
+        "cluster has GPUs, else 0)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="fix a config key in every trial, e.g. data/root=/data (repeatable)",
+    )
     p.add_argument("--trials", type=int, default=None, help="override the budget's trial count")
-    p.add_argument("--study-storage", default=None,
-                   help="Optuna storage URL (postgresql://...) for a cluster; default: journal file")
+    p.add_argument(
+        "--study-storage",
+        default=None,
+        help="Optuna storage URL (postgresql://...) for a cluster; default: journal file",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the Optuna sampler")
     p.add_argument("--resume", action="store_true", help="continue an interrupted sweep")
     args = p.parse_args(argv)
@@ -67,17 +100,33 @@ def parse_args(argv, paper: str, cells: list[Cell], budgets: dict[str, Budget],
     return args
 
 
-def main(paper: str, cells: list[Cell], budgets: dict[str, Budget],
-         default_datasets: dict[str, list[str]], argv: list[str] | None = None) -> int:
+def main(
+    paper: str,
+    cells: list[Cell],
+    budgets: dict[str, Budget],
+    default_datasets: dict[str, list[str]],
+    argv: list[str] | None = None,
+) -> int:
     args = parse_args(argv, paper, cells, budgets, default_datasets)
     budget = budgets[args.budget]
-    if args.trials is not None:
-        budget = Budget(**{**budget.__dict__, "trials": args.trials})
-    chosen = [c for c in cells if c.dataset in args.datasets
-              and (args.families is None or c.family in args.families)]
+    try:
+        fixed = dict(parse_override(item) for item in args.set)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    budget = dataclasses.replace(
+        budget, trials=args.trials or budget.trials, fixed={**budget.fixed, **fixed}
+    )
+    chosen = [
+        c
+        for c in cells
+        if c.dataset in args.datasets and (args.families is None or c.family in args.families)
+    ]
     if not chosen:
-        print(f"error: no cell matches --datasets {args.datasets} --families {args.families}",
-              file=sys.stderr)
+        print(
+            f"error: no cell matches --datasets {args.datasets} --families {args.families}",
+            file=sys.stderr,
+        )
         return 2
     try:
         store.check_writable(args.storage)
@@ -88,7 +137,7 @@ def main(paper: str, cells: list[Cell], budgets: dict[str, Budget],
     if local:  # fail before any trial starts; on a cluster the workers fetch their own data
         for ds in sorted({c.dataset for c in chosen}):
             try:
-                read_images(ds)
+                read_images(ds, fixed.get("data/root", ""))
             except DatasetError as e:
                 print(f"error: {e}", file=sys.stderr)
                 return 2
@@ -99,11 +148,20 @@ def main(paper: str, cells: list[Cell], budgets: dict[str, Budget],
     resources = {"cpu": args.cpus_per_trial, "gpu": gpus}
     for cell in chosen:
         print(f"== {cell.name}: {budget.trials} trials, up to {budget.max_epochs} epochs")
-        run_cell(cell, budget, args.storage, resources, seed=args.seed, resume=args.resume,
-                 study_storage=args.study_storage)
+        run_cell(
+            cell,
+            budget,
+            args.storage,
+            resources,
+            seed=args.seed,
+            resume=args.resume,
+            study_storage=args.study_storage,
+        )
         for row in evaluate_winner(cell, budget, args.storage, resources):
-            print(f"   test log-likelihood (k={row['k']}, seed {row['seed']}): "
-                  f"{row['test_log_likelihood']:.2f}")
+            print(
+                f"   test log-likelihood (k={row['k']}, seed {row['seed']}): "
+                f"{row['test_log_likelihood']:.2f}"
+            )
     table = paper_table(paper)
     df, notes = build_table(args.storage, table)
     print(render(df, notes, table.title, "md"))

@@ -53,8 +53,9 @@ def train_trial(config: dict) -> None:
     where = hardware(device)
 
     def report(metrics: dict, ckpt_dir: Path) -> None:
-        tune.report({**metrics, "hardware": where},
-                    checkpoint=tune.Checkpoint.from_directory(str(ckpt_dir)))
+        tune.report(
+            {**metrics, "hardware": where}, checkpoint=tune.Checkpoint.from_directory(str(ckpt_dir))
+        )
 
     previous = tune.get_checkpoint()
     try:
@@ -77,14 +78,24 @@ class PruneAwareOptunaSearch(OptunaSearch):
     PRUNED and keeps its intermediate values; an errored or diverged trial is FAIL.
     """
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._reported: dict[str, set] = defaultdict(set)  # epochs already told to Optuna
+
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        if math.isfinite(result.get(self.metric, math.nan)):
-            super().on_trial_result(trial_id, result)
+        value, epoch = result.get(self.metric, math.nan), result.get("epoch")
+        reported = self._reported[trial_id]
+        if trial_id in self._ot_trials and epoch is not None and math.isfinite(value):
+            if epoch not in reported:  # the epoch, not Tune's iteration count, is the step
+                self._ot_trials[trial_id].report(value, epoch)
+                reported.add(epoch)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return
         result = result or {}
+        # Tune hands the final result (the one the scheduler stopped on) only to this method.
+        self.on_trial_result(trial_id, result)
         if error or "diverged" in result:
             state, value = TrialState.FAIL, None
         elif result.get("finished"):
@@ -117,8 +128,18 @@ class ParquetWriter(tune.Callback):
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         if "epoch" in result and "diverged" not in result:
-            row = {k: result[k] for k in ("epoch", "train_loss", "val_loss", "val_log_px_z",
-                                          "val_kl", "beta", "epoch_seconds")}
+            row = {
+                k: result[k]
+                for k in (
+                    "epoch",
+                    "train_loss",
+                    "val_loss",
+                    "val_log_px_z",
+                    "val_kl",
+                    "beta",
+                    "epoch_seconds",
+                )
+            }
             self._curves[trial.trial_id].append(row)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
@@ -135,21 +156,33 @@ class ParquetWriter(tune.Callback):
         wall = float(last.get("time_total_s", 0.0))
         c = self.cell
         row = {
-            "sweep": c.name, "paper": c.paper, "family": c.family, "dataset": c.dataset,
-            "likelihood": c.likelihood, "variant": c.variant, "trial_id": trial.trial_id,
-            "status": status, "reason": reason,
-            "best_val_loss": last.get("best_val_loss", math.nan) if status == "completed"
+            "sweep": c.name,
+            "paper": c.paper,
+            "family": c.family,
+            "dataset": c.dataset,
+            "likelihood": c.likelihood,
+            "variant": c.variant,
+            "trial_id": trial.trial_id,
+            "status": status,
+            "reason": reason,
+            "best_val_loss": last.get("best_val_loss", math.nan)
+            if status == "completed"
             else min((r["val_loss"] for r in self._curves[trial.trial_id]), default=math.nan),
-            "best_epoch": last.get("best_epoch", -1), "epochs": last.get("epoch", 0),
-            "wall_seconds": wall, "gpu_seconds": wall * self.gpus, "seed": cfg.train.seed,
+            "best_epoch": last.get("best_epoch", -1),
+            "epochs": last.get("epoch", 0),
+            "wall_seconds": wall,
+            "gpu_seconds": wall * self.gpus,
+            "seed": cfg.train.seed,
             "hardware": last.get("hardware", ""),
             "checkpoint_path": ckpt_uri(ckpt) if ckpt is not None else "",
             **self.provenance,
             **{f"config/{k}": v for k, v in cfg.flat().items()},
         }
         store.write(self.storage, "trials", c.name, trial.trial_id, [row])
-        curves = [{"sweep": c.name, "trial_id": trial.trial_id, **r}
-                  for r in self._curves.pop(trial.trial_id, [])]
+        curves = [
+            {"sweep": c.name, "trial_id": trial.trial_id, **r}
+            for r in self._curves.pop(trial.trial_id, [])
+        ]
         if curves:
             store.write(self.storage, "curves", c.name, trial.trial_id, curves)
 
@@ -168,17 +201,30 @@ def optuna_storage(storage: str, cell: Cell) -> optuna.storages.BaseStorage:
     return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
 
 
-def run_cell(cell: Cell, budget: Budget, storage: str, resources: dict, seed: int = 0,
-             resume: bool = False, study_storage: str | None = None) -> tune.ResultGrid:
+def run_cell(
+    cell: Cell,
+    budget: Budget,
+    storage: str,
+    resources: dict,
+    seed: int = 0,
+    resume: bool = False,
+    study_storage: str | None = None,
+) -> tune.ResultGrid:
     """Search one cell with Optuna (TPE) under ASHA; trials and curves land in Parquet."""
     searcher = PruneAwareOptunaSearch(
-        space=search_spaces.space_for(cell.family), metric=METRIC, mode=MODE,
-        sampler=optuna.samplers.TPESampler(seed=seed), study_name=cell.name,
+        space=search_spaces.space_for(cell.family),
+        metric=METRIC,
+        mode=MODE,
+        sampler=optuna.samplers.TPESampler(seed=seed),
+        study_name=cell.name,
         storage=optuna_storage(study_storage or storage, cell),
     )
-    scheduler = ASHAScheduler(time_attr="epoch", max_t=budget.max_epochs,
-                              grace_period=budget.grace_epochs,
-                              reduction_factor=budget.reduction_factor)
+    scheduler = ASHAScheduler(
+        time_attr="epoch",
+        max_t=budget.max_epochs,
+        grace_period=budget.grace_epochs,
+        reduction_factor=budget.reduction_factor,
+    )
     trainable = tune.with_resources(train_trial, resources)
     ray_dir = str(Path(storage).expanduser().resolve() / "ray")
     experiment = f"{ray_dir}/{cell.name}"
@@ -188,10 +234,16 @@ def run_cell(cell: Cell, budget: Budget, storage: str, resources: dict, seed: in
         tuner = tune.Tuner(
             trainable,
             param_space=nested(cell.base_config(budget)),
-            tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, metric=METRIC,
-                                        mode=MODE, num_samples=budget.trials),
+            tune_config=tune.TuneConfig(
+                search_alg=searcher,
+                scheduler=scheduler,
+                metric=METRIC,
+                mode=MODE,
+                num_samples=budget.trials,
+            ),
             run_config=tune.RunConfig(
-                name=cell.name, storage_path=ray_dir,
+                name=cell.name,
+                storage_path=ray_dir,
                 failure_config=tune.FailureConfig(max_failures=2),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                 callbacks=[ParquetWriter(storage, cell, resources.get("gpu", 0))],
@@ -228,12 +280,20 @@ def evaluate_winner(cell: Cell, budget: Budget, storage: str, resources: dict) -
     config = {k.removeprefix("config/"): v for k, v in w.items() if k.startswith("config/")}
     config = {k: (v.item() if hasattr(v, "item") else v) for k, v in config.items()}
     done = store.load(storage, "evaluations", sweep=cell.name)
-    seeds = [s for s in range(budget.eval_seeds) if done.empty or not
-             ((done["trial_id"] == w["trial_id"]) & (done["seed"] == s) & (done["k"] == budget.eval_k)).any()]
+    seeds = [
+        s
+        for s in range(budget.eval_seeds)
+        if done.empty
+        or not (
+            (done["trial_id"] == w["trial_id"]) & (done["seed"] == s) & (done["k"] == budget.eval_k)
+        ).any()
+    ]
     task = _evaluate.options(num_cpus=resources.get("cpu", 1), num_gpus=resources.get("gpu", 0))
     outs = ray.get([task.remote(w["checkpoint_path"], config, budget.eval_k, s) for s in seeds])
-    rows = [{"sweep": cell.name, "trial_id": w["trial_id"], "seed": s, **o, **provenance()}
-            for s, o in zip(seeds, outs, strict=True)]
+    rows = [
+        {"sweep": cell.name, "trial_id": w["trial_id"], "seed": s, **o, **provenance()}
+        for s, o in zip(seeds, outs, strict=True)
+    ]
     for r in rows:
         store.write(storage, "evaluations", cell.name, f"{w['trial_id']}-seed{r['seed']}", [r])
     return rows

@@ -21,10 +21,24 @@ CELLS = [
 ]
 
 BUDGETS = {
-    "smoke": Budget(trials=8, max_epochs=4, grace_epochs=1, reduction_factor=2, patience=4,
-                    eval_k=100, eval_seeds=2),
-    "paper": Budget(trials=64, max_epochs=2000, grace_epochs=50, reduction_factor=3,
-                    patience=100, eval_k=5000, eval_seeds=3),
+    "smoke": Budget(
+        trials=8,
+        max_epochs=4,
+        grace_epochs=1,
+        reduction_factor=2,
+        patience=4,
+        eval_k=100,
+        eval_seeds=2,
+    ),
+    "paper": Budget(
+        trials=64,
+        max_epochs=2000,
+        grace_epochs=50,
+        reduction_factor=3,
+        patience=100,
+        eval_k=5000,
+        eval_seeds=3,
+    ),
 }
 
 DEFAULT_DATASETS = {"smoke": ["fashion_mnist"]}

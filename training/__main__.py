@@ -16,7 +16,7 @@ from pathlib import Path
 
 import models
 from training import checkpoint
-from training.config import Config, ConfigError, parse_value
+from training.config import Config, ConfigError, parse_override
 from training.data import DatasetError, load_data
 from training.evaluate import test_log_likelihood
 from training.trainer import DivergedError, fit, resolve_device
@@ -26,21 +26,30 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m training", description=__doc__.splitlines()[0])
     p.add_argument("--family", required=True, help=f"one of {sorted(models.REGISTRY)}")
     p.add_argument("--dataset", default="fashion_mnist")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="config override with a namespaced key, e.g. train/lr=1e-3 (repeatable)")
-    p.add_argument("--run-dir", type=Path, default=None,
-                   help="folder for the checkpoint (resumed from when present)")
-    p.add_argument("--test-k", type=int, default=0,
-                   help="importance samples for the test log-likelihood of the best model (0: skip)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override with a namespaced key, e.g. train/lr=1e-3 (repeatable)",
+    )
+    p.add_argument(
+        "--run-dir",
+        type=Path,
+        default=None,
+        help="folder for the checkpoint (resumed from when present)",
+    )
+    p.add_argument(
+        "--test-k",
+        type=int,
+        default=0,
+        help="importance samples for the test log-likelihood of the best model (0: skip)",
+    )
     args = p.parse_args(argv)
 
     try:
         overrides = {"family": args.family, "data/dataset": args.dataset}
-        for item in args.set:
-            key, sep, value = item.partition("=")
-            if not sep:
-                raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
-            overrides[key] = parse_value(value)
+        overrides.update(parse_override(item) for item in args.set)
         cfg = Config.from_dict(overrides)
         device = resolve_device(cfg.train.device)
         data = load_data(cfg.data, device)
@@ -53,8 +62,16 @@ def main(argv: list[str] | None = None) -> int:
     resume = ckpt_file if ckpt_file is not None and ckpt_file.is_file() else None
 
     def report(metrics: dict, ckpt_dir: Path) -> None:
-        print(json.dumps({"epoch": metrics["epoch"], "train_loss": round(metrics["train_loss"], 3),
-                          "val_loss": round(metrics["val_loss"], 3)}), file=sys.stderr)
+        print(
+            json.dumps(
+                {
+                    "epoch": metrics["epoch"],
+                    "train_loss": round(metrics["train_loss"], 3),
+                    "val_loss": round(metrics["val_loss"], 3),
+                }
+            ),
+            file=sys.stderr,
+        )
         if ckpt_file is not None:
             ckpt_file.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(ckpt_dir / checkpoint.CHECKPOINT_FILE, ckpt_file.with_suffix(".tmp"))

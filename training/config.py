@@ -1,9 +1,9 @@
 """Typed, strict, frozen run configuration.
 
 A run is ``Config(family, model, data, train)``; ``model`` is the family's own dataclass from
-``models``. ``Config.from_dict`` accepts nested dicts or flat namespaced keys (``"model/latent_dim"``),
-rejects unknown keys and ill-typed values with an error naming the key, and never fills in derived
-values: the config stored with a result is the config that ran.
+``models``. ``Config.from_dict`` accepts nested dicts or flat namespaced keys
+(``"model/latent_dim"``), rejects unknown keys and ill-typed values with an error naming the
+key, and never fills in derived values: the config stored with a result is the config that ran.
 """
 
 from __future__ import annotations
@@ -93,7 +93,9 @@ class Config:
         d = unflatten(d)
         unknown = sorted(set(d) - {"family", "model", "data", "train"})
         if unknown:
-            raise ConfigError(f"unknown config sections {unknown}; known: family, model, data, train")
+            raise ConfigError(
+                f"unknown config sections {unknown}; known: family, model, data, train"
+            )
         if "family" not in d:
             raise ConfigError(f"config needs a 'family'; known families: {sorted(models.REGISTRY)}")
         try:
@@ -181,6 +183,14 @@ def parse_value(text: str) -> Any:
         return json.loads(text)
     except json.JSONDecodeError:
         return text
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """'train/lr=1e-3' -> ("train/lr", 0.001)."""
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"expected KEY=VALUE (e.g. train/lr=1e-3), got {item!r}")
+    return key, parse_value(value)
 
 
 def unflatten(d: dict) -> dict:

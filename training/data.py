@@ -1,9 +1,9 @@
 """Datasets as on-device tensors: one tensor per split, batches are index slices.
 
-Images are read once through torchvision's own loaders (its IDX parser for MNIST-style files), turned
-into float32 [N, C, H, W] in [0, 1], split into train/validation with a seeded permutation, and moved
-to the device. Dynamic binarisation happens per training batch on the device; validation and test
-images are binarised once with a fixed seed so every evaluation sees the same images.
+Images are read once through torchvision's own loaders (its IDX parser for MNIST-style files),
+turned into float32 [N, C, H, W] in [0, 1], split into train/validation with a seeded permutation,
+and moved to the device. Dynamic binarisation happens per training batch on the device;
+validation and test images are binarised once with a fixed seed, so evaluations see the same images.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def cache_dir() -> Path:
 
 
 def candidate_roots(root: str) -> list[Path]:
-    """Where a dataset is looked for: the given root only, else $VAE_DATA_ROOT and the system dirs."""
+    """Where to look: the given root, else $VAE_DATA_ROOT, the cache, the system dirs."""
     if root:
         return [Path(root).expanduser()]
     env = os.environ.get("VAE_DATA_ROOT")
@@ -148,8 +148,11 @@ def load_data(cfg, device: torch.device | str = "cpu") -> Data:
     perm = torch.randperm(train_u8.shape[0], generator=g)
     n_val = int(round(cfg.val_fraction * train_u8.shape[0]))
     to_float = lambda u8: u8.to(torch.float32).div_(255.0)  # noqa: E731
-    train, val, test = (to_float(train_u8[perm[n_val:]]), to_float(train_u8[perm[:n_val]]),
-                        to_float(test_u8))
+    train, val, test = (
+        to_float(train_u8[perm[n_val:]]),
+        to_float(train_u8[perm[:n_val]]),
+        to_float(test_u8),
+    )
     pixel_mean = None
     if cfg.binarize:  # fixed binarisation of the evaluation images (reference: switch 17)
         val, test = (torch.bernoulli(s, generator=g) for s in (val, test))
@@ -157,5 +160,10 @@ def load_data(cfg, device: torch.device | str = "cpu") -> Data:
         pixel_mean = train.mean(0, keepdim=True)
         train, val, test = train - pixel_mean, val - pixel_mean, test - pixel_mean
     move = lambda t: t.to(device)  # noqa: E731
-    return Data(move(train), move(val), move(test), cfg.binarize,
-                None if pixel_mean is None else move(pixel_mean))
+    return Data(
+        move(train),
+        move(val),
+        move(test),
+        cfg.binarize,
+        None if pixel_mean is None else move(pixel_mean),
+    )

@@ -37,7 +37,9 @@ def test_log_likelihood(
     torch.manual_seed(seed)
     start = time.perf_counter()
     batch = max(1, max_rows // k)
-    parts = [model.log_likelihood(x[i : i + batch], k, max_rows) for i in range(0, x.shape[0], batch)]
+    parts = [
+        model.log_likelihood(x[i : i + batch], k, max_rows) for i in range(0, x.shape[0], batch)
+    ]
     ll = torch.cat(parts).double()
     model.train()
     return {

@@ -44,7 +44,9 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"train/device={name} but no CUDA device is visible; use 'cpu' or 'auto'")
+        raise RuntimeError(
+            f"train/device={name} but no CUDA device is visible; use 'cpu' or 'auto'"
+        )
     return torch.device(name)
 
 
@@ -129,19 +131,27 @@ def fit(model, data: Data, cfg, report: Report | None = None, resume: Path | Non
             "best_epoch": state.best_epoch,
             "epoch_seconds": time.perf_counter() - start,
             "finished": done,
-            "stop_reason": ("early_stopping" if state.bad_epochs >= cfg.patience else
-                            "max_epochs" if done else ""),
+            "stop_reason": (
+                "early_stopping"
+                if state.bad_epochs >= cfg.patience
+                else "max_epochs"
+                if done
+                else ""
+            ),
         }
         state.history.append({k: v for k, v in metrics.items() if k != "stop_reason"})
         with tempfile.TemporaryDirectory(prefix="ckpt-") as tmp:
-            checkpoint.save(Path(tmp) / checkpoint.CHECKPOINT_FILE, {
-                "model": model.state_dict(),
-                "optimizer": opt.state_dict(),
-                "scaler": scaler.state_dict(),
-                "train_state": asdict(state),
-                "best_model": best_model,
-                "rng": checkpoint.rng_state(),
-            })
+            checkpoint.save(
+                Path(tmp) / checkpoint.CHECKPOINT_FILE,
+                {
+                    "model": model.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "scaler": scaler.state_dict(),
+                    "train_state": asdict(state),
+                    "best_model": best_model,
+                    "rng": checkpoint.rng_state(),
+                },
+            )
             if report is not None:
                 report(metrics, Path(tmp))
     return metrics or (state.history[-1] if state.history else {})

@@ -9,7 +9,7 @@ optuna-dashboard), ``results/`` (Parquet tables).
 
 from __future__ import annotations
 
-import dataclasses
+import json
 import math
 import platform
 from collections import defaultdict
@@ -23,17 +23,16 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
-import models
 import search_spaces
 from results import store
 from results.tables import winners
 from sweeps.cells import Budget, Cell
 from sweeps.provenance import provenance
 from training import checkpoint as ckpt_io
-from training.config import Config
+from training.config import Config, flatten, unflatten
 from training.data import load_data
-from training.evaluate import test_log_likelihood
-from training.trainer import DivergedError, fit, resolve_device
+from training.evaluate import estimate_log_likelihood
+from training.trainer import DivergedError, build_model, fit, resolve_device
 
 METRIC, MODE = "val_loss", "min"  # per-epoch validation -ELBO: what ASHA compares
 
@@ -49,7 +48,7 @@ def train_trial(config: dict) -> None:
     cfg = Config.from_dict(config)
     device = resolve_device(cfg.train.device)
     data = load_data(cfg.data, device)
-    model = models.build(cfg.family, dataclasses.asdict(cfg.model), data.x_shape)
+    model = build_model(cfg, data.x_shape)
     where = hardware(device)
 
     def report(metrics: dict, ckpt_dir: Path) -> None:
@@ -151,7 +150,10 @@ class ParquetWriter(tune.Callback):
     def _write(self, trial, error: Exception | None) -> None:
         last = trial.last_result or {}
         status, reason = trial_status(last, error)
-        cfg = Config.from_dict(trial.config)
+        try:  # the full config with its defaults, as it ran
+            config = Config.from_dict(trial.config).flat()
+        except ValueError:  # the trial failed on its own config: record what it was given
+            config = flatten(trial.config)
         ckpt = trial.checkpoint
         wall = float(last.get("time_total_s", 0.0))
         c = self.cell
@@ -172,11 +174,12 @@ class ParquetWriter(tune.Callback):
             "epochs": last.get("epoch", 0),
             "wall_seconds": wall,
             "gpu_seconds": wall * self.gpus,
-            "seed": cfg.train.seed,
+            "seed": config.get("train/seed", 0),
             "hardware": last.get("hardware", ""),
             "checkpoint_path": ckpt_uri(ckpt) if ckpt is not None else "",
             **self.provenance,
-            **{f"config/{k}": v for k, v in cfg.flat().items()},
+            "config_json": json.dumps(config, sort_keys=True),  # exact; columns below may widen
+            **{f"config/{k}": v for k, v in config.items()},
         }
         store.write(self.storage, "trials", c.name, trial.trial_id, [row])
         curves = [
@@ -233,7 +236,7 @@ def run_cell(
     else:
         tuner = tune.Tuner(
             trainable,
-            param_space=nested(cell.base_config(budget)),
+            param_space=unflatten(cell.base_config(budget)),
             tune_config=tune.TuneConfig(
                 search_alg=searcher,
                 scheduler=scheduler,
@@ -253,21 +256,15 @@ def run_cell(
     return tuner.fit()
 
 
-def nested(flat: dict) -> dict:
-    from training.config import unflatten
-
-    return unflatten(flat)
-
-
 @ray.remote
 def _evaluate(ckpt_path: str, config: dict, k: int, seed: int) -> dict:
     cfg = Config.from_dict(config)
     device = resolve_device(cfg.train.device)
     data = load_data(cfg.data, device)
-    model = models.build(cfg.family, dataclasses.asdict(cfg.model), data.x_shape).to(device)
+    model = build_model(cfg, data.x_shape).to(device)
     with tune.Checkpoint(ckpt_path).as_directory() as d:
         model.load_state_dict(ckpt_io.load(d, device)["best_model"])
-    return test_log_likelihood(model, data.test, k, seed=seed)
+    return estimate_log_likelihood(model, data.test, k, seed=seed)
 
 
 def evaluate_winner(cell: Cell, budget: Budget, storage: str, resources: dict) -> list[dict]:
@@ -277,8 +274,7 @@ def evaluate_winner(cell: Cell, budget: Budget, storage: str, resources: dict) -
         print(f"[{cell.name}] no completed trial: nothing to evaluate")
         return []
     w = best.iloc[0]
-    config = {k.removeprefix("config/"): v for k, v in w.items() if k.startswith("config/")}
-    config = {k: (v.item() if hasattr(v, "item") else v) for k, v in config.items()}
+    config = json.loads(w["config_json"])
     done = store.load(storage, "evaluations", sweep=cell.name)
     seeds = [
         s

@@ -18,8 +18,8 @@ import models
 from training import checkpoint
 from training.config import Config, ConfigError, parse_override
 from training.data import DatasetError, load_data
-from training.evaluate import test_log_likelihood
-from training.trainer import DivergedError, fit, resolve_device
+from training.evaluate import estimate_log_likelihood
+from training.trainer import DivergedError, build_model, fit, resolve_device
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
-    model = models.build(cfg.family, vars_of(cfg.model), data.x_shape)
+    model = build_model(cfg, data.x_shape)
     ckpt_file = args.run_dir / checkpoint.CHECKPOINT_FILE if args.run_dir else None
     resume = ckpt_file if ckpt_file is not None and ckpt_file.is_file() else None
 
@@ -85,15 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     out = {"status": "completed", **final, "config": cfg.to_dict()}
     if args.test_k > 0:
         model.load_state_dict(best_state(model, ckpt_file, final))
-        out.update(test_log_likelihood(model, data.test, args.test_k, seed=cfg.train.seed))
+        out.update(estimate_log_likelihood(model, data.test, args.test_k, seed=cfg.train.seed))
     print(json.dumps(out))
     return 0
-
-
-def vars_of(model_cfg) -> dict:
-    import dataclasses
-
-    return dataclasses.asdict(model_cfg)
 
 
 def best_state(model, ckpt_file: Path | None, final: dict) -> dict:

@@ -25,7 +25,7 @@ def elbo_terms(model, x: Tensor, batch_size: int) -> dict[str, float]:
 
 
 @torch.no_grad()
-def test_log_likelihood(
+def estimate_log_likelihood(
     model, x: Tensor, k: int, seed: int = 0, max_rows: int = DEFAULT_MAX_ROWS
 ) -> dict[str, float]:
     """Mean importance-sampled log p(x) (nats per example) with k samples, and its standard error.

@@ -10,6 +10,7 @@ tuner or a logger.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import tempfile
 import time
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+import models
 from training import checkpoint
 from training.data import Data
 from training.evaluate import elbo_terms
@@ -48,6 +50,12 @@ def resolve_device(name: str) -> torch.device:
             f"train/device={name} but no CUDA device is visible; use 'cpu' or 'auto'"
         )
     return torch.device(name)
+
+
+def build_model(cfg, x_shape: tuple[int, ...]) -> torch.nn.Module:
+    """The config's model, its initial weights drawn from train/seed (a run is reproducible)."""
+    torch.manual_seed(cfg.train.seed)
+    return models.build(cfg.family, dataclasses.asdict(cfg.model), x_shape)
 
 
 def kl_weight(step: int, warmup_steps: int) -> float:

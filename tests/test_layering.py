@@ -1,0 +1,39 @@
+"""The direction of imports (DESIGN.md): sweeps -> training -> models; only sweeps imports ray."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+OURS = {"models", "training", "search_spaces", "sweeps", "results"}
+# package -> top-level modules it must not import
+FORBIDDEN = {
+    "models": OURS - {"models"} | {"ray", "optuna", "pandas", "pyarrow"},
+    "training": {"ray", "optuna", "sweeps", "results", "search_spaces"},
+    "search_spaces": OURS - {"search_spaces"} | {"ray", "torch"},
+    "results": {"torch", "ray", "optuna", "models", "training", "sweeps", "search_spaces"},
+    "sweeps": set(),
+}
+
+
+def imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def test_package_imports_point_the_right_way(package):
+    files = sorted((ROOT / package).rglob("*.py"))
+    assert files, f"package {package} has no files"
+    bad = {str(f.relative_to(ROOT)): sorted(imported_modules(f) & FORBIDDEN[package])
+           for f in files}
+    assert not {f: m for f, m in bad.items() if m}, bad

@@ -1,0 +1,104 @@
+"""The Parquet store and the regenerated tables."""
+
+from __future__ import annotations
+
+import os
+
+import pandas as pd
+import pytest
+
+from results import store
+from results.__main__ import main as results_main
+from results.papers import paper_table
+from results.reference import paper_numbers
+from results.tables import build_table, render, winners
+
+
+def trial_row(trial_id, best_val, status="completed", sweep="vlae-vae-fashion_mnist-gaussian"):
+    return {"sweep": sweep, "paper": "vlae", "family": "vae", "dataset": "fashion_mnist",
+            "likelihood": "gaussian", "variant": "-", "trial_id": trial_id, "status": status,
+            "reason": "", "best_val_loss": best_val, "config/train/lr": 1e-3}
+
+
+def test_parquet_round_trip_keeps_types_and_values(tmp_path):
+    rows = [trial_row("a", -10.0), trial_row("b", -12.5, status="pruned")]
+    store.write(str(tmp_path), "trials", "sweep1", "part", rows)
+    back = store.load(str(tmp_path), "trials")
+    assert back["trial_id"].tolist() == ["a", "b"]
+    assert back["best_val_loss"].tolist() == [-10.0, -12.5]
+    assert (back["schema_version"] == store.SCHEMA_VERSION).all()
+    assert back["config/train/lr"].dtype == float
+
+
+def test_rewriting_a_part_replaces_it_and_leaves_no_temporary_files(tmp_path):
+    store.write(str(tmp_path), "trials", "s", "t1", [trial_row("t1", -1.0, status="pruned")])
+    store.write(str(tmp_path), "trials", "s", "t1", [trial_row("t1", -2.0)])
+    store.write(str(tmp_path), "trials", "s", "t2", [trial_row("t2", -3.0)])
+    back = store.load(str(tmp_path), "trials").set_index("trial_id")
+    assert back.loc["t1", "status"] == "completed" and len(back) == 2
+    files = os.listdir(tmp_path / "results" / "trials" / "s")
+    assert sorted(files) == ["t1.parquet", "t2.parquet"]
+
+
+def test_load_of_a_missing_table_is_empty(tmp_path):
+    assert store.load(str(tmp_path), "curves").empty
+
+
+def test_unwritable_storage_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(store.StorageError, match="not writable.*--storage"):
+        store.check_writable(str(blocker / "sub"))
+    with pytest.raises(store.StorageError, match="cannot write"):
+        store.write(str(blocker / "sub"), "trials", "s", "p", [trial_row("a", 1.0)])
+
+
+def test_corrupt_parquet_is_named(tmp_path):
+    store.write(str(tmp_path), "trials", "s", "p", [trial_row("a", 1.0)])
+    (tmp_path / "results" / "trials" / "s" / "p.parquet").write_bytes(b"garbage")
+    with pytest.raises(store.StorageError, match=r"corrupt Parquet file .*p\.parquet"):
+        store.load(str(tmp_path), "trials")
+
+
+def test_winner_is_chosen_by_validation_never_by_test(tmp_path):
+    s = str(tmp_path)
+    for tid, val, status in [("good_val", -20.0, "completed"), ("good_test", -15.0, "completed"),
+                             ("pruned_better", -30.0, "pruned")]:
+        store.write(s, "trials", "vlae-vae-fashion_mnist-gaussian", tid,
+                    [trial_row(tid, val, status)])
+    evals = [("good_val", 0, 100.0), ("good_val", 1, 102.0), ("good_test", 0, 500.0)]
+    for tid, seed, ll in evals:
+        store.write(s, "evaluations", "vlae-vae-fashion_mnist-gaussian", f"{tid}-{seed}",
+                    [{"trial_id": tid, "seed": seed, "test_log_likelihood": ll, "k": 100}])
+    assert winners(store.load(s, "trials"), "vlae")["trial_id"].tolist() == ["good_val"]
+    df, notes = build_table(s, paper_table("vlae"))
+    vae = df[(df["Model"] == "VAE") & (df["Variant"] == "-")].iloc[0]
+    assert vae["FashionMNIST: ours"] == "101.00 ± 1.41 (n=2, k=100)"
+    assert vae["MNIST (binarized): paper"] == "-85.37 †"  # poster value, marked as a reference
+    assert any("poster" in n for n in notes)
+
+
+def test_table_renders_in_every_format_and_the_command_writes_files(tmp_path, capsys):
+    store.write(str(tmp_path), "trials", "vlae-vae-fashion_mnist-gaussian", "x",
+                [trial_row("x", -1.0)])
+    df, notes = build_table(str(tmp_path), paper_table("vlae"))
+    md, tex, csv = (render(df, notes, "T", f) for f in ("md", "latex", "csv"))
+    assert md.startswith("### T") and "| VAE | - | not evaluated |" in md
+    assert r"\begin{tabular}" in tex and r"-85.37 $^\dagger$" in tex and "†" not in tex.split("%")[0]
+    assert pd.read_csv(pd.io.common.StringIO(csv)).shape == df.shape
+    assert results_main(["table", "vlae", "--storage", str(tmp_path), "--format", "csv"]) == 0
+    for ext in ("md", "tex", "csv"):
+        assert (tmp_path / "tables" / f"vlae.{ext}").is_file()
+    assert "Model,Variant" in capsys.readouterr().out
+
+
+def test_unknown_paper_is_a_clear_error(tmp_path, capsys):
+    assert results_main(["table", "nope", "--storage", str(tmp_path)]) == 2
+    assert "unknown paper 'nope'" in capsys.readouterr().err
+
+
+def test_reference_numbers_carry_source_and_confidence():
+    ref = paper_numbers()
+    assert {"paper", "model", "value", "source", "confidence"} <= set(ref.columns)
+    assert set(ref["confidence"]) <= {"confirmed", "recalled"}
+    assert ref["source"].notna().all()

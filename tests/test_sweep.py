@@ -1,0 +1,83 @@
+"""End to end on a real local Ray instance: Optuna + ASHA sweep -> Parquet -> the paper's table."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+
+import search_spaces
+from results import store
+from sweeps import cli, vlae
+from sweeps.cells import Budget
+from sweeps.tune_glue import optuna_storage
+
+pytestmark = pytest.mark.slow
+
+CELL = vlae.CELLS[0]  # VAE, fashion_mnist, gaussian
+TINY = Budget(trials=2, max_epochs=2, grace_epochs=1, reduction_factor=2, patience=2,
+              eval_k=5, eval_seeds=2, fixed={"model/hidden_dim": 16})
+
+
+def run(storage, budget, monkeypatch, space=None):
+    if space is not None:
+        monkeypatch.setitem(search_spaces.SPACES, "vae", space)
+    argv = ["--storage", str(storage), "--datasets", "fashion_mnist"]
+    return cli.main("vlae", [CELL], {"smoke": budget}, {}, argv=argv)
+
+
+def test_two_trial_sweep_lands_in_parquet_and_renders_the_table(ray_local, tmp_path,
+                                                                monkeypatch, capsys):
+    assert run(tmp_path, TINY, monkeypatch) == 0
+    trials = store.load(str(tmp_path), "trials")
+    assert len(trials) == 2 and set(trials["status"]) <= {"completed", "pruned"}
+    assert (trials["git_sha"] != "").all() and trials["versions"].str.contains("torch").all()
+    assert "config/train/lr" in trials and "config/model/latent_dim" in trials
+    curves = store.load(str(tmp_path), "curves")
+    assert set(curves["trial_id"]) == set(trials["trial_id"])
+    assert curves.groupby("trial_id")["epoch"].max().to_dict() == \
+        trials.set_index("trial_id")["epochs"].to_dict()
+    evals = store.load(str(tmp_path), "evaluations")
+    winner = trials[trials["status"] == "completed"].sort_values("best_val_loss").iloc[0]
+    assert evals["trial_id"].unique().tolist() == [winner["trial_id"]]
+    assert sorted(evals["seed"]) == [0, 1] and (evals["k"] == 5).all()
+    out = capsys.readouterr().out
+    assert "| VAE | - | " in out and "(n=2, k=5)" in out
+
+
+def scripted_space(trial):
+    """A real space plus, by trial number, a diverging trial, a crashing one and slow learners."""
+    trial.suggest_float("train/lr", 3e-3, 5e-3, log=True)
+    return {1: {"train/lr": 1e30},  # the loss overflows: the trainer's NaN guard ends it
+            2: {"model/latent_dim": 0},  # an invalid config: the trial raises
+            3: {"train/lr": 1e-7}, 4: {"train/lr": 1e-7}, 5: {"train/lr": 1e-7},
+            }.get(trial.number, {})
+
+
+def test_failures_are_recorded_and_asha_stops_become_pruned_in_optuna(ray_local, tmp_path,
+                                                                     monkeypatch):
+    budget = Budget(trials=6, max_epochs=4, grace_epochs=1, reduction_factor=2, patience=4,
+                    eval_k=5, eval_seeds=1, fixed={"model/hidden_dim": 16})
+    assert run(tmp_path, budget, monkeypatch, space=scripted_space) == 0
+
+    trials = store.load(str(tmp_path), "trials")
+    assert len(trials) == 6
+    errored = trials[trials["status"] == "errored"]["reason"].tolist()
+    assert any("loss became" in r for r in errored), errored
+    assert any("latent_dim" in r for r in errored), errored
+
+    study = optuna.load_study(study_name=CELL.name, storage=optuna_storage(str(tmp_path), CELL))
+    states = [t.state for t in study.trials]
+    ours = trials["status"].value_counts().to_dict()
+    assert states.count(optuna.trial.TrialState.COMPLETE) == ours.get("completed", 0)
+    assert states.count(optuna.trial.TrialState.PRUNED) == ours.get("pruned", 0) >= 1
+    assert states.count(optuna.trial.TrialState.FAIL) == ours.get("errored", 0) == 2
+    by_lr = trials.set_index(trials["config/train/lr"].round(12))
+    for t in study.trials:
+        if t.state == optuna.trial.TrialState.PRUNED:
+            # Its learning curve up to the stop; Optuna itself shows the last one as its value.
+            assert t.intermediate_values and max(t.intermediate_values) < budget.max_epochs
+            assert t.value == t.intermediate_values[max(t.intermediate_values)]
+        if t.state == optuna.trial.TrialState.COMPLETE:
+            row = by_lr.loc[round(t.params["train/lr"], 12)]
+            assert t.value == pytest.approx(row["best_val_loss"])
+            assert sorted(t.intermediate_values) == list(range(1, budget.max_epochs + 1))

@@ -81,3 +81,18 @@ def test_failures_are_recorded_and_asha_stops_become_pruned_in_optuna(ray_local,
             row = by_lr.loc[round(t.params["train/lr"], 12)]
             assert t.value == pytest.approx(row["best_val_loss"])
             assert sorted(t.intermediate_values) == list(range(1, budget.max_epochs + 1))
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--storage", "/proc/no-such-dir/x"], "is not writable"),
+    (["--set", "data/root=/nonexistent"], "not found: looked for"),
+    (["--set", "train/lr"], "KEY=VALUE"),
+])
+def test_bad_sweep_input_fails_before_ray_starts(extra, message, tmp_path, capsys, monkeypatch):
+    import ray
+
+    monkeypatch.setenv("VAE_CACHE", str(tmp_path / "cache"))
+    argv = ["--storage", str(tmp_path / "s"), *extra]
+    assert cli.main("vlae", [CELL], {"smoke": TINY}, {}, argv=argv) == 2
+    assert message in capsys.readouterr().err
+    assert not ray.is_initialized()

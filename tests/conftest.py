@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny datasets written in the real on-disk formats, and a private Ray instance."""
+"""Shared fixtures: tiny datasets in the real on-disk formats, and a private Ray instance."""
 
 from __future__ import annotations
 
@@ -24,8 +24,14 @@ def write_idx(path: Path, array: np.ndarray, compress: bool = False) -> None:
         path.write_bytes(payload)
 
 
-def make_mnist_like(root: Path, layout: str, n_train: int = 300, n_test: int = 100,
-                    folder: str = "FashionMNIST", seed: int = 0) -> Path:
+def make_mnist_like(
+    root: Path,
+    layout: str,
+    n_train: int = 300,
+    n_test: int = 100,
+    folder: str = "FashionMNIST",
+    seed: int = 0,
+) -> Path:
     """Write a small MNIST-format dataset: 'torchvision' (root/<folder>/raw/*-ubyte) or 'debian'
     (root/*.gz). Images are blurry blobs so a VAE has something to learn."""
     rng = np.random.default_rng(seed)
@@ -39,8 +45,9 @@ def make_mnist_like(root: Path, layout: str, n_train: int = 300, n_test: int = 1
     out = root / folder / "raw" if layout == "torchvision" else root
     for split, n in (("train", n_train), ("t10k", n_test)):
         write_idx(out / f"{split}-images-idx3-ubyte", images(n), compress=layout == "debian")
-        write_idx(out / f"{split}-labels-idx1-ubyte", rng.integers(0, 10, n),
-                  compress=layout == "debian")
+        write_idx(
+            out / f"{split}-labels-idx1-ubyte", rng.integers(0, 10, n), compress=layout == "debian"
+        )
     return root
 
 
@@ -74,8 +81,9 @@ def ray_local(monkeypatch, tiny_data_root):
     monkeypatch.setenv("VAE_DATA_ROOT", str(tiny_data_root))
     monkeypatch.setenv("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     temp_dir = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: unix socket paths are limited
-    ray.init(num_cpus=2, num_gpus=0, _temp_dir=temp_dir, include_dashboard=False,
-             configure_logging=False)
+    ray.init(
+        num_cpus=2, num_gpus=0, _temp_dir=temp_dir, include_dashboard=False, configure_logging=False
+    )
     try:
         yield tiny_data_root
     finally:

@@ -9,29 +9,34 @@ from training.config import Config, ConfigError, flatten, parse_override, unflat
 
 def test_flat_and_nested_dicts_give_the_same_config():
     flat = Config.from_dict({"family": "vae", "model/latent_dim": 7, "train/lr": 1e-3})
-    nested = Config.from_dict({"family": "vae", "model": {"latent_dim": 7},
-                               "train": {"lr": 1e-3}})
+    nested = Config.from_dict({"family": "vae", "model": {"latent_dim": 7}, "train": {"lr": 1e-3}})
     assert flat == nested
     assert flat.model.latent_dim == 7 and flat.train.lr == 1e-3
     assert Config.from_dict(flat.flat()) == flat  # the stored config rebuilds the one that ran
 
 
-@pytest.mark.parametrize("bad,match", [
-    ({"family": "vae", "model/latent": 3}, r"model/latent.*known model keys"),
-    ({"family": "vae", "trian/lr": 3}, r"unknown config sections \['trian'\]"),
-    ({"family": "vae", "model/latent_dim": 2.5}, r"model/latent_dim must be int, got 2.5"),
-    ({"family": "vae", "model/latent_dim": True}, r"model/latent_dim must be int"),
-    ({"family": "vae", "train/lr": "fast"}, r"train/lr must be float, got 'fast'"),
-    ({"family": "vae", "data/binarize": 1}, r"data/binarize must be bool"),
-    ({"family": "gan"}, r"unknown model family 'gan'"),
-    ({"model/latent_dim": 3}, r"needs a 'family'"),
-    ({"family": "vae", "data/dataset": "imagenet"}, r"unknown dataset 'imagenet'"),
-    ({"family": "vae", "train/lr": -1.0}, r"train/lr must be > 0"),
-    ({"family": "vae", "train/amp": "fp8"}, r"train/amp must be"),
-    ({"family": "vae", "model/latent_dim": 0}, r"latent_dim and hidden_dim must be >= 1"),
-    ({"family": "vae", "model/likelihood": "bernoulli"}, r"needs binarised data.*data/binarize"),
-    ({"family": "vae", "data/binarize": True}, r"gaussian on binarised data"),
-])
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        ({"family": "vae", "model/latent": 3}, r"model/latent.*known model keys"),
+        ({"family": "vae", "trian/lr": 3}, r"unknown config sections \['trian'\]"),
+        ({"family": "vae", "model/latent_dim": 2.5}, r"model/latent_dim must be int, got 2.5"),
+        ({"family": "vae", "model/latent_dim": True}, r"model/latent_dim must be int"),
+        ({"family": "vae", "train/lr": "fast"}, r"train/lr must be float, got 'fast'"),
+        ({"family": "vae", "data/binarize": 1}, r"data/binarize must be bool"),
+        ({"family": "gan"}, r"unknown model family 'gan'"),
+        ({"model/latent_dim": 3}, r"needs a 'family'"),
+        ({"family": "vae", "data/dataset": "imagenet"}, r"unknown dataset 'imagenet'"),
+        ({"family": "vae", "train/lr": -1.0}, r"train/lr must be > 0"),
+        ({"family": "vae", "train/amp": "fp8"}, r"train/amp must be"),
+        ({"family": "vae", "model/latent_dim": 0}, r"latent_dim and hidden_dim must be >= 1"),
+        (
+            {"family": "vae", "model/likelihood": "bernoulli"},
+            r"needs binarised data.*data/binarize",
+        ),
+        ({"family": "vae", "data/binarize": True}, r"gaussian on binarised data"),
+    ],
+)
 def test_bad_configs_name_the_key(bad, match):
     with pytest.raises(ConfigError, match=match):
         Config.from_dict(bad)

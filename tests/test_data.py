@@ -31,8 +31,11 @@ def test_split_is_seeded_disjoint_and_sized(tiny_data_root):
     a, b = load_data(cfg), load_data(cfg)
     assert a.train.shape[0] == 240 and a.val.shape[0] == 60 and a.test.shape[0] == 100
     assert torch.equal(a.val, b.val)
-    other = load_data(DataConfig(dataset="fashion_mnist", root=str(tiny_data_root),
-                                 val_fraction=0.2, split_seed=1))
+    other = load_data(
+        DataConfig(
+            dataset="fashion_mnist", root=str(tiny_data_root), val_fraction=0.2, split_seed=1
+        )
+    )
     assert not torch.equal(a.val, other.val)
     # Centred continuous data: the training split has zero mean per pixel.
     assert a.train.mean(0).abs().max() < 1e-5 and a.pixel_mean is not None

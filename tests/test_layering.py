@@ -34,6 +34,7 @@ def imported_modules(path: Path) -> set[str]:
 def test_package_imports_point_the_right_way(package):
     files = sorted((ROOT / package).rglob("*.py"))
     assert files, f"package {package} has no files"
-    bad = {str(f.relative_to(ROOT)): sorted(imported_modules(f) & FORBIDDEN[package])
-           for f in files}
+    bad = {
+        str(f.relative_to(ROOT)): sorted(imported_modules(f) & FORBIDDEN[package]) for f in files
+    }
     assert not {f: m for f, m in bad.items() if m}, bad

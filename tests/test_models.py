@@ -17,8 +17,9 @@ CASES = [(family, lik) for family in models.REGISTRY for lik in ("gaussian", "be
 
 def small(family: str, likelihood: str):
     torch.manual_seed(0)
-    return models.build(family, {"latent_dim": 4, "hidden_dim": 32, "likelihood": likelihood},
-                        X_SHAPE)
+    return models.build(
+        family, {"latent_dim": 4, "hidden_dim": 32, "likelihood": likelihood}, X_SHAPE
+    )
 
 
 def batch(likelihood: str, n: int = 8) -> torch.Tensor:
@@ -91,7 +92,11 @@ class LinearGaussian(LatentVariableModel):
     def __init__(self, d_x=5, d_z=2, s=0.7):
         super().__init__()
         g = torch.Generator().manual_seed(3)
-        self.W, self.b, self.s = torch.randn(d_x, d_z, generator=g), torch.randn(d_x, generator=g), s
+        self.W, self.b, self.s = (
+            torch.randn(d_x, d_z, generator=g),
+            torch.randn(d_x, generator=g),
+            s,
+        )
         self.cov = torch.linalg.inv(torch.eye(d_z) + self.W.T @ self.W / s**2)  # exact posterior
 
     def posterior(self, x):

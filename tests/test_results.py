@@ -15,9 +15,19 @@ from results.tables import build_table, render, winners
 
 
 def trial_row(trial_id, best_val, status="completed", sweep="vlae-vae-fashion_mnist-gaussian"):
-    return {"sweep": sweep, "paper": "vlae", "family": "vae", "dataset": "fashion_mnist",
-            "likelihood": "gaussian", "variant": "-", "trial_id": trial_id, "status": status,
-            "reason": "", "best_val_loss": best_val, "config/train/lr": 1e-3}
+    return {
+        "sweep": sweep,
+        "paper": "vlae",
+        "family": "vae",
+        "dataset": "fashion_mnist",
+        "likelihood": "gaussian",
+        "variant": "-",
+        "trial_id": trial_id,
+        "status": status,
+        "reason": "",
+        "best_val_loss": best_val,
+        "config/train/lr": 1e-3,
+    }
 
 
 def test_parquet_round_trip_keeps_types_and_values(tmp_path):
@@ -62,14 +72,23 @@ def test_corrupt_parquet_is_named(tmp_path):
 
 def test_winner_is_chosen_by_validation_never_by_test(tmp_path):
     s = str(tmp_path)
-    for tid, val, status in [("good_val", -20.0, "completed"), ("good_test", -15.0, "completed"),
-                             ("pruned_better", -30.0, "pruned")]:
-        store.write(s, "trials", "vlae-vae-fashion_mnist-gaussian", tid,
-                    [trial_row(tid, val, status)])
+    for tid, val, status in [
+        ("good_val", -20.0, "completed"),
+        ("good_test", -15.0, "completed"),
+        ("pruned_better", -30.0, "pruned"),
+    ]:
+        store.write(
+            s, "trials", "vlae-vae-fashion_mnist-gaussian", tid, [trial_row(tid, val, status)]
+        )
     evals = [("good_val", 0, 100.0), ("good_val", 1, 102.0), ("good_test", 0, 500.0)]
     for tid, seed, ll in evals:
-        store.write(s, "evaluations", "vlae-vae-fashion_mnist-gaussian", f"{tid}-{seed}",
-                    [{"trial_id": tid, "seed": seed, "test_log_likelihood": ll, "k": 100}])
+        store.write(
+            s,
+            "evaluations",
+            "vlae-vae-fashion_mnist-gaussian",
+            f"{tid}-{seed}",
+            [{"trial_id": tid, "seed": seed, "test_log_likelihood": ll, "k": 100}],
+        )
     assert winners(store.load(s, "trials"), "vlae")["trial_id"].tolist() == ["good_val"]
     df, notes = build_table(s, paper_table("vlae"))
     vae = df[(df["Model"] == "VAE") & (df["Variant"] == "-")].iloc[0]
@@ -79,12 +98,15 @@ def test_winner_is_chosen_by_validation_never_by_test(tmp_path):
 
 
 def test_table_renders_in_every_format_and_the_command_writes_files(tmp_path, capsys):
-    store.write(str(tmp_path), "trials", "vlae-vae-fashion_mnist-gaussian", "x",
-                [trial_row("x", -1.0)])
+    store.write(
+        str(tmp_path), "trials", "vlae-vae-fashion_mnist-gaussian", "x", [trial_row("x", -1.0)]
+    )
     df, notes = build_table(str(tmp_path), paper_table("vlae"))
     md, tex, csv = (render(df, notes, "T", f) for f in ("md", "latex", "csv"))
     assert md.startswith("### T") and "| VAE | - | not evaluated |" in md
-    assert r"\begin{tabular}" in tex and r"-85.37 $^\dagger$" in tex and "†" not in tex.split("%")[0]
+    assert (
+        r"\begin{tabular}" in tex and r"-85.37 $^\dagger$" in tex and "†" not in tex.split("%")[0]
+    )
     assert pd.read_csv(pd.io.common.StringIO(csv)).shape == df.shape
     assert results_main(["table", "vlae", "--storage", str(tmp_path), "--format", "csv"]) == 0
     for ext in ("md", "tex", "csv"):

@@ -14,8 +14,16 @@ from sweeps.tune_glue import optuna_storage
 pytestmark = pytest.mark.slow
 
 CELL = vlae.CELLS[0]  # VAE, fashion_mnist, gaussian
-TINY = Budget(trials=2, max_epochs=2, grace_epochs=1, reduction_factor=2, patience=2,
-              eval_k=5, eval_seeds=2, fixed={"model/hidden_dim": 16})
+TINY = Budget(
+    trials=2,
+    max_epochs=2,
+    grace_epochs=1,
+    reduction_factor=2,
+    patience=2,
+    eval_k=5,
+    eval_seeds=2,
+    fixed={"model/hidden_dim": 16},
+)
 
 
 def run(storage, budget, monkeypatch, space=None):
@@ -25,8 +33,9 @@ def run(storage, budget, monkeypatch, space=None):
     return cli.main("vlae", [CELL], {"smoke": budget}, {}, argv=argv)
 
 
-def test_two_trial_sweep_lands_in_parquet_and_renders_the_table(ray_local, tmp_path,
-                                                                monkeypatch, capsys):
+def test_two_trial_sweep_lands_in_parquet_and_renders_the_table(
+    ray_local, tmp_path, monkeypatch, capsys
+):
     assert run(tmp_path, TINY, monkeypatch) == 0
     trials = store.load(str(tmp_path), "trials")
     assert len(trials) == 2 and set(trials["status"]) <= {"completed", "pruned"}
@@ -34,8 +43,10 @@ def test_two_trial_sweep_lands_in_parquet_and_renders_the_table(ray_local, tmp_p
     assert "config/train/lr" in trials and "config/model/latent_dim" in trials
     curves = store.load(str(tmp_path), "curves")
     assert set(curves["trial_id"]) == set(trials["trial_id"])
-    assert curves.groupby("trial_id")["epoch"].max().to_dict() == \
-        trials.set_index("trial_id")["epochs"].to_dict()
+    assert (
+        curves.groupby("trial_id")["epoch"].max().to_dict()
+        == trials.set_index("trial_id")["epochs"].to_dict()
+    )
     evals = store.load(str(tmp_path), "evaluations")
     winner = trials[trials["status"] == "completed"].sort_values("best_val_loss").iloc[0]
     assert evals["trial_id"].unique().tolist() == [winner["trial_id"]]
@@ -47,16 +58,28 @@ def test_two_trial_sweep_lands_in_parquet_and_renders_the_table(ray_local, tmp_p
 def scripted_space(trial):
     """A real space plus, by trial number, a diverging trial, a crashing one and slow learners."""
     trial.suggest_float("train/lr", 3e-3, 5e-3, log=True)
-    return {1: {"train/lr": 1e30},  # the loss overflows: the trainer's NaN guard ends it
-            2: {"model/latent_dim": 0},  # an invalid config: the trial raises
-            3: {"train/lr": 1e-7}, 4: {"train/lr": 1e-7}, 5: {"train/lr": 1e-7},
-            }.get(trial.number, {})
+    return {
+        1: {"train/lr": 1e30},  # the loss overflows: the trainer's NaN guard ends it
+        2: {"model/latent_dim": 0},  # an invalid config: the trial raises
+        3: {"train/lr": 1e-7},
+        4: {"train/lr": 1e-7},
+        5: {"train/lr": 1e-7},
+    }.get(trial.number, {})
 
 
-def test_failures_are_recorded_and_asha_stops_become_pruned_in_optuna(ray_local, tmp_path,
-                                                                     monkeypatch):
-    budget = Budget(trials=6, max_epochs=4, grace_epochs=1, reduction_factor=2, patience=4,
-                    eval_k=5, eval_seeds=1, fixed={"model/hidden_dim": 16})
+def test_failures_are_recorded_and_asha_stops_become_pruned_in_optuna(
+    ray_local, tmp_path, monkeypatch
+):
+    budget = Budget(
+        trials=6,
+        max_epochs=4,
+        grace_epochs=1,
+        reduction_factor=2,
+        patience=4,
+        eval_k=5,
+        eval_seeds=1,
+        fixed={"model/hidden_dim": 16},
+    )
     assert run(tmp_path, budget, monkeypatch, space=scripted_space) == 0
 
     trials = store.load(str(tmp_path), "trials")
@@ -83,11 +106,14 @@ def test_failures_are_recorded_and_asha_stops_become_pruned_in_optuna(ray_local,
             assert sorted(t.intermediate_values) == list(range(1, budget.max_epochs + 1))
 
 
-@pytest.mark.parametrize("extra,message", [
-    (["--storage", "/proc/no-such-dir/x"], "is not writable"),
-    (["--set", "data/root=/nonexistent"], "not found: looked for"),
-    (["--set", "train/lr"], "KEY=VALUE"),
-])
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--storage", "/proc/no-such-dir/x"], "is not writable"),
+        (["--set", "data/root=/nonexistent"], "not found: looked for"),
+        (["--set", "train/lr"], "KEY=VALUE"),
+    ],
+)
 def test_bad_sweep_input_fails_before_ray_starts(extra, message, tmp_path, capsys, monkeypatch):
     import ray
 

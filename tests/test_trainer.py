@@ -17,9 +17,17 @@ from training.trainer import DivergedError, build_model, fit, kl_weight
 
 
 def setup(root, **train):
-    cfg = Config.from_dict({"family": "vae", "data/dataset": "fashion_mnist", "data/root": str(root),
-                            "model/latent_dim": 4, "model/hidden_dim": 32, "train/batch_size": 32,
-                            **{f"train/{k}": v for k, v in train.items()}})
+    cfg = Config.from_dict(
+        {
+            "family": "vae",
+            "data/dataset": "fashion_mnist",
+            "data/root": str(root),
+            "model/latent_dim": 4,
+            "model/hidden_dim": 32,
+            "train/batch_size": 32,
+            **{f"train/{k}": v for k, v in train.items()},
+        }
+    )
     data = load_data(cfg.data)
     return cfg, data, build_model(cfg, data.x_shape)
 
@@ -57,8 +65,9 @@ def test_resume_continues_the_same_trajectory(tiny_data_root, tmp_path):
     fit(resumed, data, cfg.train, report=rec, resume=tmp_path / "b" / "epoch2.pt")
 
     assert [m["epoch"] for m in rec.metrics] == [3, 4]
-    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values(),
-                            strict=True):
+    for (name, a), b in zip(
+        straight.state_dict().items(), resumed.state_dict().values(), strict=True
+    ):
         assert torch.equal(a, b), f"{name} differs after resume"
 
 
@@ -103,32 +112,62 @@ def test_test_log_likelihood_chunking_agrees(tiny_data_root):
 
 
 def run_cli(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "training", *args], capture_output=True,
-                          text=True, timeout=300, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "training", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
 
 
 def test_single_run_command_line_prints_one_json_line(tiny_data_root, tmp_path):
-    out = run_cli("--family", "vae", "--dataset", "fashion_mnist", "--set",
-                  f"data/root={tiny_data_root}", "--set", "model/hidden_dim=16", "--set",
-                  "train/max_epochs=2", "--run-dir", str(tmp_path / "run"), "--test-k", "5")
+    out = run_cli(
+        "--family",
+        "vae",
+        "--dataset",
+        "fashion_mnist",
+        "--set",
+        f"data/root={tiny_data_root}",
+        "--set",
+        "model/hidden_dim=16",
+        "--set",
+        "train/max_epochs=2",
+        "--run-dir",
+        str(tmp_path / "run"),
+        "--test-k",
+        "5",
+    )
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["status"] == "completed" and result["epoch"] == 2 and result["k"] == 5
     assert result["config"]["model"]["hidden_dim"] == 16
     assert (tmp_path / "run" / "state.pt").is_file()
     # Running again with a larger budget resumes from the checkpoint instead of restarting.
-    again = run_cli("--family", "vae", "--set", f"data/root={tiny_data_root}", "--set",
-                    "model/hidden_dim=16", "--set", "train/max_epochs=3", "--run-dir",
-                    str(tmp_path / "run"))
+    again = run_cli(
+        "--family",
+        "vae",
+        "--set",
+        f"data/root={tiny_data_root}",
+        "--set",
+        "model/hidden_dim=16",
+        "--set",
+        "train/max_epochs=3",
+        "--run-dir",
+        str(tmp_path / "run"),
+    )
     assert again.returncode == 0, again.stderr
     assert '"epoch": 1,' not in again.stderr and json.loads(again.stdout)["epoch"] == 3
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--family", "gan"], "unknown model family 'gan'"),
-    (["--family", "vae", "--set", "model/latent=3"], "model/latent"),
-    (["--family", "vae", "--set", "data/root=/nonexistent"], "not found: looked for"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--family", "gan"], "unknown model family 'gan'"),
+        (["--family", "vae", "--set", "model/latent=3"], "model/latent"),
+        (["--family", "vae", "--set", "data/root=/nonexistent"], "not found: looked for"),
+    ],
+)
 def test_command_line_bad_input_is_one_clear_line(args, message):
     out = run_cli(*args)
     assert out.returncode == 2 and message in out.stderr

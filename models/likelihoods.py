@@ -64,7 +64,7 @@ class GaussianImage(_FlatImageDistribution):
 
     def log_prob(self, x: Tensor) -> Tensor:
         d = self.loc.shape[-1]
-        sq = (self._flat(x) - self.loc).pow(2).sum(-1)
+        sq = (self.loc - self._flat(x)).square_().sum(-1)  # in place: one [..., D] temporary
         return -0.5 * (d * (math.log(2 * math.pi) + self.log_var) + sq * torch.exp(-self.log_var))
 
     @property

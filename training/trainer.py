@@ -72,7 +72,9 @@ def fit(model, data: Data, cfg, report: Report | None = None, resume: Path | Non
     device = data.train.device
     model.to(device)
     use_cuda = device.type == "cuda"
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=use_cuda or None)
+    # Fused Adam: one kernel over all parameters, on the CPU too. The default per-parameter loop
+    # cost ~5 ms of a ~18 ms step of the 784-500-500-50 VAE on 2 cores; fused ~1.4 ms.
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=device.type in ("cpu", "cuda"))
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.amp)
     scaler = torch.amp.GradScaler("cuda", enabled=use_cuda and cfg.amp == "fp16")
     steps_per_epoch = math.ceil(data.train.shape[0] / cfg.batch_size)

@@ -141,6 +141,8 @@ def main(
             except DatasetError as e:
                 print(f"error: {e}", file=sys.stderr)
                 return 2
+    # Tune warns on every forced experiment snapshot (num_to_keep=1 checkpoints); it is expected.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     connect(args.address)
     gpus = args.gpus_per_trial
     if gpus is None:

@@ -45,6 +45,13 @@ def connect(address: str | None) -> None:
     ray.init(address="auto" if find_gcs_addresses() else "local")
 
 
+def fitting_trials(resources: dict) -> int:
+    """How many trials of this size the cluster holds now (at least 1)."""
+    total = ray.cluster_resources()
+    fits = [total.get(name.upper(), 0) / need for name, need in resources.items() if need > 0]
+    return max(1, int(min(fits, default=1) + 1e-9))
+
+
 def parse_args(
     argv,
     paper: str,
@@ -86,6 +93,13 @@ def parse_args(
         default=[],
         metavar="KEY=VALUE",
         help="fix a config key in every trial, e.g. data/root=/data (repeatable)",
+    )
+    p.add_argument(
+        "--max-concurrent",
+        type=int,
+        default=None,
+        help="trials running at once (default: as many as the cluster's resources fit "
+        "now; set it for an autoscaling cluster that starts small)",
     )
     p.add_argument("--trials", type=int, default=None, help="override the budget's trial count")
     p.add_argument(
@@ -148,8 +162,12 @@ def main(
     if gpus is None:
         gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
     resources = {"cpu": args.cpus_per_trial, "gpu": gpus}
+    concurrent = args.max_concurrent or fitting_trials(resources)
     for cell in chosen:
-        print(f"== {cell.name}: {budget.trials} trials, up to {budget.max_epochs} epochs")
+        print(
+            f"== {cell.name}: {budget.trials} trials, up to {budget.max_epochs} epochs, "
+            f"{concurrent} at a time"
+        )
         run_cell(
             cell,
             budget,
@@ -158,6 +176,7 @@ def main(
             seed=args.seed,
             resume=args.resume,
             study_storage=args.study_storage,
+            max_concurrent=concurrent,
         )
         for row in evaluate_winner(cell, budget, args.storage, resources):
             print(

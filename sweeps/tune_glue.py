@@ -35,6 +35,8 @@ from training.evaluate import estimate_log_likelihood
 from training.trainer import DivergedError, build_model, fit, resolve_device
 
 METRIC, MODE = "val_loss", "min"  # per-epoch validation -ELBO: what ASHA compares
+CURVE_KEYS = ("epoch", "train_loss", "val_loss", "val_log_px_z", "val_kl", "beta",
+              "epoch_seconds", "resumed_from")  # fmt: skip
 
 
 def hardware(device: torch.device) -> str:
@@ -127,18 +129,7 @@ class ParquetWriter(tune.Callback):
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         if "epoch" in result and "diverged" not in result:
-            row = {
-                k: result[k]
-                for k in (
-                    "epoch",
-                    "train_loss",
-                    "val_loss",
-                    "val_log_px_z",
-                    "val_kl",
-                    "beta",
-                    "epoch_seconds",
-                )
-            }
+            row = {k: result[k] for k in CURVE_KEYS}
             self._curves[trial.trial_id].append(row)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
@@ -172,6 +163,7 @@ class ParquetWriter(tune.Callback):
             else min((r["val_loss"] for r in self._curves[trial.trial_id]), default=math.nan),
             "best_epoch": last.get("best_epoch", -1),
             "epochs": last.get("epoch", 0),
+            "retries": trial.num_failures,  # restarts after a crash or a lost node
             "wall_seconds": wall,
             "gpu_seconds": wall * self.gpus,
             "seed": config.get("train/seed", 0),
@@ -212,6 +204,7 @@ def run_cell(
     seed: int = 0,
     resume: bool = False,
     study_storage: str | None = None,
+    max_concurrent: int = 1,
 ) -> tune.ResultGrid:
     """Search one cell with Optuna (TPE) under ASHA; trials and curves land in Parquet."""
     searcher = PruneAwareOptunaSearch(
@@ -243,6 +236,9 @@ def run_cell(
                 metric=METRIC,
                 mode=MODE,
                 num_samples=budget.trials,
+                # Also how many trials Tune keeps pending: without it, Tune starts one trial at
+                # a time under any searcher but random search.
+                max_concurrent_trials=max_concurrent,
             ),
             run_config=tune.RunConfig(
                 name=cell.name,

@@ -94,6 +94,7 @@ def fit(model, data: Data, cfg, report: Report | None = None, resume: Path | Non
         state, best_model = TrainState(), copy.deepcopy(model.state_dict())
 
     metrics: dict = {}
+    resumed_from = state.epoch  # 0 for a fresh run: shows a retried trial did not start over
     while state.epoch < cfg.max_epochs and state.bad_epochs < cfg.patience:
         start = time.perf_counter()
         model.train()
@@ -140,6 +141,7 @@ def fit(model, data: Data, cfg, report: Report | None = None, resume: Path | Non
             "best_val_loss": state.best_val_loss,
             "best_epoch": state.best_epoch,
             "epoch_seconds": time.perf_counter() - start,
+            "resumed_from": resumed_from,
             "finished": done,
             "stop_reason": (
                 "early_stopping"

@@ -1,0 +1,152 @@
+"""Fault tolerance and packing on a real multi-node Ray cluster on this machine (fake GPUs)."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+import time
+
+import pytest
+import ray
+from ray.cluster_utils import Cluster
+from ray.util.state import list_actors
+
+from results import store
+from sweeps import cli, vlae
+from sweeps.cells import Budget
+
+pytestmark = pytest.mark.slow
+CELL = vlae.CELLS[0]
+
+
+@pytest.fixture
+def cluster(monkeypatch, tiny_data_root):
+    """A head with no trial resources and whatever worker nodes the test adds; always torn down."""
+    monkeypatch.setenv("VAE_DATA_ROOT", str(tiny_data_root))
+    temp_dir = tempfile.mkdtemp(prefix="rc", dir="/tmp")
+    c = Cluster(
+        initialize_head=True,
+        head_node_args={
+            "num_cpus": 0,
+            "num_gpus": 0,
+            "temp_dir": temp_dir,
+            "include_dashboard": True,
+        },
+    )
+    try:
+        yield c
+    finally:
+        ray.shutdown()
+        c.shutdown()
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def alive_trials() -> list:
+    return [a for a in list_actors(filters=[("state", "=", "ALIVE")], raise_on_missing_output=False)
+            if a.class_name == "ImplicitFunc"]  # fmt: skip
+
+
+class Watcher(threading.Thread):
+    """Polls the cluster while the sweep runs in the main thread."""
+
+    def __init__(self, act=None):
+        super().__init__(daemon=True)
+        self.act, self.stop, self.max_alive, self.min_free_gpu = act, False, 0, float("inf")
+        self.errors: list[str] = []
+
+    def run(self):
+        while not self.stop:
+            try:
+                self.max_alive = max(self.max_alive, len(alive_trials()))
+                self.min_free_gpu = min(self.min_free_gpu, ray.available_resources().get("GPU", 0))
+                if self.act is not None and self.act():
+                    self.act = None  # acted once
+            except AssertionError as e:
+                self.errors.append(repr(e))
+                self.act = None  # never act twice on a half-done action
+            except Exception as e:  # the state API can hiccup while a node goes away
+                self.errors.append(repr(e))
+            time.sleep(0.2)
+
+
+def run_sweep(storage, budget, *extra):
+    argv = ["--storage", str(storage), "--datasets", "fashion_mnist", *extra]
+    return cli.main("vlae", [CELL], {"smoke": budget}, {}, argv=argv)
+
+
+def test_fractional_gpus_pack_two_trials_per_gpu(cluster, tmp_path):
+    for _ in range(2):
+        cluster.add_node(num_cpus=2, num_gpus=1)
+    ray.init(address=cluster.address)
+    budget = Budget(
+        trials=6,
+        max_epochs=12,
+        grace_epochs=12,
+        reduction_factor=2,
+        patience=12,
+        eval_k=2,
+        eval_seeds=1,
+        fixed={"model/hidden_dim": 16},
+    )
+    watcher = Watcher()
+    watcher.start()
+    assert run_sweep(tmp_path, budget, "--gpus-per-trial", "0.5", "--cpus-per-trial", "0.5") == 0
+    watcher.stop = True
+    # 2 GPUs at 0.5 per trial: up to 4 trials at once, all GPU capacity in use at some point.
+    assert 3 <= watcher.max_alive <= 4, watcher.errors[-3:]
+    assert watcher.min_free_gpu == 0
+    trials = store.load(str(tmp_path), "trials")
+    assert len(trials) == 6 and (trials["status"] == "completed").all()
+    assert (trials["gpu_seconds"] - 0.5 * trials["wall_seconds"]).abs().max() < 1e-6
+
+
+def test_a_lost_worker_node_retries_its_trials_from_their_checkpoints(cluster, tmp_path):
+    # 2 trials on 3 one-CPU nodes: the spare node takes over (nodes cannot be added from the
+    # watcher thread: Cluster.add_node fails off the main thread).
+    nodes = [cluster.add_node(num_cpus=1) for _ in range(3)]
+    ray.init(address=cluster.address)
+    budget = Budget(
+        trials=2,
+        max_epochs=40,
+        grace_epochs=40,
+        reduction_factor=2,
+        patience=40,
+        eval_k=2,
+        eval_seeds=1,
+        fixed={"model/hidden_dim": 16},
+    )
+    experiment = tmp_path / "ray" / CELL.name
+    killed = {}
+
+    def kill_a_busy_node() -> bool:
+        """Once every trial has checkpointed epoch 3, remove a node running one (once)."""
+        if killed:
+            return True
+        latest = [max((int(c.name.split("_")[1]) + 1 for c in t.glob("checkpoint_*")), default=0)
+                  for t in experiment.glob("train_trial_*")]  # fmt: skip
+        if len(latest) < budget.trials or min(latest) < 3:
+            return False
+        busy = {a.node_id for a in alive_trials()}
+        candidates = [n for n in nodes if n.node_id in busy]
+        assert candidates, (busy, [n.node_id for n in nodes])
+        victim = candidates[0]
+        killed["node"] = victim.node_id
+        cluster.remove_node(victim)
+        return True
+
+    watcher = Watcher(act=kill_a_busy_node)
+    watcher.start()
+    assert run_sweep(tmp_path, budget) == 0
+    watcher.stop = True
+    assert killed, f"no node was removed before the trials finished: {watcher.errors[-3:]}"
+
+    trials = store.load(str(tmp_path), "trials")
+    assert len(trials) == 2 and (trials["status"] == "completed").all()
+    assert (trials["epochs"] == budget.max_epochs).all()
+    retried = trials[trials["retries"] > 0]
+    assert len(retried) >= 1
+    curves = store.load(str(tmp_path), "curves")
+    for trial_id in retried["trial_id"]:
+        resumed = curves[curves["trial_id"] == trial_id]["resumed_from"]
+        assert resumed.max() >= 3, "the retried trial started over instead of resuming"

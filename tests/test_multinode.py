@@ -62,9 +62,6 @@ class Watcher(threading.Thread):
                 self.min_free_gpu = min(self.min_free_gpu, ray.available_resources().get("GPU", 0))
                 if self.act is not None and self.act():
                     self.act = None  # acted once
-            except AssertionError as e:
-                self.errors.append(repr(e))
-                self.act = None  # never act twice on a half-done action
             except Exception as e:  # the state API can hiccup while a node goes away
                 self.errors.append(repr(e))
             time.sleep(0.2)
@@ -129,7 +126,8 @@ def test_a_lost_worker_node_retries_its_trials_from_their_checkpoints(cluster, t
             return False
         busy = {a.node_id for a in alive_trials()}
         candidates = [n for n in nodes if n.node_id in busy]
-        assert candidates, (busy, [n.node_id for n in nodes])
+        if not candidates:  # the state API lags behind the trials: look again
+            return False
         victim = candidates[0]
         killed["node"] = victim.node_id
         cluster.remove_node(victim)

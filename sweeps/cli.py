@@ -20,6 +20,7 @@ from results import store
 from results.papers import paper_table
 from results.tables import build_table, render
 from sweeps.cells import Budget, Cell
+from sweeps.status import progress
 from sweeps.tune_glue import evaluate_winner, run_cell
 from training.config import ConfigError, parse_override
 from training.data import DatasetError, read_images
@@ -109,6 +110,11 @@ def parse_args(
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the Optuna sampler")
     p.add_argument("--resume", action="store_true", help="continue an interrupted sweep")
+    p.add_argument(
+        "--status",
+        action="store_true",
+        help="print the sweep's progress from --storage and exit (Ray not needed)",
+    )
     args = p.parse_args(argv)
     args.datasets = args.datasets or default_datasets.get(args.budget, datasets)
     return args
@@ -142,6 +148,9 @@ def main(
             file=sys.stderr,
         )
         return 2
+    if args.status:
+        print(progress(args.storage, chosen, args.study_storage).to_string(index=False))
+        return 0
     try:
         store.check_writable(args.storage)
     except store.StorageError as e:

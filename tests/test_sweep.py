@@ -54,6 +54,28 @@ def test_two_trial_sweep_lands_in_parquet_and_renders_the_table(
     out = capsys.readouterr().out
     assert "| VAE | - | " in out and "(n=2, k=5)" in out
 
+    # The sweep's progress, from storage alone.
+    argv = ["--storage", str(tmp_path), "--datasets", "fashion_mnist", "--status"]
+    assert cli.main("vlae", [CELL], {"smoke": TINY}, {}, argv=argv) == 0
+    status = capsys.readouterr().out.splitlines()
+    assert status[0].split() == [
+        "family",
+        "dataset",
+        "likelihood",
+        "variant",
+        "completed",
+        "pruned",
+        "errored",
+        "running",
+        "best_val_loss",
+    ]
+    counts = trials["status"].value_counts()
+    fields = status[1].split()
+    assert fields[:4] == ["vae", "fashion_mnist", "gaussian", "-"]
+    assert int(fields[4]) == counts.get("completed", 0) and int(fields[7]) == 0
+    best = trials[trials["status"] == "completed"]["best_val_loss"].min()
+    assert float(fields[8]) == pytest.approx(best, abs=1e-3)
+
 
 def scripted_space(trial):
     """A real space plus, by trial number, a diverging trial, a crashing one and slow learners."""

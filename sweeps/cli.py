@@ -46,6 +46,17 @@ def connect(address: str | None) -> None:
     ray.init(address="auto" if find_gcs_addresses() else "local")
 
 
+def warn_if_storage_not_shared(storage: str) -> None:
+    """A local path is only right for a cluster if it is a shared mount (NFS) on every node."""
+    hosts = {n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"]}
+    if "://" not in storage and len(hosts) > 1:
+        print(
+            f"warning: --storage {storage} is a local path but the cluster spans {len(hosts)} "
+            "machines: it must be a shared mount (NFS) on all of them, or use s3:// / gs://",
+            file=sys.stderr,
+        )
+
+
 def fitting_trials(resources: dict) -> int:
     """How many trials of this size the cluster holds now (at least 1)."""
     total = ray.cluster_resources()
@@ -151,6 +162,13 @@ def main(
     if args.status:
         print(progress(args.storage, chosen, args.study_storage).to_string(index=False))
         return 0
+    if "://" in args.storage and not args.study_storage:
+        print(
+            f"error: --storage {args.storage} is an object store, where the Optuna journal "
+            "cannot live: add --study-storage postgresql://... (or mysql://, sqlite:///...)",
+            file=sys.stderr,
+        )
+        return 2
     try:
         store.check_writable(args.storage)
     except store.StorageError as e:
@@ -167,6 +185,7 @@ def main(
     # Tune warns on every forced experiment snapshot (num_to_keep=1 checkpoints); it is expected.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     connect(args.address)
+    warn_if_storage_not_shared(args.storage)
     gpus = args.gpus_per_trial
     if gpus is None:
         gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0

@@ -222,7 +222,11 @@ def run_cell(
         reduction_factor=budget.reduction_factor,
     )
     trainable = tune.with_resources(train_trial, resources)
-    ray_dir = str(Path(storage).expanduser().resolve() / "ray")
+    ray_dir = (
+        f"{storage.rstrip('/')}/ray"
+        if "://" in storage  # s3://, gs://: Tune's own URIs
+        else str(Path(storage).expanduser().resolve() / "ray")
+    )
     experiment = f"{ray_dir}/{cell.name}"
     if resume and tune.Tuner.can_restore(experiment):
         tuner = tune.Tuner.restore(experiment, trainable, resume_errored=False)

@@ -134,6 +134,7 @@ def test_failures_are_recorded_and_asha_stops_become_pruned_in_optuna(
         (["--storage", "/proc/no-such-dir/x"], "is not writable"),
         (["--set", "data/root=/nonexistent"], "not found: looked for"),
         (["--set", "train/lr"], "KEY=VALUE"),
+        (["--storage", "s3://bucket/x"], "add --study-storage"),
     ],
 )
 def test_bad_sweep_input_fails_before_ray_starts(extra, message, tmp_path, capsys, monkeypatch):

@@ -52,10 +52,12 @@ def train_trial(config: dict) -> None:
     data = load_data(cfg.data, device)
     model = build_model(cfg, data.x_shape)
     where = hardware(device)
+    node_id = ray.get_runtime_context().get_node_id()  # which Ray node ran each epoch
 
     def report(metrics: dict, ckpt_dir: Path) -> None:
         tune.report(
-            {**metrics, "hardware": where}, checkpoint=tune.Checkpoint.from_directory(str(ckpt_dir))
+            {**metrics, "hardware": where, "node_id": node_id},
+            checkpoint=tune.Checkpoint.from_directory(str(ckpt_dir)),
         )
 
     previous = tune.get_checkpoint()

@@ -30,7 +30,7 @@ from sweeps.cells import Budget, Cell
 from sweeps.provenance import provenance
 from training import checkpoint as ckpt_io
 from training.config import Config, flatten, unflatten
-from training.data import load_data
+from training.data import Data, load_data
 from training.evaluate import estimate_log_likelihood
 from training.trainer import DivergedError, build_model, fit, resolve_device
 
@@ -45,13 +45,17 @@ def hardware(device: torch.device) -> str:
     return f"{platform.node()}: cpu {platform.machine()} x{torch.get_num_threads()} threads"
 
 
+def setup(config: dict) -> tuple[Config, Data, torch.nn.Module]:
+    """A trial's or an evaluation's config, data on its device, and freshly built model."""
+    cfg = Config.from_dict(config)
+    data = load_data(cfg.data, resolve_device(cfg.train.device))
+    return cfg, data, build_model(cfg, data.x_shape).to(data.train.device)
+
+
 def train_trial(config: dict) -> None:
     """One Tune trial: train a configuration, report every epoch with its checkpoint, resume."""
-    cfg = Config.from_dict(config)
-    device = resolve_device(cfg.train.device)
-    data = load_data(cfg.data, device)
-    model = build_model(cfg, data.x_shape)
-    where = hardware(device)
+    cfg, data, model = setup(config)
+    where = hardware(data.train.device)
     node_id = ray.get_runtime_context().get_node_id()  # which Ray node ran each epoch
 
     def report(metrics: dict, ckpt_dir: Path) -> None:
@@ -260,12 +264,9 @@ def run_cell(
 
 @ray.remote
 def _evaluate(ckpt_path: str, config: dict, k: int, seed: int) -> dict:
-    cfg = Config.from_dict(config)
-    device = resolve_device(cfg.train.device)
-    data = load_data(cfg.data, device)
-    model = build_model(cfg, data.x_shape).to(device)
+    cfg, data, model = setup(config)
     with tune.Checkpoint(ckpt_path).as_directory() as d:
-        model.load_state_dict(ckpt_io.load(d, device)["best_model"])
+        model.load_state_dict(ckpt_io.load(d, data.test.device)["best_model"])
     return estimate_log_likelihood(model, data.test, k, seed=seed)
 
 

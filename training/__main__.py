@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import models
@@ -57,9 +57,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
+    with tempfile.TemporaryDirectory(prefix="run-") as scratch:  # used when no --run-dir
+        return run(cfg, data, args.run_dir or Path(scratch), args.test_k)
+
+
+def run(cfg: Config, data, run_dir: Path, test_k: int) -> int:
+    """Train (resuming from run_dir's checkpoint if any), then evaluate the best weights."""
     model = build_model(cfg, data.x_shape)
-    ckpt_file = args.run_dir / checkpoint.CHECKPOINT_FILE if args.run_dir else None
-    resume = ckpt_file if ckpt_file is not None and ckpt_file.is_file() else None
+    ckpt_file = run_dir / checkpoint.CHECKPOINT_FILE
+    resume = ckpt_file if ckpt_file.is_file() else None
 
     def report(metrics: dict, ckpt_dir: Path) -> None:
         print(
@@ -72,10 +78,7 @@ def main(argv: list[str] | None = None) -> int:
             ),
             file=sys.stderr,
         )
-        if ckpt_file is not None:
-            ckpt_file.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(ckpt_dir / checkpoint.CHECKPOINT_FILE, ckpt_file.with_suffix(".tmp"))
-            ckpt_file.with_suffix(".tmp").replace(ckpt_file)
+        checkpoint.publish(ckpt_dir, ckpt_file)
 
     try:
         final = fit(model, data, cfg.train, report=report, resume=resume)
@@ -83,18 +86,11 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"status": "diverged", "reason": str(e), "config": cfg.to_dict()}))
         return 1
     out = {"status": "completed", **final, "config": cfg.to_dict()}
-    if args.test_k > 0:
-        model.load_state_dict(best_state(model, ckpt_file, final))
-        out.update(estimate_log_likelihood(model, data.test, args.test_k, seed=cfg.train.seed))
+    if test_k > 0:  # the best-validation weights, never the last epoch's
+        model.load_state_dict(checkpoint.load(ckpt_file)["best_model"])
+        out.update(estimate_log_likelihood(model, data.test, test_k, seed=cfg.train.seed))
     print(json.dumps(out))
     return 0
-
-
-def best_state(model, ckpt_file: Path | None, final: dict) -> dict:
-    """The best-validation weights: from the checkpoint when there is one, else the current ones."""
-    if ckpt_file is not None and ckpt_file.is_file():
-        return checkpoint.load(ckpt_file)["best_model"]
-    return model.state_dict()
 
 
 if __name__ == "__main__":

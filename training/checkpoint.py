@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import torch
@@ -29,6 +30,16 @@ def save(path: Path, state: dict) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     torch.save(state, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def publish(ckpt_dir: Path, path: Path) -> Path:
+    """Atomically copy the checkpoint a trainer reported into ``path`` (tmp file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    shutil.copyfile(Path(ckpt_dir) / CHECKPOINT_FILE, tmp)
     os.replace(tmp, path)
     return path
 

@@ -14,7 +14,9 @@ class PaperTable:
     key: str
     paper: str  # the `paper` column of paper_tables.csv
     title: str
-    metric_prefix: str  # rows of paper_tables.csv whose metric starts with this
+    metrics: dict[str, tuple[str, str]]
+    """Our evaluations column -> (column label, prefix of the paper's metric in paper_tables.csv).
+    One metric: columns "<dataset>: ours / paper"; several: "<dataset> <label>: ours / paper"."""
     models: dict[str, str]  # our family id -> the paper's model label
     datasets: dict[tuple[str, str], str]  # (our dataset, likelihood) -> the paper's dataset label
     reference_tables: tuple[str, ...] = ()  # which of the paper's tables to show; () = all
@@ -26,7 +28,7 @@ PAPERS: dict[str, PaperTable] = {
         key="vlae",
         paper="VLAE (Park, Kim, Kim; ICML 2019)",
         title="VLAE (Park et al., ICML 2019): test log-likelihood (nats, importance-sampled)",
-        metric_prefix="test log-likelihood (IS)",
+        metrics={"test_log_likelihood": ("LL", "test log-likelihood (IS)")},
         models={"vae": "VAE"},
         datasets={
             ("mnist", "bernoulli"): "MNIST (binarized)",
@@ -38,10 +40,50 @@ PAPERS: dict[str, PaperTable] = {
             "poster/slides chart: Log-likelihood results on CIFAR10 (Gaussian output)",
         ),
     ),
+    "svae18": PaperTable(
+        key="svae18",
+        paper="S-VAE (Davidson et al.; UAI 2018)",
+        title="S-VAE (Davidson et al., UAI 2018), Table 1: N-VAE vs S-VAE by latent dimension "
+        "(nats; LL importance-sampled; L[q] = RE - KL)",
+        metrics={
+            "test_log_likelihood": ("LL", "LL (importance sampling"),
+            "test_elbo": ("L[q]", "L[q]"),
+            "test_log_px_z": ("RE", "RE ("),
+            "test_kl": ("KL", "KL ("),
+        },
+        models={"nvae": "N-VAE", "svae": "S-VAE"},
+        datasets={
+            ("mnist", "bernoulli"): "MNIST (dynamically binarized)",
+            ("fashion_mnist", "bernoulli"): "Fashion-MNIST (dynamically binarized)",
+        },
+        reference_tables=(
+            "Table 1: unsupervised dyn. binarized MNIST (mean and std over runs)",
+        ),
+    ),
+    "psvae19": PaperTable(
+        key="psvae19",
+        paper="Product-space S-VAE (Davidson, Tomczak, Gavves; NeurIPS BDL 2019)",
+        title="Product-space S-VAE (Davidson et al., 2019): partitions of the latent dimension "
+        "and Gaussian baselines (nats; the paper's table is not transcribed)",
+        metrics={"test_log_likelihood": ("LL", "LL"), "test_elbo": ("L[q]", "L[q]")},
+        models={"psvae": "S-VAE (product)", "nvae": "N-VAE"},
+        datasets={
+            ("static_mnist", "bernoulli"): "static MNIST",
+            ("mnist", "bernoulli"): "MNIST (dynamically binarized)",
+            ("fashion_mnist", "bernoulli"): "Fashion-MNIST (dynamically binarized)",
+        },
+    ),
 }
 
 
-def paper_table(key: str) -> PaperTable:
+GROUPS: dict[str, tuple[str, ...]] = {"hyperspherical": ("svae18", "psvae19")}
+"""A sweep script that feeds several papers' tables: its name -> the tables' keys."""
+
+
+def paper_tables(key: str) -> list[PaperTable]:
+    """The tables of a paper key, or of every paper a sweep group feeds."""
+    if key in GROUPS:
+        return [PAPERS[k] for k in GROUPS[key]]
     if key not in PAPERS:
-        raise ValueError(f"unknown paper {key!r}; known: {sorted(PAPERS)}")
-    return PAPERS[key]
+        raise ValueError(f"unknown paper {key!r}; known: {sorted([*PAPERS, *GROUPS])}")
+    return [PAPERS[key]]

@@ -6,6 +6,8 @@ trial is the winner; its test evaluations over seeds give "mean ± std (n seeds,
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 
 from results import store
@@ -23,46 +25,45 @@ def winners(trials: pd.DataFrame, paper: str) -> pd.DataFrame:
 
 
 def our_numbers(storage: str, table: PaperTable) -> pd.DataFrame:
-    """One row per cell: model, variant, dataset label, and the winner's test statistics."""
-    cols = ["model", "variant", "dataset_label", "mean", "std", "n", "k", "trial_id"]
+    """One row per cell and metric: the winner's test statistics over evaluation seeds."""
+    cols = ["model", "variant", "dataset_label", "metric", "mean", "std", "n", "k", "trial_id"]
     best = winners(store.load(storage, "trials"), table.key)
     if best.empty:
         return pd.DataFrame(columns=cols)
     evals = store.load(storage, "evaluations")
-    stats = (
-        evals.groupby("trial_id")["test_log_likelihood"]
-        .agg(["mean", "std", "count"])
-        .rename(columns={"count": "n"})
-        if not evals.empty
-        else pd.DataFrame(columns=["mean", "std", "n"])
-    )
-    ks = evals.groupby("trial_id")["k"].max() if not evals.empty else pd.Series(dtype=float)
     rows = []
     for _, t in best.iterrows():
         label = table.datasets.get(
             (t["dataset"], t["likelihood"]), f"{t['dataset']} ({t['likelihood']})"
         )
-        s = stats.loc[t["trial_id"]] if t["trial_id"] in stats.index else None
-        rows.append(
-            {
-                "model": table.models.get(t["family"], t["family"]),
-                "variant": t["variant"],
-                "dataset_label": label,
-                "mean": None if s is None else s["mean"],
-                "std": None if s is None else s["std"],
-                "n": 0 if s is None else int(s["n"]),
-                "k": None if s is None else int(ks[t["trial_id"]]),
-                "trial_id": t["trial_id"],
-            }
-        )
+        mine = evals[evals["trial_id"] == t["trial_id"]] if not evals.empty else evals
+        for column, (metric, _) in table.metrics.items():
+            values = mine[column].dropna() if column in mine else pd.Series(dtype=float)
+            rows.append(
+                {
+                    "model": table.models.get(t["family"], t["family"]),
+                    "variant": t["variant"],
+                    "dataset_label": label,
+                    "metric": metric,
+                    "mean": values.mean() if len(values) else None,
+                    "std": values.std() if len(values) else None,
+                    "n": len(values),
+                    "k": int(mine["k"].max()) if len(values) else None,
+                    "trial_id": t["trial_id"],
+                }
+            )
     return pd.DataFrame(rows, columns=cols)
 
 
 def reference_numbers(table: PaperTable) -> pd.DataFrame:
     ref = paper_numbers()
-    ref = ref[(ref["paper"] == table.paper) & ref["metric"].str.startswith(table.metric_prefix)]
+    ref = ref[ref["paper"] == table.paper]
     if table.reference_tables:
         ref = ref[ref["table"].isin(table.reference_tables)]
+    label = pd.Series(None, index=ref.index, dtype=object)
+    for metric, prefix in table.metrics.values():
+        label[ref["metric"].str.startswith(prefix) & label.isna()] = metric
+    ref = ref.assign(metric=label).dropna(subset=["metric"])
     ref = ref.assign(
         text=[format_reference(r, table.digits) for _, r in ref.iterrows()],
         trust=[trust(r) for _, r in ref.iterrows()],
@@ -78,9 +79,11 @@ def format_ours(row, digits: int) -> str:
 
 
 def build_table(storage: str, table: PaperTable) -> tuple[pd.DataFrame, list[str]]:
-    """The wide table (rows: model, variant; two columns per dataset) and its footnotes."""
+    """The wide table (rows: model, variant; ours and the paper's per dataset and metric) and its
+    footnotes."""
     ours, ref = our_numbers(storage, table), reference_numbers(table)
     datasets = list(dict.fromkeys([*ours["dataset_label"], *ref["dataset_label"]]))
+    metrics = [label for label, _ in table.metrics.values()]
     keys = list(
         dict.fromkeys(
             zip([*ref["model"], *ours["model"]], [*ref["variant"], *ours["variant"]], strict=True)
@@ -88,25 +91,31 @@ def build_table(storage: str, table: PaperTable) -> tuple[pd.DataFrame, list[str
     )
     models = dict.fromkeys([*table.models.values(), *ref["model"], *ours["model"]])
     order = {m: i for i, m in enumerate(models)}
-    keys.sort(key=lambda mv: (order[mv[0]], mv[1]))
+    keys.sort(key=lambda mv: (order[mv[0]], variant_order(mv[1])))
     out = pd.DataFrame({"Model": [m for m, _ in keys], "Variant": [v for _, v in keys]})
     for ds in datasets:
-        for who, frame, fmt in (
-            ("ours", ours, lambda r: format_ours(r, table.digits)),
-            ("paper", ref, lambda r: r["text"]),
-        ):
-            cells = {
-                (r["model"], r["variant"]): fmt(r)
-                for _, r in frame[frame["dataset_label"] == ds].iterrows()
-            }
-            out[f"{ds}: {who}"] = [cells.get(k, "–") for k in keys]
+        for metric in metrics:
+            column = ds if len(metrics) == 1 else f"{ds} {metric}"
+            for who, frame, fmt in (
+                ("ours", ours, lambda r: format_ours(r, table.digits)),
+                ("paper", ref, lambda r: r["text"]),
+            ):
+                mine = frame[(frame["dataset_label"] == ds) & (frame["metric"] == metric)]
+                cells = {(r["model"], r["variant"]): fmt(r) for _, r in mine.iterrows()}
+                out[f"{column}: {who}"] = [cells.get(k, "–") for k in keys]
     notes = [f"† {s}" for s in dict.fromkeys(ref.loc[ref["trust"] == "reference", "source"])]
     notes.insert(
         0,
-        "ours: best-by-validation configuration per cell; test log-likelihood mean ± "
-        "std over evaluation seeds (n) with k importance samples.",
+        "ours: best-by-validation configuration per cell; mean ± std over evaluation seeds (n) "
+        "of the test set's " + ", ".join(metrics) + ", with k importance samples.",
     )
     return out, notes
+
+
+def variant_order(variant: str) -> tuple:
+    """Variants sort by the numbers in them (d=2 before d=10), then as text."""
+    numbers = tuple(int(n) for n in re.findall(r"\d+", str(variant)))
+    return numbers, str(variant)
 
 
 LATEX_ESCAPES = {"&": r"\&", "%": r"\%", "_": r"\_", "±": r"$\pm$", "†": r"$^\dagger$", "–": "--"}

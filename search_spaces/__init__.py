@@ -6,12 +6,49 @@ from collections.abc import Callable
 
 import optuna
 
-from search_spaces import vae
+from search_spaces import hyperspherical, vae
 
-SPACES: dict[str, Callable[[optuna.Trial], None]] = {"vae": vae.space}
+SPACES: dict[str, Callable[[optuna.Trial], None]] = {
+    "vae": vae.space,
+    "svae": hyperspherical.space,
+    "psvae": hyperspherical.space,
+    "nvae": hyperspherical.space,
+}
 
 
-def space_for(family: str) -> Callable[[optuna.Trial], None]:
+def space_for(family: str, fixed: dict | None = None) -> Callable[[optuna.Trial], None]:
+    """The family's space; keys in ``fixed`` (a sweep's --set, a budget's or a cell's fixed
+    config) keep their fixed value instead of being sampled, and branch the space accordingly."""
     if family not in SPACES:
         raise ValueError(f"no search space for family {family!r}; known: {sorted(SPACES)}")
-    return SPACES[family]
+    space = SPACES[family]
+    if not fixed:
+        return space
+    return _FixedSpace(space, fixed)
+
+
+class _FixedSpace:
+    """``space`` with some keys fixed; a class, not a closure, because Tune pickles the searcher."""
+
+    def __init__(self, space: Callable[[optuna.Trial], None], fixed: dict):
+        self.space, self.fixed = space, dict(fixed)
+
+    def __call__(self, trial: optuna.Trial):
+        return self.space(_Fixing(trial, self.fixed))
+
+
+class _Fixing:
+    """A trial whose suggest_* calls answer fixed keys from a dict and sample only the rest."""
+
+    def __init__(self, trial: optuna.Trial, fixed: dict):
+        self._trial, self._fixed = trial, fixed
+
+    def __getattr__(self, name: str):
+        attr = getattr(self._trial, name)
+        if not name.startswith("suggest_"):
+            return attr
+
+        def suggest(key: str, *args, **kwargs):
+            return self._fixed[key] if key in self._fixed else attr(key, *args, **kwargs)
+
+        return suggest

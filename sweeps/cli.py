@@ -17,7 +17,7 @@ import sys
 import ray
 
 from results import store
-from results.papers import paper_table
+from results.papers import paper_tables
 from results.tables import build_table, render
 from sweeps.cells import Budget, Cell
 from sweeps.status import progress
@@ -46,15 +46,14 @@ def connect(address: str | None) -> None:
     ray.init(address="auto" if find_gcs_addresses() else "local")
 
 
-def warn_if_storage_not_shared(storage: str) -> None:
+def storage_warning(storage: str, hosts: set[str]) -> str | None:
     """A local path is only right for a cluster if it is a shared mount (NFS) on every node."""
-    hosts = {n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"]}
-    if "://" not in storage and len(hosts) > 1:
-        print(
-            f"warning: --storage {storage} is a local path but the cluster spans {len(hosts)} "
-            "machines: it must be a shared mount (NFS) on all of them, or use s3:// / gs://",
-            file=sys.stderr,
-        )
+    if "://" in storage or len(hosts) <= 1:
+        return None
+    return (
+        f"warning: --storage {storage} is a local path but the cluster spans {len(hosts)} "
+        "machines: it must be a shared mount (NFS) on all of them, or use s3:// / gs://"
+    )
 
 
 def fitting_trials(resources: dict) -> int:
@@ -182,10 +181,12 @@ def main(
             except DatasetError as e:
                 print(f"error: {e}", file=sys.stderr)
                 return 2
-    # Tune warns on every forced experiment snapshot (num_to_keep=1 checkpoints); it is expected.
+    # Tune warns on every forced experiment snapshot (num_to_keep checkpoints); it is expected.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     connect(args.address)
-    warn_if_storage_not_shared(args.storage)
+    hosts = {n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"]}
+    if warning := storage_warning(args.storage, hosts):
+        print(warning, file=sys.stderr)
     gpus = args.gpus_per_trial
     if gpus is None:
         gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
@@ -211,7 +212,7 @@ def main(
                 f"   test log-likelihood (k={row['k']}, seed {row['seed']}): "
                 f"{row['test_log_likelihood']:.2f}"
             )
-    table = paper_table(paper)
-    df, notes = build_table(args.storage, table)
-    print(render(df, notes, table.title, "md"))
+    for table in paper_tables(paper):
+        df, notes = build_table(args.storage, table)
+        print(render(df, notes, table.title, "md"))
     return 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import platform
+import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -77,24 +78,52 @@ def train_trial(config: dict) -> None:
 
 
 class PruneAwareOptunaSearch(OptunaSearch):
-    """OptunaSearch that tells Optuna the truth about how each trial ended.
+    """OptunaSearch that tells Optuna the truth about how each trial ended, and survives restarts.
 
     Stock OptunaSearch marks a trial that ASHA stopped as COMPLETE with its partial-budget score.
     Here a trial is COMPLETE only if it reported ``finished`` (its own max_epochs or early
     stopping), with its best validation loss as the value; a trial stopped by the scheduler is
     PRUNED and keeps its intermediate values; an errored or diverged trial is FAIL.
+
+    Each Optuna trial carries its Tune trial id and experiment as user attributes. Optuna writes
+    through at once, Tune saves its experiment state every few seconds: a driver killed in between
+    leaves Optuna trials that the restored experiment never heard of. The next trials Tune asks
+    for adopt them (same parameters), so study and experiment stay one-to-one after a resume.
     """
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, experiment: str = "", **kwargs):
         super().__init__(*args, **kwargs)
+        self.experiment = experiment
         self._reported: dict[str, set] = defaultdict(set)  # epochs already told to Optuna
+
+    def suggest(self, trial_id: str) -> dict | None:
+        if trial_id not in self._ot_trials and (orphan := self._orphan()) is not None:
+            self._ot_trials[trial_id] = orphan
+        config = super().suggest(trial_id)
+        ot_trial = self._ot_trials[trial_id]
+        ot_trial.set_user_attr("tune_experiment", self.experiment)
+        ot_trial.set_user_attr("tune_trial_id", trial_id)
+        return config
+
+    def _orphan(self) -> optuna.Trial | None:
+        owned = set(self._ot_trials)
+        for t in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            attrs = t.user_attrs
+            if attrs.get("tune_experiment") == self.experiment and (
+                attrs.get("tune_trial_id") not in owned
+            ):
+                return optuna.Trial(self._ot_study, t._trial_id)
+        return None
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         value, epoch = result.get(self.metric, math.nan), result.get("epoch")
         reported = self._reported[trial_id]
         if trial_id in self._ot_trials and epoch is not None and math.isfinite(value):
             if epoch not in reported:  # the epoch, not Tune's iteration count, is the step
-                self._ot_trials[trial_id].report(value, epoch)
+                try:
+                    self._ot_trials[trial_id].report(value, epoch)
+                except optuna.exceptions.UpdateFinishedTrialError:
+                    pass  # told before a driver restart; the trial reran from its checkpoint
                 reported.add(epoch)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
@@ -109,7 +138,7 @@ class PruneAwareOptunaSearch(OptunaSearch):
             state, value = TrialState.COMPLETE, result["best_val_loss"]
         else:
             state, value = TrialState.PRUNED, None
-        self._ot_study.tell(self._ot_trials[trial_id], value, state=state)
+        self._ot_study.tell(self._ot_trials[trial_id], value, state=state, skip_if_finished=True)
         self._completed_trials.add(trial_id)
 
 
@@ -126,17 +155,15 @@ def trial_status(last: dict, error: Exception | None) -> tuple[str, str]:
 
 
 class ParquetWriter(tune.Callback):
-    """Writes each trial's row and learning curve to the Parquet store as the trial ends."""
+    """Writes each trial's row and learning curve to the Parquet store as the trial ends.
+
+    The curve comes from the trial's last checkpoint, not from results seen by this driver: a
+    trial retried on another node, or resumed after the driver restarted, still has every epoch.
+    """
 
     def __init__(self, storage: str, cell: Cell, gpus_per_trial: float):
         self.storage, self.cell, self.gpus = storage, cell, gpus_per_trial
         self.provenance = provenance()
-        self._curves: dict[str, list[dict]] = defaultdict(list)
-
-    def on_trial_result(self, iteration, trials, trial, result, **info):
-        if "epoch" in result and "diverged" not in result:
-            row = {k: result[k] for k in CURVE_KEYS}
-            self._curves[trial.trial_id].append(row)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._write(trial, None)
@@ -144,14 +171,26 @@ class ParquetWriter(tune.Callback):
     def on_trial_error(self, iteration, trials, trial, **info):
         self._write(trial, trial.get_error() or RuntimeError("trial failed"))
 
+    def _completed_before(self, trial_id: str) -> bool:
+        rows = store.load(self.storage, "trials", sweep=self.cell.name)
+        return not rows.empty and (
+            (rows["trial_id"] == trial_id) & (rows["status"] == "completed")
+        ).any()
+
     def _write(self, trial, error: Exception | None) -> None:
         last = trial.last_result or {}
         status, reason = trial_status(last, error)
+        if status == "errored" and self._completed_before(trial.trial_id):
+            # A trial that had finished reran after a driver restart and failed (e.g. its
+            # checkpoint was gone): its completed row stays; a rerun cannot unfinish it.
+            print(f"warning: keeping the completed row of trial {trial.trial_id}: {reason}")
+            return
         try:  # the full config with its defaults, as it ran
             config = Config.from_dict(trial.config).flat()
         except ValueError:  # the trial failed on its own config: record what it was given
             config = flatten(trial.config)
         ckpt = trial.checkpoint
+        history = checkpoint_history(ckpt)
         wall = float(last.get("time_total_s", 0.0))
         c = self.cell
         row = {
@@ -166,7 +205,7 @@ class ParquetWriter(tune.Callback):
             "reason": reason,
             "best_val_loss": last.get("best_val_loss", math.nan)
             if status == "completed"
-            else min((r["val_loss"] for r in self._curves[trial.trial_id]), default=math.nan),
+            else min((r["val_loss"] for r in history), default=math.nan),
             "best_epoch": last.get("best_epoch", -1),
             "epochs": last.get("epoch", 0),
             "retries": trial.num_failures,  # restarts after a crash or a lost node
@@ -181,11 +220,24 @@ class ParquetWriter(tune.Callback):
         }
         store.write(self.storage, "trials", c.name, trial.trial_id, [row])
         curves = [
-            {"sweep": c.name, "trial_id": trial.trial_id, **r}
-            for r in self._curves.pop(trial.trial_id, [])
+            {"sweep": c.name, "trial_id": trial.trial_id, **{k: r.get(k) for k in CURVE_KEYS}}
+            for r in history
         ]
         if curves:
             store.write(self.storage, "curves", c.name, trial.trial_id, curves)
+
+
+def checkpoint_history(ckpt: tune.Checkpoint | None) -> list[dict]:
+    """The per-epoch metrics stored in a trial's checkpoint (local or object store)."""
+    if ckpt is None:
+        return []
+    path = f"{ckpt.path}/{ckpt_io.HISTORY_FILE}"
+    try:
+        with ckpt.filesystem.open_input_stream(path) as f:
+            return json.loads(f.read())
+    except (OSError, ValueError) as e:  # the row is still worth writing without its curve
+        print(f"warning: no learning curve in {path}: {e}", file=sys.stderr)
+        return []
 
 
 def ckpt_uri(ckpt: tune.Checkpoint) -> str:
@@ -213,13 +265,20 @@ def run_cell(
     max_concurrent: int = 1,
 ) -> tune.ResultGrid:
     """Search one cell with Optuna (TPE) under ASHA; trials and curves land in Parquet."""
+    ray_dir = (
+        f"{storage.rstrip('/')}/ray"
+        if "://" in storage  # s3://, gs://: Tune's own URIs
+        else str(Path(storage).expanduser().resolve() / "ray")
+    )
+    experiment = f"{ray_dir}/{cell.name}"
     searcher = PruneAwareOptunaSearch(
-        space=search_spaces.space_for(cell.family),
+        space=search_spaces.space_for(cell.family, cell.base_config(budget)),
         metric=METRIC,
         mode=MODE,
         sampler=optuna.samplers.TPESampler(seed=seed),
         study_name=cell.name,
         storage=optuna_storage(study_storage or storage, cell),
+        experiment=experiment,
     )
     scheduler = ASHAScheduler(
         time_attr="epoch",
@@ -228,12 +287,6 @@ def run_cell(
         reduction_factor=budget.reduction_factor,
     )
     trainable = tune.with_resources(train_trial, resources)
-    ray_dir = (
-        f"{storage.rstrip('/')}/ray"
-        if "://" in storage  # s3://, gs://: Tune's own URIs
-        else str(Path(storage).expanduser().resolve() / "ray")
-    )
-    experiment = f"{ray_dir}/{cell.name}"
     if resume and tune.Tuner.can_restore(experiment):
         tuner = tune.Tuner.restore(experiment, trainable, resume_errored=False)
     else:
@@ -254,7 +307,9 @@ def run_cell(
                 name=cell.name,
                 storage_path=ray_dir,
                 failure_config=tune.FailureConfig(max_failures=2),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                # Two, not one: Tune's saved experiment state may name the checkpoint before the
+                # newest, and a resumed trial must still find it (a test kills the driver).
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
                 callbacks=[ParquetWriter(storage, cell, resources.get("gpu", 0))],
                 verbose=1,
             ),

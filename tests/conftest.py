@@ -89,3 +89,16 @@ def ray_local(monkeypatch, tiny_data_root):
     finally:
         ray.shutdown()
         shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def kill_process_group(pgid: int) -> None:
+    """SIGKILL a process group: a driver or `ray start` run with start_new_session=True and every
+    Ray process it spawned (daemons rename themselves, so their command lines cannot be matched).
+    What a crashed driver or a test's cluster leaves behind must not outlive the test."""
+    import os
+    import signal
+
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass  # nothing left

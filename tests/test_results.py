@@ -9,7 +9,7 @@ import pytest
 
 from results import store
 from results.__main__ import main as results_main
-from results.papers import paper_table
+from results.papers import PAPERS
 from results.reference import paper_numbers
 from results.tables import build_table, render, winners
 
@@ -90,7 +90,7 @@ def test_winner_is_chosen_by_validation_never_by_test(tmp_path):
             [{"trial_id": tid, "seed": seed, "test_log_likelihood": ll, "k": 100}],
         )
     assert winners(store.load(s, "trials"), "vlae")["trial_id"].tolist() == ["good_val"]
-    df, notes = build_table(s, paper_table("vlae"))
+    df, notes = build_table(s, PAPERS["vlae"])
     vae = df[(df["Model"] == "VAE") & (df["Variant"] == "-")].iloc[0]
     assert vae["FashionMNIST: ours"] == "101.00 ± 1.41 (n=2, k=100)"
     assert vae["MNIST (binarized): paper"] == "-85.37 †"  # poster value, marked as a reference
@@ -101,7 +101,7 @@ def test_table_renders_in_every_format_and_the_command_writes_files(tmp_path, ca
     store.write(
         str(tmp_path), "trials", "vlae-vae-fashion_mnist-gaussian", "x", [trial_row("x", -1.0)]
     )
-    df, notes = build_table(str(tmp_path), paper_table("vlae"))
+    df, notes = build_table(str(tmp_path), PAPERS["vlae"])
     md, tex, csv = (render(df, notes, "T", f) for f in ("md", "latex", "csv"))
     assert md.startswith("### T") and "| VAE | - | not evaluated |" in md
     assert (

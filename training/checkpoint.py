@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import torch
 
 CHECKPOINT_FILE = "state.pt"
+HISTORY_FILE = "history.json"  # the per-epoch metrics so far, readable without torch
 
 
 def rng_state() -> dict:
@@ -30,6 +32,15 @@ def save(path: Path, state: dict) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     torch.save(state, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def save_history(ckpt_dir: Path, history: list[dict]) -> Path:
+    """The learning curve beside the state: a resumed run's curve is whole, not from its restart."""
+    path = Path(ckpt_dir) / HISTORY_FILE
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(history))
     os.replace(tmp, path)
     return path
 

@@ -164,6 +164,7 @@ def fit(model, data: Data, cfg, report: Report | None = None, resume: Path | Non
                     "rng": checkpoint.rng_state(),
                 },
             )
+            checkpoint.save_history(Path(tmp), state.history)
             if report is not None:
                 report(metrics, Path(tmp))
     return metrics or (state.history[-1] if state.history else {})

@@ -1,0 +1,158 @@
+"""A killed sweep driver resumes with `--resume`: no trial lost or repeated, in Tune or Optuna."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from ray import tune
+
+from results import store
+from sweeps import vlae
+from sweeps.tune_glue import METRIC, MODE, PruneAwareOptunaSearch, optuna_storage
+from tests.conftest import kill_process_group, make_mnist_like
+
+CELL = vlae.CELLS[0]
+REPO = Path(__file__).resolve().parents[1]
+
+
+def one_float(trial):
+    trial.suggest_float("x", 0.0, 1.0)
+
+
+def searcher(storage, seed=0) -> PruneAwareOptunaSearch:
+    return PruneAwareOptunaSearch(
+        space=one_float,
+        metric=METRIC,
+        mode=MODE,
+        sampler=optuna.samplers.TPESampler(seed=seed),
+        study_name="s",
+        storage=storage,
+        experiment="/runs/exp",
+    )
+
+
+def test_a_restored_searcher_adopts_the_trials_asked_after_its_last_save(tmp_path):
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(tmp_path / "s.journal"))
+    )
+    first = searcher(storage)
+    first.suggest("a"), first.suggest("b")
+    first.save(str(tmp_path / "state.pkl"))  # Tune's periodic experiment snapshot
+    done = {"epoch": 1, METRIC: 0.5, "finished": True, "best_val_loss": 0.5}
+    first.on_trial_complete("a", done)
+    c = first.suggest("c")  # ... and the driver dies before the next snapshot
+
+    second = searcher(storage, seed=1)
+    second.restore(str(tmp_path / "state.pkl"))
+    second.on_trial_complete("a", done)  # "a" reran from its checkpoint: told twice, no error
+    assert second.suggest("d") == c  # the orphan asked for "c" is adopted, parameters and all
+    second.suggest("e")  # a fresh one
+
+    trials = optuna.load_study(study_name="s", storage=storage).trials
+    assert [t.user_attrs["tune_trial_id"] for t in trials] == ["a", "b", "d", "e"]
+    assert [t.state.name for t in trials] == ["COMPLETE", "RUNNING", "RUNNING", "RUNNING"]
+
+
+def epochs_logged(trial_dir: Path) -> int:
+    """Results the driver has logged for a trial (its checkpoints are registered by then)."""
+    try:
+        return len((trial_dir / "result.json").read_text().splitlines())
+    except OSError:
+        return 0
+
+
+DRIVER = """
+import sys
+from sweeps import cli, vlae
+from sweeps.cells import Budget
+
+budget = Budget(trials=4, max_epochs=4, grace_epochs=4, reduction_factor=2, patience=4,
+                eval_k=5, eval_seeds=1,
+                fixed={"model/hidden_dim": 256, "train/batch_size": 16})
+sys.exit(cli.main("vlae", [vlae.CELLS[0]], {"smoke": budget}, {}))
+"""
+
+
+@pytest.mark.slow
+def test_a_killed_driver_resumes_without_lost_or_repeated_trials(tmp_path, monkeypatch):
+    data = make_mnist_like(tmp_path / "data", "torchvision", n_train=3000, n_test=50)
+    ray_tmp = tempfile.mkdtemp(prefix="rr", dir="/tmp")  # short: unix socket paths are limited
+    env = {
+        **os.environ,
+        "VAE_DATA_ROOT": str(data.parent.parent),
+        "VAE_CACHE": str(tmp_path / "cache"),
+        "RAY_TMPDIR": ray_tmp,
+        "PYTHONPATH": str(REPO),
+    }
+    (tmp_path / "driver.py").write_text(DRIVER)
+    storage = tmp_path / "sweep"
+    cmd = [sys.executable, str(tmp_path / "driver.py"), "--storage", str(storage),
+           "--datasets", "fashion_mnist", "--max-concurrent", "2"]  # fmt: skip
+    experiment = storage / "ray" / CELL.name
+    driver = second = None
+    try:
+        with open(tmp_path / "first.log", "w") as log:
+            driver = subprocess.Popen(
+                cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+            # Kill the driver (and the Ray instance it embeds) once a trial is done and another
+            # is in flight past its second epoch: a crash, with no chance to save anything.
+            deadline = time.time() + 300
+            while time.time() < deadline and driver.poll() is None:
+                done = set(store.load(str(storage), "trials").get("trial_id", []))
+                if done and any(epochs_logged(d) >= 2 for d in experiment.glob("train_trial_*")
+                                if d.name.split("_")[2] not in done):  # fmt: skip
+                    break
+                time.sleep(0.1)
+            assert driver.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
+            kill_process_group(driver.pid)
+            driver.wait()
+        before = store.load(str(storage), "trials")
+        assert 1 <= len(before) < 4
+
+        second = subprocess.Popen(
+            [*cmd, "--resume"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        out = second.communicate(timeout=600)[0]
+        assert second.returncode == 0, out[-3000:]
+    finally:
+        for p in (driver, second):
+            if p is not None:
+                kill_process_group(p.pid)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+
+    # Tune: one experiment of exactly four trials, all ended normally.
+    tune_trials = tune.ExperimentAnalysis(str(experiment)).trials
+    assert len(tune_trials) == 4 and {t.status for t in tune_trials} == {"TERMINATED"}
+    ids = {t.trial_id for t in tune_trials}
+    # Parquet: one row per trial, the ones written before the crash among them.
+    trials = store.load(str(storage), "trials")
+    assert set(trials["trial_id"]) == ids and len(trials) == 4
+    assert set(before["trial_id"]) <= ids
+    assert set(trials["status"]) == {"completed"}
+    # Optuna: four trials, each tied to one Tune trial, none left RUNNING.
+    study = optuna.load_study(study_name=CELL.name, storage=optuna_storage(str(storage), CELL))
+    assert len(study.trials) == 4
+    assert {t.user_attrs["tune_trial_id"] for t in study.trials} == ids
+    assert {t.state.name for t in study.trials} == {"COMPLETE"}
+    # Curves are whole, and the trials in flight at the crash went on from their checkpoints.
+    curves = store.load(str(storage), "curves")
+    for trial_id, c in curves.groupby("trial_id"):
+        assert sorted(c["epoch"]) == list(range(1, 5)), trial_id
+    assert (curves["resumed_from"] > 0).any()
+    table = json.loads(trials.iloc[0]["config_json"])
+    assert table["model/hidden_dim"] == 256  # the budget's fixed keys are not searched over

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import models
-from training.data import DATASETS
+from training.data import DATASETS, MnistLike
 
 
 class ConfigError(ValueError):
@@ -34,11 +34,16 @@ class DataConfig:
     center: bool = True
     """Continuous data only: subtract the per-pixel training mean (VLAE preprocessing)."""
     val_fraction: float = 0.1
-    """Fraction of the training set held out (seeded) for validation and model selection."""
+    """Fraction of the training set held out (seeded) for validation and model selection; only
+    for datasets without a split rule of their own (mnist, fashion_mnist: see training.data)."""
     split_seed: int = 0
-    """Seed of the validation split and of the fixed binarisation of validation/test images."""
+    """Seed of the validation split and of the fixed binarisation of validation/test images
+    (OMNIGLOT's evaluation images: the authors' seed 777)."""
     download: bool = False
-    """Let torchvision download missing files into ``root`` (needs network)."""
+    """Download missing files into ``root`` (needs network): torchvision's, or the authors' URLs."""
+    svae_no_rescale_255: bool = False
+    """S-VAE authors' defect (reference switch 4): their MNIST loaders skip the /255, so x > U(0,1)
+    is the fixed threshold x > 0 on every split. Needs data/binarize=true; mnist, fashion_mnist."""
 
     def __post_init__(self):
         if self.dataset not in DATASETS:
@@ -47,6 +52,14 @@ class DataConfig:
             )
         if not 0.0 < self.val_fraction < 1.0:
             raise ConfigError(f"data/val_fraction must be in (0, 1), got {self.val_fraction}")
+        if self.svae_no_rescale_255 and not (
+            self.binarize and isinstance(DATASETS[self.dataset], MnistLike)
+        ):
+            raise ConfigError(
+                "data/svae_no_rescale_255 (threshold x > 0 of unscaled 0..255 pixels) needs "
+                "data/binarize=true and an MNIST-format dataset (mnist, fashion_mnist), got "
+                f"binarize={self.binarize}, dataset={self.dataset!r}"
+            )
 
 
 @dataclass(frozen=True)

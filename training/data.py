@@ -1,9 +1,49 @@
 """Datasets as on-device tensors: one tensor per split, batches are index slices.
 
-Images are read once through torchvision's own loaders (its IDX parser for MNIST-style files),
-turned into float32 [N, C, H, W] in [0, 1], split into train/validation with a seeded permutation,
-and moved to the device. Dynamic binarisation happens per training batch on the device;
-validation and test images are binarised once with a fixed seed, so evaluations see the same images.
+Images are read once through the real loaders of their on-disk formats (torchvision's IDX parser
+for MNIST-style files; Larochelle's ``.amat`` text and the authors' MATLAB ``.mat`` files for the
+S-VAE datasets), turned into float32 [N, C, H, W] in [0, 1], split into train/validation/test by the
+dataset's rule, and moved to the device. Dynamic binarisation happens per training batch on the
+device; validation and test images are binarised once with a fixed seed, so evaluations see the
+same images.
+
+Where the files are looked up, under each data root in turn (``data/root``; else $VAE_DATA_ROOT,
+then ``<cache>/data`` and the system dir /usr/share/datasets):
+
+    fashion_mnist  FashionMNIST/raw/*-ubyte (torchvision) or fashion-mnist/*.gz (Debian package)
+    mnist          MNIST/raw/*-ubyte (torchvision) or mnist/*.gz
+    static_mnist   static_mnist/binarized_mnist_{train,valid,test}.amat
+    omniglot       omniglot/chardata.mat
+    caltech101     caltech101/caltech101_silhouettes_28_split1.mat
+    frey_faces     frey_faces/frey_rawface.mat
+
+For the last four the folder names of the authors' code (MNIST_static, OMNIGLOT,
+Caltech101Silhouettes, Freyfaces) are accepted as well. With ``data/download=true`` missing files
+are fetched into the first root (torchvision for the IDX datasets, the URLs in DATASETS for the
+others); without network that is a DatasetError that says where to put a hand-downloaded copy.
+
+Splits and binarisation per dataset (reference hyperspherical.md section 5):
+
+    fashion_mnist, mnist  seeded validation split of ``data/val_fraction`` of the training set;
+                          grey levels /255; data/binarize: Bernoulli(x) per training batch,
+                          validation/test binarised once with ``data/split_seed``.
+    static_mnist          the files' split (50k/10k/10k); already binary: used as is, never
+                          resampled, whatever data/binarize says.
+    omniglot              the training images shuffled with ``data/split_seed``, the last
+                          OMNIGLOT_N_VAL (1,345) are validation; standard test set; grey levels in
+                          [0, 1]; data/binarize: dynamic for training, validation then test
+                          binarised once as the authors do (numpy's legacy stream, seed 777).
+    caltech101            the file's split; already binary; loaded as 1 - data (object = 1).
+    frey_faces            all 1,965 images shuffled with ``data/split_seed`` and cut 1,565/200/200
+                          (FREY_SPLIT; the authors re-draw it every run); grey levels /255, shape
+                          [1, 28, 20]; continuous (data/binarize would binarise it dynamically).
+
+``data/val_fraction`` only applies to the datasets without a split rule of their own (the MNIST
+files). Orientation: the ``.mat`` files of OMNIGLOT and Caltech-101 store each 28x28 image
+column-major (MATLAB's ``A(:)``), so a stored vector v is read as image[i, j] = v[i + 28 j], the
+``reshape(..., order='F')`` of the authors' loaders (Burda's IWAE, Tomczak's VampPrior,
+sylvester-flows, the product-space S-VAE); Frey Faces and the ``.amat`` files are row-major
+(image[i, j] = v[W i + j]), as the authors read them.
 """
 
 from __future__ import annotations
@@ -11,15 +51,26 @@ from __future__ import annotations
 import functools
 import gzip
 import hashlib
+import http.client
 import os
 import shutil
+import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor
 
 SYSTEM_ROOTS = (Path("/usr/share/datasets"),)
+
+OMNIGLOT_N_VAL = 1345
+"""OMNIGLOT validation images: the last ones of the shuffled training set (Burda et al.)."""
+OMNIGLOT_EVAL_BINARIZE_SEED = 777
+"""The authors' numpy seed for the one-off binarisation of OMNIGLOT validation, then test."""
+FREY_SPLIT = (1565, 200, 200)
+"""Frey Faces train / validation / test sizes (the file holds exactly their sum, 1,965)."""
 
 
 class DatasetError(RuntimeError):
@@ -40,13 +91,221 @@ class MnistLike:
         "t10k-images-idx3-ubyte",
         "t10k-labels-idx1-ubyte",
     )
+    binary = False  # grey levels 0..255
 
 
-DATASETS: dict[str, MnistLike] = {
+@dataclass(frozen=True)
+class AuthorsFiles:
+    """A dataset read from the files the papers' authors used (.amat text, MATLAB .mat)."""
+
+    folder: str  # root/<folder>/<file>: the project's layout (the dataset key)
+    authors_folder: str  # data/<authors_folder>/<file> in the authors' code: accepted too
+    urls: tuple[str, ...]  # where each file comes from; the file name is the URL's last part
+    read: Callable[[AuthorsFiles, tuple[Path, ...]], tuple[Tensor, ...]]
+    """Reads the files into the splits as stored: (train, val, test), (train, test) or (all,)."""
+    binary: bool = False  # already binary: never resampled
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        return tuple(u.rsplit("/", 1)[1] for u in self.urls)
+
+    def url(self, path: Path) -> str:
+        return self.urls[self.files.index(path.name)]
+
+
+def _refetch(spec: AuthorsFiles, path: Path) -> str:
+    return f"delete it and download it again from {spec.url(path)}"
+
+
+def _corrupt(spec: AuthorsFiles, path: Path, problem: str) -> DatasetError:
+    return DatasetError(
+        f"{path} is corrupt or not the expected file: {problem}; {_refetch(spec, path)}"
+    )
+
+
+# ---- Larochelle's binarised MNIST: text, one image per line, 784 space-separated 0/1 ----
+
+AMAT_PIXELS = 28 * 28
+
+
+def read_amat(path: Path) -> np.ndarray:
+    """A binarised-MNIST .amat file as uint8 [N, 784] of 0/1, one row per line (row-major image).
+
+    Vectorised over the bytes (the training file is ~80 MB of text); raises ValueError naming the
+    line on anything but lines of 784 single-character 0/1 tokens.
+    """
+    text = path.read_bytes().replace(b"\r", b"").rstrip()
+    if not text:
+        raise ValueError("the file is empty")
+    b = np.frombuffer(text, np.uint8)
+    newlines = np.flatnonzero(b == 10)
+    token = (b != 32) & (b != 10) & (b != 9)  # not whitespace
+
+    def line_of(pos: int) -> int:  # 1-based line number of a byte position
+        return int(np.searchsorted(newlines, pos)) + 1
+
+    joined = np.flatnonzero(token[:-1] & token[1:])
+    if joined.size:
+        raise ValueError(f"line {line_of(joined[0])} has a multi-character value (expected 0/1)")
+    starts = np.concatenate(([0], newlines + 1))
+    counts = np.add.reduceat(token.view(np.uint8), starts, dtype=np.int32)
+    bad = np.flatnonzero(counts != AMAT_PIXELS)
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(
+            f"line {i + 1} has {counts[i]} values, expected {AMAT_PIXELS} (truncated file?)"
+        )
+    values = b[token] - ord("0")  # uint8: characters below '0' wrap to large values
+    wrong = np.flatnonzero(values > 1)
+    if wrong.size:
+        pos = int(np.flatnonzero(token)[wrong[0]])
+        raise ValueError(f"line {line_of(pos)} has the value {chr(b[pos])!r} (expected 0 or 1)")
+    return values.reshape(-1, AMAT_PIXELS)
+
+
+def _read_static_mnist(spec: AuthorsFiles, paths: tuple[Path, ...]) -> tuple[Tensor, ...]:
+    out = []
+    for path in paths:  # train, valid, test
+        try:
+            flat = read_amat(path)
+        except ValueError as e:
+            raise _corrupt(spec, path, str(e)) from None
+        out.append(torch.from_numpy(flat.astype(bool).reshape(-1, 1, 28, 28)))
+    return tuple(out)
+
+
+# ---- MATLAB .mat files (scipy.io.loadmat) ----
+
+
+def _load_mat(spec: AuthorsFiles, path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
+    import scipy.io  # imported here: only these datasets need it
+
+    try:
+        mat = scipy.io.loadmat(str(path), variable_names=keys)
+    except Exception as e:  # scipy raises assorted errors on truncated or foreign files
+        raise DatasetError(
+            f"{path} is unreadable as a MATLAB .mat file ({type(e).__name__}: {e}); "
+            f"{_refetch(spec, path)}"
+        ) from None
+    missing = [k for k in keys if k not in mat]
+    if missing:
+        found = sorted(name for name, *_ in scipy.io.whosmat(str(path)))
+        raise _corrupt(spec, path, f"no variable {missing} (it holds {found})")
+    return {k: mat[k] for k in keys}
+
+
+def _matrix(spec, path, key, a: np.ndarray, rows: int = 0, cols: int = 0) -> np.ndarray:
+    """Check a 2-D numeric variable's orientation/size (0 = any) and that it is finite."""
+    if (
+        a.ndim != 2
+        or not (np.issubdtype(a.dtype, np.number) or a.dtype == bool)
+        or (rows and a.shape[0] != rows)
+        or (cols and a.shape[1] != cols)
+    ):
+        want = f"{rows or 'N'} x {cols or 'N'}"
+        raise _corrupt(spec, path, f"variable {key!r} is {a.dtype} {a.shape}, expected {want}")
+    if a.size and not np.isfinite(a).all():
+        raise _corrupt(spec, path, f"variable {key!r} has NaN or infinite values")
+    return a
+
+
+def _check_range(spec, path, key, a: np.ndarray, hi: float = 1.0, binary: bool = False) -> None:
+    if a.size and (a.min() < 0 or a.max() > hi):
+        raise _corrupt(
+            spec,
+            path,
+            f"variable {key!r} has values in [{a.min()}, {a.max()}], outside [0, {hi:g}]",
+        )
+    if binary and not ((a == 0) | (a == 1)).all():
+        raise _corrupt(spec, path, f"variable {key!r} is not binary (values other than 0 and 1)")
+
+
+def column_major_images(flat: np.ndarray, h: int, w: int) -> np.ndarray:
+    """[N, h*w] vectors stored column-major (MATLAB) -> [N, 1, h, w] images, i.e.
+    image[i, j] = v[i + h j]: numpy's ``flat.reshape((-1, h, w), order='F')``."""
+    return np.ascontiguousarray(flat.reshape(-1, w, h).transpose(0, 2, 1))[:, None]
+
+
+def _read_omniglot(spec: AuthorsFiles, paths: tuple[Path, ...]) -> tuple[Tensor, ...]:
+    (path,) = paths
+    mat = _load_mat(spec, path, ("data", "testdata"))
+    out = []
+    for key in ("data", "testdata"):  # 784 x N, one column-major image per column
+        a = _matrix(spec, path, key, mat[key], rows=AMAT_PIXELS).T.astype(np.float32)
+        _check_range(spec, path, key, a)  # in float32, as the authors binarise it
+        out.append(torch.from_numpy(column_major_images(a, 28, 28)))
+    if out[0].shape[0] <= OMNIGLOT_N_VAL:
+        raise _corrupt(
+            spec,
+            path,
+            f"'data' holds {out[0].shape[0]} training images, not more than the "
+            f"{OMNIGLOT_N_VAL} held out for validation",
+        )
+    return tuple(out)
+
+
+def _read_caltech(spec: AuthorsFiles, paths: tuple[Path, ...]) -> tuple[Tensor, ...]:
+    (path,) = paths
+    keys = ("train_data", "val_data", "test_data")
+    mat = _load_mat(spec, path, keys)
+    out = []
+    for key in keys:  # N x 784, one column-major image per row; 0 = object, 1 = background
+        a = _matrix(spec, path, key, mat[key], cols=AMAT_PIXELS)
+        _check_range(spec, path, key, a, binary=True)
+        out.append(torch.from_numpy(column_major_images(a == 0, 28, 28)))  # 1 - data
+    return tuple(out)
+
+
+def _read_frey(spec: AuthorsFiles, paths: tuple[Path, ...]) -> tuple[Tensor, ...]:
+    (path,) = paths
+    a = _matrix(spec, path, "ff", _load_mat(spec, path, ("ff",))["ff"], rows=28 * 20)
+    if a.dtype != np.uint8:  # the file holds uint8; accept an integral re-save of it
+        _check_range(spec, path, "ff", a, hi=255)
+        if not (a == np.round(a)).all():
+            raise _corrupt(spec, path, "variable 'ff' has non-integer grey levels")
+    if a.shape[1] != sum(FREY_SPLIT):
+        raise _corrupt(
+            spec, path, f"'ff' holds {a.shape[1]} images, expected {sum(FREY_SPLIT)} (Frey Faces)"
+        )
+    # 560 x N, one row-major 28 x 20 image per column: the authors' ff.T.reshape((-1, 1, 28, 20))
+    return (torch.from_numpy(np.ascontiguousarray(a.T.astype(np.uint8)).reshape(-1, 1, 28, 20)),)
+
+
+DATASETS: dict[str, MnistLike | AuthorsFiles] = {
     "fashion_mnist": MnistLike(
         "FashionMNIST", "fashion-mnist", "apt-get install dataset-fashion-mnist (Debian/Ubuntu)"
     ),
     "mnist": MnistLike("MNIST", "mnist", "torchvision download (set data/download=true)"),
+    "static_mnist": AuthorsFiles(
+        "static_mnist",
+        "MNIST_static",
+        tuple(
+            "http://www.cs.toronto.edu/~larocheh/public/datasets/binarized_mnist/"
+            f"binarized_mnist_{split}.amat"
+            for split in ("train", "valid", "test")
+        ),
+        _read_static_mnist,
+        binary=True,
+    ),
+    "omniglot": AuthorsFiles(
+        "omniglot",
+        "OMNIGLOT",
+        ("https://github.com/yburda/iwae/raw/master/datasets/OMNIGLOT/chardata.mat",),
+        _read_omniglot,
+    ),
+    "caltech101": AuthorsFiles(
+        "caltech101",
+        "Caltech101Silhouettes",
+        ("https://people.cs.umass.edu/~marlin/data/caltech101_silhouettes_28_split1.mat",),
+        _read_caltech,
+        binary=True,
+    ),
+    "frey_faces": AuthorsFiles(
+        "frey_faces",
+        "Freyfaces",
+        ("https://cs.nyu.edu/~roweis/data/frey_rawface.mat",),
+        _read_frey,
+    ),
 }
 
 
@@ -94,13 +353,63 @@ def _unpack(spec: MnistLike, flat: Path) -> Path:
     return root
 
 
-@functools.lru_cache(maxsize=4)
-def read_images(dataset: str, root: str = "", download: bool = False) -> tuple[Tensor, Tensor]:
-    """(train, test) uint8 images [N, C, H, W] through torchvision's loader; cached per process."""
-    import torchvision  # imported here: it is slow to import and only needed once
+def download(url: str, dest: Path) -> None:
+    """Fetch url to dest atomically (temp file, then rename); a clear error without network."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f"{dest.name}.part{os.getpid()}")
+    try:
+        with urllib.request.urlopen(url, timeout=120) as response, open(tmp, "wb") as f:
+            shutil.copyfileobj(response, f)
+    except (OSError, ValueError, http.client.HTTPException) as e:  # URLError is an OSError
+        tmp.unlink(missing_ok=True)
+        raise DatasetError(
+            f"could not download {url} ({type(e).__name__}: {e}); without network, fetch it "
+            f"elsewhere and put it at {dest}"
+        ) from None
+    os.replace(tmp, dest)
 
+
+def _authors_folder(spec: AuthorsFiles, roots: list[Path]) -> Path | None:
+    for r in roots:
+        for folder in (r / spec.folder, r / spec.authors_folder):
+            if all((folder / f).is_file() for f in spec.files):
+                return folder
+    return None
+
+
+def _read_authors_files(dataset: str, spec: AuthorsFiles, roots: list[Path], fetch: bool):
+    folder = _authors_folder(spec, roots)
+    if folder is None and fetch and roots:
+        folder = roots[0] / spec.folder
+        for url, name in zip(spec.urls, spec.files, strict=True):
+            if not (folder / name).is_file():
+                download(url, folder / name)
+    if folder is None:
+        dest = roots[0] / spec.folder if roots else Path(spec.folder)
+        raise DatasetError(
+            f"dataset {dataset!r} not found: looked for {', '.join(spec.files)} in "
+            f"{spec.folder}/ (or the authors' {spec.authors_folder}/) under "
+            f"{[str(r) for r in roots]}. Download {' '.join(spec.urls)} into {dest}/ (or set "
+            f"data/download=true where there is network), or point data/root (or "
+            f"$VAE_DATA_ROOT) at a folder holding {spec.folder}/"
+        )
+    return spec.read(spec, tuple(folder / f for f in spec.files))
+
+
+@functools.lru_cache(maxsize=4)
+def read_images(dataset: str, root: str = "", download: bool = False) -> tuple[Tensor, ...]:
+    """A dataset's images as its files split them, [N, C, H, W]; cached per process.
+
+    (train, test) for the MNIST files and OMNIGLOT, (train, val, test) for static MNIST and
+    Caltech-101, (all,) for Frey Faces. dtype says the scale: uint8 grey levels 0..255 (MNIST,
+    Frey Faces), bool for binary images, float32 grey levels in [0, 1] (OMNIGLOT).
+    """
     spec = DATASETS[dataset]
     roots = candidate_roots(root)
+    if isinstance(spec, AuthorsFiles):
+        return _read_authors_files(dataset, spec, roots, download)
+    import torchvision  # imported here: it is slow to import and only needed once
+
     tv_root = _torchvision_root(spec, roots)
     if tv_root is None and download and roots:
         tv_root = roots[0]
@@ -141,22 +450,55 @@ class Data:
         return torch.bernoulli(x) if self.binarize else x
 
 
+def to_unit(images: Tensor) -> Tensor:
+    """float32 in [0, 1]: uint8 grey levels / 255, bool as 0/1, floats as they are."""
+    if images.dtype == torch.uint8:
+        return images.to(torch.float32).div_(255.0)
+    return images.to(torch.float32, copy=True)  # never the cached tensor itself
+
+
+def _split(dataset: str, images: tuple[Tensor, ...], cfg, g: torch.Generator):
+    """(train, val, test) by the dataset's rule (module docstring); the generator is seeded."""
+    if dataset in ("static_mnist", "caltech101"):  # the files' own split
+        return images
+    if dataset == "frey_faces":
+        (everything,) = images
+        perm = torch.randperm(everything.shape[0], generator=g)
+        n_train, n_val, _ = FREY_SPLIT
+        parts = perm[:n_train], perm[n_train : n_train + n_val], perm[n_train + n_val :]
+        return tuple(everything[p] for p in parts)
+    train, test = images
+    perm = torch.randperm(train.shape[0], generator=g)
+    if dataset == "omniglot":  # shuffled, the last 1,345 are validation (Burda et al.)
+        return train[perm[:-OMNIGLOT_N_VAL]], train[perm[-OMNIGLOT_N_VAL:]], test
+    n_val = int(round(cfg.val_fraction * train.shape[0]))
+    return train[perm[n_val:]], train[perm[:n_val]], test
+
+
 def load_data(cfg, device: torch.device | str = "cpu") -> Data:
-    """Load a dataset per its DataConfig: seeded validation split, binarisation or centring."""
-    train_u8, test_u8 = read_images(cfg.dataset, cfg.root, cfg.download)
+    """Load a dataset per its DataConfig: its split rule, binarisation or centring."""
+    spec = DATASETS[cfg.dataset]
+    images = read_images(cfg.dataset, cfg.root, cfg.download)
     g = torch.Generator().manual_seed(cfg.split_seed)
-    perm = torch.randperm(train_u8.shape[0], generator=g)
-    n_val = int(round(cfg.val_fraction * train_u8.shape[0]))
-    to_float = lambda u8: u8.to(torch.float32).div_(255.0)  # noqa: E731
-    train, val, test = (
-        to_float(train_u8[perm[n_val:]]),
-        to_float(train_u8[perm[:n_val]]),
-        to_float(test_u8),
-    )
+    raw_train, raw_val, raw_test = _split(cfg.dataset, images, cfg, g)
+    train, val, test = (to_unit(s) for s in (raw_train, raw_val, raw_test))
+    binarize_train = cfg.binarize and not spec.binary  # binary data are never resampled
     pixel_mean = None
-    if cfg.binarize:  # fixed binarisation of the evaluation images (reference: switch 17)
+    if cfg.binarize and cfg.svae_no_rescale_255:
+        # The S-VAE loaders' defect (reference switch 4): x > U(0,1) on unscaled 0..255 pixels,
+        # i.e. the fixed threshold x > 0 on every split, never resampled.
+        train, val, test = ((s > 0).to(torch.float32) for s in (raw_train, raw_val, raw_test))
+        binarize_train = False
+    elif binarize_train and cfg.dataset == "omniglot":
+        # The authors' one-off binarisation: numpy's legacy stream seeded 777, validation then
+        # test (so the test images are the authors' own, whatever the shuffle).
+        rs = np.random.RandomState(OMNIGLOT_EVAL_BINARIZE_SEED)
+        val, test = (
+            torch.from_numpy(rs.binomial(1, s.numpy()).astype(np.float32)) for s in (val, test)
+        )
+    elif binarize_train:  # fixed binarisation of the evaluation images (reference: switch 17)
         val, test = (torch.bernoulli(s, generator=g) for s in (val, test))
-    elif cfg.center:
+    elif not cfg.binarize and cfg.center:
         pixel_mean = train.mean(0, keepdim=True)
         train, val, test = train - pixel_mean, val - pixel_mean, test - pixel_mean
     move = lambda t: t.to(device)  # noqa: E731
@@ -164,6 +506,6 @@ def load_data(cfg, device: torch.device | str = "cpu") -> Data:
         move(train),
         move(val),
         move(test),
-        cfg.binarize,
+        binarize_train,
         None if pixel_mean is None else move(pixel_mean),
     )

@@ -1,0 +1,97 @@
+"""Writers of the S-VAE datasets' real on-disk formats, for tests (tiny files, real layouts).
+
+Each writer takes upright images (numpy [N, H, W], object = bright) and stores them the way the
+authors' files do, so that the loader in training.data has to undo the layout:
+
+    .amat (Larochelle)   text, one image per line, 784 space-separated 0/1, row-major
+    chardata.mat         'data' 784 x N_train, 'testdata' 784 x N_test, float64 in [0, 1], each
+                         column one image stored column-major (MATLAB's A(:))
+    caltech101 .mat      'train_data' / 'val_data' / 'test_data' N x 784 float64, each row one image
+                         stored column-major, 0 = object, 1 = background; *_labels N x 1
+    frey_rawface.mat     'ff' 560 x N uint8, each column one 28 x 20 image stored row-major
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import scipy.io
+
+
+def column_major(images: np.ndarray) -> np.ndarray:
+    """[N, H, W] -> [N, H*W] with v[i + H j] = image[i, j] (MATLAB's A(:) per image)."""
+    return images.transpose(0, 2, 1).reshape(images.shape[0], -1)
+
+
+def write_amat(path: Path, images: np.ndarray, trailing_space: bool = False) -> Path:
+    """A binarised-MNIST .amat file: one row-major image of 0/1 per line."""
+    end = " \n" if trailing_space else "\n"
+    lines = (" ".join(map(str, row)) + end for row in images.reshape(len(images), -1).astype(int))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(lines))
+    return path
+
+
+def write_static_mnist(folder: Path, train, valid, test, trailing_space=False) -> Path:
+    for split, images in (("train", train), ("valid", valid), ("test", test)):
+        write_amat(folder / f"binarized_mnist_{split}.amat", images, trailing_space)
+    return folder
+
+
+def write_omniglot(path: Path, train: np.ndarray, test: np.ndarray) -> Path:
+    """Burda et al.'s chardata.mat (plus dummy label variables, as in the real file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scipy.io.savemat(
+        path,
+        {
+            "data": column_major(train.astype(np.float64)).T,
+            "testdata": column_major(test.astype(np.float64)).T,
+            "target": np.zeros((50, len(train))),
+            "testtarget": np.zeros((50, len(test))),
+        },
+    )
+    return path
+
+
+def write_caltech(path: Path, train: np.ndarray, val: np.ndarray, test: np.ndarray) -> Path:
+    """Marlin's caltech101_silhouettes_28_split1.mat from upright 0/1 images (1 = object)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mat = {}
+    for key, images in (("train", train), ("val", val), ("test", test)):
+        mat[f"{key}_data"] = 1.0 - column_major(images.astype(np.float64))
+        mat[f"{key}_labels"] = np.ones((len(images), 1))
+    mat["classnames"] = np.array(["a", "b"], dtype=object)
+    scipy.io.savemat(path, mat)
+    return path
+
+
+def write_frey(path: Path, images: np.ndarray) -> Path:
+    """Roweis's frey_rawface.mat: 'ff' 560 x N uint8, one row-major 28 x 20 image per column."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scipy.io.savemat(path, {"ff": images.astype(np.uint8).reshape(len(images), -1).T})
+    return path
+
+
+def letter_f(h: int = 28, w: int = 28) -> np.ndarray:
+    """An upright 'F' (0/1): no flip or transpose of it equals it, so it pins the orientation."""
+    img = np.zeros((h, w), np.uint8)
+    img[3:-3, 5:8] = 1  # stem, left
+    img[3:6, 5:-5] = 1  # top bar, full width
+    img[h // 2 : h // 2 + 3, 5 : w // 2 + 2] = 1  # middle bar, shorter
+    return img
+
+
+def ramp(h: int, w: int) -> np.ndarray:
+    """Grey levels in [0, 1), each pixel distinct and increasing row by row."""
+    return np.arange(h * w, dtype=np.float64).reshape(h, w) / (h * w)
+
+
+def random_binary(rng: np.random.Generator, n: int, h: int = 28, w: int = 28) -> np.ndarray:
+    return (rng.uniform(size=(n, h, w)) < 0.2).astype(np.uint8)
+
+
+def random_grey(rng: np.random.Generator, n: int, h: int = 28, w: int = 28) -> np.ndarray:
+    """Grey images in [0, 1] with exact 0s and 1s, as down-sampled characters have."""
+    x = rng.uniform(-0.5, 1.5, size=(n, h, w))
+    return np.clip(x, 0.0, 1.0)

@@ -10,9 +10,15 @@ import dataclasses
 from torch import nn
 
 from models.base import LatentVariableModel, Terms
+from models.hyperspherical import NVAE, SVAE, ProductSpaceSVAE
 from models.vae import VAE
 
-REGISTRY: dict[str, type[nn.Module]] = {"vae": VAE}
+REGISTRY: dict[str, type[nn.Module]] = {
+    "vae": VAE,
+    "svae": SVAE,
+    "psvae": ProductSpaceSVAE,
+    "nvae": NVAE,
+}
 
 __all__ = ["REGISTRY", "LatentVariableModel", "Terms", "build", "config_class"]
 

@@ -64,3 +64,13 @@ def test_command_line_overrides_parse_as_json_literals():
 def test_flatten_and_unflatten_are_inverse():
     nested = {"family": "vae", "model": {"latent_dim": 2}, "train": {"lr": 0.1}}
     assert unflatten(flatten(nested)) == nested
+
+
+def test_an_int_on_the_command_line_is_text_for_a_text_field():
+    cfg = Config.from_dict(
+        {"family": "psvae", "data/dataset": "fashion_mnist", "data/binarize": True,
+         "model/latent_dim": 5, **dict([parse_override("model/spheres=5")])}  # fmt: skip
+    )
+    assert cfg.model.spheres == "5"
+    with pytest.raises(ConfigError, match="model/hidden_dims must be str"):
+        Config.from_dict({"family": "svae", "data/dataset": "mnist", "model/hidden_dims": True})

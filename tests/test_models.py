@@ -15,11 +15,18 @@ X_SHAPE = (1, 28, 28)
 CASES = [(family, lik) for family in models.REGISTRY for lik in ("gaussian", "bernoulli")]
 
 
+SMALL = {  # a small instance of each family (keys beyond latent_dim and likelihood differ)
+    "vae": {"hidden_dim": 32},
+    "svae": {"hidden_dims": "32,16"},
+    "psvae": {"hidden_dims": "32,16", "spheres": "2,1,1"},
+    "nvae": {"hidden_dims": "32,16"},
+}
+
+
 def small(family: str, likelihood: str):
     torch.manual_seed(0)
-    return models.build(
-        family, {"latent_dim": 4, "hidden_dim": 32, "likelihood": likelihood}, X_SHAPE
-    )
+    config = {"latent_dim": 4, "likelihood": likelihood, **SMALL[family]}
+    return models.build(family, config, X_SHAPE)
 
 
 def batch(likelihood: str, n: int = 8) -> torch.Tensor:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import optuna
 import pytest
 
@@ -10,6 +12,7 @@ from results import store
 from sweeps import cli, vlae
 from sweeps.cells import Budget
 from sweeps.tune_glue import optuna_storage
+from training.config import Config
 
 pytestmark = pytest.mark.slow
 
@@ -145,3 +148,50 @@ def test_bad_sweep_input_fails_before_ray_starts(extra, message, tmp_path, capsy
     assert cli.main("vlae", [CELL], {"smoke": TINY}, {}, argv=argv) == 2
     assert message in capsys.readouterr().err
     assert not ray.is_initialized()
+
+
+def test_a_local_storage_path_on_several_machines_is_warned_about():
+    one, two = {"10.0.0.1"}, {"10.0.0.1", "10.0.0.2"}
+    assert cli.storage_warning("/data/sweeps", one) is None  # one machine: any path will do
+    assert cli.storage_warning("s3://bucket/sweeps", two) is None
+    warning = cli.storage_warning("/data/sweeps", two)
+    assert "2 machines" in warning and "shared mount (NFS)" in warning
+
+
+def test_hyperspherical_cells_cover_the_papers_grids():
+    from sweeps import hyperspherical as h
+
+    assert len(h.partitions(5)) == 7 and len(h.partitions(9)) == 30  # reference section 6
+    assert h.partitions(3) == [(3,), (2, 1), (1, 1, 1)]
+    uai = [c for c in h.CELLS if c.paper == "svae18" and c.dataset == "mnist"]
+    assert sorted((c.family, c.fixed["model/latent_dim"]) for c in uai) == sorted(
+        (f, d) for f in ("nvae", "svae") for d in (2, 5, 10, 20, 40)
+    )
+    names = [c.name for c in h.CELLS]
+    assert len(names) == len(set(names))  # one Tune experiment and Optuna study per cell
+    for c in h.CELLS:  # every cell's fixed config is a valid config
+        Config.from_dict(c.base_config(h.BUDGETS["smoke"]))
+
+
+def test_hyperspherical_smoke_sweep_fills_both_papers_tables(ray_local, tmp_path, capsys):
+    from sweeps import hyperspherical as h
+
+    wanted = ("d=2", "d=5 2+2+1")
+    chosen = [c for c in h.CELLS if c.dataset == "fashion_mnist" and c.variant in wanted]
+    assert {c.family for c in chosen} == {"nvae", "svae", "psvae"}
+    budget = dataclasses.replace(
+        TINY, trials=1, eval_seeds=1, fixed={"model/hidden_dims": "32,16"}
+    )
+    argv = ["--storage", str(tmp_path), "--datasets", "fashion_mnist"]
+    assert cli.main("hyperspherical", chosen, {"smoke": budget}, {}, argv=argv) == 0
+    trials = store.load(str(tmp_path), "trials")
+    assert len(trials) == 3 and set(trials["status"]) == {"completed"}
+    evals = store.load(str(tmp_path), "evaluations")
+    assert len(evals) == 3
+    e = evals.iloc[0]
+    assert e["test_elbo"] == pytest.approx(e["test_log_px_z"] - e["test_kl"], abs=1e-3)
+    assert (evals["test_log_likelihood"] >= evals["test_elbo"] - 1.0).all()  # IWAE >= ELBO-ish
+    out = capsys.readouterr().out
+    assert "| S-VAE | d=2 | " in out and "| N-VAE | d=2 | " in out  # the UAI table
+    assert "-132.50 ± 0.73 †" in out  # the paper's S-VAE d=2 LL beside ours
+    assert "| S-VAE (product) | d=5 2+2+1 | " in out  # the product-space table

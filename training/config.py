@@ -169,7 +169,8 @@ def _parse(cls: type, values: dict, section: str):
 
 
 def _typed(key: str, expected: type, value: Any) -> Any:
-    """Check (and losslessly convert) one value: ints may be floats, never the other way round."""
+    """Check (and losslessly convert) one value: ints may be floats, never the other way round;
+    an int may be text (``--set model/spheres=5`` parses as JSON 5 for a comma-list field)."""
     ok = False
     if expected is bool:
         ok = isinstance(value, bool)
@@ -180,6 +181,8 @@ def _typed(key: str, expected: type, value: Any) -> Any:
         ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
         value = float(value) if ok else value
     elif expected is str:
+        if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+            value = str(value)
         ok = isinstance(value, str)
     else:
         ok = True

@@ -314,3 +314,23 @@ def test_only_the_bad_rows_of_a_network_vmf_are_nan():
     assert q.log_prob(z)[:, bad].isnan().all() and torch.isfinite(q.log_prob(z)[:, ~bad]).all()
     healthy = _NetworkVonMisesFisher(loc[~bad], kappa[~bad])
     assert torch.equal(kl_divergence(healthy, HypersphericalUniform(4)), kl[~bad])
+
+
+@pytest.mark.parametrize("family,extra", [("svae", {}), ("psvae", {"model/spheres": "2,1,1"})])
+def test_training_on_binarised_fashion_mnist_lowers_the_validation_loss(
+    family, extra, tiny_data_root
+):
+    from training.config import Config
+    from training.data import load_data
+    from training.trainer import build_model, fit
+
+    cfg = Config.from_dict(
+        {"family": family, "data/dataset": "fashion_mnist", "data/root": str(tiny_data_root),
+         "data/binarize": True, "model/latent_dim": 4, "model/hidden_dims": "64,32",
+         "train/batch_size": 32, "train/lr": 3e-3, "train/max_epochs": 5, **extra}  # fmt: skip
+    )
+    data = load_data(cfg.data)
+    seen = []
+    fit(build_model(cfg, data.x_shape), data, cfg.train, report=lambda m, _: seen.append(m))
+    losses = [m["val_loss"] for m in seen]
+    assert len(losses) == 5 and losses[-1] < losses[0] - 1.0, losses

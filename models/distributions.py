@@ -27,7 +27,7 @@ from numbers import Real
 
 import torch
 from torch import Tensor
-from torch.distributions import Beta, Distribution, constraints
+from torch.distributions import Distribution, constraints
 from torch.distributions.kl import register_kl
 
 # --- Bessel functions -------------------------------------------------------------------------
@@ -120,39 +120,52 @@ def _log_hyp0f1_series(v: float, x: Tensor) -> Tensor:
     return torch.log1p(terms.sum(-1))
 
 
+def _series_branch(v: float, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """(log ive_v, log 0F1(; v+1; x^2/4), I_{v+1}/I_v) by the power series, for x <= edge."""
+    hyp = _log_hyp0f1_series(v, x)  # b = v + 1, v + 2
+    ratio = x / (2 * (v + 1)) * torch.exp(hyp[..., 1] - hyp[..., 0])
+    hyp = hyp[..., 0]
+    log_ive_v = hyp + torch.xlogy(torch.full_like(x, v), x / 2) - math.lgamma(v + 1) - x
+    return log_ive_v, hyp, ratio
+
+
+def _debye_branch(v: float, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The same three by Debye's expansion at nu = v + n >= 10 and nu + 1, then n steps of the
+    backward recurrence; for x >= edge."""
+    n = max(0, math.ceil(_DEBYE_MIN_ORDER - v))
+    debye = _debye_log_ive(v + n, x)
+    log_ive_v = debye[..., 0]
+    ratio = torch.exp(debye[..., 1] - log_ive_v)
+    if n:
+        inv_x = 1 / x
+        product = torch.ones_like(x)
+        for order in reversed(range(n)):  # r_{v+j} = 1 / (2 (v+j+1) / x + r_{v+j+1})
+            ratio = torch.add(ratio, inv_x, alpha=2 * (v + order + 1)).reciprocal_()
+            product.mul_(ratio)
+        log_ive_v = log_ive_v - torch.log(product)
+    hyp = log_ive_v + x - v * torch.log(x / 2) + math.lgamma(v + 1)
+    return log_ive_v, hyp, ratio
+
+
 def _bessel(v: float, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """(log ive_v(x), log 0F1(; v+1; x^2/4), I_{v+1}(x) / I_v(x)) in float64, for x >= 0."""
     x = x.to(torch.float64)
-    lgamma = math.lgamma(v + 1)
-    edge = math.sqrt(2 * (v + 1))  # the series region is x <= edge
+    edge = math.sqrt(2 * (v + 1))  # the series region is x <= edge (nan goes to Debye)
     small = x <= edge
-
-    # Power series, on x clamped into its region (the other branch never sees inf or nan).
-    xs = x.clamp(max=edge)
-    hyp_s = _log_hyp0f1_series(v, xs)  # b = v + 1, v + 2
-    ratio_s = xs / (2 * (v + 1)) * torch.exp(hyp_s[..., 1] - hyp_s[..., 0])
-    hyp_s = hyp_s[..., 0]
-    log_ive_s = hyp_s + torch.xlogy(torch.full_like(xs, v), xs / 2) - lgamma - xs
-
-    # Debye expansion at nu = v + n >= 10 and nu + 1, then n steps of the backward recurrence.
-    xd = x.clamp(min=edge)
-    n = max(0, math.ceil(_DEBYE_MIN_ORDER - v))
-    debye = _debye_log_ive(v + n, xd)
-    log_ive_d = debye[..., 0]
-    ratio_d = torch.exp(debye[..., 1] - log_ive_d)
-    if n:
-        inv_x = 1 / xd
-        product = torch.ones_like(xd)
-        for order in reversed(range(n)):  # r_{v+j} = 1 / (2 (v+j+1) / x + r_{v+j+1})
-            ratio_d = torch.add(ratio_d, inv_x, alpha=2 * (v + order + 1)).reciprocal_()
-            product.mul_(ratio_d)
-        log_ive_d = log_ive_d - torch.log(product)
-    hyp_d = log_ive_d + xd - v * torch.log(xd / 2) + lgamma
-
+    # Each branch is ~20 small ops, so when every element is in one region (the usual case in
+    # training) only that branch runs; a mixed batch runs both on all elements and selects,
+    # which for small batches is faster than gathering and scattering subsets. One host sync;
+    # the vMF constructor syncs anyway.
+    n_small = int(small.sum())
+    if n_small == 0:  # no x < 0 here (nan goes to this branch and stays nan)
+        return _debye_branch(v, x)
+    if n_small == x.numel():
+        out = _series_branch(v, x)
+    else:  # each branch on x clamped into its region, so neither sees inf or nan
+        series, debye = _series_branch(v, x.clamp(max=edge)), _debye_branch(v, x.clamp(min=edge))
+        out = tuple(torch.where(small, s, d) for s, d in zip(series, debye, strict=True))
     invalid = x < 0
-    pairs = (log_ive_s, log_ive_d), (hyp_s, hyp_d), (ratio_s, ratio_d)
-    out = [torch.where(invalid, float("nan"), torch.where(small, s, d)) for s, d in pairs]
-    return out[0], out[1], out[2]
+    return tuple(torch.where(invalid, float("nan"), o) for o in out)  # type: ignore[return-value]
 
 
 def _check_order(v: float | Tensor) -> float:
@@ -453,18 +466,34 @@ def _sample_one_minus_w(kappa: Tensor, m: int, proposals: int) -> Tensor:
 def _wood_rejection(b: Tensor, a: Tensor, d: Tensor, m1: int, proposals: int) -> Tensor:
     """The accepted eps ~ Beta((m-1)/2, (m-1)/2) of Wood's sampler, per row of b, a, d [N]:
     ``proposals`` candidates per row per round, rounds until every row has accepted one."""
-    eps = torch.empty_like(b)
-    todo = torch.arange(b.shape[0], device=b.device)
-    half = torch.full((), m1 / 2, dtype=b.dtype, device=b.device)
-    beta = Beta(half, half)
+    two_ab, one_minus_b = (2 * a * b)[:, None], (1 - b)[:, None]
+    shape = torch.full((b.shape[0], proposals), m1 / 2, dtype=b.dtype, device=b.device)
+
+    def propose(rows: slice | Tensor) -> tuple[Tensor, Tensor]:
+        """(eps [n, proposals], whether each is accepted) for the given rows."""
+        conc = shape[rows]
+        x, y = torch._standard_gamma(conc), torch._standard_gamma(conc)
+        e = x / (x + y)  # ~ Beta(m1/2, m1/2); cheaper than torch.distributions.Beta
+        t = two_ab[rows] / (1 - one_minus_b[rows] * e)
+        accept = m1 * torch.log(t) - t + d[rows, None] > torch.log(torch.rand_like(e))
+        return e, accept
+
+    def first_accepted(e: Tensor, accept: Tensor) -> Tensor:
+        first = accept.to(torch.uint8).argmax(-1, keepdim=True)
+        return e.gather(-1, first).squeeze(-1)
+
+    # Round 1 on every row, with no index gathers: ~99% of the rows accept here (see
+    # ``VonMisesFisher.proposals``); the few others are redrawn below, only those rows.
+    e, accept = propose(slice(None))
+    eps = first_accepted(e, accept)
+    hit = accept.any(-1)
+    if bool(hit.all()):
+        return eps
+    todo = (~hit).nonzero().squeeze(-1)
     while todo.numel() > 0:
-        bt, at, dt = b[todo, None], a[todo, None], d[todo, None]
-        e = beta.sample((todo.numel(), proposals))
-        t = 2 * at * bt / (1 - (1 - bt) * e)
-        accept = m1 * torch.log(t) - t + dt > torch.log(torch.rand_like(e))
+        e, accept = propose(todo)
         hit = accept.any(-1)
-        first = accept.to(torch.uint8).argmax(-1, keepdim=True)  # first accepted proposal
-        eps[todo[hit]] = e.gather(-1, first).squeeze(-1)[hit]
+        eps[todo[hit]] = first_accepted(e, accept)[hit]
         todo = todo[~hit]
     return eps
 

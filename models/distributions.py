@@ -408,7 +408,10 @@ class VonMisesFisher(Distribution):
         omw = _sample_one_minus_w(kappa, m, self.proposals).clamp(0, 2)  # 1 - w, float64
         sin = torch.sqrt((omw * (2 - omw)).clamp_min(torch.finfo(torch.float64).tiny))
         v = torch.randn(loc.shape[0], m - 1, dtype=loc.dtype, device=loc.device)
-        v = v / torch.linalg.vector_norm(v, dim=-1, keepdim=True)  # uniform on S^{m-2}
+        if m == 2:  # S^0 = {-1, +1}: the sign, never 0/|0| (randn returns an exact 0 now and
+            v = torch.where(v < 0, -1.0, 1.0).to(loc.dtype)  # then: NaN in a k=100 evaluation)
+        else:
+            v = v / torch.linalg.vector_norm(v, dim=-1, keepdim=True)  # uniform on S^{m-2}
         z0 = torch.cat([(1 - omw).to(loc.dtype).unsqueeze(-1), sin.to(loc.dtype)[:, None] * v], -1)
         return _reflect(z0, loc).reshape(shape)
 

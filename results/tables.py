@@ -75,7 +75,7 @@ def format_ours(row, digits: int) -> str:
     if row["n"] == 0 or pd.isna(row["mean"]):
         return "not evaluated"
     std = 0.0 if pd.isna(row["std"]) else row["std"]
-    return f"{row['mean']:.{digits}f} ± {std:.{digits}f} (n={row['n']}, k={row['k']})"
+    return f"{row['mean']:.{digits}f} ± {std:.{digits}f} (n={row['n']}, k={int(row['k'])})"
 
 
 def build_table(storage: str, table: PaperTable) -> tuple[pd.DataFrame, list[str]]:

@@ -11,6 +11,7 @@ from torch import nn
 
 from models.base import LatentVariableModel, Terms
 from models.hyperspherical import NVAE, SVAE, ProductSpaceSVAE
+from models.spvae import SPVAE, ConvSPVAE
 from models.vae import VAE
 
 REGISTRY: dict[str, type[nn.Module]] = {
@@ -18,6 +19,8 @@ REGISTRY: dict[str, type[nn.Module]] = {
     "svae": SVAE,
     "psvae": ProductSpaceSVAE,
     "nvae": NVAE,
+    "spvae": SPVAE,
+    "convspvae": ConvSPVAE,
 }
 
 __all__ = ["REGISTRY", "LatentVariableModel", "Terms", "build", "config_class"]

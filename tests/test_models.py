@@ -20,6 +20,8 @@ SMALL = {  # a small instance of each family (keys beyond latent_dim and likelih
     "svae": {"hidden_dims": "32,16"},
     "psvae": {"hidden_dims": "32,16", "spheres": "2,1,1"},
     "nvae": {"hidden_dims": "32,16"},
+    "spvae": {"hidden_dims": "8,8", "cell_size": 14, "samples": 1},  # k=1: forward = ll(x, 1)
+    "convspvae": {"n_dense": 8, "filters": "2,3", "cell_size": 14, "samples": 1},
 }
 
 

@@ -1,0 +1,295 @@
+"""SPVAE: region graph, log-space SPN against brute force, leaf VAEs, estimator, bad input."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import models
+from models.spn import SPN, GraphCounts, RegionGraph
+from models.spvae import (
+    SPVAE,
+    ConvSPVAEConfig,
+    GroupedConvDecoder,
+    GroupedConvEncoder,
+    GroupedMLP,
+    SPVAEConfig,
+    _patch_log_prob,
+)
+
+SMALL = {"spvae": {"hidden_dims": "6,6"}, "convspvae": {"n_dense": 6, "filters": "2,3"}}
+
+
+def tiny(x_shape=(1, 8, 8), family="spvae", **kw) -> SPVAE:
+    torch.manual_seed(0)
+    cfg = {"latent_dim": 3, "cell_size": 4, **SMALL[family], **kw}
+    return models.build(family, cfg, x_shape)
+
+
+def data(likelihood: str, n: int = 6, shape=(1, 8, 8)) -> torch.Tensor:
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(n, *shape, generator=g)
+    if likelihood == "bernoulli":
+        return torch.bernoulli(x, generator=g)
+    if likelihood == "binomial":
+        return torch.round(255 * x) / 255
+    return x
+
+
+def induced_trees(spn: SPN, region: int, node: int) -> list[tuple[torch.Tensor, tuple[int, ...]]]:
+    """Brute force: every induced tree below node ``node`` of ``region``, as (log weight, leaves),
+    from the region graph and the normalised weights only (not the layer tensors)."""
+    graph = spn.graph
+    if graph.is_leaf(region):
+        return [(torch.zeros(()), (spn.nodes[region][node],))]
+    lw = spn.region_log_weights(region)[node]
+    out, col = [], 0
+    for parent, a, b in graph.partitions:
+        if parent != region:
+            continue
+        for i in range(len(spn.nodes[a])):
+            for j in range(len(spn.nodes[b])):
+                for wa, la in induced_trees(spn, a, i):
+                    for wb, lb in induced_trees(spn, b, j):
+                        out.append((lw[col] + wa + wb, la + lb))
+                col += 1
+    assert col == lw.shape[0]
+    return out
+
+
+# --- region graph -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "rows,cols,expected",
+    [  # by hand: (regions, leaf regions, partitions, products, sums, leaves) with sum_k=leaf_k=2
+        (1, 2, (3, 2, 1, 4, 1, 4)),
+        # 2x2: 4 cells, two 1x2, two 2x1, the root (2 partitions, of two 2-node regions each: 8
+        # products); each 1x2/2x1 region one partition of two cells (4 products each)
+        (2, 2, (9, 4, 6, 24, 9, 8)),
+        # 1x3: cells, two 1x2 (1 partition, 4 products each), root (2 partitions, 4 products each)
+        (1, 3, (6, 3, 4, 16, 5, 6)),
+        (4, 4, (100, 16, 200, 800, 167, 32)),  # the paper's MNIST grid (spec 1.2)
+    ],
+)
+def test_counts_follow_from_the_grid(rows, cols, expected):
+    counts = GraphCounts.from_grid(rows, cols)
+    assert tuple(vars(counts).values()) == expected
+    assert SPN(RegionGraph(rows, cols)).counts() == counts
+
+
+@pytest.mark.parametrize("rows,cols", [(2, 3), (3, 5), (1, 6), (5, 4)])
+@pytest.mark.parametrize("sum_k,leaf_k", [(2, 2), (3, 1), (1, 4)])
+def test_closed_form_counts_match_the_built_network(rows, cols, sum_k, leaf_k):
+    spn = SPN(RegionGraph(rows, cols), sum_k, leaf_k)
+    assert spn.counts() == GraphCounts.from_grid(rows, cols, sum_k, leaf_k)
+
+
+def test_product_scopes_are_disjoint_unions_and_all_rectangles_appear():
+    graph = RegionGraph(3, 4)
+    assert len(set(graph.regions)) == len(graph.regions) == math.comb(4, 2) * math.comb(5, 2)
+    for parent, a, b in graph.partitions:
+        sa, sb = graph.cells(a), graph.cells(b)
+        assert not sa & sb and sa | sb == graph.cells(parent)
+        assert graph.depth(graph.regions[a]) < graph.depth(graph.regions[parent])
+    assert graph.cells(graph.root) == set(range(12))
+
+
+# --- SPN --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rows,cols,sum_k,leaf_k", [(2, 2, 2, 2), (1, 3, 2, 3), (2, 2, 3, 1)])
+def test_network_value_is_the_sum_over_all_induced_trees(rows, cols, sum_k, leaf_k):
+    torch.manual_seed(0)
+    spn = SPN(RegionGraph(rows, cols), sum_k, leaf_k)
+    leaf_values = torch.randn(5, spn.n_leaves) * 3  # known leaf log-likelihoods
+    with torch.no_grad():
+        trees = induced_trees(spn, spn.graph.root, 0)
+        brute = torch.logsumexp(
+            torch.stack([w + leaf_values[:, list(leaves)].sum(-1) for w, leaves in trees]), 0
+        )
+        assert torch.allclose(spn(leaf_values), brute, atol=1e-5)
+    for _, leaves in trees:  # each induced tree covers every cell (pixel) exactly once
+        assert sorted(leaf // leaf_k for leaf in leaves) == list(range(rows * cols))
+    # the trees' weights form a distribution: the SPN of all-ones leaves is 1
+    assert torch.allclose(spn(torch.zeros(1, spn.n_leaves)), torch.zeros(1), atol=1e-5)
+
+
+def test_sum_weights_are_normalised_and_sampled_trees_cover_each_cell_once():
+    spn = SPN(RegionGraph(4, 4))
+    for layer in spn.layers:
+        lse = torch.logsumexp(layer.log_weights(), dim=-1)
+        assert torch.allclose(lse, torch.zeros_like(lse), atol=1e-6)
+    chosen = spn.sample_leaves(50).reshape(50, 16, 2)
+    assert (chosen.sum(-1) == 1).all()
+
+
+# --- leaves -----------------------------------------------------------------------------------
+
+
+def test_grouped_mlp_is_independent_mlps():
+    torch.manual_seed(0)
+    net = GroupedMLP(3, [5, 4, 2])
+    x = torch.randn(3, 7, 5)
+    out = net(x)
+    for g in range(3):
+        h = torch.nn.functional.softplus(x[g] @ net.weights[0][g] + net.biases[0][g])
+        assert torch.allclose(out[g], h @ net.weights[1][g] + net.biases[1][g], atol=1e-6)
+
+
+def test_grouped_conv_networks_keep_the_leaves_apart():
+    # Leaf g's outputs depend on leaf g's input only: the grouped convolutions and dense layers
+    # are independent networks stacked, not one network over all patches.
+    torch.manual_seed(0)
+    cfg = ConvSPVAEConfig(n_dense=5, filters="2,3", cell_size=4)
+    for net, width in (
+        (GroupedConvEncoder(3, 2, 4, cfg, out=7), 2 * 16),
+        (GroupedConvDecoder(3, 2, 4, cfg), cfg.latent_dim),
+    ):
+        x = torch.randn(3, 5, width, requires_grad=True)
+        out = net(x)
+        assert out.shape[:2] == (3, 5)
+        (grad,) = torch.autograd.grad(out[1].sum(), x)
+        assert grad[1].abs().sum() > 0 and grad[0].abs().sum() == grad[2].abs().sum() == 0
+
+
+def test_patch_likelihoods_match_torch_distributions():
+    torch.manual_seed(0)
+    out = torch.randn(2, 3, 5, 7)
+    x = torch.rand(3, 5, 7)
+    m, tau = torch.sigmoid(out[0]), 1 + out[1] ** 2
+    gauss = torch.distributions.Normal(m, tau.rsqrt()).log_prob(x).sum(-1)
+    assert torch.allclose(_patch_log_prob("gaussian", out, x), gauss, atol=1e-4)
+    n = torch.round(255 * x)
+    binom = torch.distributions.Binomial(255, logits=out[0]).log_prob(n).sum(-1)
+    assert torch.allclose(_patch_log_prob("binomial", out[:1], n / 255), binom, atol=1e-2)
+    b = torch.bernoulli(x)
+    bern = torch.distributions.Bernoulli(logits=out[0]).log_prob(b).sum(-1)
+    assert torch.allclose(_patch_log_prob("bernoulli", out[:1], b), bern, atol=1e-5)
+
+
+def test_patches_round_trip_and_follow_the_cell_raster():
+    model = tiny((2, 8, 12), leaf_k=3)
+    x = torch.randn(4, 2, 8, 12)
+    xs = model.patches(x)  # [n_cells * leaf_k, B, D]
+    assert xs.shape == (6 * 3, 4, 2 * 16)
+    assert torch.equal(xs[3 * 3].reshape(4, 2, 4, 4), x[:, :, 4:8, 0:4])  # cell 3 = (1, 0)
+    assert torch.equal(model.image(xs[::3]), x)
+
+
+# --- the model and its estimator --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("family", ["spvae", "convspvae"])
+@pytest.mark.parametrize("likelihood", ["gaussian", "binomial", "bernoulli"])
+def test_forward_terms_are_finite_and_gradients_reach_leaves_and_sum_weights(family, likelihood):
+    model = tiny(family=family, likelihood=likelihood)
+    terms = model(data(likelihood))
+    assert terms.log_px_z.shape == terms.kl.shape == (6,)
+    assert torch.isfinite(terms.log_px_z).all() and (terms.kl == 0).all()
+    (-terms.elbo.mean()).backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, f"no gradient reaches {name}"
+    names = {name for name, _ in model.named_parameters()}
+    assert any(n.startswith("spn.layers") for n in names)
+    assert any(n.startswith("leaves.encoder") for n in names)
+    assert any(n.startswith("leaves.decoder") for n in names)
+    assert model.sample(3).shape == (3, 1, 8, 8)
+
+
+def test_estimate_rises_with_k():
+    model, x = tiny(likelihood="binomial"), data("binomial", 8)
+    torch.manual_seed(0)
+    means = [model.log_likelihood(x, k).mean().item() for k in (1, 10, 100)]
+    assert means[0] < means[1] < means[2]
+
+
+def test_k1_estimate_is_the_spn_of_one_sample_leaf_elbos():
+    model, x = tiny(), data("gaussian", 3)
+    torch.manual_seed(5)
+    ll = model.log_likelihood(x, k=1)
+    torch.manual_seed(5)
+    with torch.no_grad():
+        by_hand = model.spn(model.leaf_log_values(x, 1))
+    assert torch.allclose(ll, by_hand)
+
+
+def leaf_elbos(model: SPVAE, x: torch.Tensor, n: int = 4000) -> torch.Tensor:
+    """Each leaf's ELBO E_q[log p(x_s|z)] - KL(q || N(0, I)), analytic KL, [B, V]."""
+    with torch.no_grad():
+        xs = model.patches(x)
+        mu, lam = model.leaves.posterior(xs)
+        kl = 0.5 * (1 / lam + mu.square() - 1 + torch.log(lam)).sum(-1)
+        z = mu.unsqueeze(1) + torch.randn(mu.shape[0], n, *mu.shape[1:]) * lam.rsqrt().unsqueeze(1)
+        rec = _patch_log_prob(model.cfg.likelihood, model.leaves.decode(z), xs.unsqueeze(1))
+        return (rec.mean(1) - kl).T
+
+
+def test_k1_expectation_is_the_spn_of_leaf_elbos():
+    # A single induced tree (1x2 grid, one node per region): E[log P^_1] = log SPN(leaf ELBOs).
+    # In general log SPN(exp v) is convex in the leaf log-values v, so E[log P^_1] >= that.
+    reps = 400
+    for kw, shape, exact in (
+        ({"sum_k": 1, "leaf_k": 1}, (1, 4, 8), True),
+        ({}, (1, 8, 8), False),
+    ):
+        model, x = tiny(shape, **kw), data("gaussian", 3, shape)
+        torch.manual_seed(0)
+        ll1 = torch.stack([model.log_likelihood(x, k=1) for _ in range(reps)])
+        with torch.no_grad():
+            spn_of_elbos = model.spn(leaf_elbos(model, x))
+        se = ll1.std(0) / math.sqrt(reps) + 0.05
+        if exact:
+            assert len(induced_trees(model.spn, model.graph.root, 0)) == 1
+            assert ((ll1.mean(0) - spn_of_elbos).abs() < 4 * se).all()
+        else:
+            assert (ll1.mean(0) > spn_of_elbos - 4 * se).all()
+
+
+def test_log_likelihood_with_5000_samples_per_leaf_is_chunked_and_finite():
+    torch.manual_seed(0)
+    model = models.build(
+        "spvae", {"latent_dim": 5, "hidden_dims": "16,16", "likelihood": "binomial"}, (1, 28, 28)
+    )
+    assert model.spn.counts() == GraphCounts.from_grid(4, 4)
+    x = data("binomial", 1, (1, 28, 28))
+    calls = []
+    original = model.leaves.log_weights
+    model.leaves.log_weights = lambda *a: calls.append(a[-1]) or original(*a)
+    ll = model.log_likelihood(x, k=5000, max_rows=2**10)
+    assert torch.isfinite(ll).all() and ll.shape == (1,)
+    assert sum(calls) == 5000 and len(calls) > 1 and max(calls) < 5000
+
+
+# --- bad input --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "cfg,x_shape,match",
+    [
+        ({"cell_size": 5}, (1, 28, 28), "cell_size 5 does not divide the 28x28 image"),
+        ({"cell_size": 32}, (1, 28, 28), "cell_size 32 makes a leaf patch larger"),
+        ({"cell_size": 28}, (1, 28, 28), "at least 2 cells"),
+        ({"likelihood": "poisson"}, (1, 28, 28), "unknown likelihood 'poisson'"),
+        ({"hidden_dims": "30;30"}, (1, 28, 28), "hidden_dims must be a string"),
+        ({"hidden_dims": 30}, (1, 28, 28), "hidden_dims must be a string"),
+        ({"samples": 0}, (1, 28, 28), "samples .* must be an int >= 1"),
+        ({}, (784,), "image data shaped"),
+    ],
+)
+@pytest.mark.parametrize("family", ["spvae", "convspvae"])
+def test_bad_configuration_is_a_clear_error_at_construction(family, cfg, x_shape, match):
+    if family == "convspvae" and "hidden_dims" in cfg:
+        cfg = {"filters": cfg["hidden_dims"]}
+        match = match.replace("hidden_dims", "filters")
+    with pytest.raises(ValueError, match=match):
+        models.build(family, cfg, x_shape)
+    with pytest.raises(ValueError, match="kernel_size must be odd"):
+        models.build("convspvae", {"kernel_size": 4}, (1, 28, 28))
+
+
+def test_config_defaults_follow_the_paper():
+    cfg = SPVAEConfig()
+    assert (cfg.cell_size, cfg.sum_k, cfg.leaf_k, cfg.samples) == (7, 2, 2, 5)

@@ -11,7 +11,7 @@ from torch import nn
 
 from models.base import LatentVariableModel, Terms
 from models.hyperspherical import NVAE, SVAE, ProductSpaceSVAE
-from models.spvae import SPVAE, ConvSPVAE
+from models.spvae import SPVAE, ConvSPVAE, ConvVAEBaseline, VAEBaseline
 from models.vae import VAE
 
 REGISTRY: dict[str, type[nn.Module]] = {
@@ -21,6 +21,8 @@ REGISTRY: dict[str, type[nn.Module]] = {
     "nvae": NVAE,
     "spvae": SPVAE,
     "convspvae": ConvSPVAE,
+    "spvae_vae": VAEBaseline,
+    "spvae_convvae": ConvVAEBaseline,
 }
 
 __all__ = ["REGISTRY", "LatentVariableModel", "Terms", "build", "config_class"]

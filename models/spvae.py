@@ -4,6 +4,13 @@ Reference: spvae.md, sections 1.1-1.7. The region graph and SPN are in ``models/
 
     "spvae"      MLP leaf VAEs (spec 1.4)
     "convspvae"  conv-dense leaf VAEs (spec 1.7), all leaves in grouped convolutions
+    "spvae_vae"      baseline (spec 2.1): one MLP leaf VAE on the whole image, no SPN
+    "spvae_convvae"  baseline (spec 2.2): one conv leaf VAE (filters 32,64, stride 2), no SPN
+
+Baselines. The paper trains VAE and ConvVAE with the same K = 5 IWAE bound as the SP models
+(spec 2.1, 2.2, 4), so they follow the same contract: ``forward`` returns Terms(log_px_z = the
+K-sample estimate log p^(x), kl = 0), and ``log_likelihood(x, k)`` streams k samples in chunks.
+They are the leaf classes with a single leaf whose patch is the whole image.
 
 Leaves. The image (C x H x W) is cut into a grid of ``cell_size x cell_size`` cells; every cell
 holds ``leaf_k`` independent leaf VAEs on its patch (C * cell_size^2 values), each with its own
@@ -162,6 +169,83 @@ class ConvSPVAEConfig:
     def filter_counts(self) -> tuple[int, ...]:
         return parse_int_list("filters", self.filters, "4,8")
 
+    @property
+    def stride(self) -> int:
+        """Convolution stride: 1 for the leaves (spec 1.7), not configurable."""
+        return 1
+
+
+def _check_baseline_fields(cfg) -> None:
+    if cfg.likelihood not in SPVAE_LIKELIHOODS:
+        raise ValueError(
+            f"unknown likelihood {cfg.likelihood!r}; likelihood must be one of "
+            f"{', '.join(map(repr, SPVAE_LIKELIHOODS))}"
+        )
+    _check_positive_int("latent_dim", cfg.latent_dim, "latent size nz")
+    _check_positive_int("samples", cfg.samples, "importance samples in training")
+
+
+@dataclass(frozen=True)
+class VAEBaselineConfig:
+    """The paper's MLP VAE baseline (spec 2.1); defaults: its MNIST pick (300,300), nz 200."""
+
+    latent_dim: int = 200
+    """Size of z (``nz``; grid 1, 2, 5, 25, 50, 100, 150, 200; MNIST pick: 200)."""
+    hidden_dims: str = "300,300"
+    """Hidden softplus layer widths of each of the mean / precision MLPs (``nnodes``),
+    comma-separated; encoder and decoder use the same (grid: 30,30 100,100 300,300 600,600)."""
+    likelihood: str = "gaussian"
+    """p(x|z): 'gaussian' (mean and precision networks; noise-perturbed pixels in [0, 1]),
+    'binomial' (Binomial(255) on discrete pixels x = n/255) or 'bernoulli' (binarised data)."""
+    samples: int = 5
+    """Importance samples in the training objective (K = 5 in the paper)."""
+
+    def __post_init__(self):
+        parse_int_list("hidden_dims", self.hidden_dims, "300,300")
+        _check_baseline_fields(self)
+
+    @property
+    def hidden_widths(self) -> tuple[int, ...]:
+        return parse_int_list("hidden_dims", self.hidden_dims, "300,300")
+
+
+@dataclass(frozen=True)
+class ConvVAEBaselineConfig:
+    """The paper's ConvVAE baseline (spec 2.2); defaults: its MNIST pick n_dense 64, nz 200."""
+
+    latent_dim: int = 200
+    """Size of z (``nz``; grid 1, 2, 5, 25, 50, 100, 150, 200; MNIST pick: 200)."""
+    n_dense: int = 64
+    """Width of the dense layer between the convolutions and the latent (grid 32, 64, 128)."""
+    filters: str = "32,64"
+    """Filters of the encoder's 'same' convolutions, comma-separated (paper: 32,64); the decoder's
+    transposed convolutions use them reversed."""
+    kernel_size: int = 3
+    """Side of every (transposed) convolution kernel; odd, for 'same' padding (paper: 3)."""
+    stride: int = 2
+    """Stride of every (transposed) convolution (paper: 2; 28 -> 14 -> 7 on MNIST)."""
+    likelihood: str = "gaussian"
+    """p(x|z): 'gaussian' (mean and precision networks; noise-perturbed pixels in [0, 1]),
+    'binomial' (Binomial(255) on discrete pixels x = n/255) or 'bernoulli' (binarised data)."""
+    samples: int = 5
+    """Importance samples in the training objective (K = 5 in the paper)."""
+
+    def __post_init__(self):
+        _check_positive_int("n_dense", self.n_dense, "dense layer width")
+        parse_int_list("filters", self.filters, "32,64")
+        _check_positive_int("kernel_size", self.kernel_size, "convolution kernel side")
+        if self.kernel_size % 2 == 0:
+            raise ValueError(
+                f"kernel_size must be odd for 'same' padding, got {self.kernel_size}; "
+                "set kernel_size=3"
+            )
+        _check_positive_int("stride", self.stride, "convolution stride")
+        _check_baseline_fields(self)
+
+    @property
+    def filter_counts(self) -> tuple[int, ...]:
+        return parse_int_list("filters", self.filters, "32,64")
+
 
 # --- Batched leaf networks --------------------------------------------------------------------
 
@@ -225,9 +309,11 @@ def _patch_sample(likelihood: str, out: Tensor, mean: bool) -> Tensor:
 class MLPLeaves(nn.Module):
     """``n_leaves`` independent leaf VAEs on patches of ``patch_dim`` values (spec 1.4)."""
 
-    def __init__(self, n_leaves: int, patch_dim: int, cfg: SPVAEConfig):
+    def __init__(self, n_leaves: int, patch_dim: int, cfg, patch_shape=None):
         super().__init__()
         self.n_leaves, self.patch_dim, self.latent_dim = n_leaves, patch_dim, cfg.latent_dim
+        # (C, h, w) of a patch; conv leaves need it, square cells of cfg.cell_size by default
+        self.patch_shape = patch_shape
         self.likelihood = cfg.likelihood
         self.heads = 2 if cfg.likelihood == "gaussian" else 1
         # Group g = h * n_leaves + j is head h (mean, precision) of leaf j: separate networks.
@@ -268,24 +354,41 @@ class MLPLeaves(nn.Module):
         return _patch_sample(self.likelihood, self.decode(z), mean)
 
 
-class GroupedConvEncoder(nn.Module):
-    """``groups`` conv-dense encoders of equal shape (spec 1.7): [G, N, C*c*c] -> [G, N, out].
-    Convs 3x3 stride 1 'same' with softplus, flatten, Dense(n_dense) softplus, linear head; all
-    groups in one grouped convolution (``groups=G``) per layer."""
+def conv_spatial_sizes(cell, n_layers: int, stride: int) -> list[tuple[int, int]]:
+    """Spatial (h, w) before and after each 'same' convolution: ceil(size / stride) per layer
+    (odd kernels, padding kernel // 2). ``cell`` is an int (square) or (h, w)."""
+    hw = (cell, cell) if isinstance(cell, int) else tuple(cell)
+    sizes = [hw]
+    for _ in range(n_layers):
+        hw = tuple(-(-d // stride) for d in hw)
+        sizes.append(hw)
+    return sizes
 
-    def __init__(self, groups: int, channels: int, cell: int, cfg: ConvSPVAEConfig, out: int):
+
+class GroupedConvEncoder(nn.Module):
+    """``groups`` conv-dense encoders of equal shape (spec 1.7): [G, N, C*h*w] -> [G, N, out].
+    Convs kxk 'same' (stride ``cfg.stride``: 1 in the leaves, 2 in the ConvVAE baseline) with
+    softplus, flatten, Dense(n_dense) softplus, linear head; all groups in one grouped convolution
+    (``groups=G``) per layer. ``cell``: an int (square patch) or (h, w)."""
+
+    def __init__(self, groups: int, channels: int, cell, cfg, out: int):
         super().__init__()
-        self.groups, self.channels, self.cell = groups, channels, cell
+        self.groups, self.channels = groups, channels
         pad, sizes = cfg.kernel_size // 2, [channels, *cfg.filter_counts]
+        spatial = conv_spatial_sizes(cell, len(cfg.filter_counts), cfg.stride)
+        self.hw = spatial[0]
         self.convs = nn.ModuleList(
-            nn.Conv2d(groups * a, groups * b, cfg.kernel_size, padding=pad, groups=groups)
+            nn.Conv2d(
+                groups * a, groups * b, cfg.kernel_size, cfg.stride, padding=pad, groups=groups
+            )
             for a, b in zip(sizes[:-1], sizes[1:], strict=True)
         )
-        self.dense = GroupedMLP(groups, [sizes[-1] * cell * cell, cfg.n_dense, out])
+        last = spatial[-1][0] * spatial[-1][1]
+        self.dense = GroupedMLP(groups, [sizes[-1] * last, cfg.n_dense, out])
 
     def forward(self, x: Tensor) -> Tensor:
         g, n = x.shape[:2]
-        h = x.transpose(0, 1).reshape(n, g * self.channels, self.cell, self.cell)
+        h = x.transpose(0, 1).reshape(n, g * self.channels, *self.hw)
         for conv in self.convs:
             h = F.softplus(conv(h))
         return self.dense(h.reshape(n, g, -1).transpose(0, 1))
@@ -293,25 +396,44 @@ class GroupedConvEncoder(nn.Module):
 
 class GroupedConvDecoder(nn.Module):
     """The mirror image (spec 1.7, order derived): z -> Dense(n_dense) softplus -> Dense(last
-    filters x c x c) softplus -> transposed convs (filters reversed) with softplus between ->
-    transposed conv to C channels, linear: [G, N, nz] -> [G, N, C*c*c]."""
+    filters x h' x w') softplus -> transposed convs (filters reversed) with softplus between ->
+    transposed conv to C channels, linear: [G, N, nz] -> [G, N, C*h*w]. With stride > 1 each
+    transposed conv's ``output_padding`` restores the encoder's size at that depth exactly."""
 
-    def __init__(self, groups: int, channels: int, cell: int, cfg: ConvSPVAEConfig):
+    def __init__(self, groups: int, channels: int, cell, cfg):
         super().__init__()
-        self.groups, self.cell = groups, cell
+        self.groups = groups
         filters = list(reversed(cfg.filter_counts))
-        self.first = filters[0]
-        self.dense = GroupedMLP(groups, [cfg.latent_dim, cfg.n_dense, filters[0] * cell * cell])
-        pad, sizes = cfg.kernel_size // 2, [*filters, channels]
+        spatial = conv_spatial_sizes(cell, len(filters), cfg.stride)[::-1]  # deepest first
+        self.first, self.hw = filters[0], spatial[0]
+        first = filters[0] * self.hw[0] * self.hw[1]
+        self.dense = GroupedMLP(groups, [cfg.latent_dim, cfg.n_dense, first])
+        k, s, pad, sizes = cfg.kernel_size, cfg.stride, cfg.kernel_size // 2, [*filters, channels]
         self.convs = nn.ModuleList(
-            nn.ConvTranspose2d(groups * a, groups * b, cfg.kernel_size, padding=pad, groups=groups)
-            for a, b in zip(sizes[:-1], sizes[1:], strict=True)
+            nn.ConvTranspose2d(
+                groups * a,
+                groups * b,
+                k,
+                s,
+                padding=pad,
+                # (in - 1) s - 2 pad + k + output_padding = the encoder's size one level up
+                output_padding=tuple(
+                    t - ((i - 1) * s - 2 * pad + k)
+                    for i, t in zip(spatial[j], spatial[j + 1], strict=True)
+                ),
+                groups=groups,
+            )
+            for j, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True))
+        )
+        # widest decoder activation per example and group (sets the sample chunk size)
+        self.widest = max(
+            cfg.n_dense, *(f * h * w for f, (h, w) in zip(filters, spatial, strict=False))
         )
 
     def forward(self, z: Tensor) -> Tensor:
         g, n = z.shape[:2]
         h = F.softplus(self.dense(z)).transpose(0, 1)
-        h = h.reshape(n, g * self.first, self.cell, self.cell)
+        h = h.reshape(n, g * self.first, *self.hw)
         for i, conv in enumerate(self.convs):
             h = conv(h)
             if i < len(self.convs) - 1:
@@ -326,11 +448,16 @@ class ConvLeaves(MLPLeaves):
     scaling [P: the spec is silent on conv init]."""
 
     def networks(self, cfg, enc_groups: int, dec_groups: int) -> tuple[nn.Module, nn.Module]:
-        cell = cfg.cell_size
-        channels = self.patch_dim // (cell * cell)
-        self.widest = max(self.patch_dim, cfg.n_dense, cfg.latent_dim) * max(cfg.filter_counts)
+        if self.patch_shape is None:  # the SPVAE's square cells
+            cell = cfg.cell_size
+            self.patch_shape = (self.patch_dim // (cell * cell), cell, cell)
+        channels, cell = self.patch_shape[0], self.patch_shape[1:]
         encoder = GroupedConvEncoder(enc_groups, channels, cell, cfg, cfg.latent_dim)
         decoder = GroupedConvDecoder(dec_groups, channels, cell, cfg)
+        if cfg.stride == 1:  # the leaves' historical (conservative) estimate
+            self.widest = max(self.patch_dim, cfg.n_dense, cfg.latent_dim) * max(cfg.filter_counts)
+        else:
+            self.widest = max(self.patch_dim, cfg.latent_dim, decoder.widest)
         return encoder, decoder
 
 
@@ -351,7 +478,40 @@ def _image_shape(x_shape: tuple[int, ...]) -> tuple[int, int, int]:
     )
 
 
-class SPVAE(nn.Module):
+class _LeafEstimator(nn.Module):
+    """Shared by SPVAE and the baselines: every leaf's K-sample estimate from ``self.patches``."""
+
+    leaves: MLPLeaves
+
+    def patches(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def initialise(self, x_train: Tensor) -> None:
+        """No data-dependent initialisation (spec: none)."""
+
+    def leaf_log_values(self, x: Tensor, k: int, max_rows: int | None = None) -> Tensor:
+        """Every leaf's k-sample importance-weighted log-estimate, [B, V]; streamed over chunks of
+        samples when ``max_rows`` is given (the chunk keeps [V, chunk, B, widest] tensors at about
+        max_rows x 784 numbers, as a VAE's decoder output on 784-pixel images)."""
+        if k < 1:
+            raise ValueError(f"k must be >= 1 importance samples, got {k}")
+        xs = self.patches(x)
+        mu, lam = self.leaves.posterior(xs)
+        if max_rows is None:
+            chunk = k
+        else:
+            per_sample = x.shape[0] * self.leaves.n_leaves * self.leaves.widest
+            chunk = max(1, (max_rows * 784) // per_sample)
+        total, done = None, 0
+        while done < k:
+            c = min(chunk, k - done)
+            lse = torch.logsumexp(self.leaves.log_weights(xs, mu, lam, c), dim=1)
+            total = lse if total is None else torch.logaddexp(total, lse)
+            done += c
+        return (total - math.log(k)).T
+
+
+class SPVAE(_LeafEstimator):
     """SPN over the cells of the image with ``leaf_k`` leaf VAEs per cell (module docstring)."""
 
     Config = SPVAEConfig
@@ -392,30 +552,6 @@ class SPVAE(nn.Module):
         img = cells.reshape(rows, cols, n, self.channels, c, c).permute(2, 3, 0, 4, 1, 5)
         return img.reshape(n, *self.x_shape)
 
-    def initialise(self, x_train: Tensor) -> None:
-        """No data-dependent initialisation (spec: none)."""
-
-    def leaf_log_values(self, x: Tensor, k: int, max_rows: int | None = None) -> Tensor:
-        """Every leaf's k-sample importance-weighted log-estimate, [B, V]; streamed over chunks of
-        samples when ``max_rows`` is given (the chunk keeps [V, chunk, B, widest] tensors at about
-        max_rows x 784 numbers, as a VAE's decoder output on 784-pixel images)."""
-        if k < 1:
-            raise ValueError(f"k must be >= 1 importance samples, got {k}")
-        xs = self.patches(x)
-        mu, lam = self.leaves.posterior(xs)
-        if max_rows is None:
-            chunk = k
-        else:
-            per_sample = x.shape[0] * self.spn.n_leaves * self.leaves.widest
-            chunk = max(1, (max_rows * 784) // per_sample)
-        total, done = None, 0
-        while done < k:
-            c = min(chunk, k - done)
-            lse = torch.logsumexp(self.leaves.log_weights(xs, mu, lam, c), dim=1)
-            total = lse if total is None else torch.logaddexp(total, lse)
-            done += c
-        return (total - math.log(k)).T
-
     def forward(self, x: Tensor) -> Terms:
         """Terms(log_px_z = log P^(x) with ``samples`` per leaf, kl = 0): see the module docs."""
         log_p = self.spn(self.leaf_log_values(x, self.cfg.samples))
@@ -441,4 +577,51 @@ class ConvSPVAE(SPVAE):
     """SPVAE with convolutional leaf VAEs (spec 1.7): same SPN, heads, likelihoods, estimator."""
 
     Config = ConvSPVAEConfig
+    Leaves = ConvLeaves
+
+
+# --- Baselines (spec 2) -----------------------------------------------------------------------
+
+
+class VAEBaseline(_LeafEstimator):
+    """The paper's VAE baseline (spec 2.1): the leaf VAE of spec 1.4 on the whole image, i.e. one
+    ``MLPLeaves`` leaf whose patch is all C*H*W values, no SPN. Trained with the K-sample IWAE
+    bound like the SP models: ``forward`` gives Terms(log_px_z = log p^(x) with K = ``samples``,
+    kl = 0), see the module docstring."""
+
+    Config = VAEBaselineConfig
+    Leaves = MLPLeaves
+
+    def __init__(self, cfg, x_shape: tuple[int, ...]):
+        super().__init__()
+        self.cfg, self.x_shape = cfg, tuple(x_shape)
+        shape = _image_shape(self.x_shape)
+        self.leaves = self.Leaves(1, math.prod(shape), cfg, patch_shape=shape)
+
+    def patches(self, x: Tensor) -> Tensor:
+        """x [B, *x_shape] -> the single leaf's input [1, B, C*H*W] (channel-major raster)."""
+        return x.reshape(1, x.shape[0], -1)
+
+    def forward(self, x: Tensor) -> Terms:
+        """Terms(log_px_z = the ``samples``-sample IWAE estimate, kl = 0)."""
+        log_p = self.leaf_log_values(x, self.cfg.samples)[:, 0]
+        return Terms(log_px_z=log_p, kl=torch.zeros_like(log_p))
+
+    @torch.no_grad()
+    def log_likelihood(self, x: Tensor, k: int, max_rows: int = DEFAULT_MAX_ROWS) -> Tensor:
+        """log p^(x) with k importance samples on the whole image (spec 5), chunked, [B]."""
+        return self.leaf_log_values(x, k, max_rows)[:, 0]
+
+    @torch.no_grad()
+    def sample(self, n: int, mean: bool = False) -> Tensor:
+        device = next(self.parameters()).device
+        return self.leaves.sample(n, mean, device)[0].reshape(n, *self.x_shape)
+
+
+class ConvVAEBaseline(VAEBaseline):
+    """The paper's ConvVAE baseline (spec 2.2): one ``ConvLeaves`` leaf on the whole image, convs
+    32, 64 filters 3x3 stride 2 'same', Dense(n_dense), mirrored decoder; same heads, likelihoods
+    and K-sample objective."""
+
+    Config = ConvVAEBaselineConfig
     Leaves = ConvLeaves

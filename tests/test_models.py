@@ -22,6 +22,8 @@ SMALL = {  # a small instance of each family (keys beyond latent_dim and likelih
     "nvae": {"hidden_dims": "32,16"},
     "spvae": {"hidden_dims": "8,8", "cell_size": 14, "samples": 1},  # k=1: forward = ll(x, 1)
     "convspvae": {"n_dense": 8, "filters": "2,3", "cell_size": 14, "samples": 1},
+    "spvae_vae": {"hidden_dims": "16,16", "samples": 1},
+    "spvae_convvae": {"n_dense": 8, "filters": "2,3", "kernel_size": 5, "samples": 1},
 }
 
 

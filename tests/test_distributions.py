@@ -17,14 +17,10 @@ import scipy.stats as st
 import torch
 from torch.distributions import kl_divergence
 
+from models.bessel import _debye_polynomials, bessel_ratio, ive, log_hyp0f1, log_ive
 from models.distributions import (
     HypersphericalUniform,
     VonMisesFisher,
-    _debye_polynomials,
-    bessel_ratio,
-    ive,
-    log_hyp0f1,
-    log_ive,
     log_sphere_area,
     log_vmf_normaliser,
 )

@@ -80,8 +80,16 @@ class TrainConfig:
     amp: str = "off"
     """Mixed precision on CUDA: 'off', 'bf16' or 'fp16' (fp16 uses a gradient scaler)."""
     eval_batch_size: int = 1000
+    epoch_batches: int = 0
+    """Batches per "epoch" (the unit of validation, early stopping, checkpoints and ASHA rungs):
+    0 = one full pass over the training set; n > 0 = n batches drawn from a fresh shuffle of the
+    whole training set each epoch (the SPVAE paper's epoch is 128 batches of 128)."""
 
     def __post_init__(self):
+        if self.epoch_batches < 0:
+            raise ConfigError(
+                f"train/epoch_batches must be >= 0 (0 = full pass), got {self.epoch_batches}"
+            )
         for name in ("lr", "batch_size", "max_epochs", "eval_batch_size"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"train/{name} must be > 0, got {getattr(self, name)}")

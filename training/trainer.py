@@ -77,7 +77,11 @@ def fit(model, data: Data, cfg, report: Report | None = None, resume: Path | Non
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=device.type in ("cpu", "cuda"))
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.amp)
     scaler = torch.amp.GradScaler("cuda", enabled=use_cuda and cfg.amp == "fp16")
-    steps_per_epoch = math.ceil(data.train.shape[0] / cfg.batch_size)
+    n_train = data.train.shape[0]
+    steps_per_epoch = math.ceil(n_train / cfg.batch_size)
+    epoch_size = n_train
+    if cfg.epoch_batches:  # a fixed number of batches per epoch, from fresh shuffles
+        steps_per_epoch, epoch_size = cfg.epoch_batches, cfg.epoch_batches * cfg.batch_size
     warmup_steps = round(cfg.warmup_epochs * steps_per_epoch)
 
     if resume is not None:
@@ -99,7 +103,10 @@ def fit(model, data: Data, cfg, report: Report | None = None, resume: Path | Non
         start = time.perf_counter()
         model.train()
         loss_sum = torch.zeros((), device=device)
-        perm = torch.randperm(data.train.shape[0], device=device)
+        # one shuffle per pass; an epoch longer than the training set takes several passes
+        passes = -(-epoch_size // n_train)
+        perm = torch.cat([torch.randperm(n_train, device=device) for _ in range(passes)])
+        perm = perm[:epoch_size]
         for i in range(0, perm.numel(), cfg.batch_size):
             x = data.train_batch(perm[i : i + cfg.batch_size])
             beta = kl_weight(state.step, warmup_steps)
@@ -115,7 +122,7 @@ def fit(model, data: Data, cfg, report: Report | None = None, resume: Path | Non
             scaler.update()
             loss_sum += loss.detach() * x.shape[0]  # summed on the device: no per-step sync
             state.step += 1
-        train_loss = loss_sum.item() / data.train.shape[0]
+        train_loss = loss_sum.item() / epoch_size
         val = elbo_terms(model, data.val, cfg.eval_batch_size)
         state.epoch += 1
         if not (math.isfinite(train_loss) and math.isfinite(val["elbo"])):

@@ -22,8 +22,6 @@ S-VAE with one sphere: same module, same parameter names and shapes.
 from __future__ import annotations
 
 import math
-import numbers
-import re
 from collections import Counter
 from dataclasses import dataclass
 
@@ -41,6 +39,7 @@ from torch.distributions import (
 
 from models.base import LatentVariableModel
 from models.distributions import HypersphericalUniform, VonMisesFisher, sphere
+from models.fields import check_choice, check_positive_int, parse_int_list
 from models.layers import flat_dim, mlp
 from models.likelihoods import LIKELIHOODS, likelihood_head
 
@@ -50,44 +49,10 @@ FULL_COVARIANCE_EPS = 1e-5
 """Added to the softplus'd diagonal of the full-covariance Cholesky factor, so that it stays
 invertible (log-density and KL solve with it) when softplus underflows."""
 
-_POSITIVE_INTS = re.compile(r"^\s*\d+\s*(,\s*\d+\s*)*$")
-
-
-# --- Config validation ------------------------------------------------------------------------
-
-
-def _check_positive_int(name: str, value, what: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(
-            f"{name} ({what}) must be an int >= 1, got {value!r}; set {name}=1 or more"
-        )
-
-
-def _check_choice(name: str, value, choices, what: str) -> None:
-    if value not in choices:
-        raise ValueError(
-            f"{name} must be one of {', '.join(map(repr, choices))} ({what}), got {value!r}"
-        )
-
-
-def parse_int_list(name: str, text, example: str) -> tuple[int, ...]:
-    """'256,128' -> (256, 128): comma-separated ints >= 1, spaces allowed; ValueError naming
-    ``name`` otherwise. Lists travel as strings (Optuna categoricals, ``--set key=value``)."""
-    if not isinstance(text, str):
-        raise ValueError(
-            f"{name} must be a string of comma-separated positive ints such as {example!r}, got "
-            f"{text!r} ({type(text).__name__}); pass it quoted, e.g. {name}={example!r}"
-        )
-    if not _POSITIVE_INTS.match(text) or any(int(p) < 1 for p in text.split(",")):
-        raise ValueError(
-            f"{name} must be comma-separated positive ints such as {example!r}, got {text!r}"
-        )
-    return tuple(int(p) for p in text.split(","))
-
 
 def _check_common(cfg) -> None:
     parse_int_list("hidden_dims", cfg.hidden_dims, "256,128")
-    _check_choice("likelihood", cfg.likelihood, tuple(sorted(LIKELIHOODS)), "p(x|z)")
+    check_choice("likelihood", cfg.likelihood, tuple(sorted(LIKELIHOODS)), "p(x|z)")
 
 
 # --- Configs ----------------------------------------------------------------------------------
@@ -105,9 +70,9 @@ class SVAEConfig:
     """A_m(kappa) in the KL: 'exact' (UAI library) or 'approx' (product-space code, ref. 1.3)."""
 
     def __post_init__(self):
-        _check_positive_int("latent_dim", self.latent_dim, "the manifold dimension d of S^d")
+        check_positive_int("latent_dim", self.latent_dim, "the manifold dimension d of S^d")
         _check_common(self)
-        _check_choice("bessel_ratio", self.bessel_ratio, BESSEL_RATIOS, "Bessel ratio A_m")
+        check_choice("bessel_ratio", self.bessel_ratio, BESSEL_RATIOS, "Bessel ratio A_m")
 
     @property
     def sphere_dims(self) -> tuple[int, ...]:
@@ -134,7 +99,7 @@ class PSVAEConfig:
     """A_m(kappa) in the KL: 'exact' (UAI library) or 'approx' (product-space code, ref. 1.3)."""
 
     def __post_init__(self):
-        _check_positive_int("latent_dim", self.latent_dim, "the total manifold dimension")
+        check_positive_int("latent_dim", self.latent_dim, "the total manifold dimension")
         dims = parse_int_list("spheres", self.spheres, "2,2,1")
         if sum(dims) != self.latent_dim:
             raise ValueError(
@@ -144,7 +109,7 @@ class PSVAEConfig:
                 f"latent_dim={sum(dims)}"
             )
         _check_common(self)
-        _check_choice("bessel_ratio", self.bessel_ratio, BESSEL_RATIOS, "Bessel ratio A_m")
+        check_choice("bessel_ratio", self.bessel_ratio, BESSEL_RATIOS, "Bessel ratio A_m")
 
     @property
     def sphere_dims(self) -> tuple[int, ...]:
@@ -169,9 +134,9 @@ class NVAEConfig:
     softplus std per example, all dims) or 'full' (Cholesky factor, softplus diagonal + 1e-5)."""
 
     def __post_init__(self):
-        _check_positive_int("latent_dim", self.latent_dim, "the dimension d of z in R^d")
+        check_positive_int("latent_dim", self.latent_dim, "the dimension d of z in R^d")
         _check_common(self)
-        _check_choice("covariance", self.covariance, COVARIANCES, "of q(z|x)")
+        check_choice("covariance", self.covariance, COVARIANCES, "of q(z|x)")
 
     @property
     def hidden_widths(self) -> tuple[int, ...]:

@@ -14,12 +14,14 @@ from models.spvae import (
     ConvSPVAEConfig,
     ConvVAEBaseline,
     ConvVAEBaselineConfig,
-    GroupedConvDecoder,
-    GroupedConvEncoder,
-    GroupedMLP,
     SPVAEConfig,
     VAEBaseline,
     VAEBaselineConfig,
+)
+from models.spvae_leaves import (
+    GroupedConvDecoder,
+    GroupedConvEncoder,
+    GroupedMLP,
     _patch_log_prob,
 )
 
@@ -276,8 +278,8 @@ def test_log_likelihood_with_5000_samples_per_leaf_is_chunked_and_finite():
         ({"cell_size": 5}, (1, 28, 28), "cell_size 5 does not divide the 28x28 image"),
         ({"cell_size": 32}, (1, 28, 28), "cell_size 32 makes a leaf patch larger"),
         ({"cell_size": 28}, (1, 28, 28), "at least 2 cells"),
-        ({"likelihood": "poisson"}, (1, 28, 28), "unknown likelihood 'poisson'"),
-        ({"hidden_dims": "30;30"}, (1, 28, 28), "hidden_dims must be a string"),
+        ({"likelihood": "poisson"}, (1, 28, 28), "likelihood must be one of 'gaussian', 'binomial', 'bernoulli'.*got 'poisson'"),
+        ({"hidden_dims": "30;30"}, (1, 28, 28), "hidden_dims must be comma-separated"),
         ({"hidden_dims": 30}, (1, 28, 28), "hidden_dims must be a string"),
         ({"samples": 0}, (1, 28, 28), "samples .* must be an int >= 1"),
         ({}, (784,), "image data shaped"),
@@ -410,13 +412,13 @@ def test_baseline_log_likelihood_with_5000_samples_is_chunked_and_finite():
 @pytest.mark.parametrize(
     "family,cfg,match",
     [
-        ("spvae_vae", {"hidden_dims": "300;300"}, "hidden_dims must be a string"),
+        ("spvae_vae", {"hidden_dims": "300;300"}, "hidden_dims must be comma-separated"),
         ("spvae_vae", {"latent_dim": 0}, "latent_dim .* must be an int >= 1"),
         ("spvae_vae", {"samples": 0}, "samples .* must be an int >= 1"),
-        ("spvae_vae", {"likelihood": "poisson"}, "unknown likelihood 'poisson'"),
+        ("spvae_vae", {"likelihood": "poisson"}, "likelihood must be one of 'gaussian', 'binomial', 'bernoulli'.*got 'poisson'"),
         ("spvae_convvae", {"stride": 0}, "stride .* must be an int >= 1"),
         ("spvae_convvae", {"kernel_size": 4}, "kernel_size must be odd"),
-        ("spvae_convvae", {"filters": "32,x"}, "filters must be a string"),
+        ("spvae_convvae", {"filters": "32,x"}, "filters must be comma-separated"),
         ("spvae_convvae", {"n_dense": 0}, "n_dense .* must be an int >= 1.*set n_dense=1"),
         ("spvae_convvae", {"cell_size": 7}, "unknown config keys.*'cell_size'"),
     ],

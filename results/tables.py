@@ -42,7 +42,7 @@ def our_numbers(storage: str, table: PaperTable) -> pd.DataFrame:
             rows.append(
                 {
                     "model": table.models.get(t["family"], t["family"]),
-                    "variant": t["variant"],
+                    "variant": table.variants.get(t["variant"], t["variant"]),
                     "dataset_label": label,
                     "metric": metric,
                     "mean": values.mean() if len(values) else None,
@@ -91,7 +91,14 @@ def build_table(storage: str, table: PaperTable) -> tuple[pd.DataFrame, list[str
     )
     models = dict.fromkeys([*table.models.values(), *ref["model"], *ours["model"]])
     order = {m: i for i, m in enumerate(models)}
-    keys.sort(key=lambda mv: (order[mv[0]], variant_order(mv[1])))
+    labels = list(table.variants.values())  # the paper's order of its variants, if declared
+    keys.sort(
+        key=lambda mv: (
+            order[mv[0]],
+            labels.index(mv[1]) if mv[1] in labels else len(labels),
+            variant_order(mv[1]),
+        )
+    )
     out = pd.DataFrame({"Model": [m for m, _ in keys], "Variant": [v for _, v in keys]})
     for ds in datasets:
         for metric in metrics:

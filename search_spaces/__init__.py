@@ -6,14 +6,18 @@ from collections.abc import Callable
 
 import optuna
 
-from search_spaces import hyperspherical, vae
+from search_spaces import hyperspherical, spvae, vae
 
 SPACES: dict[str, Callable[[optuna.Trial], None]] = {
     "vae": vae.space,
     "svae": hyperspherical.space,
     "psvae": hyperspherical.space,
     "nvae": hyperspherical.space,
+    **spvae.SPACES,
 }
+
+GRIDS: dict[str, dict[str, list]] = {**spvae.GRIDS}
+"""Families whose authors ran an exhaustive grid: the grid ``--sampler grid`` replays."""
 
 
 def space_for(family: str, fixed: dict | None = None) -> Callable[[optuna.Trial], None]:
@@ -25,6 +29,16 @@ def space_for(family: str, fixed: dict | None = None) -> Callable[[optuna.Trial]
     if not fixed:
         return space
     return _FixedSpace(space, fixed)
+
+
+def grid_for(family: str, fixed: dict | None = None) -> dict[str, list]:
+    """The authors' grid of a family, without the keys ``fixed`` pins (those are not searched)."""
+    if family not in GRIDS:
+        raise ValueError(
+            f"family {family!r} has no authors' grid to replay (grids: {sorted(GRIDS)}); "
+            "use --sampler tpe"
+        )
+    return {k: v for k, v in GRIDS[family].items() if k not in (fixed or {})}
 
 
 class _FixedSpace:

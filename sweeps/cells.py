@@ -24,7 +24,8 @@ class Cell:
     def name(self) -> str:
         parts = [self.paper, self.family, self.dataset, self.likelihood]
         if self.variant != "-":
-            parts.append(self.variant.replace("=", "").replace(" ", "_"))
+            safe = self.variant.replace("=", "").replace(" ", "_").replace("%", "pct")
+            parts.append(safe)
         return "-".join(parts)
 
     def base_config(self, budget: Budget) -> dict:

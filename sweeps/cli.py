@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import sys
 
 import ray
 
+import search_spaces
 from results import store
 from results.papers import paper_tables
 from results.tables import build_table, render
@@ -119,6 +121,14 @@ def parse_args(
         help="Optuna storage URL (postgresql://...) for a cluster; default: journal file",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the Optuna sampler")
+    p.add_argument(
+        "--sampler",
+        choices=("tpe", "grid"),
+        default="tpe",
+        help="tpe: Optuna's TPE under ASHA (default); grid: replay the authors' grid, each "
+        "configuration once, no pruning (families with a grid: search_spaces.GRIDS); the trial "
+        "count is the grid's size unless --trials is given",
+    )
     p.add_argument("--resume", action="store_true", help="continue an interrupted sweep")
     p.add_argument(
         "--status",
@@ -158,6 +168,13 @@ def main(
             file=sys.stderr,
         )
         return 2
+    if args.sampler == "grid":
+        try:
+            for c in chosen:
+                search_spaces.grid_for(c.family)
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     if args.status:
         print(progress(args.storage, chosen, args.study_storage).to_string(index=False))
         return 0
@@ -193,19 +210,24 @@ def main(
     resources = {"cpu": args.cpus_per_trial, "gpu": gpus}
     concurrent = args.max_concurrent or fitting_trials(resources)
     for cell in chosen:
+        cell_budget = budget
+        if args.sampler == "grid" and not args.trials:
+            grid = search_spaces.grid_for(cell.family, cell.base_config(budget))
+            cell_budget = dataclasses.replace(budget, trials=math.prod(map(len, grid.values())))
         print(
-            f"== {cell.name}: {budget.trials} trials, up to {budget.max_epochs} epochs, "
+            f"== {cell.name}: {cell_budget.trials} trials, up to {budget.max_epochs} epochs, "
             f"{concurrent} at a time"
         )
         run_cell(
             cell,
-            budget,
+            cell_budget,
             args.storage,
             resources,
             seed=args.seed,
             resume=args.resume,
             study_storage=args.study_storage,
             max_concurrent=concurrent,
+            sampler=args.sampler,
         )
         for row in evaluate_winner(cell, budget, args.storage, resources):
             print(

@@ -173,9 +173,10 @@ class ParquetWriter(tune.Callback):
 
     def _completed_before(self, trial_id: str) -> bool:
         rows = store.load(self.storage, "trials", sweep=self.cell.name)
-        return not rows.empty and (
-            (rows["trial_id"] == trial_id) & (rows["status"] == "completed")
-        ).any()
+        return (
+            not rows.empty
+            and ((rows["trial_id"] == trial_id) & (rows["status"] == "completed")).any()
+        )
 
     def _write(self, trial, error: Exception | None) -> None:
         last = trial.last_result or {}
@@ -263,28 +264,43 @@ def run_cell(
     resume: bool = False,
     study_storage: str | None = None,
     max_concurrent: int = 1,
+    sampler: str = "tpe",
 ) -> tune.ResultGrid:
-    """Search one cell with Optuna (TPE) under ASHA; trials and curves land in Parquet."""
+    """Search one cell with Optuna; trials and curves land in Parquet.
+
+    ``sampler``: "tpe" searches the family's space under ASHA; "grid" replays the authors' grid
+    (search_spaces.GRIDS), every configuration once and trained to its own stopping rule (no
+    scheduler prunes it), as the authors ran it.
+    """
     ray_dir = (
         f"{storage.rstrip('/')}/ray"
         if "://" in storage  # s3://, gs://: Tune's own URIs
         else str(Path(storage).expanduser().resolve() / "ray")
     )
     experiment = f"{ray_dir}/{cell.name}"
+    fixed = cell.base_config(budget)
+    if sampler == "grid":
+        grid = search_spaces.grid_for(cell.family, fixed)
+        optuna_sampler = optuna.samplers.GridSampler(grid, seed=seed)
+        scheduler = None  # Tune's FIFO: no pruning
+    elif sampler == "tpe":
+        optuna_sampler = optuna.samplers.TPESampler(seed=seed)
+        scheduler = ASHAScheduler(
+            time_attr="epoch",
+            max_t=budget.max_epochs,
+            grace_period=budget.grace_epochs,
+            reduction_factor=budget.reduction_factor,
+        )
+    else:
+        raise ValueError(f"unknown sampler {sampler!r}; choose 'tpe' or 'grid'")
     searcher = PruneAwareOptunaSearch(
-        space=search_spaces.space_for(cell.family, cell.base_config(budget)),
+        space=search_spaces.space_for(cell.family, fixed),
         metric=METRIC,
         mode=MODE,
-        sampler=optuna.samplers.TPESampler(seed=seed),
+        sampler=optuna_sampler,
         study_name=cell.name,
         storage=optuna_storage(study_storage or storage, cell),
         experiment=experiment,
-    )
-    scheduler = ASHAScheduler(
-        time_attr="epoch",
-        max_t=budget.max_epochs,
-        grace_period=budget.grace_epochs,
-        reduction_factor=budget.reduction_factor,
     )
     trainable = tune.with_resources(train_trial, resources)
     if resume and tune.Tuner.can_restore(experiment):

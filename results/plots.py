@@ -1,0 +1,80 @@
+"""Figures regenerated from the Parquet store, as PNG files.
+
+    fraction_figure(storage, table) -> PNG bytes   test metric against the training fraction
+
+The low-data experiment (SPVAE paper, reference spvae.md section 8) has one cell per (setting,
+model, fraction) whose variant is the fraction ("1%"); the figure draws one panel per setting, a
+line per model, and the paper's values where it has them as hollow markers.
+"""
+
+from __future__ import annotations
+
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display on a cluster node or in CI
+import matplotlib.pyplot as plt  # noqa: E402
+
+from results.papers import PaperTable  # noqa: E402
+from results.tables import our_numbers, reference_numbers  # noqa: E402
+
+
+def fraction(variant: str) -> float:
+    """'5%' -> 0.05; ValueError for a variant that is not a percentage."""
+    text = str(variant).strip()
+    if not text.endswith("%"):
+        raise ValueError(f"variant {variant!r} is not a training fraction such as '5%'")
+    return float(text[:-1]) / 100
+
+
+def fraction_figure(storage: str, table: PaperTable) -> bytes:
+    """Our winners' test metric per fraction, one panel per dataset setting, as PNG bytes."""
+    ours = our_numbers(storage, table).dropna(subset=["mean"])
+    ref = reference_numbers(table)
+    panels = list(dict.fromkeys([*ours["dataset_label"], *ref["dataset_label"]]))
+    if not panels:
+        raise ValueError(f"nothing to plot for {table.key!r}: no results and no paper values")
+    cols = min(2, len(panels))
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(6 * cols, 3.6 * rows), squeeze=False)
+    colours = {m: f"C{i}" for i, m in enumerate(table.models.values())}
+    for ax, panel in zip(axes.flat, panels, strict=False):
+        for model, colour in colours.items():
+            mine = ours[(ours["dataset_label"] == panel) & (ours["model"] == model)]
+            if not mine.empty:
+                x = mine["variant"].map(fraction)
+                order = x.argsort()
+                ax.errorbar(
+                    x.iloc[order],
+                    mine["mean"].iloc[order],
+                    yerr=mine["std"].fillna(0).iloc[order],
+                    color=colour,
+                    marker="o",
+                    label=f"{model} (ours)",
+                )
+            paper = ref[(ref["dataset_label"] == panel) & (ref["model"] == model)]
+            if not paper.empty:
+                ax.scatter(
+                    paper["variant"].map(fraction),
+                    paper["value"],
+                    facecolors="none",
+                    edgecolors=colour,
+                    s=80,
+                    label=f"{model} (paper)",
+                )
+        ax.set_xscale("log")
+        ax.set_title(panel)
+        ax.set_xlabel("fraction of the training set")
+        ax.set_ylabel(", ".join(label for label, _ in table.metrics.values()))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.set_visible(False)
+    fig.suptitle(table.title, fontsize=9)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120)
+    plt.close(fig)
+    return buffer.getvalue()
+

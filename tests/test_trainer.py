@@ -172,3 +172,22 @@ def test_command_line_bad_input_is_one_clear_line(args, message):
     out = run_cli(*args)
     assert out.returncode == 2 and message in out.stderr
     assert "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("epoch_batches", [3, 25])
+def test_epoch_batches_fixes_the_steps_per_epoch(tiny_data_root, tmp_path, epoch_batches):
+    """train/epoch_batches = n: n batches per epoch, also when that is more than one pass over
+    the 270 training images (25 x 32 = 800: three shuffles, each image at most 3 times)."""
+    cfg, data, model = setup(tiny_data_root, max_epochs=2, epoch_batches=epoch_batches)
+    rec = Recorder(tmp_path)
+    fit(model, data, cfg.train, report=rec)
+    state = checkpoint.load(tmp_path / "epoch2.pt")["train_state"]
+    assert state["step"] == 2 * epoch_batches
+    assert [m["epoch"] for m in rec.metrics] == [1, 2]
+
+
+def test_epoch_batches_zero_is_one_full_pass(tiny_data_root, tmp_path):
+    cfg, data, model = setup(tiny_data_root, max_epochs=1)
+    fit(model, data, cfg.train, report=Recorder(tmp_path))
+    steps = checkpoint.load(tmp_path / "epoch1.pt")["train_state"]["step"]
+    assert steps == -(-data.train.shape[0] // 32)

@@ -1,7 +1,9 @@
-"""Writers of the S-VAE datasets' real on-disk formats, for tests (tiny files, real layouts).
+"""Writers of the S-VAE and SPVAE datasets' real on-disk formats, for tests (tiny files, real
+layouts).
 
-Each writer takes upright images (numpy [N, H, W], object = bright) and stores them the way the
-authors' files do, so that the loader in training.data has to undo the layout:
+Each writer takes upright images (numpy [N, H, W], object = bright; RGB as [N, H, W, 3]) and
+stores them the way the authors' files do, so that the loader in training.data has to undo the
+layout:
 
     .amat (Larochelle)   text, one image per line, 784 space-separated 0/1, row-major
     chardata.mat         'data' 784 x N_train, 'testdata' 784 x N_test, float64 in [0, 1], each
@@ -9,10 +11,17 @@ authors' files do, so that the loader in training.data has to undo the layout:
     caltech101 .mat      'train_data' / 'val_data' / 'test_data' N x 784 float64, each row one image
                          stored column-major, 0 = object, 1 = background; *_labels N x 1
     frey_rawface.mat     'ff' 560 x N uint8, each column one 28 x 20 image stored row-major
+    SVHN *_32x32.mat     'X' (32, 32, 3, N) uint8, X[:, :, c, n] = image n's channel c (rows
+                         first); 'y' (N, 1) labels 1..10
+    CIFAR-10 batches     pickled dict: 'data' uint8 [N, 3072] (each row the R, G, B planes, each
+                         row-major), 'labels', 'batch_label', 'filenames'
 """
 
 from __future__ import annotations
 
+import io
+import pickle
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -95,3 +104,58 @@ def random_grey(rng: np.random.Generator, n: int, h: int = 28, w: int = 28) -> n
     """Grey images in [0, 1] with exact 0s and 1s, as down-sampled characters have."""
     x = rng.uniform(-0.5, 1.5, size=(n, h, w))
     return np.clip(x, 0.0, 1.0)
+
+
+def write_svhn(path: Path, images: np.ndarray) -> Path:
+    """A Stanford SVHN file (train/test/extra_32x32.mat) from upright RGB uint8 [N, 32, 32, 3]."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    labels = (np.arange(len(images)) % 10 + 1).reshape(-1, 1).astype(np.uint8)  # '0' is label 10
+    scipy.io.savemat(path, {"X": images.astype(np.uint8).transpose(1, 2, 3, 0), "y": labels})
+    return path
+
+
+def write_svhn_files(folder: Path, train, extra, test) -> Path:
+    for split, images in (("train", train), ("extra", extra), ("test", test)):
+        write_svhn(folder / f"{split}_32x32.mat", images)
+    return folder
+
+
+def write_cifar_batch(path: Path, images: np.ndarray) -> Path:
+    """A CIFAR-10 python batch from upright RGB uint8 [N, 32, 32, 3]: protocol 2, and the array
+    class referred to as numpy.core.multiarray, as in the real (Python 2 cPickle) files."""
+    n = len(images)
+    batch = {
+        "batch_label": f"{path.name} of 6",
+        "labels": [i % 10 for i in range(n)],
+        "data": np.ascontiguousarray(images.astype(np.uint8).transpose(0, 3, 1, 2)).reshape(n, -1),
+        "filenames": [f"image_{i}.png" for i in range(n)],
+    }
+    raw = pickle.dumps(batch, protocol=2)  # a GLOBAL opcode names the module as a text line
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(raw.replace(b"numpy._core.multiarray\n", b"numpy.core.multiarray\n"))
+    return path
+
+
+def write_cifar(folder: Path, train: list[np.ndarray], test: np.ndarray) -> Path:
+    """cifar-10-batches-py/: data_batch_1..5 (one array each) and test_batch."""
+    for i, images in enumerate(train, start=1):
+        write_cifar_batch(folder / f"data_batch_{i}", images)
+    write_cifar_batch(folder / "test_batch", test)
+    (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": ["airplane"]}, 2))
+    return folder
+
+
+def tar_folder(archive: Path, folder: Path, extra: dict[str, bytes] | None = None) -> Path:
+    """A .tar.gz of folder (stored under its own name), plus members given as {name: bytes}."""
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(folder, arcname=folder.name)
+        for name, data in (extra or {}).items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return archive
+
+
+def random_rgb(rng: np.random.Generator, n: int, h: int = 32, w: int = 32) -> np.ndarray:
+    """Random uint8 RGB images [N, H, W, 3]: no flip, transpose or channel swap leaves one equal."""
+    return rng.integers(0, 256, (n, h, w, 3), dtype=np.uint8)

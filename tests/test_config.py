@@ -42,6 +42,104 @@ def test_bad_configs_name_the_key(bad, match):
         Config.from_dict(bad)
 
 
+UNCENTRED = {"data/center": False}
+
+
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        (
+            {"data/pixels": "noisy"},
+            r"data/pixels must be one of \['continuous', 'discrete', 'perturbed'\], got 'noisy'",
+        ),
+        (
+            {"data/pixels": "discrete", "data/binarize": True, **UNCENTRED},
+            r"data/pixels=discrete needs grey levels.*set data/binarize=false",
+        ),
+        ({"data/pixels": "perturbed"}, r"data/pixels=perturbed .*set data/center=false"),
+        (
+            {
+                "data/dataset": "mnist",
+                "data/pixels": "discrete",
+                **UNCENTRED,
+                "data/spvae_svhn_skip_discretise": True,
+            },
+            r"data/spvae_svhn_skip_discretise .*needs data/dataset=svhn and data/pixels=discrete"
+            r".*dataset='mnist'",
+        ),
+        (
+            {
+                "data/dataset": "svhn",
+                "data/pixels": "perturbed",
+                **UNCENTRED,
+                "data/spvae_svhn_skip_discretise": True,
+            },
+            r"data/spvae_svhn_skip_discretise .*pixels='perturbed'",
+        ),
+        ({"data/train_fraction": 0.0}, r"data/train_fraction must be in \(0, 1\].*got 0\.0"),
+        ({"data/train_fraction": 1.5}, r"data/train_fraction must be in \(0, 1\].*got 1\.5"),
+        ({"data/pixels": 3}, r"data/pixels must be one of"),
+        ({"data/minmax": "yes"}, r"data/minmax must be bool"),
+        ({"data/greyscale": 1}, r"data/greyscale must be bool"),
+        ({"data/spvae_train_subset": 0}, r"data/spvae_train_subset must be bool"),
+        (
+            {"family": "spvae_vae", "model/likelihood": "binomial", **UNCENTRED},
+            r"model/likelihood=binomial needs .*set data/pixels=discrete.*got data/pixels="
+            r"continuous",
+        ),
+        (
+            {
+                "family": "spvae",
+                "model/likelihood": "binomial",
+                "data/pixels": "perturbed",
+                **UNCENTRED,
+            },
+            r"model/likelihood=binomial needs .*data/pixels=discrete",
+        ),
+        ({"family": "spvae"}, r"family 'spvae' models pixels in \[0, 1\].*set data/center=false"),
+        ({"family": "spvae_convvae"}, r"family 'spvae_convvae' .*set data/center=false"),
+    ],
+)
+def test_bad_spvae_data_configs_name_the_key_and_the_fix(bad, match):
+    with pytest.raises(ConfigError, match=match):
+        Config.from_dict({"family": "vae", **bad})
+
+
+def test_the_spvae_data_settings_parse_and_round_trip():
+    cells = [
+        {
+            "family": "spvae",
+            "model/likelihood": "binomial",
+            "data/pixels": "discrete",
+            "data/dataset": "svhn",
+            "data/spvae_svhn_skip_discretise": True,
+        },
+        {
+            "family": "convspvae",
+            "model/likelihood": "gaussian",
+            "data/pixels": "perturbed",
+            "data/dataset": "cifar10",
+            "data/val_fraction": 0.2,
+            "data/train_fraction": 0.01,
+            "data/spvae_train_subset": True,
+        },
+        {"family": "spvae_vae", "model/likelihood": "bernoulli", "data/binarize": True},
+    ]
+    for cell in cells:
+        flat = {**cell, "data/greyscale": True, "data/minmax": True, "data/center": False}
+        cfg = Config.from_dict(flat)
+        assert Config.from_dict(cfg.flat()) == cfg
+        assert {k: cfg.flat()[k] for k in flat} == flat
+    plain = Config.from_dict({"family": "vae"}).data  # defaults: the data as read, centred
+    assert (plain.greyscale, plain.minmax, plain.pixels, plain.center) == (
+        False,
+        False,
+        "continuous",
+        True,
+    )
+    assert (plain.train_fraction, plain.spvae_train_subset) == (1.0, False)
+
+
 def test_ints_are_accepted_for_floats_and_converted():
     cfg = Config.from_dict({"family": "vae", "train/lr": 1, "train/warmup_epochs": 3})
     assert isinstance(cfg.train.lr, float) and cfg.train.warmup_epochs == 3.0
@@ -68,8 +166,13 @@ def test_flatten_and_unflatten_are_inverse():
 
 def test_an_int_on_the_command_line_is_text_for_a_text_field():
     cfg = Config.from_dict(
-        {"family": "psvae", "data/dataset": "fashion_mnist", "data/binarize": True,
-         "model/latent_dim": 5, **dict([parse_override("model/spheres=5")])}  # fmt: skip
+        {
+            "family": "psvae",
+            "data/dataset": "fashion_mnist",
+            "data/binarize": True,
+            "model/latent_dim": 5,
+            **dict([parse_override("model/spheres=5")]),
+        }  # fmt: skip
     )
     assert cfg.model.spheres == "5"
     with pytest.raises(ConfigError, match="model/hidden_dims must be str"):

@@ -17,6 +17,7 @@ from typing import Any
 
 import models
 from training.data import DATASETS, MnistLike
+from training.images import PIXELS
 
 
 class ConfigError(ValueError):
@@ -35,15 +36,39 @@ class DataConfig:
     """Continuous data only: subtract the per-pixel training mean (VLAE preprocessing)."""
     val_fraction: float = 0.1
     """Fraction of the training set held out (seeded) for validation and model selection; only
-    for datasets without a split rule of their own (mnist, fashion_mnist: see training.data)."""
+    for datasets without a split rule of their own (mnist, fashion_mnist, cifar10: see
+    training.data; the SPVAE cells take 0.2 of CIFAR-10, 10k)."""
     split_seed: int = 0
-    """Seed of the validation split and of the fixed binarisation of validation/test images
-    (OMNIGLOT's evaluation images: the authors' seed 777)."""
+    """Seed of the validation split, of the fixed binarisation of validation/test images
+    (OMNIGLOT's evaluation images: the authors' seed 777) and of the data/pixels=perturbed noise."""
     download: bool = False
     """Download missing files into ``root`` (needs network): torchvision's, or the authors' URLs."""
     svae_no_rescale_255: bool = False
     """S-VAE authors' defect (reference switch 4): their MNIST loaders skip the /255, so x > U(0,1)
     is the fixed threshold x > 0 on every split. Needs data/binarize=true; mnist, fashion_mnist."""
+    greyscale: bool = False
+    """RGB -> one channel by ITU-R 601-2 luma on the uint8 levels, exactly PIL's convert("L"):
+    L = (19595 R + 38470 G + 7471 B + 0x8000) >> 16 (SPVAE: SVHN, CIFAR-10). A no-op on
+    one-channel datasets."""
+    minmax: bool = False
+    """Per-image min-max scaling to [0, 1]: (x - min) / (max - min) over the image's pixels; a
+    constant image becomes zeros (SPVAE preprocessing, all datasets)."""
+    pixels: str = "continuous"
+    """'continuous' (as read), 'discrete' (round(255 x) / 255, after min-max: the Binomial(255)
+    likelihood) or 'perturbed' (+ N(0, 1/255^2) noise drawn once per split from data/split_seed,
+    reflected into [0, 1], then min-max again: the Gaussian likelihood). Not with data/binarize
+    or data/center."""
+    spvae_svhn_skip_discretise: bool = False
+    """SPVAE authors' SVHN script (spec 3): no rounding after min-max, so 'discrete' SVHN values
+    are off the 1/255 grid. Only with data/dataset=svhn and data/pixels=discrete."""
+    train_fraction: float = 1.0
+    """Keep the first round(train_fraction * N) rows (at least one) of the training split, after
+    the seeded split and the preprocessing (SPVAE low-data experiment's take_frac, spec 8)."""
+    spvae_train_subset: bool = False
+    """SPVAE authors' pipeline quirk (spec 4): their iterator restarts at the array's start every
+    128-batch epoch behind a 1,000-image shuffle buffer, so training only ever sees the first
+    16,384 + 1,000 rows. True keeps the first 17,384 (training.images.SPVAE_SUBSET_ROWS)
+    training rows, after data/train_fraction; False (default) trains on the whole split."""
 
     def __post_init__(self):
         if self.dataset not in DATASETS:
@@ -52,6 +77,12 @@ class DataConfig:
             )
         if not 0.0 < self.val_fraction < 1.0:
             raise ConfigError(f"data/val_fraction must be in (0, 1), got {self.val_fraction}")
+        if not 0.0 < self.train_fraction <= 1.0:
+            raise ConfigError(
+                f"data/train_fraction must be in (0, 1] (the share of training rows kept), got "
+                f"{self.train_fraction}"
+            )
+        self._check_pixels()
         if self.svae_no_rescale_255 and not (
             self.binarize and isinstance(DATASETS[self.dataset], MnistLike)
         ):
@@ -59,6 +90,27 @@ class DataConfig:
                 "data/svae_no_rescale_255 (threshold x > 0 of unscaled 0..255 pixels) needs "
                 "data/binarize=true and an MNIST-format dataset (mnist, fashion_mnist), got "
                 f"binarize={self.binarize}, dataset={self.dataset!r}"
+            )
+
+    def _check_pixels(self) -> None:
+        """data/pixels: a known mode, on [0, 1] data that is neither binarised nor centred."""
+        if self.pixels not in PIXELS:
+            raise ConfigError(f"data/pixels must be one of {list(PIXELS)}, got {self.pixels!r}")
+        if self.pixels != "continuous" and self.binarize:
+            raise ConfigError(
+                f"data/pixels={self.pixels} needs grey levels, not binarised data: set "
+                "data/binarize=false (or data/pixels=continuous)"
+            )
+        if self.pixels != "continuous" and self.center:
+            raise ConfigError(
+                f"data/pixels={self.pixels} models pixels in [0, 1], not centred ones: set "
+                "data/center=false"
+            )
+        if self.spvae_svhn_skip_discretise and (self.dataset, self.pixels) != ("svhn", "discrete"):
+            raise ConfigError(
+                "data/spvae_svhn_skip_discretise (the SPVAE SVHN script's missing rounding) needs "
+                f"data/dataset=svhn and data/pixels=discrete, got dataset={self.dataset!r}, "
+                f"pixels={self.pixels!r}"
             )
 
 
@@ -143,6 +195,17 @@ class Config:
             raise ConfigError(
                 "model/likelihood=gaussian on binarised data: set model/likelihood=bernoulli "
                 "(or data/binarize=false)"
+            )
+        if likelihood == "binomial" and self.data.pixels != "discrete":
+            raise ConfigError(
+                "model/likelihood=binomial needs pixels on the 1/255 grid: set "
+                f"data/pixels=discrete (and data/center=false), got data/pixels={self.data.pixels}"
+            )
+        centred = self.data.center and not self.data.binarize  # binarised data is never centred
+        if getattr(type(self.model), "unit_interval_data", False) and centred:
+            raise ConfigError(
+                f"family {self.family!r} models pixels in [0, 1] (sigmoid means): set "
+                "data/center=false"
             )
 
     def to_dict(self) -> dict:

@@ -2,10 +2,11 @@
 
 Images are read once through the real loaders of their on-disk formats (torchvision's IDX parser
 for MNIST-style files; Larochelle's ``.amat`` text and the authors' MATLAB ``.mat`` files for the
-S-VAE datasets), turned into float32 [N, C, H, W] in [0, 1], split into train/validation/test by the
-dataset's rule, and moved to the device. Dynamic binarisation happens per training batch on the
-device; validation and test images are binarised once with a fixed seed, so evaluations see the
-same images.
+S-VAE datasets; Stanford's ``.mat`` files for SVHN and the python pickles for CIFAR-10, decoded in
+training.images), split into train/validation/test by the dataset's rule, preprocessed (below),
+turned into float32 [N, C, H, W] and moved to the device. Dynamic binarisation happens per training
+batch on the device; validation and test images are binarised once with a fixed seed, so
+evaluations see the same images.
 
 Where the files are looked up, under each data root in turn (``data/root``; else $VAE_DATA_ROOT,
 then ``<cache>/data`` and the system dir /usr/share/datasets):
@@ -16,13 +17,17 @@ then ``<cache>/data`` and the system dir /usr/share/datasets):
     omniglot       omniglot/chardata.mat
     caltech101     caltech101/caltech101_silhouettes_28_split1.mat
     frey_faces     frey_faces/frey_rawface.mat
+    svhn           svhn/{train,test,extra}_32x32.mat (Stanford's files)
+    cifar10        cifar-10-batches-py/{data_batch_1..5,test_batch} (torchvision's layout)
 
-For the last four the folder names of the authors' code (MNIST_static, OMNIGLOT,
-Caltech101Silhouettes, Freyfaces) are accepted as well. With ``data/download=true`` missing files
-are fetched into the first root (torchvision for the IDX datasets, the URLs in DATASETS for the
-others); without network that is a DatasetError that says where to put a hand-downloaded copy.
+The folder names of the S-VAE authors' code (MNIST_static, OMNIGLOT, Caltech101Silhouettes,
+Freyfaces) are accepted as well, and SVHN/ and cifar10/cifar-10-batches-py/. With
+``data/download=true`` missing files are fetched into the first root (torchvision for the IDX
+datasets, the URLs in DATASETS for the others; CIFAR-10's archive is kept in the root and
+extracted safely next to it); without network that is a DatasetError that says where to put a
+hand-downloaded copy.
 
-Splits and binarisation per dataset (reference hyperspherical.md section 5):
+Splits and binarisation per dataset (reference hyperspherical.md section 5; spvae.md section 3):
 
     fashion_mnist, mnist  seeded validation split of ``data/val_fraction`` of the training set;
                           grey levels /255; data/binarize: Bernoulli(x) per training batch,
@@ -37,13 +42,23 @@ Splits and binarisation per dataset (reference hyperspherical.md section 5):
     frey_faces            all 1,965 images shuffled with ``data/split_seed`` and cut 1,565/200/200
                           (FREY_SPLIT; the authors re-draw it every run); grey levels /255, shape
                           [1, 28, 20]; continuous (data/binarize would binarise it dynamically).
+    svhn                  train file / the first SVHN_N_VAL (26,032) images of the extra file
+                          (all of it if it holds fewer) / test file (SPVAE spec 3); uint8 RGB
+                          [3, 32, 32]; only that start of the 1.3 GB extra file is kept.
+    cifar10               seeded ``data/val_fraction`` split (the SPVAE cells: 0.2, 40k/10k);
+                          uint8 RGB [3, 32, 32].
+
+The order in load_data: read (cached) -> split -> data/greyscale on the uint8 images -> grey
+levels in [0, 1] -> data/minmax -> data/pixels -> data/train_fraction, data/spvae_train_subset ->
+binarisation or centring; training.images implements the SPVAE steps in between.
 
 ``data/val_fraction`` only applies to the datasets without a split rule of their own (the MNIST
-files). Orientation: the ``.mat`` files of OMNIGLOT and Caltech-101 store each 28x28 image
+files, CIFAR-10). Orientation: the ``.mat`` files of OMNIGLOT and Caltech-101 store each 28x28 image
 column-major (MATLAB's ``A(:)``), so a stored vector v is read as image[i, j] = v[i + 28 j], the
 ``reshape(..., order='F')`` of the authors' loaders (Burda's IWAE, Tomczak's VampPrior,
 sylvester-flows, the product-space S-VAE); Frey Faces and the ``.amat`` files are row-major
-(image[i, j] = v[W i + j]), as the authors read them.
+(image[i, j] = v[W i + j]), as the authors read them. SVHN's 'X' (32, 32, 3, N) holds image n's
+channel c as X[:, :, c, n], rows first; CIFAR-10's rows are the R, G, B planes, each row-major.
 """
 
 from __future__ import annotations
@@ -54,6 +69,8 @@ import hashlib
 import http.client
 import os
 import shutil
+import tarfile
+import tempfile
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -63,6 +80,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from training.images import cifar_batch, greyscale, scale_pixels, svhn_images, train_rows
+
 SYSTEM_ROOTS = (Path("/usr/share/datasets"),)
 
 OMNIGLOT_N_VAL = 1345
@@ -71,6 +90,9 @@ OMNIGLOT_EVAL_BINARIZE_SEED = 777
 """The authors' numpy seed for the one-off binarisation of OMNIGLOT validation, then test."""
 FREY_SPLIT = (1565, 200, 200)
 """Frey Faces train / validation / test sizes (the file holds exactly their sum, 1,965)."""
+SVHN_N_VAL = 26032
+"""SVHN validation images: the first ones of extra_32x32.mat (SPVAE spec 3), as many as the test
+set."""
 
 
 class DatasetError(RuntimeError):
@@ -99,21 +121,25 @@ class AuthorsFiles:
     """A dataset read from the files the papers' authors used (.amat text, MATLAB .mat)."""
 
     folder: str  # root/<folder>/<file>: the project's layout (the dataset key)
-    authors_folder: str  # data/<authors_folder>/<file> in the authors' code: accepted too
+    authors_folder: str  # root/<authors_folder>/<file>: the authors' code's name, accepted too
     urls: tuple[str, ...]  # where each file comes from; the file name is the URL's last part
     read: Callable[[AuthorsFiles, tuple[Path, ...]], tuple[Tensor, ...]]
     """Reads the files into the splits as stored: (train, val, test), (train, test) or (all,)."""
     binary: bool = False  # already binary: never resampled
+    archive_files: tuple[str, ...] = ()
+    """When set, urls is one .tar.gz that unpacks to <folder>/ holding these files."""
 
     @property
     def files(self) -> tuple[str, ...]:
-        return tuple(u.rsplit("/", 1)[1] for u in self.urls)
+        return self.archive_files or tuple(u.rsplit("/", 1)[1] for u in self.urls)
 
     def url(self, path: Path) -> str:
-        return self.urls[self.files.index(path.name)]
+        return self.urls[0] if self.archive_files else self.urls[self.files.index(path.name)]
 
 
 def _refetch(spec: AuthorsFiles, path: Path) -> str:
+    if spec.archive_files:
+        return f"delete {path.parent}/ and extract it again from {spec.url(path)}"
     return f"delete it and download it again from {spec.url(path)}"
 
 
@@ -271,6 +297,30 @@ def _read_frey(spec: AuthorsFiles, paths: tuple[Path, ...]) -> tuple[Tensor, ...
     return (torch.from_numpy(np.ascontiguousarray(a.T.astype(np.uint8)).reshape(-1, 1, 28, 20)),)
 
 
+def _read_svhn(spec: AuthorsFiles, paths: tuple[Path, ...]) -> tuple[Tensor, ...]:
+    """(train, val, test): the train file, the first SVHN_N_VAL images of extra, the test file."""
+    out = []
+    for path, limit in zip(paths, (None, SVHN_N_VAL, None), strict=True):  # train, extra, test
+        x = _load_mat(spec, path, ("X",))["X"]  # the whole file: scipy cannot read a part
+        try:
+            out.append(torch.from_numpy(svhn_images(x, limit)))
+        except ValueError as e:
+            raise _corrupt(spec, path, str(e)) from None
+        del x  # extra: ~1.6 GB decoded; only its start is kept
+    return tuple(out)
+
+
+def _read_cifar(spec: AuthorsFiles, paths: tuple[Path, ...]) -> tuple[Tensor, ...]:
+    """(train, test): the five training batches concatenated in order, the test batch."""
+    batches = []
+    for path in paths:
+        try:
+            batches.append(cifar_batch(path))
+        except ValueError as e:
+            raise _corrupt(spec, path, str(e)) from None
+    return torch.from_numpy(np.concatenate(batches[:-1])), torch.from_numpy(batches[-1])
+
+
 DATASETS: dict[str, MnistLike | AuthorsFiles] = {
     "fashion_mnist": MnistLike(
         "FashionMNIST", "fashion-mnist", "apt-get install dataset-fashion-mnist (Debian/Ubuntu)"
@@ -305,6 +355,22 @@ DATASETS: dict[str, MnistLike | AuthorsFiles] = {
         "Freyfaces",
         ("https://cs.nyu.edu/~roweis/data/frey_rawface.mat",),
         _read_frey,
+    ),
+    "svhn": AuthorsFiles(
+        "svhn",
+        "SVHN",
+        tuple(
+            f"http://ufldl.stanford.edu/housenumbers/{split}_32x32.mat"
+            for split in ("train", "extra", "test")  # the order of the splits they give
+        ),
+        _read_svhn,
+    ),
+    "cifar10": AuthorsFiles(
+        "cifar-10-batches-py",
+        "cifar10/cifar-10-batches-py",
+        ("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",),
+        _read_cifar,
+        archive_files=(*(f"data_batch_{i}" for i in range(1, 6)), "test_batch"),
     ),
 }
 
@@ -377,21 +443,62 @@ def _authors_folder(spec: AuthorsFiles, roots: list[Path]) -> Path | None:
     return None
 
 
+def extract_archive(archive: Path, root: Path, spec: AuthorsFiles) -> None:
+    """Unpack a .tar.gz into root/<folder>/, safely (tarfile's "data" filter: no absolute paths,
+    no "..", no links out, no devices) and atomically per file: concurrent trials may race."""
+    tmp = Path(tempfile.mkdtemp(prefix=".extract-", dir=root))
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            tar.extractall(tmp, filter="data")
+        missing = [f for f in spec.files if not (tmp / spec.folder / f).is_file()]
+        if missing:
+            raise DatasetError(
+                f"{archive} does not hold {spec.folder}/{missing}; delete it and download it "
+                f"again from {spec.urls[0]}"
+            )
+        (root / spec.folder).mkdir(parents=True, exist_ok=True)
+        for f in (tmp / spec.folder).iterdir():
+            os.replace(f, root / spec.folder / f.name)
+    except (tarfile.TarError, OSError, EOFError) as e:  # FilterError (unsafe member) is a TarError
+        raise DatasetError(
+            f"{archive} is not a safe, readable .tar.gz ({type(e).__name__}: {e}); delete it and "
+            f"download it again from {spec.urls[0]}"
+        ) from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _fetch(spec: AuthorsFiles, root: Path) -> Path:
+    """Download the missing files into root/<folder>/ (an archive is kept in root and unpacked)."""
+    folder = root / spec.folder
+    if spec.archive_files:
+        archive = root / spec.urls[0].rsplit("/", 1)[1]
+        if not archive.is_file():
+            download(spec.urls[0], archive)
+        extract_archive(archive, root, spec)
+        return folder
+    for url, name in zip(spec.urls, spec.files, strict=True):
+        if not (folder / name).is_file():
+            download(url, folder / name)
+    return folder
+
+
 def _read_authors_files(dataset: str, spec: AuthorsFiles, roots: list[Path], fetch: bool):
     folder = _authors_folder(spec, roots)
     if folder is None and fetch and roots:
-        folder = roots[0] / spec.folder
-        for url, name in zip(spec.urls, spec.files, strict=True):
-            if not (folder / name).is_file():
-                download(url, folder / name)
+        folder = _fetch(spec, roots[0])
     if folder is None:
-        dest = roots[0] / spec.folder if roots else Path(spec.folder)
+        root = roots[0] if roots else Path()
+        how = (
+            f"Download {spec.urls[0]} and extract it into {root}/ (it unpacks to {spec.folder}/)"
+            if spec.archive_files
+            else f"Download {' '.join(spec.urls)} into {root / spec.folder}/"
+        )
         raise DatasetError(
             f"dataset {dataset!r} not found: looked for {', '.join(spec.files)} in "
-            f"{spec.folder}/ (or the authors' {spec.authors_folder}/) under "
-            f"{[str(r) for r in roots]}. Download {' '.join(spec.urls)} into {dest}/ (or set "
-            f"data/download=true where there is network), or point data/root (or "
-            f"$VAE_DATA_ROOT) at a folder holding {spec.folder}/"
+            f"{spec.folder}/ (or {spec.authors_folder}/) under {[str(r) for r in roots]}. "
+            f"{how} (or set data/download=true where there is network), or point data/root "
+            f"(or $VAE_DATA_ROOT) at a folder holding {spec.folder}/"
         )
     return spec.read(spec, tuple(folder / f for f in spec.files))
 
@@ -400,9 +507,10 @@ def _read_authors_files(dataset: str, spec: AuthorsFiles, roots: list[Path], fet
 def read_images(dataset: str, root: str = "", download: bool = False) -> tuple[Tensor, ...]:
     """A dataset's images as its files split them, [N, C, H, W]; cached per process.
 
-    (train, test) for the MNIST files and OMNIGLOT, (train, val, test) for static MNIST and
-    Caltech-101, (all,) for Frey Faces. dtype says the scale: uint8 grey levels 0..255 (MNIST,
-    Frey Faces), bool for binary images, float32 grey levels in [0, 1] (OMNIGLOT).
+    (train, test) for the MNIST files, OMNIGLOT and CIFAR-10, (train, val, test) for static
+    MNIST, Caltech-101 and SVHN, (all,) for Frey Faces. dtype says the scale: uint8 levels 0..255
+    (MNIST, Frey Faces; RGB [N, 3, 32, 32] for SVHN and CIFAR-10), bool for binary images,
+    float32 grey levels in [0, 1] (OMNIGLOT).
     """
     spec = DATASETS[dataset]
     roots = candidate_roots(root)
@@ -459,7 +567,7 @@ def to_unit(images: Tensor) -> Tensor:
 
 def _split(dataset: str, images: tuple[Tensor, ...], cfg, g: torch.Generator):
     """(train, val, test) by the dataset's rule (module docstring); the generator is seeded."""
-    if dataset in ("static_mnist", "caltech101"):  # the files' own split
+    if dataset in ("static_mnist", "caltech101", "svhn"):  # the files' own split
         return images
     if dataset == "frey_faces":
         (everything,) = images
@@ -476,20 +584,25 @@ def _split(dataset: str, images: tuple[Tensor, ...], cfg, g: torch.Generator):
 
 
 def load_data(cfg, device: torch.device | str = "cpu") -> Data:
-    """Load a dataset per its DataConfig: its split rule, binarisation or centring."""
+    """Load a dataset per its DataConfig: its split rule, the SPVAE preprocessing, the training
+    rows, binarisation or centring (the order in the module docstring)."""
     spec = DATASETS[cfg.dataset]
     images = read_images(cfg.dataset, cfg.root, cfg.download)
     g = torch.Generator().manual_seed(cfg.split_seed)
-    raw_train, raw_val, raw_test = _split(cfg.dataset, images, cfg, g)
-    train, val, test = (to_unit(s) for s in (raw_train, raw_val, raw_test))
+    raw = _split(cfg.dataset, images, cfg, g)
+    if cfg.greyscale:  # on the uint8 levels, as PIL does; a no-op on one-channel images
+        raw = tuple(greyscale(s) for s in raw)
     binarize_train = cfg.binarize and not spec.binary  # binary data are never resampled
     pixel_mean = None
     if cfg.binarize and cfg.svae_no_rescale_255:
         # The S-VAE loaders' defect (reference switch 4): x > U(0,1) on unscaled 0..255 pixels,
         # i.e. the fixed threshold x > 0 on every split, never resampled.
-        train, val, test = ((s > 0).to(torch.float32) for s in (raw_train, raw_val, raw_test))
+        train, val, test = ((s > 0).to(torch.float32) for s in raw)
         binarize_train = False
-    elif binarize_train and cfg.dataset == "omniglot":
+    else:
+        train, val, test = scale_pixels(cfg, tuple(to_unit(s) for s in raw))
+    train = train_rows(cfg, train)
+    if binarize_train and cfg.dataset == "omniglot":
         # The authors' one-off binarisation: numpy's legacy stream seeded 777, validation then
         # test (so the test images are the authors' own, whatever the shuffle).
         rs = np.random.RandomState(OMNIGLOT_EVAL_BINARIZE_SEED)

@@ -20,8 +20,9 @@ of cell ``i``, raster order over the grid, is entry ``i * leaf_k + j``), then th
 layer. A region of ``h x w`` cells has depth ``h + w - 2`` (its deepest chain of splits peels one
 cell row or column at a time), so a region's children always sit in earlier layers, and the root,
 of depth ``rows + cols - 2``, is alone in the last layer. Evaluation loops over layers only: each
-layer is two gathers (the products' children), one add, and one masked logsumexp over the
-products of every region of the layer at once, padded to the layer's largest region.
+layer is two gathers (the products' children, already in the regions' padded layout), one add,
+and one masked logsumexp over the products of every region of the layer at once, padded to the
+layer's largest region.
 
 Product order inside a region (what ``region_log_weights`` columns mean): the region's partitions in
 ``graph.partitions`` order; within a partition ``(parent, a, b)`` the product of node ``i`` of ``a``
@@ -147,6 +148,11 @@ class _SumLayer(nn.Module):
         self.register_buffer("right", torch.tensor(right, dtype=torch.long), persistent=False)
         self.register_buffer("index", torch.tensor(index, dtype=torch.long), persistent=False)
         self.register_buffer("mask", torch.tensor(mask, dtype=torch.bool), persistent=False)
+        # The children of each region's (padded) products, [R * J] node ids: forward gathers them
+        # straight from the node table, without the intermediate [..., P] product vector.
+        for name in ("left", "right"):
+            grouped = getattr(self, name)[self.index].flatten()
+            self.register_buffer(f"grouped_{name}", grouped, persistent=False)
         self.k, self.first_node = k, first_node
         # Sum logits W_{r,k,j}, i.i.d. N(0, 1) (spec 1.3); padded columns are masked out.
         self.logits = nn.Parameter(torch.randn(n_regions, k, self.index.shape[1]))
@@ -158,8 +164,13 @@ class _SumLayer(nn.Module):
 
     def forward(self, values: Tensor) -> Tensor:
         """Log-values of this layer's sum nodes, [..., R * K], from the node table [..., N]."""
-        products = values[..., self.left] + values[..., self.right]  # [..., P]
-        grouped = products[..., self.index]  # [..., R, J]
+        # Two gathers straight into the padded [R, J] layout (no [..., P] products in between),
+        # by index_select: its backward is an index_add, where advanced indexing (values[..., i])
+        # has an accumulating index_put, several times slower on the CPU (benchmarks/spvae.py).
+        grouped = values.index_select(-1, self.grouped_left) + values.index_select(
+            -1, self.grouped_right
+        )
+        grouped = grouped.unflatten(-1, tuple(self.index.shape))  # [..., R, J]
         sums = torch.logsumexp(grouped.unsqueeze(-2) + self.log_weights(), dim=-1)  # [..., R, K]
         return sums.flatten(-2)
 

@@ -10,9 +10,12 @@ import dataclasses
 from torch import nn
 
 from models.base import LatentVariableModel, Terms
+from models.flows import VAEHF, VAEIAF
 from models.hyperspherical import NVAE, SVAE, ProductSpaceSVAE
+from models.savae import SAVAE
 from models.spvae import SPVAE, ConvSPVAE, ConvVAEBaseline, VAEBaseline
 from models.vae import VAE
+from models.vlae import VLAE
 
 REGISTRY: dict[str, type[nn.Module]] = {
     "vae": VAE,
@@ -23,6 +26,10 @@ REGISTRY: dict[str, type[nn.Module]] = {
     "convspvae": ConvSPVAE,
     "spvae_vae": VAEBaseline,
     "spvae_convvae": ConvVAEBaseline,
+    "vlae": VLAE,
+    "savae": SAVAE,
+    "vae_hf": VAEHF,
+    "vae_iaf": VAEIAF,
 }
 
 __all__ = ["REGISTRY", "LatentVariableModel", "Terms", "build", "config_class"]

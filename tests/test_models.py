@@ -24,6 +24,10 @@ SMALL = {  # a small instance of each family (keys beyond latent_dim and likelih
     "convspvae": {"n_dense": 8, "filters": "2,3", "cell_size": 14, "samples": 1},
     "spvae_vae": {"hidden_dims": "16,16", "samples": 1},
     "spvae_convvae": {"n_dense": 8, "filters": "2,3", "kernel_size": 5, "samples": 1},
+    "vlae": {"hidden_dim": 16, "updates": 2},
+    "savae": {"hidden_dim": 32, "svi_steps": 2, "svi_lr": 0.05},
+    "vae_hf": {"hidden_dim": 32, "flows": 2},
+    "vae_iaf": {"hidden_dim": 32, "flows": 2, "iaf_dim": 16},
 }
 
 
@@ -41,10 +45,16 @@ def batch(likelihood: str, n: int = 8) -> torch.Tensor:
 
 @pytest.mark.parametrize("family,likelihood", CASES)
 def test_forward_gives_finite_per_example_terms(family, likelihood):
-    terms = small(family, likelihood)(batch(likelihood))
+    model = small(family, likelihood)
+    terms = model(batch(likelihood))
     assert terms.log_px_z.shape == terms.kl.shape == (8,)
     assert torch.isfinite(terms.elbo).all()
-    assert (terms.kl >= 0).all()  # analytic KL between Gaussians
+    if getattr(model, "analytic_kl", True):
+        assert (terms.kl >= 0).all()  # a closed-form KL
+    else:  # a one-sample Monte-Carlo KL (flows): >= 0 in expectation only
+        with torch.no_grad():
+            kl = torch.stack([model(batch(likelihood)).kl for _ in range(64)])
+        assert (kl.mean(0) > -4 * kl.std(0) / 8).all()
 
 
 @pytest.mark.parametrize("family,likelihood", CASES)
@@ -71,10 +81,15 @@ def test_iwae_with_one_sample_is_the_elbo_in_expectation(family, likelihood):
 
 @pytest.mark.parametrize("family,likelihood", CASES)
 def test_iwae_rises_with_k(family, likelihood):
+    """The IWAE bound rises with k in expectation. With a near-exact proposal (VLAE's Laplace)
+    it has converged by k = 100, so between neighbours only a drop beyond the noise fails."""
     model, x = small(family, likelihood), batch(likelihood, 16)
     torch.manual_seed(0)
-    means = [model.log_likelihood(x, k).mean().item() for k in (1, 10, 100)]
-    assert means[0] < means[1] < means[2]
+    ll = {k: model.log_likelihood(x, k) for k in (1, 10, 100)}
+    assert ll[100].mean() > ll[1].mean()
+    for a, b in ((1, 10), (10, 100)):
+        d = ll[b] - ll[a]  # paired over the same examples
+        assert d.mean() > -3 * d.std() / len(d) ** 0.5, (a, b, d.mean())
 
 
 @pytest.mark.parametrize("family,likelihood", CASES)

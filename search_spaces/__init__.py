@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import optuna
 
-from search_spaces import hyperspherical, spvae, vae
+from search_spaces import hyperspherical, spvae, vae, vlae
 
 SPACES: dict[str, Callable[[optuna.Trial], None]] = {
     "vae": vae.space,
@@ -14,6 +14,7 @@ SPACES: dict[str, Callable[[optuna.Trial], None]] = {
     "psvae": hyperspherical.space,
     "nvae": hyperspherical.space,
     **spvae.SPACES,
+    **vlae.SPACES,
 }
 
 GRIDS: dict[str, dict[str, list]] = {**spvae.GRIDS}

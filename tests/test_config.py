@@ -105,6 +105,47 @@ def test_bad_spvae_data_configs_name_the_key_and_the_fix(bad, match):
         Config.from_dict({"family": "vae", **bad})
 
 
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        (
+            {"data/logit": True, "data/binarize": True, "model/likelihood": "bernoulli"},
+            r"data/logit transforms continuous grey levels.*set data/binarize=false",
+        ),
+        (
+            {"data/logit": True, "data/pixels": "discrete", **UNCENTRED},
+            r"data/logit needs data/pixels=continuous.*got data/pixels=discrete",
+        ),
+        (
+            {"data/logit": True, "data/pixels": "perturbed"},  # named before data/center's error
+            r"data/logit needs data/pixels=continuous.*got data/pixels=perturbed",
+        ),
+        ({"data/logit_lambda": 0.0}, r"data/logit_lambda must be in \[1e-06, 0.5\).*got 0\.0"),
+        ({"data/logit_lambda": 0.5}, r"data/logit_lambda must be in .*got 0\.5"),
+        ({"data/logit_lambda": 1e-8}, r"data/logit_lambda must be in .*float32.*got 1e-08"),
+        ({"data/logit_lambda": -0.05}, r"data/logit_lambda must be in"),
+        ({"data/logit": 1}, r"data/logit must be bool"),
+        ({"data/logit_lambda": "small"}, r"data/logit_lambda must be float"),
+    ],
+)
+def test_bad_logit_data_configs_name_the_key_and_the_fix(bad, match):
+    with pytest.raises(ConfigError, match=match):
+        Config.from_dict({"family": "vae", **bad})
+
+
+def test_the_logit_data_settings_parse_and_round_trip():
+    plain = Config.from_dict({"family": "vae"}).data
+    assert (plain.logit, plain.logit_lambda) == (False, 0.05)  # off by default; the authors' lam
+    for flat in (
+        {"family": "vae", "data/logit": True},
+        {"family": "vae", "data/logit": True, "data/logit_lambda": 1e-6, "data/center": False},
+        {"family": "vae", "data/logit": True, "data/greyscale": True, "data/dataset": "cifar10"},
+    ):
+        cfg = Config.from_dict(flat)
+        assert Config.from_dict(cfg.flat()) == cfg
+        assert {k: cfg.flat()[k] for k in flat} == flat
+
+
 def test_the_spvae_data_settings_parse_and_round_trip():
     cells = [
         {

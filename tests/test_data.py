@@ -1,9 +1,11 @@
 """Dataset loading through the real loaders (torchvision's IDX parser, the S-VAE authors' .amat and
 .mat files, Stanford's SVHN .mat files, the CIFAR-10 pickles), on small files in the real on-disk
-formats; the SPVAE preprocessing (greyscale, min-max, discrete/perturbed pixels, training rows)."""
+formats; the SPVAE preprocessing (greyscale, min-max, discrete/perturbed pixels, training rows);
+the VLAE authors' optional logit transform with uniform dequantisation."""
 
 from __future__ import annotations
 
+import math
 import pickle
 from dataclasses import replace
 from pathlib import Path
@@ -29,7 +31,15 @@ from training.data import (
     read_amat,
     read_images,
 )
-from training.images import SPVAE_SUBSET_ROWS, greyscale, minmax, perturb, train_rows
+from training.images import (
+    SPVAE_SUBSET_ROWS,
+    greyscale,
+    logit_dequantise,
+    minmax,
+    perturb,
+    split_generators,
+    train_rows,
+)
 
 
 @pytest.mark.parametrize("layout", ["torchvision", "debian"])
@@ -800,3 +810,101 @@ def test_an_spvae_cell_config_loads_svhn_for_the_binomial_likelihood(spvae):
     )
     data = load_data(cfg.data)
     assert data.x_shape == (1, 32, 32) and on_grid(data.train) and data.pixel_mean is None
+
+
+# ---- data/logit: the VLAE authors' "Gaussian + logit" pixels (reference vlae.md section 7) ----
+
+
+def logit(p: float) -> float:
+    return math.log(p / (1 - p))
+
+
+def test_logit_dequantise_is_the_authors_formula_on_a_few_pixels():
+    x = torch.tensor([0.0, 128 / 255, 1.0, 37 / 255])
+    u = torch.tensor([0.25, 0.5, 0.75, 0.0])
+    lam = 0.05
+    # x' = (255 x + u) / 256 -> x'' = lam + (1 - 2 lam) x' -> log(x'' / (1 - x'')), by hand:
+    by_hand = [logit(0.05 + 0.9 * (255 * xi + ui) / 256) for xi, ui in zip(x, u, strict=True)]
+    assert by_hand[0] == pytest.approx(logit(0.05 + 0.9 * 0.25 / 256))
+    out = logit_dequantise(x, lam, noise=u)
+    assert out.tolist() == pytest.approx(by_hand, abs=1e-5)
+    assert out[1] == pytest.approx(logit(0.05 + 0.9 * 128.5 / 256), abs=1e-5)
+    assert x.tolist() == pytest.approx([0.0, 128 / 255, 1.0, 37 / 255])  # input untouched
+    # With a generator, u is its next U(0, 1) draw, one per pixel.
+    drawn = torch.rand(4, generator=torch.Generator().manual_seed(5))
+    seeded = logit_dequantise(x, lam, torch.Generator().manual_seed(5))
+    assert torch.allclose(seeded, logit_dequantise(x, lam, noise=drawn))
+    assert not torch.allclose(seeded, out)
+
+
+@pytest.mark.parametrize("lam", [0.05, 1e-6])
+def test_logit_dequantised_pixels_are_finite_and_within_logit_lam(lam):
+    levels = torch.arange(256.0).div(255).repeat(40)  # every grey level, 40 noise draws each
+    y = logit_dequantise(levels, lam, torch.Generator().manual_seed(0))
+    bound = logit(1 - lam)  # = -logit(lam)
+    assert torch.isfinite(y).all() and y.abs().max() <= bound + 1e-4
+    # The extremes: black with u = 0 is logit(lam); white with u -> 1 tends to logit(1 - lam).
+    ends = logit_dequantise(torch.tensor([0.0, 1.0]), lam, noise=torch.tensor([0.0, 1 - 2**-24]))
+    assert ends[0] == pytest.approx(-bound, rel=1e-5) and ends[1] == pytest.approx(bound, rel=2e-3)
+    # Dequantisation: each level's values stay inside its own 1/256-wide bin, ordered by level.
+    per_level = y.view(40, 256)
+    assert (per_level.amax(0)[:-1] <= per_level.amin(0)[1:]).all()
+
+
+def logit_cfg(root, **kw) -> DataConfig:
+    return DataConfig(dataset="fashion_mnist", root=str(root), logit=True, **kw)
+
+
+def test_logit_training_batches_get_fresh_noise_evaluation_images_are_fixed(tiny_data_root):
+    cfg = logit_cfg(tiny_data_root)
+    data = load_data(cfg)
+    idx = torch.arange(64)
+    first, second = data.train_batch(idx), data.train_batch(idx)
+    assert first.shape == (64, 1, 28, 28) and not torch.equal(first, second)  # fresh u per draw
+    # Both are the images idx, dequantised: between the transforms with u = 0 and u -> 1.
+    levels = data.train_levels[idx]
+    lo, hi = (
+        logit_dequantise(levels, cfg.logit_lambda, noise=torch.full_like(levels, u))
+        - data.pixel_mean
+        for u in (0.0, 1 - 2**-24)
+    )
+    for batch in (first, second):
+        assert (batch >= lo - 1e-5).all() and (batch <= hi + 1e-5).all()
+    again = load_data(cfg)  # evaluation noise drawn once from data/split_seed: same images
+    assert all(map(torch.equal, splits(again), splits(data)))
+    other = load_data(replace(cfg, split_seed=1))
+    assert not torch.equal(other.test, data.test)  # the same test images, other noise:
+    bin_width = 0.9 / 256 / (0.05 * 0.95)  # widest 1/256 bin in logit space: at logit(lam)
+    uncentred = (s.test + s.pixel_mean for s in (other, data))
+    assert torch.allclose(*uncentred, atol=bin_width + 1e-5)
+
+
+def test_logit_splits_are_centred_by_the_transformed_training_mean(tiny_data_root):
+    cfg = logit_cfg(tiny_data_root, center=False)  # data/center does not matter with data/logit
+    data = load_data(cfg)
+    assert all(map(torch.equal, splits(load_data(replace(cfg, center=True))), splits(data)))
+    plain = load_data(DataConfig(dataset="fashion_mnist", root=str(tiny_data_root), center=False))
+    assert torch.equal(data.train_levels, plain.train)  # the grey levels in [0, 1]
+    assert data.logit_lambda == 0.05 and not data.binarize and data.x_shape == (1, 28, 28)
+    g_train, g_val, g_test = split_generators(cfg.split_seed, 3)
+    transformed = logit_dequantise(plain.train, 0.05, g_train)
+    assert torch.allclose(data.pixel_mean, transformed.mean(0, keepdim=True), atol=1e-6)
+    assert data.train.mean(0).abs().max() < 1e-5  # centred by its own (transformed) mean
+    assert torch.allclose(data.train, transformed - data.pixel_mean, atol=1e-6)
+    for ours, levels, g in ((data.val, plain.val, g_val), (data.test, plain.test, g_test)):
+        assert torch.allclose(ours, logit_dequantise(levels, 0.05, g) - data.pixel_mean, atol=1e-6)
+    # Not the mean of the grey levels: the logit mean is far from it on this dark data.
+    assert (data.pixel_mean - plain.train.mean(0, keepdim=True)).abs().max() > 1
+    # Fresh training batches are centred too (up to the noise), and within the transform's range.
+    batch = data.train_batch(torch.arange(data.train.shape[0]))
+    assert batch.mean(0).abs().max() < 0.05
+    bound = 2 * logit(1 - 0.05)
+    assert all(s.isfinite().all() and s.abs().max() <= bound for s in (*splits(data), batch))
+
+
+def test_logit_lambda_is_the_configured_one(tiny_data_root):
+    data = load_data(logit_cfg(tiny_data_root, logit_lambda=1e-6))
+    assert data.logit_lambda == 1e-6
+    raw = data.train + data.pixel_mean
+    assert raw.min() == pytest.approx(logit(1e-6), rel=1e-3)  # black pixels reach logit(lam)
+    assert raw.max() <= logit(1 - 1e-6) + 1e-4

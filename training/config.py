@@ -19,6 +19,9 @@ import models
 from training.data import DATASETS, MnistLike
 from training.images import PIXELS
 
+LOGIT_LAMBDA_MIN = 1e-6
+"""Smallest data/logit_lambda: the authors' first commits' value; float32 handles it."""
+
 
 class ConfigError(ValueError):
     """A configuration key or value is wrong; the message names the key and what would be right."""
@@ -33,7 +36,8 @@ class DataConfig:
     binarize: bool = False
     """Dynamic binarisation: each training pixel resampled as Bernoulli(intensity) per batch."""
     center: bool = True
-    """Continuous data only: subtract the per-pixel training mean (VLAE preprocessing)."""
+    """Continuous data only: subtract the per-pixel training mean (VLAE preprocessing). Ignored
+    with data/logit, which always subtracts the mean of the transformed training set."""
     val_fraction: float = 0.1
     """Fraction of the training set held out (seeded) for validation and model selection; only
     for datasets without a split rule of their own (mnist, fashion_mnist, cifar10: see
@@ -70,6 +74,19 @@ class DataConfig:
     16,384 + 1,000 rows. True keeps the first 17,384 (training.images.SPVAE_SUBSET_ROWS)
     training rows, after data/train_fraction; False (default) trains on the whole split."""
 
+    logit: bool = False
+    """The VLAE authors' optional "Gaussian + logit" pixels (reference vlae.md 7; their README
+    says the paper did not use it): x' = (255 x + u) / 256 with fresh u ~ U(0, 1) noise for every
+    training batch, x'' = lam + (1 - 2 lam) x', logit(x''), minus the per-pixel mean of the
+    equally transformed training set. It replaces data/center's plain centring (data/center's
+    value does not matter then); validation and test are transformed once, with noise drawn from
+    data/split_seed. Continuous grey levels only: not with data/binarize or data/pixels other
+    than 'continuous'."""
+    logit_lambda: float = 0.05
+    """lam of data/logit, in [LOGIT_LAMBDA_MIN, 0.5): the authors' HEAD uses 0.05 everywhere,
+    their first commits 1e-6 (reference vlae.md 7). Not below 1e-6: float32 resolves 1 - lam ever
+    more coarsely, and below ~6e-8 rounds it to 1, where the brightest pixels' logit is infinite."""
+
     def __post_init__(self):
         if self.dataset not in DATASETS:
             raise ConfigError(
@@ -82,6 +99,7 @@ class DataConfig:
                 f"data/train_fraction must be in (0, 1] (the share of training rows kept), got "
                 f"{self.train_fraction}"
             )
+        self._check_logit()
         self._check_pixels()
         if self.svae_no_rescale_255 and not (
             self.binarize and isinstance(DATASETS[self.dataset], MnistLike)
@@ -111,6 +129,26 @@ class DataConfig:
                 "data/spvae_svhn_skip_discretise (the SPVAE SVHN script's missing rounding) needs "
                 f"data/dataset=svhn and data/pixels=discrete, got dataset={self.dataset!r}, "
                 f"pixels={self.pixels!r}"
+            )
+
+    def _check_logit(self) -> None:
+        """data/logit_lambda in range; data/logit only on continuous grey levels."""
+        if not LOGIT_LAMBDA_MIN <= self.logit_lambda < 0.5:
+            raise ConfigError(
+                f"data/logit_lambda must be in [{LOGIT_LAMBDA_MIN:g}, 0.5) (x'' = lam + (1 - 2 lam)"
+                f" x' must stay inside (0, 1) in float32), got {self.logit_lambda}; the authors "
+                "use 0.05"
+            )
+        if self.logit and self.binarize:
+            raise ConfigError(
+                "data/logit transforms continuous grey levels, not binarised data: set "
+                "data/binarize=false (or data/logit=false)"
+            )
+        if self.logit and self.pixels != "continuous":
+            raise ConfigError(
+                f"data/logit needs data/pixels=continuous (the logit transform dequantises grey "
+                f"levels itself), got data/pixels={self.pixels}: set data/pixels=continuous "
+                "(or data/logit=false)"
             )
 
 
@@ -201,11 +239,12 @@ class Config:
                 "model/likelihood=binomial needs pixels on the 1/255 grid: set "
                 f"data/pixels=discrete (and data/center=false), got data/pixels={self.data.pixels}"
             )
-        centred = self.data.center and not self.data.binarize  # binarised data is never centred
+        # binarised data is never centred; logit data always is
+        centred = (self.data.center and not self.data.binarize) or self.data.logit
         if getattr(type(self.model), "unit_interval_data", False) and centred:
             raise ConfigError(
                 f"family {self.family!r} models pixels in [0, 1] (sigmoid means): set "
-                "data/center=false"
+                "data/center=false (and data/logit=false)"
             )
 
     def to_dict(self) -> dict:

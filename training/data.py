@@ -6,7 +6,8 @@ S-VAE datasets; Stanford's ``.mat`` files for SVHN and the python pickles for CI
 training.images), split into train/validation/test by the dataset's rule, preprocessed (below),
 turned into float32 [N, C, H, W] and moved to the device. Dynamic binarisation happens per training
 batch on the device; validation and test images are binarised once with a fixed seed, so
-evaluations see the same images.
+evaluations see the same images. The optional logit transform (data/logit) works the same way:
+fresh dequantisation noise per training batch, on the device; validation and test transformed once.
 
 Where the files are looked up, under each data root in turn (``data/root``; else $VAE_DATA_ROOT,
 then ``<cache>/data`` and the system dir /usr/share/datasets):
@@ -50,7 +51,17 @@ Splits and binarisation per dataset (reference hyperspherical.md section 5; spva
 
 The order in load_data: read (cached) -> split -> data/greyscale on the uint8 images -> grey
 levels in [0, 1] -> data/minmax -> data/pixels -> data/train_fraction, data/spvae_train_subset ->
-binarisation or centring; training.images implements the SPVAE steps in between.
+binarisation, centring (data/center) or the logit transform; training.images implements the SPVAE
+steps in between.
+
+The logit transform (data/logit, VLAE reference section 7; continuous grey levels only):
+x' = (255 x + u) / 256, u ~ U(0, 1) -> x'' = lam + (1 - 2 lam) x' (lam = data/logit_lambda) ->
+logit(x''), minus the per-pixel mean of the transformed training set (this replaces data/center).
+Data keeps the training grey levels (``train_levels``) and re-draws u for every training batch;
+``train`` is one seeded draw of the transformed, centred training set (what the Gaussian head's
+variance is initialised from), ``pixel_mean`` its mean before centring; validation and test are
+transformed once. All three draws come from ``data/split_seed`` (training.images.split_generators:
+one generator per split).
 
 ``data/val_fraction`` only applies to the datasets without a split rule of their own (the MNIST
 files, CIFAR-10). Orientation: the ``.mat`` files of OMNIGLOT and Caltech-101 store each 28x28 image
@@ -80,7 +91,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from training.images import cifar_batch, greyscale, scale_pixels, svhn_images, train_rows
+from training.images import (
+    cifar_batch,
+    greyscale,
+    logit_dequantise,
+    scale_pixels,
+    split_generators,
+    svhn_images,
+    train_rows,
+)
 
 SYSTEM_ROOTS = (Path("/usr/share/datasets"),)
 
@@ -543,17 +562,35 @@ class Data:
     """Splits on the device, float32 [N, C, H, W]; ``pixel_mean`` was subtracted if centred."""
 
     train: Tensor
+    """The training images as preprocessed: what the model is initialised from (with data/logit,
+    one seeded draw of the transformed, centred set; batches are drawn afresh by train_batch)."""
     val: Tensor
     test: Tensor
     binarize: bool
     pixel_mean: Tensor | None = None
+    """[1, C, H, W], subtracted from every split when the data is centred (plainly or after the
+    logit transform); None otherwise."""
+    train_levels: Tensor | None = None
+    """data/logit only: the training images as grey levels in [0, 1], re-dequantised per batch."""
+    logit_lambda: float | None = None
+    """data/logit only: lam of the transform (training.images.logit_dequantise)."""
+
+    def __post_init__(self):
+        logit = (self.train_levels is not None, self.logit_lambda is not None)
+        if any(logit) and not (all(logit) and self.pixel_mean is not None):
+            raise ValueError("logit data needs train_levels, logit_lambda and pixel_mean together")
 
     @property
     def x_shape(self) -> tuple[int, ...]:
         return tuple(self.train.shape[1:])
 
     def train_batch(self, idx: Tensor) -> Tensor:
-        """Training batch by index; dynamically binarised on the device when configured."""
+        """Training batch by index, drawn on the device: dynamically binarised when configured;
+        with data/logit, freshly dequantised, logit-transformed and centred (torch's default
+        generator of the device, so train/seed and a resumed checkpoint's RNG state govern it)."""
+        if self.train_levels is not None:
+            x = logit_dequantise(self.train_levels[idx], self.logit_lambda)
+            return x.sub_(self.pixel_mean)
         x = self.train[idx]
         return torch.bernoulli(x) if self.binarize else x
 
@@ -585,7 +622,7 @@ def _split(dataset: str, images: tuple[Tensor, ...], cfg, g: torch.Generator):
 
 def load_data(cfg, device: torch.device | str = "cpu") -> Data:
     """Load a dataset per its DataConfig: its split rule, the SPVAE preprocessing, the training
-    rows, binarisation or centring (the order in the module docstring)."""
+    rows, binarisation, centring or the logit transform (the order in the module docstring)."""
     spec = DATASETS[cfg.dataset]
     images = read_images(cfg.dataset, cfg.root, cfg.download)
     g = torch.Generator().manual_seed(cfg.split_seed)
@@ -611,6 +648,8 @@ def load_data(cfg, device: torch.device | str = "cpu") -> Data:
         )
     elif binarize_train:  # fixed binarisation of the evaluation images (reference: switch 17)
         val, test = (torch.bernoulli(s, generator=g) for s in (val, test))
+    elif cfg.logit:
+        return _logit_data(cfg, train, val, test, device)
     elif not cfg.binarize and cfg.center:
         pixel_mean = train.mean(0, keepdim=True)
         train, val, test = train - pixel_mean, val - pixel_mean, test - pixel_mean
@@ -621,4 +660,26 @@ def load_data(cfg, device: torch.device | str = "cpu") -> Data:
         move(test),
         binarize_train,
         None if pixel_mean is None else move(pixel_mean),
+    )
+
+
+def _logit_data(cfg, levels: Tensor, val: Tensor, test: Tensor, device) -> Data:
+    """data/logit: every split logit-dequantised once with its own generator from data/split_seed
+    and centred by the transformed training mean; the training levels are kept for train_batch.
+    Two training-set copies (levels and one transformed draw), each transformed in place."""
+    lam = cfg.logit_lambda
+    g_train, g_val, g_test = split_generators(cfg.split_seed, 3)
+    train = logit_dequantise(levels, lam, g_train)
+    pixel_mean = train.mean(0, keepdim=True)
+    train.sub_(pixel_mean)
+    val = logit_dequantise(val, lam, g_val).sub_(pixel_mean)
+    test = logit_dequantise(test, lam, g_test).sub_(pixel_mean)
+    return Data(
+        train.to(device),
+        val.to(device),
+        test.to(device),
+        binarize=False,
+        pixel_mean=pixel_mean.to(device),
+        train_levels=levels.to(device),
+        logit_lambda=lam,
     )

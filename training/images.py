@@ -22,6 +22,10 @@ or centring (each a DataConfig key, all off by default):
                          (Gaussian likelihood); noise drawn once per split, seeded
     data/train_fraction  the first rows of the training split (low-data experiment, spec 8)
     data/spvae_train_subset  at most the first SPVAE_SUBSET_ROWS of them (spec 4)
+
+Then, instead of data/center's plain centring, the VLAE authors' optional logit transform
+(data/logit; reference vlae.md, 7): logit_dequantise below, whose training-set mean
+training.data subtracts from every split; training batches are re-dequantised on each draw.
 """
 
 from __future__ import annotations
@@ -158,6 +162,29 @@ def scale_pixels(cfg, splits: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
         generators = split_generators(cfg.split_seed, len(splits))
         splits = tuple(perturb(s, g) for s, g in zip(splits, generators, strict=True))
     return splits
+
+
+def logit_dequantise(
+    x: Tensor, lam: float, generator: torch.Generator | None = None, noise: Tensor | None = None
+) -> Tensor:
+    """The VLAE authors' "Gaussian + logit" pixels (reference vlae.md, 7; their datasets.py):
+    x' = (255 x + u) / 256 with u ~ U(0, 1) per pixel (uniform dequantisation of the 1/255 grid),
+    x'' = lam + (1 - 2 lam) x', then logit(x'') = log(x'' / (1 - x'')).
+
+    x: grey levels in [0, 1], any shape, on any device; the noise is drawn there from
+    ``generator`` (a generator of that device; None = torch's default one), or taken from
+    ``noise`` (values in [0, 1), x's shape) when given. For x in [0, 1] the result lies in
+    [logit(lam), logit(1 - lam)] = [-logit(1 - lam), logit(1 - lam)]. x is left unchanged; the
+    result is the only full-size allocation (the rest is in place: CIFAR-10's training set is
+    600 MB per copy).
+    """
+    if noise is None:
+        y = torch.rand(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+    else:
+        y = noise.to(dtype=x.dtype, device=x.device, copy=True)
+    y.add_(x, alpha=255.0).div_(256.0)  # x' in [0, 1)
+    y.mul_(1.0 - 2.0 * lam).add_(lam)  # x'' in [lam, 1 - lam)
+    return y.logit_(eps=lam)  # eps clamps to [lam, 1 - lam]: only float rounding can reach it
 
 
 def train_rows(cfg, train: Tensor) -> Tensor:

@@ -58,10 +58,11 @@ def train_trial(config: dict) -> None:
     cfg, data, model = setup(config)
     where = hardware(data.train.device)
     node_id = ray.get_runtime_context().get_node_id()  # which Ray node ran each epoch
+    n_parameters = sum(p.numel() for p in model.parameters())  # papers compare model sizes
 
     def report(metrics: dict, ckpt_dir: Path) -> None:
         tune.report(
-            {**metrics, "hardware": where, "node_id": node_id},
+            {**metrics, "hardware": where, "node_id": node_id, "n_parameters": n_parameters},
             checkpoint=tune.Checkpoint.from_directory(str(ckpt_dir)),
         )
 
@@ -214,6 +215,7 @@ class ParquetWriter(tune.Callback):
             "gpu_seconds": wall * self.gpus,
             "seed": config.get("train/seed", 0),
             "hardware": last.get("hardware", ""),
+            "n_parameters": last.get("n_parameters", -1),
             "checkpoint_path": ckpt_uri(ckpt) if ckpt is not None else "",
             **self.provenance,
             "config_json": json.dumps(config, sort_keys=True),  # exact; columns below may widen

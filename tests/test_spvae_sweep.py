@@ -121,6 +121,8 @@ def test_smoke_sweep_of_both_settings_fills_the_papers_table(ray_local, tmp_path
     assert cli.main("spvae", chosen, {"smoke": budget}, {}, argv=argv) == 0
     trials = store.load(str(tmp_path), "trials")
     assert len(trials) == 4 and set(trials["status"]) == {"completed"}, trials["reason"]
+    sizes = dict(zip(trials["family"] + trials["likelihood"], trials["n_parameters"], strict=True))
+    assert sizes["spvae_vaegaussian"] > sizes["spvae_vaebinomial"] > 0  # 2 vs 1 decoder heads
     evals = store.load(str(tmp_path), "evaluations")
     assert len(evals) == 4 and evals["test_log_likelihood"].notna().all()
     df, _ = build_table(str(tmp_path), PAPERS["spvae"])

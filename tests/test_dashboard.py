@@ -83,7 +83,7 @@ def test_a_sweep_job_seen_through_the_token_protected_dashboard(tmp_path, tiny_d
         # The sweep as users submit it to a running cluster (README: `ray job submit`); a
         # client sends the token in ~/.ray/auth_token once RAY_AUTH_MODE=token says to.
         sweep = [sys.executable, "sweeps/vlae.py", "--budget", "smoke", "--trials", "2",
-                 "--storage", str(storage)]  # fmt: skip
+                 "--families", "vae", "--storage", str(storage)]  # fmt: skip
         for _ in range(60):  # until the node's agent takes jobs ("No available agent")
             submitted = ray("job", "submit", "--address", url, "--no-wait",
                             "--submission-id", "sweep-1", "--working-dir", str(REPO), "--",

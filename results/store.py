@@ -9,6 +9,7 @@ URI (s3://, gs://, file://).
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import uuid
@@ -86,27 +87,114 @@ def write(storage: str, table: str, sweep: str, part: str, rows: pd.DataFrame | 
     return path
 
 
-def load(storage: str, table: str, sweep: str | None = None) -> pd.DataFrame:
-    """All rows of a table (optionally of one sweep), newest row per key; empty if none yet."""
+def part_paths(storage: str, table: str, sweep: str | None = None) -> list[str]:
+    """The Parquet parts of a table (optionally of one sweep), in a stable order."""
     if table not in TABLES:
         raise ValueError(f"unknown table {table!r}; tables: {TABLES}")
     fs, root = filesystem(storage)
     base = f"{root}/results/{table}" + (f"/{_safe(sweep)}" if sweep else "")
     infos = fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
-    paths = sorted(
+    return sorted(
         i.path for i in infos if i.path.endswith(".parquet") and not i.base_name.startswith(".")
     )
-    if not paths:
-        return pd.DataFrame()
-    frames = []
+
+
+def read_parts(storage: str, paths: list[str]) -> tuple[list[pd.DataFrame], dict[str, str]]:
+    """(frames of the readable parts, {damaged part: why})."""
+    fs, _ = filesystem(storage)
+    frames, damaged = [], {}
     for p in paths:
         try:
             frames.append(pq.read_table(p, filesystem=fs).to_pandas())
         except (OSError, pa.ArrowException) as e:
-            raise StorageError(f"corrupt Parquet file {p} ({e}); delete it and re-run") from None
+            damaged[p] = str(e).splitlines()[0] if str(e) else type(e).__name__
+    return frames, damaged
+
+
+def newest(frames: list[pd.DataFrame], table: str) -> pd.DataFrame:
+    """The rows of several parts, the newest row per key (a re-written part replaces its rows)."""
+    if not frames:
+        return pd.DataFrame()
     df = pd.concat(frames, ignore_index=True)
     return (
         df.sort_values("written_at", kind="stable")
         .drop_duplicates(KEYS[table], keep="last")
         .reset_index(drop=True)
     )
+
+
+def load(storage: str, table: str, sweep: str | None = None) -> pd.DataFrame:
+    """All rows of a table (optionally of one sweep), newest row per key; empty if none yet.
+
+    A damaged part is a StorageError: a table built without it could pick another winner.
+    """
+    frames, damaged = read_parts(storage, part_paths(storage, table, sweep))
+    if damaged:
+        path, why = next(iter(damaged.items()))
+        more = f" (and {len(damaged) - 1} more)" if len(damaged) > 1 else ""
+        raise StorageError(
+            f"damaged Parquet part {path}{more} ({why}); nothing is deleted: `python -m results "
+            f"check --storage {storage} --repair` sets it aside and rebuilds its rows from Tune's "
+            "records and the trial's checkpoint"
+        )
+    return newest(frames, table)
+
+
+def exists(storage: str) -> bool:
+    """Whether the storage holds anything a sweep writes (read-only: creates nothing)."""
+    fs, root = filesystem(storage)
+    try:
+        infos = fs.get_file_info([f"{root}/{d}" for d in ("results", "ray", "optuna", CELLS)])
+    except (OSError, pa.ArrowException):
+        return False
+    return any(i.type == pafs.FileType.Directory for i in infos)
+
+
+def sweeps(storage: str) -> list[str]:
+    """Every cell (sweep) that left anything in the storage: records, Tune, Optuna, Parquet."""
+    fs, root = filesystem(storage)
+    names: set[str] = set()
+    folders = [f"{root}/{d}" for d in ("ray", "optuna", CELLS)]
+    folders += [f"{root}/results/{t}" for t in TABLES]
+    for folder in folders:
+        for i in fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True)):
+            if i.base_name.startswith("."):
+                continue
+            names.add(i.base_name.removesuffix(".journal").removesuffix(".json"))
+    return sorted(names)
+
+
+CELLS = "cells"
+"""``<storage>/cells/<cell>.json``: what each cell was started with (the cell, its fixed config,
+its trial target, sampler and seed, the provenance), written by the sweep, read by --resume,
+--status and ``python -m results check``."""
+
+
+def write_cell_record(storage: str, sweep: str, record: dict) -> None:
+    fs, root = filesystem(storage)
+    fs.create_dir(f"{root}/{CELLS}", recursive=True)
+    path = f"{root}/{CELLS}/{_safe(sweep)}.json"
+    tmp = f"{root}/{CELLS}/.{_safe(sweep)}.{uuid.uuid4().hex}.tmp"
+    with fs.open_output_stream(tmp) as f:
+        f.write(json.dumps(record, indent=1, sort_keys=True, default=str).encode())
+    fs.move(tmp, path)
+
+
+def cell_record(storage: str, sweep: str) -> dict | None:
+    """A cell's record, or None if the cell was never started here (read-only)."""
+    fs, root = filesystem(storage)
+    try:
+        with fs.open_input_stream(f"{root}/{CELLS}/{_safe(sweep)}.json") as f:
+            return json.loads(f.read())
+    except (OSError, pa.ArrowException, ValueError):
+        return None
+
+
+def quarantine(storage: str, path: str) -> str:
+    """Move a damaged file under <storage>/quarantine/ (same relative path): set aside, never
+    deleted, so a person can still look at it."""
+    fs, root = filesystem(storage)
+    target = f"{root}/quarantine/{path.removeprefix(root).lstrip('/')}.{int(time.time())}"
+    fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
+    fs.move(path, target)
+    return target

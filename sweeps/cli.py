@@ -11,17 +11,18 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 import os
 import sys
 
 import ray
+from ray._private.services import find_gcs_addresses  # no public API for "is one running"
 
-import search_spaces
-from results import store
+from results import check, records, store
 from results.papers import paper_tables
 from results.tables import build_table, render
+from sweeps import preflight
 from sweeps.cells import Budget, Cell
+from sweeps.provenance import provenance
 from sweeps.status import progress
 from sweeps.tune_glue import evaluate_winner, run_cell
 from training.config import ConfigError, parse_override
@@ -43,8 +44,6 @@ def connect(address: str | None) -> None:
         except (ConnectionError, RuntimeError) as e:
             raise SystemExit(f"error: cannot reach the Ray cluster at {address!r}: {e}") from None
         return
-    from ray._private.services import find_gcs_addresses  # no public API for "is one running"
-
     ray.init(address="auto" if find_gcs_addresses() else "local")
 
 
@@ -116,6 +115,14 @@ def parse_args(
     )
     p.add_argument("--trials", type=int, default=None, help="override the budget's trial count")
     p.add_argument(
+        "--add-trials",
+        type=int,
+        default=None,
+        metavar="N",
+        help="run N more trials in cells the storage already holds (the sampler sees their "
+        "history, so no configuration repeats); cells not there yet start with N",
+    )
+    p.add_argument(
         "--study-storage",
         default=None,
         help="Optuna storage URL (postgresql://...) for a cluster; default: journal file",
@@ -129,7 +136,12 @@ def parse_args(
         "configuration once, no pruning (families with a grid: search_spaces.GRIDS); the trial "
         "count is the grid's size unless --trials is given",
     )
-    p.add_argument("--resume", action="store_true", help="continue an interrupted sweep")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted sweep: unfinished cells go on, finished ones are skipped, "
+        "lost Parquet rows are rebuilt from Tune's records",
+    )
     p.add_argument(
         "--status",
         action="store_true",
@@ -140,6 +152,63 @@ def parse_args(
     return args
 
 
+def node_shapes() -> list[dict]:
+    """The resources of every node the cluster has, and of every node type it can launch."""
+    shapes = [n["Resources"] for n in ray.nodes() if n["Alive"]]
+    try:  # an autoscaling cluster's node types; Ray has no public API for them
+        from ray._private.state import state
+
+        config = state.get_cluster_config()
+    except Exception:  # noqa: BLE001 - no autoscaler (or another Ray): the live nodes decide
+        config = None
+    for group in config.node_group_configs if config else []:
+        if group.max_count != 0:
+            shapes.append(dict(group.resources))
+    return shapes
+
+
+def local_shape() -> dict:
+    """What an embedded local Ray instance will offer: this machine's cores and GPUs."""
+    import torch
+
+    return {"CPU": os.cpu_count() or 1, "GPU": torch.cuda.device_count()}
+
+
+def plan(args, cells: list[Cell], budgets: dict[str, Budget]) -> tuple[Budget, list[Cell], dict]:
+    """The budget (with --set and --trials), the chosen cells and the --set keys; every check
+    that needs neither Ray nor the storage. Raises Refusal or ConfigError."""
+    preflight.check_counts(args)
+    fixed = dict(parse_override(item) for item in args.set)
+    budget = budgets[args.budget]
+    trials = args.add_trials or args.trials or budget.trials
+    budget = dataclasses.replace(budget, trials=trials, fixed={**budget.fixed, **fixed})
+    chosen = [
+        c
+        for c in cells
+        if c.dataset in args.datasets and (args.families is None or c.family in args.families)
+    ]
+    if not chosen:
+        raise preflight.Refusal(
+            f"no cell matches --datasets {args.datasets} --families {args.families} (families: "
+            f"{sorted({c.family for c in cells})})"
+        )
+    preflight.check_overrides(chosen, budget, fixed)
+    preflight.check_configs(chosen, budget, args.sampler)
+    return budget, chosen, fixed
+
+
+def check_storage(args, chosen: list[Cell], budget: Budget) -> list[Cell]:
+    if "://" in args.storage and not args.study_storage:
+        raise preflight.Refusal(
+            f"--storage {args.storage} is an object store, where the Optuna journal "
+            "cannot live: add --study-storage postgresql://... (or mysql://, sqlite:///...)"
+        )
+    mode = "resume" if args.resume else "add" if args.add_trials else "new"
+    old = preflight.check_storage(args.storage, chosen, budget, mode, args.study_storage)
+    store.check_writable(args.storage)
+    return old
+
+
 def main(
     paper: str,
     cells: list[Cell],
@@ -148,93 +217,142 @@ def main(
     argv: list[str] | None = None,
 ) -> int:
     args = parse_args(argv, paper, cells, budgets, default_datasets)
-    budget = budgets[args.budget]
     try:
-        fixed = dict(parse_override(item) for item in args.set)
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    budget = dataclasses.replace(
-        budget, trials=args.trials or budget.trials, fixed={**budget.fixed, **fixed}
-    )
-    chosen = [
-        c
-        for c in cells
-        if c.dataset in args.datasets and (args.families is None or c.family in args.families)
-    ]
-    if not chosen:
-        print(
-            f"error: no cell matches --datasets {args.datasets} --families {args.families}",
-            file=sys.stderr,
-        )
-        return 2
-    if args.sampler == "grid":
-        try:
-            for c in chosen:
-                search_spaces.grid_for(c.family)
-        except ValueError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-    if args.status:
-        print(progress(args.storage, chosen, args.study_storage).to_string(index=False))
-        return 0
-    if "://" in args.storage and not args.study_storage:
-        print(
-            f"error: --storage {args.storage} is an object store, where the Optuna journal "
-            "cannot live: add --study-storage postgresql://... (or mysql://, sqlite:///...)",
-            file=sys.stderr,
-        )
-        return 2
-    try:
-        store.check_writable(args.storage)
-    except store.StorageError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    local = not (args.address or os.environ.get("RAY_ADDRESS"))
-    if local:  # fail before any trial starts; on a cluster the workers fetch their own data
-        for ds in sorted({c.dataset for c in chosen}):
-            try:
+        budget, chosen, fixed = plan(args, cells, budgets)
+        if args.status:
+            return print_status(args, chosen, budget)
+        old = check_storage(args, chosen, budget)
+        local = not (args.address or os.environ.get("RAY_ADDRESS"))
+        if local:  # fail before any trial starts; on a cluster the workers fetch their own data
+            for ds in sorted({c.dataset for c in chosen}):
                 read_images(ds, fixed.get("data/root", ""))
-            except DatasetError as e:
-                print(f"error: {e}", file=sys.stderr)
-                return 2
+            if find_gcs_addresses():
+                local = False  # a live `ray start` on this machine: its nodes decide below
+            else:
+                preflight.check_resources(requested(args, local_shape()), [local_shape()],
+                                          "of this machine")  # fmt: skip
+    except (preflight.Refusal, ConfigError, DatasetError, store.StorageError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     # Tune warns on every forced experiment snapshot (num_to_keep checkpoints); it is expected.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     connect(args.address)
     hosts = {n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"]}
     if warning := storage_warning(args.storage, hosts):
         print(warning, file=sys.stderr)
-    gpus = args.gpus_per_trial
-    if gpus is None:
-        gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
-    resources = {"cpu": args.cpus_per_trial, "gpu": gpus}
+    resources = requested(args, ray.cluster_resources())
+    try:
+        preflight.check_resources(resources, node_shapes(), "of this cluster")
+    except preflight.Refusal as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     concurrent = args.max_concurrent or fitting_trials(resources)
     for cell in chosen:
-        cell_budget = budget
-        if args.sampler == "grid" and not args.trials:
-            grid = search_spaces.grid_for(cell.family, cell.base_config(budget))
-            cell_budget = dataclasses.replace(budget, trials=math.prod(map(len, grid.values())))
-        print(
-            f"== {cell.name}: {cell_budget.trials} trials, up to {budget.max_epochs} epochs, "
-            f"{concurrent} at a time"
-        )
+        run_one(args, cell, budget, resources, concurrent, cell in old)
+    failed = report_failures(args.storage, chosen)
+    for table in paper_tables(paper):
+        df, notes = build_table(args.storage, table)
+        print(render(df, notes, table.title, "md"))
+    report_differences(args.storage, chosen, args.study_storage)
+    return 1 if failed else 0
+
+
+def requested(args, offered: dict) -> dict:
+    """One trial's resources: --gpus-per-trial defaults to 1 where there are GPUs, else 0."""
+    gpus = args.gpus_per_trial
+    if gpus is None:
+        gpus = 1.0 if offered.get("GPU", 0) > 0 else 0.0
+    return {"cpu": args.cpus_per_trial, "gpu": gpus}
+
+
+def run_one(args, cell: Cell, budget: Budget, resources: dict, concurrent: int, old: bool):
+    """Run (start, continue or extend) one cell, then evaluate its winner on the test set."""
+    storage = args.storage
+    record = store.cell_record(storage, cell.name)
+    if old and args.resume:
+        for line in check.repair(storage, check.read_sweep(storage, cell.name, args.study_storage)):
+            print(f"   {line}")
+    target = (record or {}).get("trials", budget.trials)
+    if args.sampler == "grid" and not (args.trials or args.add_trials):
+        budget = dataclasses.replace(budget, trials=preflight.grid_trials(cell, budget))
+    if not (old and args.resume):
+        target = budget.trials + (target if old else 0)
+    base = cell.base_config(budget)
+    epochs = base["train/max_epochs"]
+    unit = f" of {base['train/epoch_batches']} batches" if base.get("train/epoch_batches") else ""
+    study = records.study_trials(storage, cell.name, args.study_storage) or []
+    mode = "resumed" if old and args.resume else f"+{budget.trials} added" if old else "new"
+    print(
+        f"== {cell.name}: {budget.trials if not args.resume else target} trials ({mode}; target "
+        f"{target}), up to {epochs} epochs{unit}, {concurrent} at a time"
+    )
+    store.write_cell_record(storage, cell.name, cell_record(args, cell, base, target, resources))
+    if old and args.resume and cell_complete(storage, cell, target):
+        print(f"   complete: {target} of {target} trials ended; nothing to resume")
+    else:
         run_cell(
             cell,
-            cell_budget,
-            args.storage,
+            budget,
+            storage,
             resources,
-            seed=args.seed,
-            resume=args.resume,
+            seed=args.seed + len(study),  # a study with history: the sampler's draws go on
+            resume=old and args.resume,
             study_storage=args.study_storage,
             max_concurrent=concurrent,
             sampler=args.sampler,
         )
-        for row in evaluate_winner(cell, budget, args.storage, resources):
-            print(
-                f"   test log-likelihood (k={row['k']}, seed {row['seed']}): "
-                f"{row['test_log_likelihood']:.2f}"
-            )
-    for table in paper_tables(paper):
-        df, notes = build_table(args.storage, table)
-        print(render(df, notes, table.title, "md"))
+    for row in evaluate_winner(cell, budget, storage, resources):
+        print(
+            f"   test log-likelihood (k={row['k']}, seed {row['seed']}): "
+            f"{row['test_log_likelihood']:.2f}"
+        )
+
+
+def cell_record(args, cell: Cell, base: dict, target: int, resources: dict) -> dict:
+    return {
+        "cell": dataclasses.asdict(cell),
+        "base_config": base,
+        "trials": target,
+        "budget": args.budget,
+        "sampler": args.sampler,
+        "seed": args.seed,
+        "resources": resources,
+        "provenance": provenance(),
+    }
+
+
+def cell_complete(storage: str, cell: Cell, target: int) -> bool:
+    tune_trials = records.tune_trials(storage, cell.name) or {}
+    return len(tune_trials) >= target and all(t.ended for t in tune_trials.values())
+
+
+def report_failures(storage: str, cells: list[Cell]) -> list[str]:
+    """Print and return the cells that ended with no completed trial, with why their trials
+    failed: such a sweep has nothing to put in the table, and exits non-zero."""
+    failed = []
+    for cell in cells:
+        rows = store.load(storage, "trials", sweep=cell.name)
+        if not rows.empty and (rows["status"] == "completed").any():
+            continue
+        counts = rows["status"].value_counts().to_dict() if not rows.empty else {}
+        errored = rows[rows["status"] == "errored"] if not rows.empty else rows
+        reasons = errored["reason"].value_counts().head(3) if not errored.empty else {}
+        why = "; ".join(f"{r} (x{n})" for r, n in dict(reasons).items())
+        summary = ", ".join(f"{n} {s}" for s, n in counts.items()) or "no trial ran"
+        print(f"error: cell {cell.name} has no completed trial: {summary}. {why}", file=sys.stderr)
+        failed.append(cell.name)
+    return failed
+
+
+def report_differences(storage: str, cells: list[Cell], study_url: str | None) -> None:
+    for cell in cells:
+        for d in check.differences(check.read_sweep(storage, cell.name, study_url)):
+            print(f"warning: {d.line()}", file=sys.stderr)
+
+
+def print_status(args, chosen: list[Cell], budget: Budget) -> int:
+    """The sweep's progress from --storage alone (read-only: creates nothing)."""
+    if not store.exists(args.storage):
+        raise preflight.Refusal(f"no sweep under {args.storage}")
+    print(progress(args.storage, chosen, args.study_storage).to_string(index=False))
     return 0

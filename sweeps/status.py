@@ -1,4 +1,4 @@
-"""A sweep's progress read from its storage alone: no Ray, no running driver needed.
+"""A sweep's progress read from its storage alone: no Ray, no running driver, nothing written.
 
 python sweeps/vlae.py --status --storage DIR
 """
@@ -8,35 +8,46 @@ from __future__ import annotations
 import optuna
 import pandas as pd
 
-from results import store
+from results import records, store
 from sweeps.cells import Cell
-from sweeps.tune_glue import optuna_storage
+
+STATUSES = ("completed", "pruned", "errored")
 
 
-def running_trials(storage: str, cell: Cell, study_storage: str | None) -> int:
-    """Trials the Optuna study holds as RUNNING (asked, not yet told): in flight right now."""
-    try:
-        study = optuna.load_study(
-            study_name=cell.name, storage=optuna_storage(study_storage or storage, cell)
-        )
-    except KeyError:  # no study yet: the cell has not started
-        return 0
-    return sum(t.state == optuna.trial.TrialState.RUNNING for t in study.trials)
+def cell_progress(storage: str, cell: Cell, trials: pd.DataFrame, study_url: str | None) -> dict:
+    """One cell's line: its state, trials by status against its target, the best so far."""
+    record = store.cell_record(storage, cell.name)
+    study = records.study_trials(storage, cell.name, study_url)
+    tune = records.tune_trials(storage, cell.name)
+    counts = trials["status"].value_counts() if not trials.empty else pd.Series(dtype=int)
+    done = trials[trials["status"] == "completed"] if not trials.empty else trials
+    running = sum(t.state == optuna.trial.TrialState.RUNNING for t in study or [])
+    target = record["trials"] if record else None
+    if record is None and study is None and tune is None and trials.empty:
+        state = "not started"
+    elif tune is not None and target is not None and len(tune) >= target and all(
+        t.ended for t in tune.values()
+    ):
+        state = "done"
+    else:
+        state = "in progress"
+    return {
+        "family": cell.family, "dataset": cell.dataset, "likelihood": cell.likelihood,
+        "variant": cell.variant, "state": state,
+        **{s: int(counts.get(s, 0)) for s in STATUSES},
+        "running": running,
+        "target": "?" if target is None else target,
+        "best_val_loss": done["best_val_loss"].min() if not done.empty else float("nan"),
+    }  # fmt: skip
 
 
-def progress(storage: str, cells: list[Cell], study_storage: str | None = None) -> pd.DataFrame:
-    """Per cell: trials completed / pruned / errored / running, and the best validation loss."""
+def progress(storage: str, cells: list[Cell], study_url: str | None = None) -> pd.DataFrame:
+    """Per cell: not started / in progress / done, trials completed, pruned, errored and running
+    (RUNNING in the Optuna study: asked, not yet told) against the cell's target, and the best
+    validation loss."""
     trials = store.load(storage, "trials")
     rows = []
     for cell in cells:
         mine = trials[trials["sweep"] == cell.name] if not trials.empty else trials
-        counts = mine["status"].value_counts() if not mine.empty else pd.Series(dtype=int)
-        done = mine[mine["status"] == "completed"] if not mine.empty else mine
-        rows.append({
-            "family": cell.family, "dataset": cell.dataset, "likelihood": cell.likelihood,
-            "variant": cell.variant,
-            **{s: int(counts.get(s, 0)) for s in ("completed", "pruned", "errored")},
-            "running": running_trials(storage, cell, study_storage),
-            "best_val_loss": done["best_val_loss"].min() if not done.empty else float("nan"),
-        })  # fmt: skip
+        rows.append(cell_progress(storage, cell, mine, study_url))
     return pd.DataFrame(rows)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import math
 import platform
-import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -25,19 +24,17 @@ from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
 import search_spaces
-from results import store
+from results import records, rows, store
 from results.tables import winners
 from sweeps.cells import Budget, Cell
 from sweeps.provenance import provenance
 from training import checkpoint as ckpt_io
-from training.config import Config, flatten, unflatten
+from training.config import Config, ConfigError, flatten, unflatten
 from training.data import Data, load_data
 from training.evaluate import estimate_log_likelihood
 from training.trainer import DivergedError, build_model, fit, resolve_device
 
 METRIC, MODE = "val_loss", "min"  # per-epoch validation -ELBO: what ASHA compares
-CURVE_KEYS = ("epoch", "train_loss", "val_loss", "val_log_px_z", "val_kl", "beta",
-              "epoch_seconds", "resumed_from")  # fmt: skip
 
 
 def hardware(device: torch.device) -> str:
@@ -55,12 +52,21 @@ def setup(config: dict) -> tuple[Config, Data, torch.nn.Module]:
 
 def train_trial(config: dict) -> None:
     """One Tune trial: train a configuration, report every epoch with its checkpoint, resume."""
-    cfg, data, model = setup(config)
+    try:
+        cfg, data, model = setup(config)
+    except ConfigError as e:
+        # Reported, not raised: Tune would retry it, and the same config fails the same way.
+        tune.report({METRIC: math.inf, "config_error": str(e), "finished": False})
+        return
     where = hardware(data.train.device)
     node_id = ray.get_runtime_context().get_node_id()  # which Ray node ran each epoch
     n_parameters = sum(p.numel() for p in model.parameters())  # papers compare model sizes
+    config_text = json.dumps(cfg.flat(), sort_keys=True)
 
     def report(metrics: dict, ckpt_dir: Path) -> None:
+        # Every checkpoint carries the full config it was trained with: a row rebuilt from it
+        # (python -m results check --repair) shows the config that ran.
+        (ckpt_dir / records.CONFIG_FILE).write_text(config_text)
         tune.report(
             {**metrics, "hardware": where, "node_id": node_id, "n_parameters": n_parameters},
             checkpoint=tune.Checkpoint.from_directory(str(ckpt_dir)),
@@ -133,7 +139,7 @@ class PruneAwareOptunaSearch(OptunaSearch):
         result = result or {}
         # Tune hands the final result (the one the scheduler stopped on) only to this method.
         self.on_trial_result(trial_id, result)
-        if error or "diverged" in result:
+        if error or any(k in result for k in rows.FAILURE_KEYS):
             state, value = TrialState.FAIL, None
         elif result.get("finished"):
             state, value = TrialState.COMPLETE, result["best_val_loss"]
@@ -141,18 +147,6 @@ class PruneAwareOptunaSearch(OptunaSearch):
             state, value = TrialState.PRUNED, None
         self._ot_study.tell(self._ot_trials[trial_id], value, state=state, skip_if_finished=True)
         self._completed_trials.add(trial_id)
-
-
-def trial_status(last: dict, error: Exception | None) -> tuple[str, str]:
-    """(status, reason) of a finished trial from its last result."""
-    if error is not None:
-        lines = [ln for ln in str(error).strip().splitlines() if ln.strip()]
-        return "errored", (lines[-1] if lines else type(error).__name__)[:2000]
-    if "diverged" in last:
-        return "errored", last["diverged"]
-    if last.get("finished"):
-        return "completed", last.get("stop_reason", "")
-    return "pruned", f"stopped by the scheduler after epoch {last.get('epoch', 0)}"
 
 
 class ParquetWriter(tune.Callback):
@@ -170,18 +164,18 @@ class ParquetWriter(tune.Callback):
         self._write(trial, None)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self._write(trial, trial.get_error() or RuntimeError("trial failed"))
+        self._write(trial, str(trial.get_error() or "trial failed"))
 
     def _completed_before(self, trial_id: str) -> bool:
-        rows = store.load(self.storage, "trials", sweep=self.cell.name)
+        rows_ = store.load(self.storage, "trials", sweep=self.cell.name)
         return (
-            not rows.empty
-            and ((rows["trial_id"] == trial_id) & (rows["status"] == "completed")).any()
+            not rows_.empty
+            and ((rows_["trial_id"] == trial_id) & (rows_["status"] == "completed")).any()
         )
 
-    def _write(self, trial, error: Exception | None) -> None:
+    def _write(self, trial, error: str | None) -> None:
         last = trial.last_result or {}
-        status, reason = trial_status(last, error)
+        status, reason = rows.trial_status(last, error)
         if status == "errored" and self._completed_before(trial.trial_id):
             # A trial that had finished reran after a driver restart and failed (e.g. its
             # checkpoint was gone): its completed row stays; a rerun cannot unfinish it.
@@ -193,40 +187,24 @@ class ParquetWriter(tune.Callback):
             config = flatten(trial.config)
         ckpt = trial.checkpoint
         history = checkpoint_history(ckpt)
-        wall = float(last.get("time_total_s", 0.0))
         c = self.cell
-        row = {
-            "sweep": c.name,
-            "paper": c.paper,
-            "family": c.family,
-            "dataset": c.dataset,
-            "likelihood": c.likelihood,
-            "variant": c.variant,
-            "trial_id": trial.trial_id,
-            "status": status,
-            "reason": reason,
-            "best_val_loss": last.get("best_val_loss", math.nan)
-            if status == "completed"
-            else min((r["val_loss"] for r in history), default=math.nan),
-            "best_epoch": last.get("best_epoch", -1),
-            "epochs": last.get("epoch", 0),
-            "retries": trial.num_failures,  # restarts after a crash or a lost node
-            "wall_seconds": wall,
-            "gpu_seconds": wall * self.gpus,
-            "seed": config.get("train/seed", 0),
-            "hardware": last.get("hardware", ""),
-            "n_parameters": last.get("n_parameters", -1),
-            "checkpoint_path": ckpt_uri(ckpt) if ckpt is not None else "",
-            **self.provenance,
-            "config_json": json.dumps(config, sort_keys=True),  # exact; columns below may widen
-            **{f"config/{k}": v for k, v in config.items()},
-        }
+        cell = {"sweep": c.name, "paper": c.paper, "family": c.family, "dataset": c.dataset,
+                "likelihood": c.likelihood, "variant": c.variant}  # fmt: skip
+        row = rows.trial_row(
+            cell,
+            trial.trial_id,
+            config,
+            last,
+            history,
+            error=error,
+            retries=trial.num_failures,
+            checkpoint_path=ckpt_uri(ckpt) if ckpt is not None else "",
+            gpus=self.gpus,
+            provenance=self.provenance,
+        )
         store.write(self.storage, "trials", c.name, trial.trial_id, [row])
-        curves = [
-            {"sweep": c.name, "trial_id": trial.trial_id, **{k: r.get(k) for k in CURVE_KEYS}}
-            for r in history
-        ]
-        if curves:
+        if history:
+            curves = rows.curve_rows(c.name, trial.trial_id, history)
             store.write(self.storage, "curves", c.name, trial.trial_id, curves)
 
 
@@ -239,7 +217,7 @@ def checkpoint_history(ckpt: tune.Checkpoint | None) -> list[dict]:
         with ckpt.filesystem.open_input_stream(path) as f:
             return json.loads(f.read())
     except (OSError, ValueError) as e:  # the row is still worth writing without its curve
-        print(f"warning: no learning curve in {path}: {e}", file=sys.stderr)
+        print(f"warning: no learning curve in {path}: {e}")
         return []
 
 
@@ -250,11 +228,7 @@ def ckpt_uri(ckpt: tune.Checkpoint) -> str:
 
 def optuna_storage(storage: str, cell: Cell) -> optuna.storages.BaseStorage:
     """The study's storage: an RDB URL as given, else a journal file beside the results."""
-    if storage.startswith(("postgresql", "mysql", "sqlite")):
-        return optuna.storages.RDBStorage(storage)
-    path = Path(storage).expanduser().resolve() / "optuna" / f"{cell.name}.journal"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+    return records.study_storage(storage, cell.name)
 
 
 def run_cell(
@@ -281,6 +255,7 @@ def run_cell(
     )
     experiment = f"{ray_dir}/{cell.name}"
     fixed = cell.base_config(budget)
+    max_epochs = fixed["train/max_epochs"]  # a --set of train/max_epochs moves ASHA's top rung
     if sampler == "grid":
         grid = search_spaces.grid_for(cell.family, fixed)
         optuna_sampler = optuna.samplers.GridSampler(grid, seed=seed)
@@ -289,8 +264,8 @@ def run_cell(
         optuna_sampler = optuna.samplers.TPESampler(seed=seed)
         scheduler = ASHAScheduler(
             time_attr="epoch",
-            max_t=budget.max_epochs,
-            grace_period=budget.grace_epochs,
+            max_t=max_epochs,
+            grace_period=min(budget.grace_epochs, max_epochs),
             reduction_factor=budget.reduction_factor,
         )
     else:

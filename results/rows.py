@@ -1,0 +1,81 @@
+"""The rows a trial leaves in the Parquet store, built from plain data (no Ray, no torch).
+
+The sweep's writer builds them from Tune's live trial as it ends; ``python -m results check
+--repair`` builds the same rows from what Tune and the trial's checkpoint left on disk. One function
+serves both, so a rebuilt row cannot differ from the row the sweep would have written.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+CURVE_KEYS = ("epoch", "train_loss", "val_loss", "val_log_px_z", "val_kl", "beta",
+              "epoch_seconds", "resumed_from")  # fmt: skip
+FAILURE_KEYS = ("diverged", "config_error")
+"""Result keys with which a trial reports that it failed on its own (not retried: a rerun of the
+same config fails the same way)."""
+CELL_FIELDS = ("sweep", "paper", "family", "dataset", "likelihood", "variant")
+
+
+def trial_status(last: dict, error: str | None) -> tuple[str, str]:
+    """(status, reason) of a finished trial from its last result and its error text, if any."""
+    if error is not None:
+        lines = [ln for ln in str(error).strip().splitlines() if ln.strip()]
+        return "errored", (lines[-1] if lines else "the trial failed")[:2000]
+    for key in FAILURE_KEYS:
+        if key in last:
+            return "errored", last[key]
+    if last.get("finished"):
+        return "completed", last.get("stop_reason", "")
+    return "pruned", f"stopped by the scheduler after epoch {last.get('epoch', 0)}"
+
+
+def trial_row(
+    cell: dict,
+    trial_id: str,
+    config: dict,
+    last: dict,
+    history: list[dict],
+    *,
+    error: str | None,
+    retries: int,
+    checkpoint_path: str,
+    gpus: float,
+    provenance: dict,
+) -> dict:
+    """One ``trials`` row. ``cell`` holds CELL_FIELDS; ``config`` is the flat config that ran."""
+    status, reason = trial_status(last, error)
+    wall = float(last.get("time_total_s", 0.0))
+    best = (
+        last.get("best_val_loss", math.nan)
+        if status == "completed"
+        else min((r["val_loss"] for r in history), default=math.nan)
+    )
+    return {
+        **{k: cell[k] for k in CELL_FIELDS},
+        "trial_id": trial_id,
+        "status": status,
+        "reason": reason,
+        "best_val_loss": best,
+        "best_epoch": last.get("best_epoch", -1),
+        "epochs": last.get("epoch", 0),
+        "retries": retries,  # restarts after a crash or a lost node
+        "wall_seconds": wall,
+        "gpu_seconds": wall * gpus,
+        "seed": config.get("train/seed", 0),
+        "hardware": last.get("hardware", ""),
+        "n_parameters": last.get("n_parameters", -1),
+        "checkpoint_path": checkpoint_path,
+        **provenance,
+        "config_json": json.dumps(config, sort_keys=True),  # exact; columns below may widen
+        **{f"config/{k}": v for k, v in config.items()},
+    }
+
+
+def curve_rows(sweep: str, trial_id: str, history: list[dict]) -> list[dict]:
+    """The ``curves`` rows of a trial: one per epoch of its checkpointed history."""
+    return [
+        {"sweep": sweep, "trial_id": trial_id, **{k: r.get(k) for k in CURVE_KEYS}}
+        for r in history
+    ]

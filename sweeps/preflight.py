@@ -1,0 +1,173 @@
+"""Everything a sweep can check before Ray starts (and, on a cluster, before its first trial).
+
+Each check raises Refusal with one line that names the problem and the fix; the sweep prints it
+as ``error: ...`` and exits 2. Nothing here starts Ray or writes to the storage.
+"""
+
+from __future__ import annotations
+
+import math
+
+import optuna
+
+import search_spaces
+from results import records, store
+from sweeps.cells import Budget, Cell
+from training.config import Config, ConfigError
+
+IDENTITY_KEYS = ("family", "data/dataset", "model/likelihood")
+"""Keys every cell fixes: what the cell is. A --set may not change them (nor a cell's own fixed
+keys): the trials would run another cell's config under this cell's name."""
+MACHINE_KEYS = frozenset({"data/root", "data/download", "train/device"})
+"""Keys that say where a trial runs, not what it computes: they may differ on --resume."""
+SAMPLES = 3
+"""Points of each cell's search space drawn to check the configs its trials will get."""
+
+
+class Refusal(ValueError):
+    """The sweep cannot start as asked; the message names the problem and the fix."""
+
+
+def check_counts(args) -> None:
+    """Counts and resources that are wrong whatever the cluster."""
+    for flag, value in (("--trials", args.trials), ("--add-trials", args.add_trials),
+                        ("--max-concurrent", args.max_concurrent)):  # fmt: skip
+        if value is not None and value < 1:
+            raise Refusal(f"{flag} must be at least 1, got {value}")
+    if args.cpus_per_trial < 0:
+        raise Refusal(f"--cpus-per-trial must be >= 0, got {args.cpus_per_trial}")
+    gpus = args.gpus_per_trial
+    if gpus is not None and (gpus < 0 or (gpus > 1 and gpus != int(gpus))):
+        raise Refusal(
+            f"--gpus-per-trial must be a fraction in [0, 1] or a whole number, got {gpus}"
+        )
+    if args.resume and args.add_trials:
+        raise Refusal("--resume and --add-trials: choose one (continue the cells, or add trials)")
+    if args.resume and args.trials:
+        raise Refusal(
+            "--trials with --resume: a resumed cell keeps the target it was started with; "
+            "use --add-trials N to run N more"
+        )
+
+
+def check_overrides(cells: list[Cell], budget: Budget, overrides: dict) -> None:
+    """A --set may not change what a cell is (its family, dataset, likelihood, fixed keys)."""
+    for cell in cells:
+        own = cell.base_config(budget)
+        for key, value in overrides.items():
+            if (key in IDENTITY_KEYS or key in cell.fixed) and own[key] != value:
+                raise Refusal(
+                    f"--set {key}={value}: cell {cell.name} fixes {key}={own[key]!r} (it is what "
+                    f"the cell is); pick cells with --families / --datasets, or drop the --set"
+                )
+
+
+def sample_configs(cell: Cell, base: dict, n: int = SAMPLES) -> list[dict]:
+    """``n`` configs a trial of this cell can get: its fixed config plus random space points."""
+    space = search_spaces.space_for(cell.family, base)
+    level = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "study created" line per cell
+    try:
+        out = []
+        for seed in range(n):
+            trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed)).ask()
+            extra = space(trial) or {}
+            out.append({**base, **trial.params, **extra})
+        return out
+    finally:
+        optuna.logging.set_verbosity(level)
+
+
+def check_configs(cells: list[Cell], budget: Budget, sampler: str) -> None:
+    """Every cell's config, with its search space's draws: keys, types, ranges, combinations."""
+    for cell in cells:
+        base = cell.base_config(budget)
+        if sampler == "grid":
+            try:
+                search_spaces.grid_for(cell.family, base)
+            except ValueError as e:
+                raise Refusal(str(e)) from None
+        for config in sample_configs(cell, base):
+            try:
+                Config.from_dict(config)
+            except ConfigError as e:
+                raise Refusal(f"cell {cell.name}: {e}") from None
+
+
+def started(storage: str, cell: Cell, study_url: str | None) -> bool:
+    """Whether the storage holds anything of this cell (record, study, Tune run or rows)."""
+    if store.cell_record(storage, cell.name) is not None:
+        return True
+    if records.study_trials(storage, cell.name, study_url):
+        return True
+    if records.tune_trials(storage, cell.name) is not None:
+        return True
+    return bool(store.part_paths(storage, "trials", cell.name))
+
+
+def differing_keys(was: dict, now: dict) -> list[str]:
+    keys = sorted((set(was) | set(now)) - MACHINE_KEYS)
+    return [f"{k}: {was.get(k, '(unset)')!r} then, {now.get(k, '(unset)')!r} now"
+            for k in keys if was.get(k) != now.get(k)]  # fmt: skip
+
+
+def check_storage(
+    storage: str, cells: list[Cell], budget: Budget, mode: str, study_url: str | None
+) -> list[Cell]:
+    """The cells already in the storage; refuses a run that would mix or repeat them.
+
+    ``mode``: "new" (the default: no cell may exist yet), "resume" or "add" (existing cells must
+    have been started with the same fixed config, machine keys aside).
+    """
+    if not store.exists(storage):
+        if mode == "resume":
+            raise Refusal(f"--resume: no sweep under {storage} to resume; drop --resume to start")
+        return []
+    old = [c for c in cells if started(storage, c, study_url)]
+    if mode == "new" and old:
+        names = ", ".join(c.name for c in old[:3]) + (f" (+{len(old) - 3} more)" * (len(old) > 3))
+        raise Refusal(
+            f"storage {storage} already holds {len(old)} of these cells ({names}): --resume "
+            "continues them, --add-trials N adds N new trials to each, or choose another --storage"
+        )
+    if mode == "resume" and not old:
+        raise Refusal(
+            f"--resume: none of the {len(cells)} cells has started under {storage}; nothing to "
+            "resume (drop --resume to start them)"
+        )
+    for c in old:
+        record = store.cell_record(storage, c.name)
+        if record is None:
+            continue  # a storage from before cell records: nothing to compare with
+        diff = differing_keys(record["base_config"], c.base_config(budget))
+        if diff:
+            raise Refusal(
+                f"cell {c.name} was started with another config ({'; '.join(diff[:3])}): run it "
+                "with the same --budget and --set, or choose another --storage"
+            )
+    return old
+
+
+def fits(resources: dict, shapes: list[dict]) -> bool:
+    """Whether one trial's request fits on at least one node shape."""
+    return any(
+        all(shape.get(name.upper(), 0) + 1e-9 >= need for name, need in resources.items())
+        for shape in shapes
+    )
+
+
+def check_resources(resources: dict, shapes: list[dict], where: str) -> None:
+    """A trial that fits no node the cluster has or can launch would pend forever."""
+    if not fits(resources, shapes):
+        largest = max(shapes, key=lambda s: (s.get("GPU", 0), s.get("CPU", 0)), default={})
+        have = f"{largest.get('CPU', 0):g} CPUs and {largest.get('GPU', 0):g} GPUs"
+        raise Refusal(
+            f"a trial asks {resources['cpu']:g} CPUs and {resources['gpu']:g} GPUs, but no node "
+            f"{where} has that much (the largest: {have}): lower --cpus-per-trial / "
+            "--gpus-per-trial"
+        )
+
+
+def grid_trials(cell: Cell, budget: Budget) -> int:
+    grid = search_spaces.grid_for(cell.family, cell.base_config(budget))
+    return math.prod(map(len, grid.values()))

@@ -18,7 +18,7 @@ import sys
 
 from results import check, store
 from results.papers import GROUPS, PAPERS, paper_tables
-from results.tables import build_table, render
+from results.tables import layout, numbers, render
 
 EXTENSIONS = {"md": "md", "latex": "tex", "csv": "csv"}
 FIGURES = ("spvae_lowdata",)
@@ -58,13 +58,15 @@ def table(paper: str, storage: str, fmt: str) -> int:
     fs, root = store.filesystem(storage)
     shown = []
     for t in tables:
-        df, notes = build_table(storage, t)
+        long = numbers(storage, t)  # the CSV: one row per number, in columns of numbers
+        wide, notes = layout(long, t)
         notes = notes + ([warning] if warning else [])
+        frames = {"md": wide, "latex": wide, "csv": long}
         fs.create_dir(f"{root}/tables", recursive=True)
         for f, ext in EXTENSIONS.items():
             with fs.open_output_stream(f"{root}/tables/{t.key}.{ext}") as out:
-                out.write(render(df, notes, t.title, f).encode())
-        shown.append(render(df, notes, t.title, fmt))
+                out.write(render(frames[f], notes, t.title, f).encode())
+        shown.append(render(frames[fmt], notes, t.title, fmt))
     print("\n".join(shown), end="")
     if warning:
         print(warning, file=sys.stderr)

@@ -1,7 +1,13 @@
 """Regenerate a paper's comparison table from the Parquet store, the paper's numbers alongside.
 
 Per cell (one sweep: family x dataset x likelihood [x variant]) the best-by-validation completed
-trial is the winner; its test evaluations over seeds give "mean ± std (n seeds, k samples)".
+trial is the winner; its test evaluations over seeds give "mean ± std (n=seeds, k=samples)", or
+"value (n=1, k=samples)" for a single seed.
+
+    numbers(storage, table) -> long frame   one row per (model, variant, dataset, metric, who)
+    layout(long, table) -> (wide, notes)    the printed layout: ours beside the paper's, marks
+    build_table(storage, table)             layout(numbers(storage, table), table)
+    render(frame, notes, title, fmt)        md / latex of the wide frame; csv of the long frame
 """
 
 from __future__ import annotations
@@ -12,7 +18,19 @@ import pandas as pd
 
 from results import store
 from results.papers import PaperTable
-from results.reference import format_reference, paper_numbers, trust
+from results.reference import (
+    format_reference,
+    importance_samples,
+    paper_numbers,
+    source_marks,
+    trust,
+)
+
+NUMBERS = [
+    *("model", "variant", "dataset", "metric", "who"),
+    *("mean", "std", "n", "k", "source", "trust", "trial_id"),
+]
+"""The columns of the long frame (and of the CSV); `who` is "ours" or "paper"."""
 
 
 def winners(trials: pd.DataFrame, paper: str) -> pd.DataFrame:
@@ -29,7 +47,7 @@ def our_numbers(storage: str, table: PaperTable) -> pd.DataFrame:
     cols = ["model", "variant", "dataset_label", "metric", "mean", "std", "n", "k", "trial_id"]
     best = winners(store.load(storage, "trials"), table.key)
     if best.empty:
-        return pd.DataFrame(columns=cols)
+        return pd.DataFrame(columns=[*cols, "sweep"])
     evals = store.load(storage, "evaluations")
     rows = []
     for _, t in best.iterrows():
@@ -50,73 +68,76 @@ def our_numbers(storage: str, table: PaperTable) -> pd.DataFrame:
                     "n": len(values),
                     "k": int(mine["k"].max()) if len(values) else None,
                     "trial_id": t["trial_id"],
+                    "sweep": t["sweep"],
                 }
             )
-    return pd.DataFrame(rows, columns=cols)
+    return pd.DataFrame(rows, columns=[*cols, "sweep"])
 
 
 def reference_numbers(table: PaperTable) -> pd.DataFrame:
+    """The paper's rows of paper_tables.csv shown in `table`, with our metric label, the k their
+    metric states, and their trust (see `reference.trust`)."""
     ref = paper_numbers()
     ref = ref[ref["paper"] == table.paper]
     if table.reference_tables:
         ref = ref[ref["table"].isin(table.reference_tables)]
+    samples = pd.to_numeric(ref["metric"].map(importance_samples), errors="coerce")
     label = pd.Series(None, index=ref.index, dtype=object)
     for metric, prefix in table.metrics.values():
         label[ref["metric"].str.startswith(prefix) & label.isna()] = metric
-    ref = ref.assign(metric=label).dropna(subset=["metric"])
-    ref = ref.assign(
-        text=[format_reference(r, table.digits) for _, r in ref.iterrows()],
-        trust=[trust(r) for _, r in ref.iterrows()],
-    )
+    ref = ref.assign(metric=label, k=samples).dropna(subset=["metric"])
+    ref = ref.assign(trust=[trust(r) for _, r in ref.iterrows()])
     return ref.rename(columns={"dataset": "dataset_label"})
 
 
-def format_ours(row, digits: int) -> str:
-    if row["n"] == 0 or pd.isna(row["mean"]):
-        return "not evaluated"
-    std = 0.0 if pd.isna(row["std"]) else row["std"]
-    return f"{row['mean']:.{digits}f} ± {std:.{digits}f} (n={row['n']}, k={int(row['k'])})"
+def numbers(storage: str, table: PaperTable) -> pd.DataFrame:
+    """The long, tidy table of numbers (columns NUMBERS), ours and the paper's, in reading order.
+    Ours: source = the sweep, no trust; the paper's: n unknown, k as its metric states."""
+    ours = our_numbers(storage, table)
+    ours = ours.assign(who="ours", source=ours["sweep"], trust=None)
+    ref = reference_numbers(table)
+    ref = ref.assign(who="paper", mean=ref["value"], n=None, trial_id=None)
+    frames = [
+        f.rename(columns={"dataset_label": "dataset"})[NUMBERS] for f in (ours, ref) if not f.empty
+    ]
+    long = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=NUMBERS)
+    long = long.astype({"mean": float, "std": float, "n": "Int64", "k": "Int64"})
+    return in_reading_order(long, table)
 
 
-def build_table(storage: str, table: PaperTable) -> tuple[pd.DataFrame, list[str]]:
-    """The wide table (rows: model, variant; ours and the paper's per dataset and metric) and its
-    footnotes."""
-    ours, ref = our_numbers(storage, table), reference_numbers(table)
-    datasets = list(dict.fromkeys([*ours["dataset_label"], *ref["dataset_label"]]))
+def in_reading_order(long: pd.DataFrame, table: PaperTable) -> pd.DataFrame:
+    """The long frame sorted as the wide table reads: by row, then column (dataset, metric, who)."""
+    datasets = dataset_order(long, table)
     metrics = [label for label, _ in table.metrics.values()]
-    keys = list(
-        dict.fromkeys(
-            zip([*ref["model"], *ours["model"]], [*ref["variant"], *ours["variant"]], strict=True)
-        )
+    where = long[["model", "variant", "dataset", "metric", "who"]].itertuples(index=False)
+    key = [
+        (row_order(m, v, table), datasets.index(d), metrics.index(mt), who != "ours")
+        for m, v, d, mt, who in where
+    ]
+    return long.iloc[sorted(range(len(long)), key=key.__getitem__)].reset_index(drop=True)
+
+
+def dataset_order(long: pd.DataFrame, table: PaperTable) -> list[str]:
+    """The datasets we ran, then those only the paper has; each in the paper table's order."""
+    declared = list(table.datasets.values())
+
+    def rank(dataset: str) -> tuple:
+        return (declared.index(dataset) if dataset in declared else len(declared), dataset)
+
+    ours = sorted(set(long.loc[long["who"] == "ours", "dataset"]), key=rank)
+    paper = sorted(set(long.loc[long["who"] == "paper", "dataset"]) - set(ours), key=rank)
+    return ours + paper
+
+
+def row_order(model: str, variant: str, table: PaperTable) -> tuple:
+    """Rows follow the paper's models, then its variants if declared, then numbers in a variant."""
+    models, variants = list(table.models.values()), list(table.variants.values())
+    return (
+        models.index(model) if model in models else len(models),
+        model,
+        variants.index(variant) if variant in variants else len(variants),
+        variant_order(variant),
     )
-    models = dict.fromkeys([*table.models.values(), *ref["model"], *ours["model"]])
-    order = {m: i for i, m in enumerate(models)}
-    labels = list(table.variants.values())  # the paper's order of its variants, if declared
-    keys.sort(
-        key=lambda mv: (
-            order[mv[0]],
-            labels.index(mv[1]) if mv[1] in labels else len(labels),
-            variant_order(mv[1]),
-        )
-    )
-    out = pd.DataFrame({"Model": [m for m, _ in keys], "Variant": [v for _, v in keys]})
-    for ds in datasets:
-        for metric in metrics:
-            column = ds if len(metrics) == 1 else f"{ds} {metric}"
-            for who, frame, fmt in (
-                ("ours", ours, lambda r: format_ours(r, table.digits)),
-                ("paper", ref, lambda r: r["text"]),
-            ):
-                mine = frame[(frame["dataset_label"] == ds) & (frame["metric"] == metric)]
-                cells = {(r["model"], r["variant"]): fmt(r) for _, r in mine.iterrows()}
-                out[f"{column}: {who}"] = [cells.get(k, "–") for k in keys]
-    notes = [f"† {s}" for s in dict.fromkeys(ref.loc[ref["trust"] == "reference", "source"])]
-    notes.insert(
-        0,
-        "ours: best-by-validation configuration per cell; mean ± std over evaluation seeds (n) "
-        "of the test set's " + ", ".join(metrics) + ", with k importance samples.",
-    )
-    return out, notes
 
 
 def variant_order(variant: str) -> tuple:
@@ -125,38 +146,118 @@ def variant_order(variant: str) -> tuple:
     return numbers, str(variant)
 
 
-LATEX_ESCAPES = {"&": r"\&", "%": r"\%", "_": r"\_", "±": r"$\pm$", "†": r"$^\dagger$", "–": "--"}
+def format_ours(row, digits: int) -> str:
+    """Our cell: "mean ± std (n, k)" over n >= 2 seeds; "value (n=1, k)" for one seed."""
+    if row["n"] == 0 or pd.isna(row["mean"]):
+        return "not evaluated"
+    n, text = int(row["n"]), f"{row['mean']:.{digits}f}"
+    if n >= 2:
+        text += f" ± {row['std']:.{digits}f}"
+    return f"{text} (n={n}, k={int(row['k'])})"
+
+
+def cell_text(row, digits: int, marks: dict[str, str]) -> str:
+    """One cell of the long frame as printed; a paper's number carries its source's mark."""
+    if row["who"] == "ours":
+        return format_ours(row, digits)
+    mark = marks.get(row["source"], "")
+    return format_reference(row["mean"], row["std"], row["trust"], mark, digits)
+
+
+def layout(long: pd.DataFrame, table: PaperTable) -> tuple[pd.DataFrame, list[str]]:
+    """The wide table (rows: model, variant; ours and the paper's per dataset and metric) and its
+    notes: how ours are computed, then each mark with its source."""
+    long = in_reading_order(long, table)
+    marks = source_marks(long.loc[long["trust"] == "reference", "source"])
+    texts = [cell_text(r, table.digits, marks) for _, r in long.iterrows()]
+    where = long[["model", "variant", "dataset", "metric", "who"]]
+    cells = dict(zip(where.itertuples(index=False, name=None), texts, strict=True))
+    keys = list(dict.fromkeys(where[["model", "variant"]].itertuples(index=False, name=None)))
+    wide = pd.DataFrame({"Model": [m for m, _ in keys], "Variant": [v for _, v in keys]})
+    metrics = [label for label, _ in table.metrics.values()]
+    for ds in dataset_order(long, table):
+        for metric in metrics:
+            column = ds if len(metrics) == 1 else f"{ds} {metric}"
+            for who in ("ours", "paper"):
+                wide[f"{column}: {who}"] = [cells.get((*k, ds, metric, who), "–") for k in keys]
+    return wide, table_notes(metrics, marks)
+
+
+def table_notes(metrics: list[str], marks: dict[str, str]) -> list[str]:
+    """The notes under a table: how our numbers are made, then one line per source mark."""
+    ours = (
+        "ours: best-by-validation configuration per cell; its test-set "
+        + ", ".join(metrics)
+        + " over n evaluation seeds (mean ± std when n ≥ 2), with k importance samples."
+    )
+    return [ours, *(f"{mark} {source}" for source, mark in marks.items())]
+
+
+def build_table(storage: str, table: PaperTable) -> tuple[pd.DataFrame, list[str]]:
+    """The wide table and its notes (see `layout`); its numbers are `numbers(storage, table)`."""
+    return layout(numbers(storage, table), table)
+
+
+LATEX_MARKS = {"†": r"\dag", "‡": r"\ddag", "§": r"\S", "¶": r"\P", "‖": r"\ensuremath{\|}"}
+LATEX_ESCAPES = {
+    **{c: "\\" + c for c in "&%$#_{}"},
+    **{"\\": r"\textbackslash{}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"},
+    **{"±": r"\ensuremath{\pm}", "≥": r"\ensuremath{\geq}", "≤": r"\ensuremath{\leq}"},
+    **{"×": r"\ensuremath{\times}", "–": "--", "—": "---"},
+}
+LATEX_SPECIAL = re.compile(
+    f"[{re.escape(''.join(LATEX_MARKS))}]+|[{re.escape(''.join(LATEX_ESCAPES))}]"
+)
 
 
 def latex_escape(text) -> str:
-    text = str(text)
-    for char, escaped in LATEX_ESCAPES.items():
-        text = text.replace(char, escaped)
-    return text
+    """`text` as LaTeX text: specials escaped, a run of note marks as one superscript."""
+    return LATEX_SPECIAL.sub(latex_replacement, str(text))
+
+
+def latex_replacement(match: re.Match) -> str:
+    found = match.group()
+    if found[0] in LATEX_MARKS:
+        return r"\textsuperscript{" + "".join(LATEX_MARKS[c] for c in found) + "}"
+    return LATEX_ESCAPES[found]
+
+
+def render_md(df: pd.DataFrame, notes: list[str], title: str) -> str:
+    """A Markdown heading, pipe table and bulleted notes."""
+    lines = [
+        f"### {title}",
+        "",
+        "| " + " | ".join(df.columns) + " |",
+        "|" + "---|" * len(df.columns),
+    ]
+    lines += ["| " + " | ".join(map(str, r)) + " |" for r in df.itertuples(index=False)]
+    return "\n".join(lines + [""] + [f"- {n}" for n in notes]) + "\n"
+
+
+def render_latex(df: pd.DataFrame, notes: list[str], title: str) -> str:
+    """A booktabs table float; the notes print in small type below the tabular."""
+    lines = [
+        r"\begin{table}",
+        r"\centering",
+        rf"\caption{{{latex_escape(title)}}}",
+        r"\begin{tabular}{" + "l" * len(df.columns) + "}",
+        r"\toprule",
+        " & ".join(map(latex_escape, df.columns)) + r" \\",
+        r"\midrule",
+    ]
+    lines += [" & ".join(map(latex_escape, r)) + r" \\" for r in df.itertuples(index=False)]
+    lines += [r"\bottomrule", r"\end{tabular}", r"\par\smallskip\footnotesize\raggedright"]
+    lines += [latex_escape(n) + r"\par" for n in notes]
+    return "\n".join(lines + [r"\end{table}"]) + "\n"
 
 
 def render(df: pd.DataFrame, notes: list[str], title: str, fmt: str) -> str:
+    """md or latex: the wide table `df` with its title and notes. csv: `df` as it is, meant to
+    be the long `numbers(...)` frame (each row names its own source; no title, no notes)."""
     if fmt == "csv":
         return df.to_csv(index=False)
     if fmt == "md":
-        lines = [
-            f"### {title}",
-            "",
-            "| " + " | ".join(df.columns) + " |",
-            "|" + "---|" * len(df.columns),
-        ]
-        lines += ["| " + " | ".join(map(str, r)) + " |" for r in df.itertuples(index=False)]
-        return "\n".join(lines + [""] + [f"- {n}" for n in notes]) + "\n"
+        return render_md(df, notes, title)
     if fmt == "latex":
-        lines = [
-            r"\begin{table}",
-            rf"\caption{{{latex_escape(title)}}}",
-            r"\begin{tabular}{" + "l" * len(df.columns) + "}",
-            r"\toprule",
-            " & ".join(map(latex_escape, df.columns)) + r" \\",
-            r"\midrule",
-        ]
-        lines += [" & ".join(map(latex_escape, r)) + r" \\" for r in df.itertuples(index=False)]
-        lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
-        return "\n".join(lines + [f"% {n}" for n in notes]) + "\n"
+        return render_latex(df, notes, title)
     raise ValueError(f"unknown format {fmt!r}; choose md, latex or csv")

@@ -3,7 +3,10 @@
     python -m training --family vae --dataset fashion_mnist --set model/latent_dim=50 \
         --set train/max_epochs=5 --run-dir runs/vae --test-k 1000
 
-Re-running with the same --run-dir resumes from its checkpoint.
+A --run-dir belongs to one config (recorded in its config.json): re-running with the same config
+resumes from its checkpoint (train/max_epochs may be raised), another config is refused unless
+--restart, which moves the old files into <run-dir>/previous-<time>/ and starts afresh. Bad input
+is one ``error:`` line on stderr and exit code 2.
 """
 
 from __future__ import annotations
@@ -16,16 +19,27 @@ from pathlib import Path
 
 import models
 from training import checkpoint
-from training.config import Config, ConfigError, parse_override
+from training.config import Config, ConfigError, flatten, parse_override
 from training.data import DatasetError, load_data
 from training.evaluate import estimate_log_likelihood
 from training.trainer import DivergedError, build_model, fit, resolve_device
 
+RUN_DIR_FIX = "use another --run-dir, or --restart to start afresh in it (its files are kept aside)"
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m training", description=__doc__.splitlines()[0])
+
+class UsageError(ValueError):
+    """Bad command-line flags (argparse's complaint, or flags that contradict each other)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one "error:" line from main(), not usage text + SystemExit
+        raise UsageError(f"{message} (see python -m training --help)")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m training", description=__doc__.splitlines()[0])
     p.add_argument("--family", required=True, help=f"one of {sorted(models.REGISTRY)}")
-    p.add_argument("--dataset", default="fashion_mnist")
+    p.add_argument("--dataset", default=None, help="data/dataset (default fashion_mnist)")
     p.add_argument(
         "--set",
         action="append",
@@ -37,7 +51,12 @@ def main(argv: list[str] | None = None) -> int:
         "--run-dir",
         type=Path,
         default=None,
-        help="folder for the checkpoint (resumed from when present)",
+        help="folder of this config's checkpoint (resumed from when present)",
+    )
+    p.add_argument(
+        "--restart",
+        action="store_true",
+        help="start afresh in --run-dir, moving its old files into <run-dir>/previous-<time>/",
     )
     p.add_argument(
         "--test-k",
@@ -45,27 +64,76 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         help="importance samples for the test log-likelihood of the best model (0: skip)",
     )
-    args = p.parse_args(argv)
+    return p
 
+
+def overrides(args: argparse.Namespace) -> dict:
+    """The flags as one flat config dict; two flags that set one key differently are an error."""
+    given = [(f"--family {args.family}", "family", args.family)]
+    if args.dataset is not None:
+        given.append((f"--dataset {args.dataset}", "data/dataset", args.dataset))
+    for item in args.set:
+        key, value = parse_override(item)
+        given += [(f"--set {item}", k, v) for k, v in flatten({key: value}).items()]
+    out, source = {"data/dataset": "fashion_mnist"}, {}
+    for flag, key, value in given:
+        if key in source and out[key] != value:
+            raise UsageError(f"{source[key]} and {flag} set {key} differently; keep one")
+        out[key], source[key] = value, flag
+    return out
+
+
+def check_flags(args: argparse.Namespace) -> None:
+    """--test-k is not negative; --run-dir is a folder or can be created (before any training)."""
+    if args.test_k < 0:
+        raise UsageError(f"--test-k must be >= 0 (0 skips the test evaluation), got {args.test_k}")
+    run_dir = args.run_dir
+    if run_dir is None:
+        return
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UsageError(f"--run-dir {run_dir} is a file, not a folder")
     try:
-        overrides = {"family": args.family, "data/dataset": args.dataset}
-        overrides.update(parse_override(item) for item in args.set)
-        cfg = Config.from_dict(overrides)
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"--run-dir {run_dir} cannot be created ({e.strerror})") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = parser().parse_args(argv)
+        cfg = Config.from_dict(overrides(args))
+        check_flags(args)
+        if args.run_dir is not None and not args.restart:
+            checkpoint.check_run_dir(args.run_dir, cfg.to_dict())
         device = resolve_device(cfg.train.device)
         data = load_data(cfg.data, device)
-    except (ConfigError, DatasetError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except checkpoint.RunDirError as e:
+        return error(f"{e}; {RUN_DIR_FIX}")
+    except (UsageError, ConfigError, DatasetError, RuntimeError) as e:
+        return error(str(e))
+    if args.restart and args.run_dir is not None:
+        moved = checkpoint.move_aside(args.run_dir)
+        if moved is not None:
+            print(f"--restart: the previous run's files are now in {moved}", file=sys.stderr)
 
     with tempfile.TemporaryDirectory(prefix="run-") as scratch:  # used when no --run-dir
         return run(cfg, data, args.run_dir or Path(scratch), args.test_k)
 
 
+def error(message: str) -> int:
+    print(f"error: {' '.join(message.split())}", file=sys.stderr)
+    return 2
+
+
 def run(cfg: Config, data, run_dir: Path, test_k: int) -> int:
     """Train (resuming from run_dir's checkpoint if any), then evaluate the best weights."""
     model = build_model(cfg, data.x_shape)
+    try:
+        resume = checkpoint.resume_point(run_dir, model)  # checked: readable, fits the model
+    except checkpoint.RunDirError as e:
+        return error(f"{e}; --restart moves it aside and starts afresh (or use another --run-dir)")
+    checkpoint.record_config(run_dir, cfg.to_dict())
     ckpt_file = run_dir / checkpoint.CHECKPOINT_FILE
-    resume = ckpt_file if ckpt_file.is_file() else None
 
     def report(metrics: dict, ckpt_dir: Path) -> None:
         print(

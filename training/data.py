@@ -78,6 +78,7 @@ import shutil
 import tarfile
 import tempfile
 import urllib.request
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,24 +126,40 @@ def _torchvision_root(spec: MnistLike, roots: list[Path]) -> Path | None:
 
 
 def _unpack(spec: MnistLike, flat: Path) -> Path:
-    """Decompress a flat folder of *.gz files into torchvision's layout under the cache (atomic)."""
-    key = hashlib.sha1(str(flat.resolve()).encode()).hexdigest()[:12]
-    root = cache_dir() / "unpacked" / key
+    """Decompress a flat folder of *.gz files into torchvision's layout under the cache, keyed by
+    the files' content (never their path or mtime): a replaced .gz, whatever its mtime, gets a
+    fresh unpack; identical files anywhere reuse one. Atomic per file (tmp file, then rename)."""
+    sources = [flat / f"{f}.gz" for f in spec.files]
+    root = cache_dir() / "unpacked" / content_key(sources)
     raw = root / spec.torchvision_name / "raw"
     raw.mkdir(parents=True, exist_ok=True)
-    for f in spec.files:
-        src, dst = flat / f"{f}.gz", raw / f
-        if dst.is_file() and dst.stat().st_mtime >= src.stat().st_mtime:
+    for f, src in zip(spec.files, sources, strict=True):
+        dst = raw / f
+        if dst.is_file():  # complete: only ever renamed into place whole
             continue
         tmp = dst.with_suffix(f".tmp{os.getpid()}")
         try:
             with gzip.open(src, "rb") as fin, open(tmp, "wb") as fout:
-                shutil.copyfileobj(fin, fout)
-        except (OSError, EOFError) as e:
+                shutil.copyfileobj(fin, fout, 1 << 20)
+        except (OSError, EOFError, zlib.error) as e:  # zlib.error: a damaged deflate stream
             tmp.unlink(missing_ok=True)
             raise DatasetError(f"{src} is corrupt ({e}); reinstall it or delete it") from None
         os.replace(tmp, dst)  # concurrent trials may race here: the rename is atomic
     return root
+
+
+def content_key(files: list[Path]) -> str:
+    """A digest of the files' names and bytes (BLAKE2b, read in 1 MiB chunks)."""
+    h = hashlib.blake2b(digest_size=16)
+    for path in files:
+        try:
+            with open(path, "rb") as f:
+                h.update(f"{path.name}\0{os.fstat(f.fileno()).st_size}\0".encode())
+                while chunk := f.read(1 << 20):
+                    h.update(chunk)
+        except OSError as e:
+            raise DatasetError(f"{path} is unreadable ({e}); check its permissions") from None
+    return h.hexdigest()
 
 
 def download(url: str, dest: Path) -> None:

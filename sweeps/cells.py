@@ -31,12 +31,19 @@ class Cell:
     def base_config(self, budget: Budget) -> dict:
         """The fixed part of every trial's config in this cell (Optuna samples the rest)."""
         return {
-            "family": self.family,
-            "data/dataset": self.dataset,
-            "model/likelihood": self.likelihood,
             "train/max_epochs": budget.max_epochs,
             "train/patience": budget.patience,
             **budget.fixed,
+            **self.identity,  # what the cell is: never overridden (sweeps.preflight refuses it)
+        }
+
+    @property
+    def identity(self) -> dict:
+        """The keys that make this cell this cell: family, dataset, likelihood, its fixed keys."""
+        return {
+            "family": self.family,
+            "data/dataset": self.dataset,
+            "model/likelihood": self.likelihood,
             **self.fixed,
         }
 

@@ -192,7 +192,7 @@ def plan(args, cells: list[Cell], budgets: dict[str, Budget]) -> tuple[Budget, l
             f"no cell matches --datasets {args.datasets} --families {args.families} (families: "
             f"{sorted({c.family for c in cells})})"
         )
-    preflight.check_overrides(chosen, budget, fixed)
+    preflight.check_overrides(chosen, fixed)
     preflight.check_configs(chosen, budget, args.sampler)
     return budget, chosen, fixed
 
@@ -221,16 +221,14 @@ def main(
         budget, chosen, fixed = plan(args, cells, budgets)
         if args.status:
             return print_status(args, chosen, budget)
-        old = check_storage(args, chosen, budget)
         local = not (args.address or os.environ.get("RAY_ADDRESS"))
         if local:  # fail before any trial starts; on a cluster the workers fetch their own data
             for ds in sorted({c.dataset for c in chosen}):
                 read_images(ds, fixed.get("data/root", ""))
-            if find_gcs_addresses():
-                local = False  # a live `ray start` on this machine: its nodes decide below
-            else:
+            if not find_gcs_addresses():  # else a live `ray start` here: its nodes decide below
                 preflight.check_resources(requested(args, local_shape()), [local_shape()],
                                           "of this machine")  # fmt: skip
+        old = check_storage(args, chosen, budget)  # the first write; nothing before it writes
     except (preflight.Refusal, ConfigError, DatasetError, store.StorageError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -15,9 +15,6 @@ from results import records, store
 from sweeps.cells import Budget, Cell
 from training.config import Config, ConfigError
 
-IDENTITY_KEYS = ("family", "data/dataset", "model/likelihood")
-"""Keys every cell fixes: what the cell is. A --set may not change them (nor a cell's own fixed
-keys): the trials would run another cell's config under this cell's name."""
 MACHINE_KEYS = frozenset({"data/root", "data/download", "train/device"})
 """Keys that say where a trial runs, not what it computes: they may differ on --resume."""
 SAMPLES = 3
@@ -50,12 +47,13 @@ def check_counts(args) -> None:
         )
 
 
-def check_overrides(cells: list[Cell], budget: Budget, overrides: dict) -> None:
-    """A --set may not change what a cell is (its family, dataset, likelihood, fixed keys)."""
+def check_overrides(cells: list[Cell], overrides: dict) -> None:
+    """A --set may not change what a cell is (Cell.identity: its family, dataset, likelihood and
+    fixed keys): the trials would run another cell's config under this cell's name."""
     for cell in cells:
-        own = cell.base_config(budget)
+        own = cell.identity
         for key, value in overrides.items():
-            if (key in IDENTITY_KEYS or key in cell.fixed) and own[key] != value:
+            if key in own and own[key] != value:
                 raise Refusal(
                     f"--set {key}={value}: cell {cell.name} fixes {key}={own[key]!r} (it is what "
                     f"the cell is); pick cells with --families / --datasets, or drop the --set"

@@ -66,18 +66,21 @@ def test_two_trial_sweep_lands_in_parquet_and_renders_the_table(
         "dataset",
         "likelihood",
         "variant",
+        "state",
         "completed",
         "pruned",
         "errored",
         "running",
+        "target",
         "best_val_loss",
     ]
     counts = trials["status"].value_counts()
     fields = status[1].split()
-    assert fields[:4] == ["vae", "fashion_mnist", "gaussian", "-"]
-    assert int(fields[4]) == counts.get("completed", 0) and int(fields[7]) == 0
+    assert fields[:5] == ["vae", "fashion_mnist", "gaussian", "-", "done"]
+    assert int(fields[5]) == counts.get("completed", 0) and int(fields[8]) == 0
+    assert int(fields[9]) == TINY.trials
     best = trials[trials["status"] == "completed"]["best_val_loss"].min()
-    assert float(fields[8]) == pytest.approx(best, abs=1e-3)
+    assert float(fields[10]) == pytest.approx(best, abs=1e-3)
 
 
 def scripted_space(trial):
@@ -112,6 +115,9 @@ def test_failures_are_recorded_and_asha_stops_become_pruned_in_optuna(
     errored = trials[trials["status"] == "errored"]["reason"].tolist()
     assert any("loss became" in r for r in errored), errored
     assert any("latent_dim" in r for r in errored), errored
+    # A trial that fails on its own config is not retried: the same config fails the same way.
+    bad_config = trials[trials["reason"].str.contains("latent_dim")]
+    assert (bad_config["retries"] == 0).all() and (bad_config["epochs"] == 0).all()
 
     study = optuna.load_study(study_name=CELL.name, storage=optuna_storage(str(tmp_path), CELL))
     states = [t.state for t in study.trials]
@@ -140,10 +146,12 @@ def test_failures_are_recorded_and_asha_stops_become_pruned_in_optuna(
         (["--storage", "s3://bucket/x"], "add --study-storage"),
     ],
 )
-def test_bad_sweep_input_fails_before_ray_starts(extra, message, tmp_path, capsys, monkeypatch):
+def test_bad_sweep_input_fails_before_ray_starts(
+    extra, message, tmp_path, capsys, monkeypatch, tiny_data_root
+):
     import ray
 
-    monkeypatch.setenv("VAE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("VAE_DATA_ROOT", str(tiny_data_root))
     argv = ["--storage", str(tmp_path / "s"), *extra]
     assert cli.main("vlae", [CELL], {"smoke": TINY}, {}, argv=argv) == 2
     assert message in capsys.readouterr().err

@@ -21,8 +21,8 @@ data:  # the full Fashion-MNIST, the local default dataset (Debian/Ubuntu)
 	@[ -d /usr/share/datasets/fashion-mnist ] || \
 		{ $(SUDO) apt-get update && $(SUDO) apt-get install -y dataset-fashion-mnist; }
 
-sweep: install data
-	$(PY) sweeps/vlae.py --budget smoke --storage $(STORAGE)
+sweep: install data  # a second `make sweep` continues the first (--resume): nothing runs twice
+	$(PY) sweeps/vlae.py --budget smoke --storage $(STORAGE) $$([ -d $(STORAGE)/cells ] && echo --resume)
 
 table:
 	$(PY) -m results table vlae --storage $(STORAGE)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import optuna
 import pandas as pd
 
 from results import records, rows, store
@@ -42,7 +41,7 @@ class SweepState:
 
     sweep: str
     tune: dict[str, records.TuneTrial] | None
-    study: list[optuna.trial.FrozenTrial] | None
+    study: list | None  # Optuna's FrozenTrials (results.records reads them)
     tables: dict[str, pd.DataFrame]
     damaged: dict[str, str]  # part path -> why
 
@@ -124,7 +123,7 @@ def _against_optuna(s, state: SweepState, by_id) -> list[Difference]:
     for tid, ots in sorted(owners.items(), key=lambda kv: str(kv[0])):
         if tid is None or (state.tune is not None and tid not in state.tune):
             for ot in ots:
-                if ot.state == optuna.trial.TrialState.RUNNING:
+                if ot.state.name == "RUNNING":
                     why = "asked by a driver that stopped before Tune saved it; --resume adopts it"
                     out.append(Difference(s, "", f"Optuna trial {ot.number} {why}"))
             continue

@@ -151,3 +151,17 @@ def test_a_lost_worker_node_retries_its_trials_from_their_checkpoints(cluster, t
     for trial_id in retried["trial_id"]:
         resumed = curves[curves["trial_id"] == trial_id]["resumed_from"]
         assert resumed.max() >= 3, "the retried trial started over instead of resuming"
+
+
+def test_a_trial_no_node_can_hold_is_refused_before_it_pends_forever(cluster, tmp_path, capsys):
+    # 2 GPUs in the cluster, but 1 per node: a 2-GPU trial could never be placed.
+    for _ in range(2):
+        cluster.add_node(num_cpus=2, num_gpus=1)
+    ray.init(address=cluster.address)
+    budget = Budget(trials=1, max_epochs=1, grace_epochs=1, reduction_factor=2, patience=1,
+                    eval_k=2, eval_seeds=1, fixed={"model/hidden_dim": 16})  # fmt: skip
+    assert run_sweep(tmp_path / "s", budget, "--gpus-per-trial", "2") == 2
+    err = capsys.readouterr().err
+    assert "asks 1 CPUs and 2 GPUs, but no node of this cluster" in err
+    assert "the largest: 2 CPUs and 1 GPUs" in err
+    assert not (tmp_path / "s" / "ray").exists()  # no trial was started

@@ -270,11 +270,10 @@ def run_one(args, cell: Cell, budget: Budget, resources: dict, concurrent: int, 
     if old and args.resume:
         for line in check.repair(storage, check.read_sweep(storage, cell.name, args.study_storage)):
             print(f"   {line}")
-    target = (record or {}).get("trials", budget.trials)
     if args.sampler == "grid" and not (args.trials or args.add_trials):
         budget = dataclasses.replace(budget, trials=preflight.grid_trials(cell, budget))
-    if not (old and args.resume):
-        target = budget.trials + (target if old else 0)
+    before = (record or {}).get("trials", budget.trials) if old else 0  # the cell's target so far
+    target = before if old and args.resume else before + budget.trials
     base = cell.base_config(budget)
     epochs = base["train/max_epochs"]
     unit = f" of {base['train/epoch_batches']} batches" if base.get("train/epoch_batches") else ""

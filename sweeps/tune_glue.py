@@ -35,6 +35,8 @@ from training.evaluate import estimate_log_likelihood
 from training.trainer import DivergedError, build_model, fit, resolve_device
 
 METRIC, MODE = "val_loss", "min"  # per-epoch validation -ELBO: what ASHA compares
+DRAWS = 20
+"""How many times a trial's configuration is drawn again when the study already ran it."""
 
 
 def hardware(device: torch.device) -> str:
@@ -107,10 +109,35 @@ class PruneAwareOptunaSearch(OptunaSearch):
         if trial_id not in self._ot_trials and (orphan := self._orphan()) is not None:
             self._ot_trials[trial_id] = orphan
         config = super().suggest(trial_id)
+        for _ in range(DRAWS):  # a configuration the study already ran is drawn again
+            twin = self._twin(self._ot_trials[trial_id])
+            if twin is None:
+                break
+            self._discard(trial_id, twin)
+            config = super().suggest(trial_id)
+        else:
+            print(f"warning: {DRAWS} draws in a row repeated a configuration; the space may be "
+                  f"exhausted: trial {trial_id} runs one again")  # fmt: skip
         ot_trial = self._ot_trials[trial_id]
         ot_trial.set_user_attr("tune_experiment", self.experiment)
         ot_trial.set_user_attr("tune_trial_id", trial_id)
         return config
+
+    def _twin(self, ot_trial: optuna.Trial) -> int | None:
+        """The number of another trial of the study with the same parameters (not a discarded
+        draw), if any: running it again would only repeat a deterministic computation."""
+        params = ot_trial.params
+        for t in self._ot_study.get_trials(deepcopy=False):
+            if t._trial_id != ot_trial._trial_id and t.params == params:
+                if "duplicate_of" not in t.user_attrs:
+                    return t.number
+        return None
+
+    def _discard(self, trial_id: str, twin: int) -> None:
+        """Tell a repeated draw FAIL, marked ``duplicate_of``, so the sampler moves past it."""
+        ot_trial = self._ot_trials.pop(trial_id)
+        ot_trial.set_user_attr("duplicate_of", twin)
+        self._ot_study.tell(ot_trial, state=TrialState.FAIL)
 
     def _orphan(self) -> optuna.Trial | None:
         owned = set(self._ot_trials)

@@ -171,3 +171,18 @@ def test_a_cell_with_no_completed_trial_fails_the_sweep_and_says_why(
     assert "loss became" in err and "(x2)" in err
     trials = store.load(str(tmp_path / "s"), "trials")
     assert (trials["status"] == "errored").all() and (trials["retries"] == 0).all()
+
+
+def three_points(trial):
+    """A space of three configurations (module level: Tune pickles the searcher)."""
+    trial.suggest_categorical("model/latent_dim", [2, 3, 4])
+
+
+def test_no_configuration_runs_twice_even_in_a_tiny_space(ray_module, tmp_path, monkeypatch):
+    monkeypatch.setitem(search_spaces.SPACES, "vae", three_points)
+    assert sweep(tmp_path / "s", "--trials", "3") == 0
+    trials = store.load(str(tmp_path / "s"), "trials")
+    assert sorted(trials["config/model/latent_dim"]) == [2, 3, 4]
+    study = study_trials(str(tmp_path / "s"), CELL.name)
+    repeats = [t for t in study if "duplicate_of" in t.user_attrs]
+    assert all(t.state.name == "FAIL" and "tune_trial_id" not in t.user_attrs for t in repeats)

@@ -13,8 +13,10 @@ import argparse
 import dataclasses
 import os
 import sys
+from pathlib import Path
 
 import ray
+import yaml
 from ray._private.services import find_gcs_addresses  # no public API for "is one running"
 
 from results import check, records, store
@@ -152,19 +154,47 @@ def parse_args(
     return args
 
 
-def node_shapes() -> list[dict]:
-    """The resources of every node the cluster has, and of every node type it can launch."""
-    shapes = [n["Resources"] for n in ray.nodes() if n["Alive"]]
-    try:  # an autoscaling cluster's node types; Ray has no public API for them
+BOOTSTRAP_CONFIG = Path("~/ray_bootstrap_config.yaml")
+"""The cluster launcher's config on the head node (``ray up`` / ``ray submit`` run there)."""
+
+
+def node_types() -> list[dict] | None:
+    """The resources of each node type the cluster's autoscaler can launch; None if unknown.
+
+    Ray has no public API for them: autoscaler v2 publishes them in the GCS
+    (``get_cluster_config``), the cluster launcher leaves its config on the head.
+    """
+    try:
         from ray._private.state import state
 
         config = state.get_cluster_config()
-    except Exception:  # noqa: BLE001 - no autoscaler (or another Ray): the live nodes decide
+    except Exception:  # noqa: BLE001 - another Ray, no GCS accessor: fall back to the file
         config = None
-    for group in config.node_group_configs if config else []:
-        if group.max_count != 0:
-            shapes.append(dict(group.resources))
-    return shapes
+    if config is not None and config.node_group_configs:
+        return [dict(g.resources) for g in config.node_group_configs if g.max_count != 0]
+    path = BOOTSTRAP_CONFIG.expanduser()
+    if not path.is_file():
+        return None
+    types = (yaml.safe_load(path.read_text()) or {}).get("available_node_types", {})
+    shapes = [t.get("resources") for t in types.values() if t.get("max_workers", 1) != 0]
+    # A type whose resources the launcher fills in from the instance type is not known here.
+    return shapes if shapes and all(shapes) else None
+
+
+def check_cluster_resources(resources: dict) -> None:
+    """Refuse a trial no node can ever hold; warn where the autoscaler's node types are unknown."""
+    live = [n["Resources"] for n in ray.nodes() if n["Alive"]]
+    types = node_types()
+    if types is not None or preflight.fits(resources, live):
+        preflight.check_resources(resources, live + (types or []), "of this cluster")
+        return
+    print(
+        f"warning: no node of this cluster can hold a trial of {resources['cpu']:g} CPUs and "
+        f"{resources['gpu']:g} GPUs now, and its node types are unknown here: trials wait for an "
+        "autoscaler to add such a node (if the cluster does not autoscale, stop and lower "
+        "--cpus-per-trial / --gpus-per-trial)",
+        file=sys.stderr,
+    )
 
 
 def local_shape() -> dict:
@@ -240,7 +270,7 @@ def main(
         print(warning, file=sys.stderr)
     resources = requested(args, ray.cluster_resources())
     try:
-        preflight.check_resources(resources, node_shapes(), "of this cluster")
+        check_cluster_resources(resources)
     except preflight.Refusal as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

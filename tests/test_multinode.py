@@ -153,11 +153,21 @@ def test_a_lost_worker_node_retries_its_trials_from_their_checkpoints(cluster, t
         assert resumed.max() >= 3, "the retried trial started over instead of resuming"
 
 
-def test_a_trial_no_node_can_hold_is_refused_before_it_pends_forever(cluster, tmp_path, capsys):
-    # 2 GPUs in the cluster, but 1 per node: a 2-GPU trial could never be placed.
+def test_a_trial_no_node_type_can_hold_is_refused_before_it_pends_forever(
+    cluster, tmp_path, capsys, monkeypatch
+):
+    # 2 GPUs in the cluster, but 1 per node, and the launcher's node types have 1 GPU each too:
+    # a 2-GPU trial could never be placed.
     for _ in range(2):
         cluster.add_node(num_cpus=2, num_gpus=1)
     ray.init(address=cluster.address)
+    bootstrap = tmp_path / "ray_bootstrap_config.yaml"
+    bootstrap.write_text(
+        "available_node_types:\n"
+        "  head: {resources: {CPU: 0}, max_workers: 0}\n"
+        "  gpu: {resources: {CPU: 2, GPU: 1}, min_workers: 0, max_workers: 8}\n"
+    )
+    monkeypatch.setattr(cli, "BOOTSTRAP_CONFIG", bootstrap)
     budget = Budget(trials=1, max_epochs=1, grace_epochs=1, reduction_factor=2, patience=1,
                     eval_k=2, eval_seeds=1, fixed={"model/hidden_dim": 16})  # fmt: skip
     assert run_sweep(tmp_path / "s", budget, "--gpus-per-trial", "2") == 2
@@ -165,3 +175,13 @@ def test_a_trial_no_node_can_hold_is_refused_before_it_pends_forever(cluster, tm
     assert "asks 1 CPUs and 2 GPUs, but no node of this cluster" in err
     assert "the largest: 2 CPUs and 1 GPUs" in err
     assert not (tmp_path / "s" / "ray").exists()  # no trial was started
+
+    # A node type with 4 GPUs that the autoscaler can launch makes the same trial feasible.
+    bootstrap.write_text(
+        "available_node_types:\n  big: {resources: {CPU: 8, GPU: 4}, max_workers: 2}\n"
+    )
+    cli.check_cluster_resources({"cpu": 1, "gpu": 2})
+    # Node types the launcher fills in from the instance type are unknown: a warning, no refusal.
+    bootstrap.write_text("available_node_types:\n  big: {node_config: {}, max_workers: 2}\n")
+    cli.check_cluster_resources({"cpu": 1, "gpu": 2})
+    assert "its node types are unknown here" in capsys.readouterr().err

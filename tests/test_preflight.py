@@ -109,3 +109,19 @@ def test_unknown_table_and_figure_are_named(tmp_path, capsys):
     assert "unknown paper 'vlea'" in capsys.readouterr().err
     assert results_main(["plot", "vlae", "--storage", str(tmp_path)]) == 2
     assert "no figure for 'vlae'" in capsys.readouterr().err
+
+
+def test_an_autoscaling_clusters_node_types_come_from_its_published_config(monkeypatch, tmp_path):
+    """Autoscaler v2 publishes its node groups in the GCS; a group it may not launch is left out."""
+    from ray._private.state import state
+    from ray.core.generated import autoscaler_pb2
+
+    config = autoscaler_pb2.ClusterConfig()
+    for name, resources, max_count in (("gpu4", {"CPU": 8, "GPU": 4}, 2), ("off", {"GPU": 8}, 0)):
+        group = config.node_group_configs.add(name=name, max_count=max_count)
+        group.resources.update(resources)
+    monkeypatch.setattr(state, "get_cluster_config", lambda: config)
+    monkeypatch.setattr(cli, "BOOTSTRAP_CONFIG", tmp_path / "absent.yaml")
+    assert cli.node_types() == [{"CPU": 8, "GPU": 4}]
+    monkeypatch.setattr(state, "get_cluster_config", lambda: None)
+    assert cli.node_types() is None  # nothing published, no launcher config: unknown

@@ -132,6 +132,9 @@ def study_storage(storage: str, sweep: str, study_url: str | None = None, create
     """
     url = study_url or storage
     if url.startswith(RDB_SCHEMES):
+        sqlite_file = Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
+        if not create and sqlite_file is not None and not sqlite_file.is_file():
+            return None  # opening it would create the database file
         return optuna.storages.RDBStorage(url)
     path = Path(url).expanduser().resolve() / "optuna" / f"{sweep}.journal"
     if not create and not path.is_file():

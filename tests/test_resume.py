@@ -57,9 +57,15 @@ def test_a_restored_searcher_adopts_the_trials_asked_after_its_last_save(tmp_pat
     assert second.suggest("d") == c  # the orphan asked for "c" is adopted, parameters and all
     second.suggest("e")  # a fresh one
 
-    trials = optuna.load_study(study_name="s", storage=storage).trials
+    everything = optuna.load_study(study_name="s", storage=storage).trials
+    trials = [t for t in everything if "duplicate_of" not in t.user_attrs]
     assert [t.user_attrs["tune_trial_id"] for t in trials] == ["a", "b", "d", "e"]
     assert [t.state.name for t in trials] == ["COMPLETE", "RUNNING", "RUNNING", "RUNNING"]
+    # The restored sampler's random state is the snapshot's: its next draw for "e" repeated the
+    # orphan's parameters, was told FAIL as a duplicate of it, and drawn again.
+    repeats = [t for t in everything if "duplicate_of" in t.user_attrs]
+    assert [(t.state.name, t.user_attrs["duplicate_of"]) for t in repeats] == [("FAIL", 2)]
+    assert len({t.params["x"] for t in trials}) == 4
 
 
 def epochs_logged(trial_dir: Path) -> int:

@@ -46,6 +46,9 @@ class FlowConfig:
     """p(x|z): 'gaussian' (one learned variance; continuous data) or 'bernoulli' (binary)."""
     flows: int = 4
     """T: number of flow steps applied to the posterior sample (authors' n_flow: 4)."""
+    fused_head_init: bool = False
+    """Initialise the [mean; log-variance] head as one layer of fan-out 2z (this project's code
+    before 2026-12-02), not as the authors' two layers of fan-out z each (the default)."""
 
     def __post_init__(self):
         check_positive_int("latent_dim", self.latent_dim, "the size of z")

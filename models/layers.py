@@ -21,11 +21,20 @@ def mlp(sizes: list[int], final_activation: bool = False) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def vlae_init_(module: nn.Module) -> None:
-    """Re-initialise every Linear weight as the VLAE authors do; biases keep torch's default."""
+def vlae_init_(module: nn.Module, fused: dict[nn.Linear, int] | None = None) -> None:
+    """Re-initialise every Linear weight as the VLAE authors do; biases keep torch's default.
+
+    ``fused`` maps a Linear that computes several outputs side by side (the posterior's
+    [mean; log-variance]) to how many: each block of its rows is initialised with its own fan-out,
+    as the authors' separate layers are (theirs: two Linear(H, z) of fan-out z; the fused layer's
+    own fan-out 2z would start its weights 1/sqrt(2) as large). The random draws are the same in
+    number and order either way, so only those weights' scale differs.
+    """
+    fused = fused or {}
     for m in module.modules():
         if isinstance(m, nn.Linear):
-            nn.init.kaiming_uniform_(m.weight, a=VLAE_KAIMING_A, mode="fan_out")
+            for block in m.weight.chunk(fused.get(m, 1), dim=0):
+                nn.init.kaiming_uniform_(block, a=VLAE_KAIMING_A, mode="fan_out")
 
 
 def flat_dim(x_shape: tuple[int, ...]) -> int:

@@ -28,6 +28,9 @@ class VAEConfig:
     """p(x|z): 'gaussian' (one learned variance; continuous data) or 'bernoulli' (binary)."""
     analytic_kl: bool = True
     """Closed-form KL(q||p); False: the single-sample Monte-Carlo KL of the VLAE code."""
+    fused_head_init: bool = False
+    """Initialise the [mean; log-variance] head as one layer of fan-out 2z (this project's code
+    before 2026-12-02), not as the authors' two layers of fan-out z each (the default)."""
 
     def __post_init__(self):
         if self.latent_dim < 1 or self.hidden_dim < 1:
@@ -48,7 +51,7 @@ class VAE(LatentVariableModel):
         self.decoder = mlp([z, h, h, d])
         self.p_x = likelihood_head(cfg.likelihood, x_shape)
         self.register_buffer("p_z_loc", torch.zeros(z), persistent=False)
-        vlae_init_(self)
+        vlae_init_(self, fused=None if cfg.fused_head_init else {self.q_head: 2})
 
     def posterior(self, x: Tensor) -> Distribution:
         mu, log_var = self.q_head(self.encoder(x.flatten(1))).chunk(2, dim=-1)

@@ -516,3 +516,16 @@ def test_a_damaged_deflate_stream_is_a_clear_error(isolated_cache):
     with pytest.raises(DatasetError, match=f"{gz.name} is corrupt"):
         read_images("fashion_mnist", str(root))
     assert not list((isolated_cache / "cache" / "unpacked").rglob("*.tmp*"))  # no half files
+
+
+def test_the_authors_validation_rule_trains_on_everything_and_validates_on_test(tiny_data_root):
+    """data/validation=test (the VLAE authors' protocol): no hold-out, the test images validate;
+    the project's default holds out a seeded val_fraction and never shows the test set."""
+    ours = load_data(DataConfig(dataset="fashion_mnist", root=str(tiny_data_root)))
+    theirs = load_data(
+        DataConfig(dataset="fashion_mnist", root=str(tiny_data_root), validation="test")
+    )
+    assert ours.train.shape[0] == 270 and ours.val.shape[0] == 30  # 300 training images
+    assert theirs.train.shape[0] == 300 and torch.equal(theirs.val, theirs.test)
+    with pytest.raises(ConfigError, match="data/validation must be one of"):
+        DataConfig(validation="train")

@@ -330,3 +330,31 @@ def test_fewer_than_one_step_is_a_clear_error(family):
 def test_bad_hyperparameters_are_clear_errors(family, key, value, message):
     with pytest.raises(ValueError, match=message):
         models.build(family, {key: value}, X_SHAPE)
+
+
+@pytest.mark.parametrize("family", ["vae", "savae", "vae_hf", "vae_iaf"])
+def test_the_posterior_heads_start_as_the_authors_two_layers(family):
+    """The VLAE authors' encoder has two Linear(H, z) heads, each Kaiming-uniform with fan-out z
+    (a = 2^(1/3)); our fused Linear(H, 2z) gets the same bound per half. The switch
+    model/fused_head_init=true keeps the fused layer's fan-out 2z; nothing else changes."""
+    import math
+
+    import models
+    from models.layers import VLAE_KAIMING_A
+
+    z, h = 50, 500
+    bound = math.sqrt(2 / (1 + VLAE_KAIMING_A**2)) * math.sqrt(3 / z)
+
+    def build(fused: bool):
+        torch.manual_seed(0)
+        cfg = {"latent_dim": z, "hidden_dim": h, "fused_head_init": fused}
+        return models.build(family, cfg, (1, 28, 28))
+
+    ours, fused = build(False), build(True)
+    for half in ours.q_head.weight.chunk(2, dim=0):  # mean rows, log-variance rows
+        assert 0.99 * bound < half.abs().max() <= bound
+    assert fused.q_head.weight.abs().max() <= bound / math.sqrt(2)
+    theirs = fused.state_dict()
+    for name, a in ours.state_dict().items():
+        if name != "q_head.weight":
+            assert torch.equal(a, theirs[name]), name

@@ -23,6 +23,10 @@ LOGIT_LAMBDA_MIN = 1e-6
 """Smallest data/logit_lambda: the authors' first commits' value; float32 handles it."""
 
 
+VALIDATION = ("split", "test")
+"""data/validation: the project's held-out validation split, or the authors' test-set rule."""
+
+
 class ConfigError(ValueError):
     """A configuration key or value is wrong; the message names the key and what would be right."""
 
@@ -74,6 +78,12 @@ class DataConfig:
     16,384 + 1,000 rows. True keeps the first 17,384 (training.images.SPVAE_SUBSET_ROWS)
     training rows, after data/train_fraction; False (default) trains on the whole split."""
 
+    validation: str = "split"
+    """Which images select the model and stop training early: 'split' (the project's protocol: a
+    held-out part of the training data, or the dataset's own validation file; the test set is
+    never looked at before the winner is chosen) or 'test' (the VLAE authors' protocol: train on
+    the whole training split and validate on the test set, as their code does)."""
+
     logit: bool = False
     """The VLAE authors' optional "Gaussian + logit" pixels (reference vlae.md 7; their README
     says the paper did not use it): x' = (255 x + u) / 256 with fresh u ~ U(0, 1) noise for every
@@ -98,6 +108,10 @@ class DataConfig:
             raise ConfigError(
                 f"data/train_fraction must be in (0, 1] (the share of training rows kept), got "
                 f"{self.train_fraction}"
+            )
+        if self.validation not in VALIDATION:
+            raise ConfigError(
+                f"data/validation must be one of {list(VALIDATION)}, got {self.validation!r}"
             )
         self._check_logit()
         self._check_pixels()

@@ -327,7 +327,18 @@ def to_unit(images: Tensor) -> Tensor:
 
 
 def _split(dataset: str, images: tuple[Tensor, ...], cfg, g: torch.Generator):
-    """(train, val, test) by the dataset's rule (module docstring); the generator is seeded."""
+    """(train, val, test) by the dataset's rule (module docstring); the generator is seeded.
+
+    data/validation=test (the VLAE authors' protocol): no images are held out of a training set
+    that the rule would split, and the test images serve as validation."""
+    train, val, test = _split_by_rule(dataset, images, cfg, g)
+    if cfg.validation == "test":
+        own_split = dataset in ("static_mnist", "caltech101", "svhn", "frey_faces")
+        return (train if own_split else images[0]), test, test
+    return train, val, test
+
+
+def _split_by_rule(dataset: str, images: tuple[Tensor, ...], cfg, g: torch.Generator):
     if dataset in ("static_mnist", "caltech101", "svhn"):  # the files' own split
         return images
     if dataset == "frey_faces":

@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader, Subset
 
 import models
 import training.data
+import training.files
 from models.base import DEFAULT_MAX_ROWS
 from training.config import Config, TrainConfig
 from training.data import Data
@@ -157,7 +158,7 @@ def time_ours(data: Data, epochs: int) -> dict:
 def time_conventional(data: Data, n_train: int, epochs: int) -> dict:
     """torchvision dataset + ToTensor + DataLoader, fresh model of the same architecture."""
     spec = training.data.DATASETS["fashion_mnist"]
-    root = training.data._torchvision_root(spec, training.data.candidate_roots(""))
+    root = training.files.torchvision_root(spec, training.files.candidate_roots(""))
     transform = torchvision.transforms.ToTensor()
     dataset = torchvision.datasets.FashionMNIST(str(root), train=True, transform=transform)
     loader = DataLoader(Subset(dataset, range(n_train)), batch_size=BATCH, shuffle=True)

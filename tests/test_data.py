@@ -36,7 +36,7 @@ def test_both_on_disk_layouts_load(isolated_cache, layout):
 def test_debian_layout_is_found_under_a_system_root(isolated_cache, monkeypatch):
     system = isolated_cache / "usr-share-datasets"
     make_mnist_like(system / "fashion-mnist", "debian", n_train=30, n_test=10)
-    monkeypatch.setattr("training.data.SYSTEM_ROOTS", (system,))
+    monkeypatch.setattr("training.files.SYSTEM_ROOTS", (system,))
     train, _ = read_images("fashion_mnist")
     assert train.shape[0] == 30
 

@@ -70,17 +70,7 @@ files, CIFAR-10). Orientation of each file format: training.datasets.
 from __future__ import annotations
 
 import functools
-import gzip
-import hashlib
-import http.client
-import os
-import shutil
-import tarfile
-import tempfile
-import urllib.request
-import zlib
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -88,6 +78,7 @@ from torch import Tensor
 
 from training import datasets
 from training.datasets import DATASETS, AuthorsFiles, DatasetError, MnistLike
+from training.files import candidate_roots, read_authors_files, torchvision_root
 from training.images import (
     greyscale,
     logit_dequantise,
@@ -98,154 +89,8 @@ from training.images import (
 
 __all__ = ["DATASETS", "Data", "DatasetError", "MnistLike", "load_data", "read_images"]
 
-SYSTEM_ROOTS = (Path("/usr/share/datasets"),)
-
 OMNIGLOT_EVAL_BINARIZE_SEED = 777
 """The authors' numpy seed for the one-off binarisation of OMNIGLOT validation, then test."""
-def cache_dir() -> Path:
-    return Path(os.environ.get("VAE_CACHE", Path.home() / ".cache" / "vae-sweeps"))
-
-
-def candidate_roots(root: str) -> list[Path]:
-    """Where to look: the given root, else $VAE_DATA_ROOT, the cache, the system dirs."""
-    if root:
-        return [Path(root).expanduser()]
-    env = os.environ.get("VAE_DATA_ROOT")
-    return ([Path(env)] if env else []) + [cache_dir() / "data", *SYSTEM_ROOTS]
-
-
-def _torchvision_root(spec: MnistLike, roots: list[Path]) -> Path | None:
-    """A root in torchvision's layout holding the dataset, unpacking a flat .gz layout if needed."""
-    for r in roots:
-        if all((r / spec.torchvision_name / "raw" / f).is_file() for f in spec.files):
-            return r
-        for flat in (r / spec.debian_dir, r):
-            if all((flat / f"{f}.gz").is_file() for f in spec.files):
-                return _unpack(spec, flat)
-    return None
-
-
-def _unpack(spec: MnistLike, flat: Path) -> Path:
-    """Decompress a flat folder of *.gz files into torchvision's layout under the cache, keyed by
-    the files' content (never their path or mtime): a replaced .gz, whatever its mtime, gets a
-    fresh unpack; identical files anywhere reuse one. Atomic per file (tmp file, then rename)."""
-    sources = [flat / f"{f}.gz" for f in spec.files]
-    root = cache_dir() / "unpacked" / content_key(sources)
-    raw = root / spec.torchvision_name / "raw"
-    raw.mkdir(parents=True, exist_ok=True)
-    for f, src in zip(spec.files, sources, strict=True):
-        dst = raw / f
-        if dst.is_file():  # complete: only ever renamed into place whole
-            continue
-        tmp = dst.with_suffix(f".tmp{os.getpid()}")
-        try:
-            with gzip.open(src, "rb") as fin, open(tmp, "wb") as fout:
-                shutil.copyfileobj(fin, fout, 1 << 20)
-        except (OSError, EOFError, zlib.error) as e:  # zlib.error: a damaged deflate stream
-            tmp.unlink(missing_ok=True)
-            raise DatasetError(f"{src} is corrupt ({e}); reinstall it or delete it") from None
-        os.replace(tmp, dst)  # concurrent trials may race here: the rename is atomic
-    return root
-
-
-def content_key(files: list[Path]) -> str:
-    """A digest of the files' names and bytes (BLAKE2b, read in 1 MiB chunks)."""
-    h = hashlib.blake2b(digest_size=16)
-    for path in files:
-        try:
-            with open(path, "rb") as f:
-                h.update(f"{path.name}\0{os.fstat(f.fileno()).st_size}\0".encode())
-                while chunk := f.read(1 << 20):
-                    h.update(chunk)
-        except OSError as e:
-            raise DatasetError(f"{path} is unreadable ({e}); check its permissions") from None
-    return h.hexdigest()
-
-
-def download(url: str, dest: Path) -> None:
-    """Fetch url to dest atomically (temp file, then rename); a clear error without network."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f"{dest.name}.part{os.getpid()}")
-    try:
-        with urllib.request.urlopen(url, timeout=120) as response, open(tmp, "wb") as f:
-            shutil.copyfileobj(response, f)
-    except (OSError, ValueError, http.client.HTTPException) as e:  # URLError is an OSError
-        tmp.unlink(missing_ok=True)
-        raise DatasetError(
-            f"could not download {url} ({type(e).__name__}: {e}); without network, fetch it "
-            f"elsewhere and put it at {dest}"
-        ) from None
-    os.replace(tmp, dest)
-
-
-def _authors_folder(spec: AuthorsFiles, roots: list[Path]) -> Path | None:
-    for r in roots:
-        for folder in (r / spec.folder, r / spec.authors_folder):
-            if all((folder / f).is_file() for f in spec.files):
-                return folder
-    return None
-
-
-def extract_archive(archive: Path, root: Path, spec: AuthorsFiles) -> None:
-    """Unpack a .tar.gz into root/<folder>/, safely (tarfile's "data" filter: no absolute paths,
-    no "..", no links out, no devices) and atomically per file: concurrent trials may race."""
-    tmp = Path(tempfile.mkdtemp(prefix=".extract-", dir=root))
-    try:
-        with tarfile.open(archive, "r:gz") as tar:
-            tar.extractall(tmp, filter="data")
-        missing = [f for f in spec.files if not (tmp / spec.folder / f).is_file()]
-        if missing:
-            raise DatasetError(
-                f"{archive} does not hold {spec.folder}/{missing}; delete it and download it "
-                f"again from {spec.urls[0]}"
-            )
-        (root / spec.folder).mkdir(parents=True, exist_ok=True)
-        for f in (tmp / spec.folder).iterdir():
-            os.replace(f, root / spec.folder / f.name)
-    except (tarfile.TarError, OSError, EOFError) as e:  # FilterError (unsafe member) is a TarError
-        raise DatasetError(
-            f"{archive} is not a safe, readable .tar.gz ({type(e).__name__}: {e}); delete it and "
-            f"download it again from {spec.urls[0]}"
-        ) from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _fetch(spec: AuthorsFiles, root: Path) -> Path:
-    """Download the missing files into root/<folder>/ (an archive is kept in root and unpacked)."""
-    folder = root / spec.folder
-    if spec.archive_files:
-        archive = root / spec.urls[0].rsplit("/", 1)[1]
-        if not archive.is_file():
-            download(spec.urls[0], archive)
-        extract_archive(archive, root, spec)
-        return folder
-    for url, name in zip(spec.urls, spec.files, strict=True):
-        if not (folder / name).is_file():
-            download(url, folder / name)
-    return folder
-
-
-def _read_authors_files(dataset: str, spec: AuthorsFiles, roots: list[Path], fetch: bool):
-    folder = _authors_folder(spec, roots)
-    if folder is None and fetch and roots:
-        folder = _fetch(spec, roots[0])
-    if folder is None:
-        root = roots[0] if roots else Path()
-        how = (
-            f"Download {spec.urls[0]} and extract it into {root}/ (it unpacks to {spec.folder}/)"
-            if spec.archive_files
-            else f"Download {' '.join(spec.urls)} into {root / spec.folder}/"
-        )
-        raise DatasetError(
-            f"dataset {dataset!r} not found: looked for {', '.join(spec.files)} in "
-            f"{spec.folder}/ (or {spec.authors_folder}/) under {[str(r) for r in roots]}. "
-            f"{how} (or set data/download=true where there is network), or point data/root "
-            f"(or $VAE_DATA_ROOT) at a folder holding {spec.folder}/"
-        )
-    return spec.read(spec, tuple(folder / f for f in spec.files))
-
-
 @functools.lru_cache(maxsize=4)
 def read_images(dataset: str, root: str = "", download: bool = False) -> tuple[Tensor, ...]:
     """A dataset's images as its files split them, [N, C, H, W]; cached per process.
@@ -258,10 +103,10 @@ def read_images(dataset: str, root: str = "", download: bool = False) -> tuple[T
     spec = DATASETS[dataset]
     roots = candidate_roots(root)
     if isinstance(spec, AuthorsFiles):
-        return _read_authors_files(dataset, spec, roots, download)
+        return read_authors_files(dataset, spec, roots, download)
     import torchvision  # imported here: it is slow to import and only needed once
 
-    tv_root = _torchvision_root(spec, roots)
+    tv_root = torchvision_root(spec, roots)
     if tv_root is None and download and roots:
         tv_root = roots[0]
     if tv_root is None:

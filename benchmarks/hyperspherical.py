@@ -22,9 +22,15 @@ from training.trainer import build_model, fit
 
 def epoch_seconds(family: str, d: int, batch: int, data) -> float:
     cfg = Config.from_dict(
-        {"family": family, "data/dataset": "fashion_mnist", "data/binarize": True,
-         "model/latent_dim": d, "train/batch_size": batch, "train/lr": 1e-3,
-         "train/max_epochs": 1}  # fmt: skip
+        {
+            "family": family,
+            "data/dataset": "fashion_mnist",
+            "data/binarize": True,
+            "model/latent_dim": d,
+            "train/batch_size": batch,
+            "train/lr": 1e-3,
+            "train/max_epochs": 1,
+        }  # fmt: skip
     )
     model = build_model(cfg, data.x_shape)
     seen = []

@@ -71,8 +71,10 @@ def differences(state: SweepState) -> list[Difference]:
     for path, why in state.damaged.items():
         table = path.split("/results/")[-1].split("/")[0]
         part = path.rsplit("/", 1)[-1].removesuffix(".parquet")
-        fix = "set aside; re-run with --resume to re-evaluate" if table == "evaluations" else (
-            "set aside and rebuilt from Tune's records"
+        fix = (
+            "set aside; re-run with --resume to re-evaluate"
+            if table == "evaluations"
+            else ("set aside and rebuilt from Tune's records")
         )
         trial_id = part.split("-seed")[0]  # evaluations: <trial>-seed<n>
         out.append(Difference(s, trial_id, f"damaged {table} part {path}: {why}", fix))
@@ -216,8 +218,9 @@ def cell_fields(storage: str, state: SweepState) -> dict | None:
     """The cell's identity columns, from its record or from any surviving row."""
     record = store.cell_record(storage, state.sweep)
     if record is not None:
-        return {"sweep": state.sweep, **{k: record["cell"][k] for k in rows.CELL_FIELDS[1:]}}
-    trials = state.tables["trials"]
+        cell = {**rows.CELL_DEFAULTS, **record["cell"]}
+        return {"sweep": state.sweep, **{k: cell[k] for k in rows.CELL_FIELDS[1:]}}
+    trials = rows.with_cell_defaults(state.tables["trials"])
     return None if trials.empty else trials.iloc[0][list(rows.CELL_FIELDS)].to_dict()
 
 
@@ -233,4 +236,3 @@ def summary(states: dict[str, SweepState]) -> tuple[list[Difference], list[str]]
     diffs = [d for st in states.values() for d in differences(st)]
     running = [f"{s} {t}" for s, st in states.items() for t in unfinished(st)]
     return diffs, running
-

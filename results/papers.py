@@ -77,9 +77,7 @@ PAPERS: dict[str, PaperTable] = {
             ("mnist", "bernoulli"): "MNIST (dynamically binarized)",
             ("fashion_mnist", "bernoulli"): "Fashion-MNIST (dynamically binarized)",
         },
-        reference_tables=(
-            "Table 1: unsupervised dyn. binarized MNIST (mean and std over runs)",
-        ),
+        reference_tables=("Table 1: unsupervised dyn. binarized MNIST (mean and std over runs)",),
     ),
     "psvae19": PaperTable(
         key="psvae19",

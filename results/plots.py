@@ -28,6 +28,11 @@ def fraction(variant: str) -> float:
     return float(text[:-1]) / 100
 
 
+def by_protocol(group: tuple) -> tuple:
+    """The project's protocol first, then the others by name."""
+    return (group[0] != "project", group[0])
+
+
 def fraction_figure(storage: str, table: PaperTable) -> bytes:
     """Our winners' test metric per fraction, one panel per dataset setting, as PNG bytes."""
     ours = our_numbers(storage, table).dropna(subset=["mean"])
@@ -41,8 +46,8 @@ def fraction_figure(storage: str, table: PaperTable) -> bytes:
     colours = {m: f"C{i}" for i, m in enumerate(table.models.values())}
     for ax, panel in zip(axes.flat, panels, strict=False):
         for model, colour in colours.items():
-            mine = ours[(ours["dataset_label"] == panel) & (ours["model"] == model)]
-            if not mine.empty:
+            here = ours[(ours["dataset_label"] == panel) & (ours["model"] == model)]
+            for i, (protocol, mine) in enumerate(sorted(here.groupby("protocol"), key=by_protocol)):
                 x = mine["variant"].map(fraction)
                 order = x.argsort()
                 ax.errorbar(
@@ -51,7 +56,10 @@ def fraction_figure(storage: str, table: PaperTable) -> bytes:
                     yerr=mine["std"].fillna(0).iloc[order],
                     color=colour,
                     marker="o",
-                    label=f"{model} (ours)",
+                    linestyle=("-", "--", ":", "-.")[i % 4],
+                    label=f"{model} (ours)"
+                    if protocol == "project"
+                    else f"{model} (ours, {protocol})",
                 )
             paper = ref[(ref["dataset_label"] == panel) & (ref["model"] == model)]
             if not paper.empty:
@@ -77,4 +85,3 @@ def fraction_figure(storage: str, table: PaperTable) -> bytes:
     fig.savefig(buffer, format="png", dpi=120)
     plt.close(fig)
     return buffer.getvalue()
-

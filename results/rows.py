@@ -15,7 +15,18 @@ CURVE_KEYS = ("epoch", "train_loss", "val_loss", "val_log_px_z", "val_kl", "beta
 FAILURE_KEYS = ("diverged", "config_error")
 """Result keys with which a trial reports that it failed on its own (not retried: a rerun of the
 same config fails the same way)."""
-CELL_FIELDS = ("sweep", "paper", "family", "dataset", "likelihood", "variant")
+CELL_FIELDS = ("sweep", "paper", "family", "dataset", "likelihood", "variant", "protocol")
+CELL_DEFAULTS = {"protocol": "project"}
+"""The value of a cell field that rows and cell records written before it existed lack."""
+
+
+def with_cell_defaults(trials):
+    """A trials frame with every CELL_FIELDS column (rows from before a field get its default)."""
+    if trials.empty:
+        return trials
+    return trials.assign(**{
+        k: trials[k].fillna(v) if k in trials.columns else v for k, v in CELL_DEFAULTS.items()
+    })  # fmt: skip
 
 
 def trial_status(last: dict, error: str | None) -> tuple[str, str]:
@@ -76,6 +87,5 @@ def trial_row(
 def curve_rows(sweep: str, trial_id: str, history: list[dict]) -> list[dict]:
     """The ``curves`` rows of a trial: one per epoch of its checkpointed history."""
     return [
-        {"sweep": sweep, "trial_id": trial_id, **{k: r.get(k) for k in CURVE_KEYS}}
-        for r in history
+        {"sweep": sweep, "trial_id": trial_id, **{k: r.get(k) for k in CURVE_KEYS}} for r in history
     ]

@@ -19,6 +19,8 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from results.rows import with_cell_defaults
+
 SCHEMA_VERSION = 1
 TABLES = ("trials", "curves", "evaluations")
 # Rows that describe the same thing; when a part was re-written, the newest row wins.
@@ -137,7 +139,8 @@ def load(storage: str, table: str, sweep: str | None = None) -> pd.DataFrame:
             f"check --storage {storage} --repair` sets it aside and rebuilds its rows from Tune's "
             "records and the trial's checkpoint"
         )
-    return newest(frames, table)
+    df = newest(frames, table)
+    return with_cell_defaults(df) if table == "trials" else df
 
 
 def exists(storage: str) -> bool:

@@ -4,7 +4,8 @@ Per cell (one sweep: family x dataset x likelihood [x variant]) the best-by-vali
 trial is the winner; its test evaluations over seeds give "mean ± std (n=seeds, k=samples)", or
 "value (n=1, k=samples)" for a single seed.
 
-    numbers(storage, table) -> long frame   one row per (model, variant, dataset, metric, who)
+    numbers(storage, table) -> long frame   one row per (model, variant, protocol, dataset,
+                                            metric, who); the paper's rows have no protocol
     layout(long, table) -> (wide, notes)    the printed layout: ours beside the paper's, marks
     build_table(storage, table)             layout(numbers(storage, table), table)
     render(frame, notes, title, fmt)        md / latex of the wide frame; csv of the long frame
@@ -27,7 +28,7 @@ from results.reference import (
 )
 
 NUMBERS = [
-    *("model", "variant", "dataset", "metric", "who"),
+    *("model", "variant", "protocol", "dataset", "metric", "who"),
     *("mean", "std", "n", "k", "source", "trust", "trial_id"),
 ]
 """The columns of the long frame (and of the CSV); `who` is "ours" or "paper"."""
@@ -44,7 +45,8 @@ def winners(trials: pd.DataFrame, paper: str) -> pd.DataFrame:
 
 def our_numbers(storage: str, table: PaperTable) -> pd.DataFrame:
     """One row per cell and metric: the winner's test statistics over evaluation seeds."""
-    cols = ["model", "variant", "dataset_label", "metric", "mean", "std", "n", "k", "trial_id"]
+    cols = ["model", "variant", "protocol", "dataset_label", "metric", "mean", "std", "n", "k",
+            "trial_id"]  # fmt: skip
     best = winners(store.load(storage, "trials"), table.key)
     if best.empty:
         return pd.DataFrame(columns=[*cols, "sweep"])
@@ -61,6 +63,7 @@ def our_numbers(storage: str, table: PaperTable) -> pd.DataFrame:
                 {
                     "model": table.models.get(t["family"], t["family"]),
                     "variant": table.variants.get(t["variant"], t["variant"]),
+                    "protocol": t["protocol"],
                     "dataset_label": label,
                     "metric": metric,
                     "mean": values.mean() if len(values) else None,
@@ -96,7 +99,7 @@ def numbers(storage: str, table: PaperTable) -> pd.DataFrame:
     ours = our_numbers(storage, table)
     ours = ours.assign(who="ours", source=ours["sweep"], trust=None)
     ref = reference_numbers(table)
-    ref = ref.assign(who="paper", mean=ref["value"], n=None, trial_id=None)
+    ref = ref.assign(who="paper", mean=ref["value"], n=None, trial_id=None, protocol=None)
     frames = [
         f.rename(columns={"dataset_label": "dataset"})[NUMBERS] for f in (ours, ref) if not f.empty
     ]
@@ -109,11 +112,12 @@ def in_reading_order(long: pd.DataFrame, table: PaperTable) -> pd.DataFrame:
     """The long frame sorted as the wide table reads: by row, then column (dataset, metric, who)."""
     datasets = dataset_order(long, table)
     metrics = [label for label, _ in table.metrics.values()]
-    where = long[["model", "variant", "dataset", "metric", "who"]].itertuples(index=False)
+    where = long[["model", "variant", "protocol", "dataset", "metric", "who"]]
     key = [
-        (row_order(m, v, table), datasets.index(d), metrics.index(mt), who != "ours")
-        for m, v, d, mt, who in where
-    ]
+        (row_order(m, v, table), protocol_order(p), datasets.index(d), metrics.index(mt),
+         who != "ours")
+        for m, v, p, d, mt, who in where.itertuples(index=False)
+    ]  # fmt: skip
     return long.iloc[sorted(range(len(long)), key=key.__getitem__)].reset_index(drop=True)
 
 
@@ -127,6 +131,14 @@ def dataset_order(long: pd.DataFrame, table: PaperTable) -> list[str]:
     ours = sorted(set(long.loc[long["who"] == "ours", "dataset"]), key=rank)
     paper = sorted(set(long.loc[long["who"] == "paper", "dataset"]) - set(ours), key=rank)
     return ours + paper
+
+
+def protocol_order(protocol) -> tuple:
+    """Within a row of the paper: the project's protocol, then the others by name; a row that
+    holds only the paper's numbers (no protocol) last."""
+    if protocol is None or pd.isna(protocol):
+        return (2, "")
+    return (0 if protocol == "project" else 1, str(protocol))
 
 
 def row_order(model: str, variant: str, table: PaperTable) -> tuple:
@@ -164,22 +176,38 @@ def cell_text(row, digits: int, marks: dict[str, str]) -> str:
     return format_reference(row["mean"], row["std"], row["trust"], mark, digits)
 
 
+def row_keys(long: pd.DataFrame) -> list[tuple]:
+    """The wide table's rows in reading order: (model, variant, protocol) for each protocol we
+    ran a row under, and (model, variant, None) for a row that only the paper has."""
+    ours = long["who"] == "ours"
+    where = long[["model", "variant"]].assign(protocol=long["protocol"].where(ours, None))
+    keys = list(dict.fromkeys(where.itertuples(index=False, name=None)))
+    ran = {(m, v) for m, v, p in keys if p is not None}
+    return [(m, v, p) for m, v, p in keys if p is not None or (m, v) not in ran]
+
+
 def layout(long: pd.DataFrame, table: PaperTable) -> tuple[pd.DataFrame, list[str]]:
-    """The wide table (rows: model, variant; ours and the paper's per dataset and metric) and its
-    notes: how ours are computed, then each mark with its source."""
+    """The wide table (rows: model, variant, protocol; ours and the paper's per dataset and
+    metric, the paper's number beside each protocol's row) and its notes: how ours are
+    computed, then each mark with its source."""
     long = in_reading_order(long, table)
     marks = source_marks(long.loc[long["trust"] == "reference", "source"])
     texts = [cell_text(r, table.digits, marks) for _, r in long.iterrows()]
-    where = long[["model", "variant", "dataset", "metric", "who"]]
+    ours = long["who"] == "ours"
+    where = long[["model", "variant", "protocol", "dataset", "metric", "who"]]
+    where = where.assign(protocol=where["protocol"].where(ours, None))
     cells = dict(zip(where.itertuples(index=False, name=None), texts, strict=True))
-    keys = list(dict.fromkeys(where[["model", "variant"]].itertuples(index=False, name=None)))
-    wide = pd.DataFrame({"Model": [m for m, _ in keys], "Variant": [v for _, v in keys]})
+    keys = row_keys(long)
+    wide = pd.DataFrame({"Model": [k[0] for k in keys], "Variant": [k[1] for k in keys],
+                         "Protocol": [k[2] or "–" for k in keys]})  # fmt: skip
     metrics = [label for label, _ in table.metrics.values()]
     for ds in dataset_order(long, table):
         for metric in metrics:
             column = ds if len(metrics) == 1 else f"{ds} {metric}"
-            for who in ("ours", "paper"):
-                wide[f"{column}: {who}"] = [cells.get((*k, ds, metric, who), "–") for k in keys]
+            wide[f"{column}: ours"] = [cells.get((*k, ds, metric, "ours"), "–") for k in keys]
+            wide[f"{column}: paper"] = [
+                cells.get((m, v, None, ds, metric, "paper"), "–") for m, v, _ in keys
+            ]
     return wide, table_notes(metrics, marks)
 
 
@@ -188,7 +216,10 @@ def table_notes(metrics: list[str], marks: dict[str, str]) -> list[str]:
     ours = (
         "ours: best-by-validation configuration per cell; its test-set "
         + ", ".join(metrics)
-        + " over n evaluation seeds (mean ± std when n ≥ 2), with k importance samples."
+        + " over n evaluation seeds (mean ± std when n ≥ 2), with k importance samples. "
+        + "Protocol: project (seeded validation split, the papers' algorithms) or the sweep's "
+        + "--protocol (authors: the authors' data use, validation rule and KL estimator; "
+        + "authors-code: also the defects of their code; the README lists the keys)."
     )
     return [ours, *(f"{mark} {source}" for source, mark in marks.items())]
 

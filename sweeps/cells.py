@@ -5,7 +5,15 @@ Plain dataclasses with no Ray in them, so a sweep script reads as a declaration.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from training.config import config_keys
+
+PROJECT = "project"
+"""The project's protocol: a seeded validation split, selection never on test, the papers'
+intended algorithms (reference README, "Deviations worth a switch")."""
 
 
 @dataclass(frozen=True)
@@ -19,6 +27,9 @@ class Cell:
     variant: str = "-"
     fixed: dict = field(default_factory=dict)
     """Flat namespaced config fixed for this cell, e.g. {"data/binarize": True}."""
+    protocol: str = PROJECT
+    """How the cell uses its data and which of the authors' behaviours it reproduces: "project",
+    or a protocol of its paper's script (its keys are in ``fixed``; see ``Protocol``)."""
 
     @property
     def name(self) -> str:
@@ -26,7 +37,15 @@ class Cell:
         if self.variant != "-":
             safe = self.variant.replace("=", "").replace(" ", "_").replace("%", "pct")
             parts.append(safe)
+        if self.protocol != PROJECT:
+            parts.append(self.protocol)
         return "-".join(parts)
+
+    def fields(self) -> dict:
+        """The cell's columns in every Parquet row (results.rows.CELL_FIELDS)."""
+        return {"sweep": self.name, "paper": self.paper, "family": self.family,
+                "dataset": self.dataset, "likelihood": self.likelihood, "variant": self.variant,
+                "protocol": self.protocol}  # fmt: skip
 
     def base_config(self, budget: Budget) -> dict:
         """The fixed part of every trial's config in this cell (Optuna samples the rest)."""
@@ -67,3 +86,27 @@ class Budget:
             raise ValueError(f"every budget count must be >= 1: {self}")
         if self.grace_epochs > self.max_epochs:
             raise ValueError(f"grace_epochs {self.grace_epochs} > max_epochs {self.max_epochs}")
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """A paper's named protocol: the flat config keys that make a cell run the authors' way.
+
+    ``keys`` apply to every cell whose family's config has them (a family without the key, e.g.
+    IAF's always Monte-Carlo KL, is unaffected); ``extra(cell)`` adds cell-dependent keys (e.g.
+    only on SVHN). The keys become part of the cell's fixed keys, so ``--set`` cannot undo them
+    and a storage cell started under one protocol is never continued under another.
+    """
+
+    description: str
+    keys: dict = field(default_factory=dict)
+    extra: Callable[[Cell], dict] | None = None
+
+    def keys_for(self, cell: Cell) -> dict:
+        own = config_keys(cell.family)
+        keys = {k: v for k, v in self.keys.items() if k in own}
+        return {**keys, **(self.extra(cell) if self.extra else {})}
+
+    def apply(self, name: str, cell: Cell) -> Cell:
+        """``cell`` run under this protocol: its keys fixed, its name and rows marked ``name``."""
+        return dataclasses.replace(cell, protocol=name, fixed={**cell.fixed, **self.keys_for(cell)})

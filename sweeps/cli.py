@@ -1,6 +1,7 @@
 """The command line every paper's sweep script shares.
 
     python sweeps/<paper>.py [--budget smoke|paper] [--storage DIR_OR_URI] [--datasets ...]
+                             [--protocol project|authors|authors-code]
 
 Connects to a running Ray cluster when there is one (--address, RAY_ADDRESS, or a live `ray start`
 on this machine), else starts an embedded local instance; runs every selected cell, evaluates each
@@ -23,7 +24,7 @@ from results import check, records, store
 from results.papers import paper_tables
 from results.tables import build_table, render
 from sweeps import preflight
-from sweeps.cells import Budget, Cell
+from sweeps.cells import PROJECT, Budget, Cell, Protocol
 from sweeps.provenance import provenance
 from sweeps.status import progress
 from sweeps.tune_glue import evaluate_winner, run_cell
@@ -72,12 +73,20 @@ def parse_args(
     cells: list[Cell],
     budgets: dict[str, Budget],
     default_datasets: dict[str, list[str]],
+    protocols: dict[str, Protocol] | None = None,
 ) -> argparse.Namespace:
     datasets = sorted({c.dataset for c in cells})
     p = argparse.ArgumentParser(
         prog=f"sweeps/{paper}.py", description=f"The {paper} paper's sweep."
     )
     p.add_argument("--budget", choices=sorted(budgets), default="smoke")
+    p.add_argument(
+        "--protocol",
+        choices=[PROJECT, *(protocols or {})],
+        default=PROJECT,
+        help="project: a seeded validation split, the papers' intended algorithms (default); "
+        + "; ".join(f"{name}: {p.description}" for name, p in (protocols or {}).items()),
+    )
     p.add_argument(
         "--storage",
         default="sweep-results",
@@ -204,9 +213,14 @@ def local_shape() -> dict:
     return {"CPU": os.cpu_count() or 1, "GPU": torch.cuda.device_count()}
 
 
-def plan(args, cells: list[Cell], budgets: dict[str, Budget]) -> tuple[Budget, list[Cell], dict]:
-    """The budget (with --set and --trials), the chosen cells and the --set keys; every check
-    that needs neither Ray nor the storage. Raises Refusal or ConfigError."""
+def plan(
+    args,
+    cells: list[Cell],
+    budgets: dict[str, Budget],
+    protocols: dict[str, Protocol] | None = None,
+) -> tuple[Budget, list[Cell], dict]:
+    """The budget (with --set and --trials), the chosen cells under --protocol and the --set
+    keys; every check that needs neither Ray nor the storage. Raises Refusal or ConfigError."""
     preflight.check_counts(args)
     fixed = dict(parse_override(item) for item in args.set)
     budget = budgets[args.budget]
@@ -222,6 +236,8 @@ def plan(args, cells: list[Cell], budgets: dict[str, Budget]) -> tuple[Budget, l
             f"no cell matches --datasets {args.datasets} --families {args.families} (families: "
             f"{sorted({c.family for c in cells})})"
         )
+    if args.protocol != PROJECT:
+        chosen = [protocols[args.protocol].apply(args.protocol, c) for c in chosen]
     preflight.check_overrides(chosen, fixed)
     preflight.check_configs(chosen, budget, args.sampler)
     return budget, chosen, fixed
@@ -245,10 +261,11 @@ def main(
     budgets: dict[str, Budget],
     default_datasets: dict[str, list[str]],
     argv: list[str] | None = None,
+    protocols: dict[str, Protocol] | None = None,
 ) -> int:
-    args = parse_args(argv, paper, cells, budgets, default_datasets)
+    args = parse_args(argv, paper, cells, budgets, default_datasets, protocols)
     try:
-        budget, chosen, fixed = plan(args, cells, budgets)
+        budget, chosen, fixed = plan(args, cells, budgets, protocols)
         if args.status:
             return print_status(args, chosen, budget)
         local = not (args.address or os.environ.get("RAY_ADDRESS"))

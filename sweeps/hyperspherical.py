@@ -15,7 +15,7 @@ Cells (reference hyperspherical.md, sections 6 and 7):
 
 import sys
 
-from sweeps.cells import Budget, Cell
+from sweeps.cells import Budget, Cell, Protocol
 from sweeps.cli import main
 
 PAPER = "hyperspherical"  # feeds the tables svae18 and psvae19 (results.papers.GROUPS)
@@ -36,8 +36,14 @@ def partitions(n: int, largest: int | None = None) -> list[tuple[int, ...]]:
 
 def uai_cells(dataset: str) -> list[Cell]:
     return [
-        Cell("svae18", family, dataset, "bernoulli", variant=f"d={d}",
-             fixed={**BINARY, "model/latent_dim": d})  # fmt: skip
+        Cell(
+            "svae18",
+            family,
+            dataset,
+            "bernoulli",
+            variant=f"d={d}",
+            fixed={**BINARY, "model/latent_dim": d},
+        )  # fmt: skip
         for family in ("nvae", "svae")
         for d in (2, 5, 10, 20, 40)
     ]
@@ -65,8 +71,14 @@ CELLS = [
     *[product_cell("static_mnist", p, f"d={n}") for n in (5, 9) for p in partitions(n)],
     *[product_cell("mnist", p, f"z={z}") for z, ps in MATCHED.items() for p in ps],
     *[
-        Cell("psvae19", "nvae", "static_mnist", "bernoulli", variant=f"d={d} {cov}",
-             fixed={**BINARY, "model/latent_dim": d, "model/covariance": cov})  # fmt: skip
+        Cell(
+            "psvae19",
+            "nvae",
+            "static_mnist",
+            "bernoulli",
+            variant=f"d={d} {cov}",
+            fixed={**BINARY, "model/latent_dim": d, "model/covariance": cov},
+        )  # fmt: skip
         for d in (1, 2, 5, 10, 20, 40)
         for cov in ("single", "diagonal", "full")
     ],
@@ -96,5 +108,31 @@ BUDGETS = {
 
 DEFAULT_DATASETS = {"smoke": ["fashion_mnist"], "paper": ["mnist", "static_mnist"]}
 
+
+def unscaled_pixels(cell: Cell) -> dict:
+    """The authors' MNIST-format loaders skip the /255: binarisation is the threshold x > 0."""
+    if cell.dataset in ("mnist", "fashion_mnist") and cell.fixed.get("data/binarize"):
+        return {"data/svae_no_rescale_255": True}
+    return {}
+
+
+def product_space_code(cell: Cell) -> dict:
+    """authors, and the product-space code's approximate Bessel ratio in its product cells."""
+    approx = {"model/bessel_ratio": "approx"} if cell.family == "psvae" else {}
+    return {**unscaled_pixels(cell), **approx}
+
+
+PROTOCOLS = {  # reference README, switches 4-5
+    "authors": Protocol(
+        "the S-VAE authors' data use: MNIST and Fashion-MNIST binarised by the fixed threshold "
+        "x > 0 of unscaled pixels (data/svae_no_rescale_255)",
+        extra=unscaled_pixels,
+    ),
+    "authors-code": Protocol(
+        "authors, and the product-space code's approximate Bessel ratio (model/bessel_ratio)",
+        extra=product_space_code,
+    ),
+}
+
 if __name__ == "__main__":
-    sys.exit(main(PAPER, CELLS, BUDGETS, DEFAULT_DATASETS))
+    sys.exit(main(PAPER, CELLS, BUDGETS, DEFAULT_DATASETS, protocols=PROTOCOLS))

@@ -73,4 +73,4 @@ BUDGETS = {  # the main sweep's, with one trial per cell (nothing is searched), 
 DEFAULT_DATASETS = {"smoke": ["fashion_mnist"], "paper": ["mnist", "svhn", "cifar10"]}
 
 if __name__ == "__main__":
-    sys.exit(main(PAPER, CELLS, BUDGETS, DEFAULT_DATASETS))
+    sys.exit(main(PAPER, CELLS, BUDGETS, DEFAULT_DATASETS, protocols=spvae.PROTOCOLS))

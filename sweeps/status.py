@@ -25,15 +25,18 @@ def cell_progress(storage: str, cell: Cell, trials: pd.DataFrame, study_url: str
     target = record["trials"] if record else None
     if record is None and study is None and tune is None and trials.empty:
         state = "not started"
-    elif tune is not None and target is not None and len(tune) >= target and all(
-        t.ended for t in tune.values()
+    elif (
+        tune is not None
+        and target is not None
+        and len(tune) >= target
+        and all(t.ended for t in tune.values())
     ):
         state = "done"
     else:
         state = "in progress"
     return {
         "family": cell.family, "dataset": cell.dataset, "likelihood": cell.likelihood,
-        "variant": cell.variant, "state": state,
+        "variant": cell.variant, "protocol": cell.protocol, "state": state,
         **{s: int(counts.get(s, 0)) for s in STATUSES},
         "running": running,
         "target": "?" if target is None else target,

@@ -214,11 +214,8 @@ class ParquetWriter(tune.Callback):
             config = flatten(trial.config)
         ckpt = trial.checkpoint
         history = checkpoint_history(ckpt)
-        c = self.cell
-        cell = {"sweep": c.name, "paper": c.paper, "family": c.family, "dataset": c.dataset,
-                "likelihood": c.likelihood, "variant": c.variant}  # fmt: skip
         row = rows.trial_row(
-            cell,
+            self.cell.fields(),
             trial.trial_id,
             config,
             last,
@@ -229,10 +226,10 @@ class ParquetWriter(tune.Callback):
             gpus=self.gpus,
             provenance=self.provenance,
         )
-        store.write(self.storage, "trials", c.name, trial.trial_id, [row])
+        store.write(self.storage, "trials", self.cell.name, trial.trial_id, [row])
         if history:
-            curves = rows.curve_rows(c.name, trial.trial_id, history)
-            store.write(self.storage, "curves", c.name, trial.trial_id, curves)
+            curves = rows.curve_rows(self.cell.name, trial.trial_id, history)
+            store.write(self.storage, "curves", self.cell.name, trial.trial_id, curves)
 
 
 def checkpoint_history(ckpt: tune.Checkpoint | None) -> list[dict]:

@@ -18,7 +18,7 @@ and evaluates the winner with k = 5000 importance samples over 3 seeds.
 
 import sys
 
-from sweeps.cells import Budget, Cell
+from sweeps.cells import Budget, Cell, Protocol
 from sweeps.cli import main
 
 PAPER = "vlae"
@@ -81,8 +81,12 @@ BUDGETS = {
         eval_seeds=1,
         # 50-batch epochs, a 5% validation split, and a network whose Jacobians (VLAE's cost:
         # B d H^2 per update) keep every cell to a few minutes on 2 CPU cores
-        fixed={"train/epoch_batches": 50, "data/val_fraction": 0.05, "model/hidden_dim": 256,
-               "train/batch_size": 128},  # fmt: skip
+        fixed={
+            "train/epoch_batches": 50,
+            "data/val_fraction": 0.05,
+            "model/hidden_dim": 256,
+            "train/batch_size": 128,
+        },  # fmt: skip
     ),
     "paper": Budget(
         trials=16,
@@ -98,5 +102,25 @@ BUDGETS = {
 
 DEFAULT_DATASETS = {"smoke": ["fashion_mnist"]}
 
+AUTHORS = {"data/validation": "test", "model/analytic_kl": False}
+PROTOCOLS = {  # reference README, switches 7-11 (the encoder heads start as theirs always)
+    "authors": Protocol(
+        "the VLAE authors' data use: train on every training image, select the epoch on the test "
+        "set (data/validation=test); single-sample Monte-Carlo KL (model/analytic_kl=false)",
+        AUTHORS,
+    ),
+    "authors-code": Protocol(
+        "authors, and their code's defects: SA-VAE's sign, batch-mean gradient and squared-norm "
+        "clip, IAF's masked-out context",
+        {
+            **AUTHORS,
+            "model/savae_repo_sign": True,
+            "model/savae_batch_mean_grad": True,
+            "model/savae_squared_norm_clip": True,
+            "model/iaf_mask_context": True,
+        },  # fmt: skip
+    ),
+}
+
 if __name__ == "__main__":
-    sys.exit(main(PAPER, CELLS, BUDGETS, DEFAULT_DATASETS))
+    sys.exit(main(PAPER, CELLS, BUDGETS, DEFAULT_DATASETS, protocols=PROTOCOLS))

@@ -66,7 +66,7 @@ def test_a_sweep_on_s3_storage(ray_with_s3, tmp_path, capsys):
     assert len(evals) == 1 and evals["trial_id"].iloc[0] in set(trials["trial_id"])
     listed = ray_with_s3.get_file_info(pafs.FileSelector("sweeps/run1/ray", recursive=True))
     assert any(f.path.endswith("/state.pt") for f in listed)  # Tune's checkpoints live there too
-    assert "| VAE | - | " in capsys.readouterr().out
+    assert "| VAE | - | project | " in capsys.readouterr().out
 
 
 def test_a_missing_bucket_fails_before_any_trial(s3, tmp_path, capsys):

@@ -106,7 +106,7 @@ def test_table_renders_in_every_format_and_the_command_writes_files(tmp_path, ca
     long = numbers(str(tmp_path), PAPERS["vlae"])
     md, tex = (render(df, notes, "T", f) for f in ("md", "latex"))
     csv = render(long, notes, "T", "csv")
-    assert md.startswith("### T") and "| VAE | - | not evaluated |" in md
+    assert md.startswith("### T") and "| VAE | - | project | not evaluated |" in md
     assert r"\begin{tabular}" in tex and r"-85.37 \textsuperscript{\dag}" in tex and "†" not in tex
     assert pd.read_csv(io.StringIO(csv)).shape == long.shape
     assert results_main(["table", "vlae", "--storage", str(tmp_path), "--format", "csv"]) == 0

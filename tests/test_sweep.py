@@ -55,7 +55,7 @@ def test_two_trial_sweep_lands_in_parquet_and_renders_the_table(
     assert evals["trial_id"].unique().tolist() == [winner["trial_id"]]
     assert sorted(evals["seed"]) == [0, 1] and (evals["k"] == 5).all()
     out = capsys.readouterr().out
-    assert "| VAE | - | " in out and "(n=2, k=5)" in out
+    assert "| VAE | - | project | " in out and "(n=2, k=5)" in out
 
     # The sweep's progress, from storage alone.
     argv = ["--storage", str(tmp_path), "--datasets", "fashion_mnist", "--status"]

@@ -150,7 +150,7 @@ def test_csv_is_a_long_table_of_numbers_for_ours_and_the_paper(toy):
 
 def test_an_empty_table_still_renders(tmp_path):
     df, notes = build_table(str(tmp_path), PAPERS["psvae19"])  # no results, no paper numbers
-    assert list(df.columns) == ["Model", "Variant"] and df.empty
+    assert list(df.columns) == ["Model", "Variant", "Protocol"] and df.empty
     assert r"\end{tabular}" in render(df, notes, "T", "latex")
     csv = render(numbers(str(tmp_path), PAPERS["psvae19"]), notes, "T", "csv")
     assert list(pd.read_csv(io.StringIO(csv)).columns) == NUMBERS

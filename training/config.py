@@ -358,3 +358,13 @@ def flatten(d: dict, prefix: str = "") -> dict:
         else:
             out[f"{prefix}{k}"] = v
     return out
+
+
+def config_keys(family: str) -> set[str]:
+    """Every flat key a config of ``family`` has: "model/...", "data/..." and "train/..."."""
+    try:
+        model_cls = models.config_class(family)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    sections = {"model": model_cls, "data": DataConfig, "train": TrainConfig}
+    return {f"{s}/{f.name}" for s, cls in sections.items() for f in dataclasses.fields(cls)}

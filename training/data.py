@@ -91,6 +91,8 @@ __all__ = ["DATASETS", "Data", "DatasetError", "MnistLike", "load_data", "read_i
 
 OMNIGLOT_EVAL_BINARIZE_SEED = 777
 """The authors' numpy seed for the one-off binarisation of OMNIGLOT validation, then test."""
+
+
 @functools.lru_cache(maxsize=4)
 def read_images(dataset: str, root: str = "", download: bool = False) -> tuple[Tensor, ...]:
     """A dataset's images as its files split them, [N, C, H, W]; cached per process.
@@ -195,7 +197,11 @@ def _split_by_rule(dataset: str, images: tuple[Tensor, ...], cfg, g: torch.Gener
     train, test = images
     perm = torch.randperm(train.shape[0], generator=g)
     if dataset == "omniglot":  # shuffled, the last 1,345 are validation (Burda et al.)
-        return train[perm[:-datasets.OMNIGLOT_N_VAL]], train[perm[-datasets.OMNIGLOT_N_VAL:]], test
+        return (
+            train[perm[: -datasets.OMNIGLOT_N_VAL]],
+            train[perm[-datasets.OMNIGLOT_N_VAL :]],
+            test,
+        )
     n_val = int(round(cfg.val_fraction * train.shape[0]))
     return train[perm[n_val:]], train[perm[:n_val]], test
 

@@ -101,7 +101,7 @@ def test_added_trials_extend_the_cell_and_repeat_no_configuration(storage, capsy
     assert "1 cells, 0 differences" in capsys.readouterr().out
     assert sweep(storage, "--status") == 0
     line = capsys.readouterr().out.splitlines()[1].split()
-    assert line[4] == "done" and sum(map(int, line[5:8])) == 4 and line[9] == "4"  # of 4
+    assert line[4:6] == ["project", "done"] and sum(map(int, line[6:9])) == 4 and line[10] == "4"
 
 
 def test_resuming_a_finished_sweep_says_so_and_another_config_is_refused(storage, capsys):

@@ -66,6 +66,7 @@ def test_two_trial_sweep_lands_in_parquet_and_renders_the_table(
         "dataset",
         "likelihood",
         "variant",
+        "protocol",
         "state",
         "completed",
         "pruned",
@@ -76,11 +77,11 @@ def test_two_trial_sweep_lands_in_parquet_and_renders_the_table(
     ]
     counts = trials["status"].value_counts()
     fields = status[1].split()
-    assert fields[:5] == ["vae", "fashion_mnist", "gaussian", "-", "done"]
-    assert int(fields[5]) == counts.get("completed", 0) and int(fields[8]) == 0
-    assert int(fields[9]) == TINY.trials
+    assert fields[:6] == ["vae", "fashion_mnist", "gaussian", "-", "project", "done"]
+    assert int(fields[6]) == counts.get("completed", 0) and int(fields[9]) == 0
+    assert int(fields[10]) == TINY.trials
     best = trials[trials["status"] == "completed"]["best_val_loss"].min()
-    assert float(fields[10]) == pytest.approx(best, abs=1e-3)
+    assert float(fields[11]) == pytest.approx(best, abs=1e-3)
 
 
 def scripted_space(trial):

@@ -49,10 +49,11 @@ Splits and binarisation per dataset (reference hyperspherical.md section 5; spva
     cifar10               seeded ``data/val_fraction`` split (the SPVAE cells: 0.2, 40k/10k);
                           uint8 RGB [3, 32, 32].
 
-The order in load_data: read (cached) -> split -> data/greyscale on the uint8 images -> grey
-levels in [0, 1] -> data/minmax -> data/pixels -> data/train_fraction, data/spvae_train_subset ->
-binarisation, centring (data/center) or the logit transform; training.images implements the SPVAE
-steps in between.
+The pipeline is one function, load_data, read top to bottom: read (training.files; the file
+formats' decoders in training.datasets) -> split -> data/greyscale on the uint8 images -> grey
+levels in [0, 1] -> data/minmax -> data/pixels -> data/train_fraction, data/spvae_train_subset
+(those transforms in training.images) -> binarisation, centring (data/center) or the logit
+transform -> the device.
 
 The logit transform (data/logit, VLAE reference section 7; continuous grey levels only):
 x' = (255 x + u) / 256, u ~ U(0, 1) -> x'' = lam + (1 - 2 lam) x' (lam = data/logit_lambda) ->
@@ -69,7 +70,6 @@ files, CIFAR-10). Orientation of each file format: training.datasets.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -77,8 +77,8 @@ import torch
 from torch import Tensor
 
 from training import datasets
-from training.datasets import DATASETS, AuthorsFiles, DatasetError, MnistLike
-from training.files import candidate_roots, read_authors_files, torchvision_root
+from training.datasets import DATASETS, DatasetError, MnistLike
+from training.files import read_images
 from training.images import (
     greyscale,
     logit_dequantise,
@@ -91,41 +91,6 @@ __all__ = ["DATASETS", "Data", "DatasetError", "MnistLike", "load_data", "read_i
 
 OMNIGLOT_EVAL_BINARIZE_SEED = 777
 """The authors' numpy seed for the one-off binarisation of OMNIGLOT validation, then test."""
-
-
-@functools.lru_cache(maxsize=4)
-def read_images(dataset: str, root: str = "", download: bool = False) -> tuple[Tensor, ...]:
-    """A dataset's images as its files split them, [N, C, H, W]; cached per process.
-
-    (train, test) for the MNIST files, OMNIGLOT and CIFAR-10, (train, val, test) for static
-    MNIST, Caltech-101 and SVHN, (all,) for Frey Faces. dtype says the scale: uint8 levels 0..255
-    (MNIST, Frey Faces; RGB [N, 3, 32, 32] for SVHN and CIFAR-10), bool for binary images,
-    float32 grey levels in [0, 1] (OMNIGLOT).
-    """
-    spec = DATASETS[dataset]
-    roots = candidate_roots(root)
-    if isinstance(spec, AuthorsFiles):
-        return read_authors_files(dataset, spec, roots, download)
-    import torchvision  # imported here: it is slow to import and only needed once
-
-    tv_root = torchvision_root(spec, roots)
-    if tv_root is None and download and roots:
-        tv_root = roots[0]
-    if tv_root is None:
-        raise DatasetError(
-            f"dataset {dataset!r} not found: looked for {spec.torchvision_name}/raw/*-ubyte and "
-            f"{spec.debian_dir}/*.gz under {[str(r) for r in roots]}. Get it with: "
-            f"{spec.install_hint}, or point data/root (or $VAE_DATA_ROOT) at a folder holding it"
-        )
-    cls = getattr(torchvision.datasets, spec.torchvision_name)
-    try:
-        splits = [cls(str(tv_root), train=t, download=download).data for t in (True, False)]
-    except Exception as e:  # torchvision raises bare errors on truncated or foreign files
-        raise DatasetError(
-            f"dataset {dataset!r} under {tv_root} is unreadable ({type(e).__name__}: {e}); "
-            f"delete the files and reinstall them ({spec.install_hint})"
-        ) from None
-    return tuple(s.unsqueeze(1).contiguous() for s in splits)
 
 
 @dataclass
@@ -166,26 +131,57 @@ class Data:
         return torch.bernoulli(x) if self.binarize else x
 
 
-def to_unit(images: Tensor) -> Tensor:
-    """float32 in [0, 1]: uint8 grey levels / 255, bool as 0/1, floats as they are."""
-    if images.dtype == torch.uint8:
-        return images.to(torch.float32).div_(255.0)
-    return images.to(torch.float32, copy=True)  # never the cached tensor itself
+def load_data(cfg, device: torch.device | str = "cpu") -> Data:
+    """A dataset per its DataConfig, the whole pipeline top to bottom (module docstring):
+
+    1. read the files (training.files, cached per process; decoders in training.datasets)
+    2. split by the dataset's rule (or data/validation=test)
+    3. colour and scale: data/greyscale on uint8, grey levels in [0, 1], data/minmax and
+       data/pixels (training.images); or the S-VAE authors' unscaled threshold
+    4. the training rows: data/train_fraction, data/spvae_train_subset
+    5. binarise the evaluation images once, or centre, or logit-dequantise every split
+    6. onto the device
+    """
+    spec = DATASETS[cfg.dataset]
+    images = read_images(cfg.dataset, cfg.root, cfg.download)  # 1
+    g = torch.Generator().manual_seed(cfg.split_seed)
+    raw = split(cfg.dataset, images, cfg, g)  # 2
+    if cfg.greyscale:  # 3: on the uint8 levels, as PIL does; a no-op on one-channel images
+        raw = tuple(greyscale(s) for s in raw)
+    binarize_train = cfg.binarize and not spec.binary  # binary data are never resampled
+    if cfg.binarize and cfg.svae_no_rescale_255:
+        # The S-VAE loaders' defect (reference switch 4): x > U(0,1) on unscaled 0..255 pixels,
+        # i.e. the fixed threshold x > 0 on every split, never resampled.
+        train, val, test = ((s > 0).to(torch.float32) for s in raw)
+        binarize_train = False
+    else:
+        train, val, test = scale_pixels(cfg, tuple(to_unit(s) for s in raw))
+    train = train_rows(cfg, train)  # 4
+    pixel_mean = None  # 5
+    if binarize_train:
+        val, test = binarise_evaluation(cfg.dataset, val, test, g)
+    elif cfg.logit:
+        return logit_data(cfg, train, val, test, device)
+    elif not cfg.binarize and cfg.center:
+        pixel_mean = train.mean(0, keepdim=True)
+        train, val, test = train - pixel_mean, val - pixel_mean, test - pixel_mean
+    move = lambda t: None if t is None else t.to(device)  # noqa: E731  (6)
+    return Data(move(train), move(val), move(test), binarize_train, move(pixel_mean))
 
 
-def _split(dataset: str, images: tuple[Tensor, ...], cfg, g: torch.Generator):
+def split(dataset: str, images: tuple[Tensor, ...], cfg, g: torch.Generator):
     """(train, val, test) by the dataset's rule (module docstring); the generator is seeded.
 
     data/validation=test (the VLAE authors' protocol): no images are held out of a training set
     that the rule would split, and the test images serve as validation."""
-    train, val, test = _split_by_rule(dataset, images, cfg, g)
+    train, val, test = split_by_rule(dataset, images, cfg, g)
     if cfg.validation == "test":
         own_split = dataset in ("static_mnist", "caltech101", "svhn", "frey_faces")
         return (train if own_split else images[0]), test, test
     return train, val, test
 
 
-def _split_by_rule(dataset: str, images: tuple[Tensor, ...], cfg, g: torch.Generator):
+def split_by_rule(dataset: str, images: tuple[Tensor, ...], cfg, g: torch.Generator):
     if dataset in ("static_mnist", "caltech101", "svhn"):  # the files' own split
         return images
     if dataset == "frey_faces":
@@ -206,50 +202,27 @@ def _split_by_rule(dataset: str, images: tuple[Tensor, ...], cfg, g: torch.Gener
     return train[perm[n_val:]], train[perm[:n_val]], test
 
 
-def load_data(cfg, device: torch.device | str = "cpu") -> Data:
-    """Load a dataset per its DataConfig: its split rule, the SPVAE preprocessing, the training
-    rows, binarisation, centring or the logit transform (the order in the module docstring)."""
-    spec = DATASETS[cfg.dataset]
-    images = read_images(cfg.dataset, cfg.root, cfg.download)
-    g = torch.Generator().manual_seed(cfg.split_seed)
-    raw = _split(cfg.dataset, images, cfg, g)
-    if cfg.greyscale:  # on the uint8 levels, as PIL does; a no-op on one-channel images
-        raw = tuple(greyscale(s) for s in raw)
-    binarize_train = cfg.binarize and not spec.binary  # binary data are never resampled
-    pixel_mean = None
-    if cfg.binarize and cfg.svae_no_rescale_255:
-        # The S-VAE loaders' defect (reference switch 4): x > U(0,1) on unscaled 0..255 pixels,
-        # i.e. the fixed threshold x > 0 on every split, never resampled.
-        train, val, test = ((s > 0).to(torch.float32) for s in raw)
-        binarize_train = False
-    else:
-        train, val, test = scale_pixels(cfg, tuple(to_unit(s) for s in raw))
-    train = train_rows(cfg, train)
-    if binarize_train and cfg.dataset == "omniglot":
+def to_unit(images: Tensor) -> Tensor:
+    """float32 in [0, 1]: uint8 grey levels / 255, bool as 0/1, floats as they are."""
+    if images.dtype == torch.uint8:
+        return images.to(torch.float32).div_(255.0)
+    return images.to(torch.float32, copy=True)  # never the cached tensor itself
+
+
+def binarise_evaluation(dataset: str, val: Tensor, test: Tensor, g: torch.Generator):
+    """Validation and test images binarised once (reference switch 17), so every evaluation sees
+    the same images; training batches are binarised afresh by Data.train_batch."""
+    if dataset == "omniglot":
         # The authors' one-off binarisation: numpy's legacy stream seeded 777, validation then
         # test (so the test images are the authors' own, whatever the shuffle).
         rs = np.random.RandomState(OMNIGLOT_EVAL_BINARIZE_SEED)
-        val, test = (
+        return tuple(
             torch.from_numpy(rs.binomial(1, s.numpy()).astype(np.float32)) for s in (val, test)
         )
-    elif binarize_train:  # fixed binarisation of the evaluation images (reference: switch 17)
-        val, test = (torch.bernoulli(s, generator=g) for s in (val, test))
-    elif cfg.logit:
-        return _logit_data(cfg, train, val, test, device)
-    elif not cfg.binarize and cfg.center:
-        pixel_mean = train.mean(0, keepdim=True)
-        train, val, test = train - pixel_mean, val - pixel_mean, test - pixel_mean
-    move = lambda t: t.to(device)  # noqa: E731
-    return Data(
-        move(train),
-        move(val),
-        move(test),
-        binarize_train,
-        None if pixel_mean is None else move(pixel_mean),
-    )
+    return tuple(torch.bernoulli(s, generator=g) for s in (val, test))
 
 
-def _logit_data(cfg, levels: Tensor, val: Tensor, test: Tensor, device) -> Data:
+def logit_data(cfg, levels: Tensor, val: Tensor, test: Tensor, device) -> Data:
     """data/logit: every split logit-dequantised once with its own generator from data/split_seed
     and centred by the transformed training mean; the training levels are kept for train_batch.
     Two training-set copies (levels and one transformed draw), each transformed in place."""

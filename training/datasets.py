@@ -2,7 +2,7 @@
 
 ``DATASETS`` maps a dataset key to its spec: ``MnistLike`` (IDX files that torchvision reads) or
 ``AuthorsFiles`` (the files the papers' authors used, read by the reader named in the spec).
-training.data finds, downloads and splits them; training.images decodes SVHN and CIFAR-10 arrays.
+training.files finds, downloads and reads them; training.data splits and preprocesses them.
 
 Orientation: the ``.mat`` files of OMNIGLOT and Caltech-101 store each 28x28 image
 column-major (MATLAB's ``A(:)``), so a stored vector v is read as image[i, j] = v[i + 28 j], the
@@ -14,6 +14,8 @@ channel c as X[:, :, c, n], rows first; CIFAR-10's rows are the R, G, B planes, 
 
 from __future__ import annotations
 
+import io
+import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +24,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from training.images import cifar_batch, svhn_images
-
 OMNIGLOT_N_VAL = 1345
 """OMNIGLOT validation images: the last ones of the shuffled training set (Burda et al.)."""
 FREY_SPLIT = (1565, 200, 200)
@@ -31,6 +31,60 @@ FREY_SPLIT = (1565, 200, 200)
 SVHN_N_VAL = 26032
 """SVHN validation images: the first ones of extra_32x32.mat (SPVAE spec 3), as many as the test
 set."""
+
+
+CIFAR_SIDE = 32
+
+
+# The SVHN and CIFAR-10 decoders: numpy in, numpy out, ValueError on anything unexpected (the
+# readers below turn it into a DatasetError naming the file and the fix).
+
+
+def svhn_images(x: np.ndarray, limit: int | None = None) -> np.ndarray:
+    """A Stanford SVHN 'X' variable (32, 32, 3, N) -> uint8 [min(N, limit), 3, 32, 32].
+
+    Only the first ``limit`` images are copied (the validation split is the start of the 1.3 GB
+    extra file), so the caller can drop the full array right away.
+    """
+    if x.dtype != np.uint8 or x.ndim != 4 or x.shape[:3] != (32, 32, 3):
+        raise ValueError(f"variable 'X' is {x.dtype} {x.shape}, expected uint8 (32, 32, 3, N)")
+    return np.ascontiguousarray(x[..., :limit].transpose(3, 2, 0, 1))
+
+
+class _ArraysOnly(pickle.Unpickler):
+    """Unpickles dicts, lists, text and numpy arrays; refuses every other global (code)."""
+
+    allowed = {
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"),  # the real files (numpy 1 era)
+        ("numpy._core.multiarray", "_reconstruct"),  # numpy >= 2
+        ("_codecs", "encode"),  # bytes in protocol-2 pickles written by Python 3
+    }
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.allowed:
+            raise pickle.UnpicklingError(f"it refers to {module}.{name}, not only numpy arrays")
+        return super().find_class(module, name)
+
+
+def cifar_batch(path: Path) -> np.ndarray:
+    """A CIFAR-10 python batch file -> uint8 [N, 3, 32, 32] (planes R, G, B; rows first)."""
+    try:
+        batch = _ArraysOnly(io.BytesIO(path.read_bytes()), encoding="latin1").load()
+    except Exception as e:  # pickle raises assorted errors on truncated or foreign files
+        raise ValueError(
+            f"unreadable as a CIFAR-10 python pickle ({type(e).__name__}: {e})"
+        ) from None
+    if not isinstance(batch, dict) or "data" not in batch:
+        keys = sorted(batch) if isinstance(batch, dict) else type(batch).__name__
+        raise ValueError(f"expected a dict with a 'data' entry, found {keys}")
+    data = batch["data"]
+    pixels = 3 * CIFAR_SIDE * CIFAR_SIDE
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.shape[1:] != (pixels,):
+        found = f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else type(data)
+        raise ValueError(f"'data' is {found}, expected uint8 (N, {pixels})")
+    return np.ascontiguousarray(data).reshape(-1, 3, CIFAR_SIDE, CIFAR_SIDE)
 
 
 class DatasetError(RuntimeError):

@@ -1,4 +1,5 @@
-"""Where dataset files are found, fetched and unpacked (training.data reads and splits them).
+"""Where dataset files are found, fetched, unpacked and read (``read_images``); training.data
+splits and preprocesses what they hold.
 
 Lookup order per data root: ``data/root``; else $VAE_DATA_ROOT, then ``<cache>/data`` and the
 system dir /usr/share/datasets (training.data's docstring lists each dataset's files). A flat
@@ -9,6 +10,7 @@ is always unpacked afresh. Downloads and archive extraction are atomic: concurre
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import http.client
@@ -20,7 +22,9 @@ import urllib.request
 import zlib
 from pathlib import Path
 
-from training.datasets import AuthorsFiles, DatasetError, MnistLike
+from torch import Tensor
+
+from training.datasets import DATASETS, AuthorsFiles, DatasetError, MnistLike
 
 SYSTEM_ROOTS = (Path("/usr/share/datasets"),)
 
@@ -167,3 +171,38 @@ def read_authors_files(dataset: str, spec: AuthorsFiles, roots: list[Path], fetc
             f"(or $VAE_DATA_ROOT) at a folder holding {spec.folder}/"
         )
     return spec.read(spec, tuple(folder / f for f in spec.files))
+
+
+@functools.lru_cache(maxsize=4)
+def read_images(dataset: str, root: str = "", download: bool = False) -> tuple[Tensor, ...]:
+    """A dataset's images as its files split them, [N, C, H, W]; cached per process.
+
+    (train, test) for the MNIST files, OMNIGLOT and CIFAR-10, (train, val, test) for static
+    MNIST, Caltech-101 and SVHN, (all,) for Frey Faces. dtype says the scale: uint8 levels 0..255
+    (MNIST, Frey Faces; RGB [N, 3, 32, 32] for SVHN and CIFAR-10), bool for binary images,
+    float32 grey levels in [0, 1] (OMNIGLOT).
+    """
+    spec = DATASETS[dataset]
+    roots = candidate_roots(root)
+    if isinstance(spec, AuthorsFiles):
+        return read_authors_files(dataset, spec, roots, download)
+    import torchvision  # imported here: it is slow to import and only needed once
+
+    tv_root = torchvision_root(spec, roots)
+    if tv_root is None and download and roots:
+        tv_root = roots[0]
+    if tv_root is None:
+        raise DatasetError(
+            f"dataset {dataset!r} not found: looked for {spec.torchvision_name}/raw/*-ubyte and "
+            f"{spec.debian_dir}/*.gz under {[str(r) for r in roots]}. Get it with: "
+            f"{spec.install_hint}, or point data/root (or $VAE_DATA_ROOT) at a folder holding it"
+        )
+    cls = getattr(torchvision.datasets, spec.torchvision_name)
+    try:
+        splits = [cls(str(tv_root), train=t, download=download).data for t in (True, False)]
+    except Exception as e:  # torchvision raises bare errors on truncated or foreign files
+        raise DatasetError(
+            f"dataset {dataset!r} under {tv_root} is unreadable ({type(e).__name__}: {e}); "
+            f"delete the files and reinstall them ({spec.install_hint})"
+        ) from None
+    return tuple(s.unsqueeze(1).contiguous() for s in splits)

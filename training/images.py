@@ -1,18 +1,7 @@
-"""SVHN and CIFAR-10 files, and the SPVAE paper's pixel preprocessing (reference spvae.md, 3).
-
-Decoders of the two on-disk formats into uint8 RGB images [N, 3, 32, 32]; they raise ValueError
-with the problem, which training.data turns into a DatasetError naming the file and the fix
-(training.data also finds, downloads and caches the files):
-
-    SVHN      {train,test,extra}_32x32.mat (Stanford, MATLAB v5): 'X' uint8 (32, 32, 3, N) with
-              X[i, j, c, n] = row i, column j, channel c of image n; 'y' the labels (unused).
-    CIFAR-10  cifar-10-batches-py/{data_batch_1..5,test_batch}: Python pickles of a dict whose
-              'data' is uint8 [N, 3072], each row 1,024 red, then green, then blue values, each
-              plane a row-major 32 x 32 image; 'labels' (unused). Unpickled with an allow-list
-              (numpy arrays only): a pickle can otherwise run arbitrary code.
-
-The preprocessing, in training.data.load_data's order, after the split and before binarisation
-or centring (each a DataConfig key, all off by default):
+"""The pixel transforms of the data pipeline: the SPVAE paper's preprocessing (reference
+spvae.md, 3) and the VLAE authors' logit transform (vlae.md, 7). Torch tensors [N, C, H, W] in,
+tensors out; training.data.load_data applies them in this order, after the split and before
+binarisation or centring (each a DataConfig key, all off by default):
 
     data/greyscale       uint8 RGB -> uint8 luma, bit for bit PIL's Image.convert("L")
     (grey levels / 255)
@@ -23,16 +12,12 @@ or centring (each a DataConfig key, all off by default):
     data/train_fraction  the first rows of the training split (low-data experiment, spec 8)
     data/spvae_train_subset  at most the first SPVAE_SUBSET_ROWS of them (spec 4)
 
-Then, instead of data/center's plain centring, the VLAE authors' optional logit transform
-(data/logit; reference vlae.md, 7): logit_dequantise below, whose training-set mean
-training.data subtracts from every split; training batches are re-dequantised on each draw.
+Then, instead of data/center's plain centring, the logit transform (data/logit):
+logit_dequantise below, whose training-set mean training.data subtracts from every split;
+training batches are re-dequantised on each draw.
 """
 
 from __future__ import annotations
-
-import io
-import pickle
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -45,60 +30,6 @@ SPVAE_SUBSET_ROWS = 16384 + 1000
 through a 1,000-element shuffle buffer, restarted from the array's start every epoch (spec 4)."""
 LUMA = (19595, 38470, 7471)
 """ITU-R 601-2 luma weights (0.299, 0.587, 0.114) times 2^16, as in PIL's RGB -> L conversion."""
-CIFAR_SIDE = 32
-
-
-# ---- file decoders: numpy in, numpy out, ValueError on anything unexpected ----
-
-
-def svhn_images(x: np.ndarray, limit: int | None = None) -> np.ndarray:
-    """A Stanford SVHN 'X' variable (32, 32, 3, N) -> uint8 [min(N, limit), 3, 32, 32].
-
-    Only the first ``limit`` images are copied (the validation split is the start of the 1.3 GB
-    extra file), so the caller can drop the full array right away.
-    """
-    if x.dtype != np.uint8 or x.ndim != 4 or x.shape[:3] != (32, 32, 3):
-        raise ValueError(f"variable 'X' is {x.dtype} {x.shape}, expected uint8 (32, 32, 3, N)")
-    return np.ascontiguousarray(x[..., :limit].transpose(3, 2, 0, 1))
-
-
-class _ArraysOnly(pickle.Unpickler):
-    """Unpickles dicts, lists, text and numpy arrays; refuses every other global (code)."""
-
-    allowed = {
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-        ("numpy.core.multiarray", "_reconstruct"),  # the real files (numpy 1 era)
-        ("numpy._core.multiarray", "_reconstruct"),  # numpy >= 2
-        ("_codecs", "encode"),  # bytes in protocol-2 pickles written by Python 3
-    }
-
-    def find_class(self, module: str, name: str):
-        if (module, name) not in self.allowed:
-            raise pickle.UnpicklingError(f"it refers to {module}.{name}, not only numpy arrays")
-        return super().find_class(module, name)
-
-
-def cifar_batch(path: Path) -> np.ndarray:
-    """A CIFAR-10 python batch file -> uint8 [N, 3, 32, 32] (planes R, G, B; rows first)."""
-    try:
-        batch = _ArraysOnly(io.BytesIO(path.read_bytes()), encoding="latin1").load()
-    except Exception as e:  # pickle raises assorted errors on truncated or foreign files
-        raise ValueError(
-            f"unreadable as a CIFAR-10 python pickle ({type(e).__name__}: {e})"
-        ) from None
-    if not isinstance(batch, dict) or "data" not in batch:
-        keys = sorted(batch) if isinstance(batch, dict) else type(batch).__name__
-        raise ValueError(f"expected a dict with a 'data' entry, found {keys}")
-    data = batch["data"]
-    pixels = 3 * CIFAR_SIDE * CIFAR_SIDE
-    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.shape[1:] != (pixels,):
-        found = f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else type(data)
-        raise ValueError(f"'data' is {found}, expected uint8 (N, {pixels})")
-    return np.ascontiguousarray(data).reshape(-1, 3, CIFAR_SIDE, CIFAR_SIDE)
-
-
-# ---- preprocessing: torch tensors [N, C, H, W] ----
 
 
 def greyscale(x: Tensor, chunk: int = 4096) -> Tensor:

@@ -11,7 +11,7 @@ import json
 import math
 
 CURVE_KEYS = ("epoch", "train_loss", "val_loss", "val_log_px_z", "val_kl", "beta",
-              "epoch_seconds", "resumed_from")  # fmt: skip
+              "epoch_seconds", "resumed_from", "lr", "skipped_steps")  # fmt: skip
 FAILURE_KEYS = ("diverged", "config_error")
 """Result keys with which a trial reports that it failed on its own (not retried: a rerun of the
 same config fails the same way)."""

@@ -18,6 +18,7 @@ from typing import Any
 import models
 from training.data import DATASETS, MnistLike
 from training.images import PIXELS
+from training.optim import LOSS_SCALES, LR_SCHEDULES, OPTIMIZERS
 
 LOGIT_LAMBDA_MIN = 1e-6
 """Smallest data/logit_lambda: the authors' first commits' value; float32 handles it."""
@@ -188,8 +189,27 @@ class TrainConfig:
     """Batches per "epoch" (the unit of validation, early stopping, checkpoints and ASHA rungs):
     0 = one full pass over the training set; n > 0 = n batches drawn from a fresh shuffle of the
     whole training set each epoch (the SPVAE paper's epoch is 128 batches of 128)."""
+    optimizer: str = "adam"
+    """adam, adamw or adamax (training.optim; the hierarchical VAEs' AdamW and Adamax)."""
+    weight_decay: float = 0.0
+    lr_schedule: str = "constant"
+    """constant or cosine (per epoch, down to train/min_lr over train/lr_cosine_epochs)."""
+    lr_cosine_epochs: int = 0
+    """The cosine schedule's length in epochs (0 = train/max_epochs)."""
+    min_lr: float = 0.0
+    lr_warmup_epochs: float = 0.0
+    """Linear learning-rate warm-up over this many epochs, per step (0 = none)."""
+    ema_rate: float = 0.0
+    """EMA of the weights, used for validation, test and the best checkpoint (0 = off)."""
+    grad_skip: float = 0.0
+    """Skip a step whose gradient norm exceeds this (0 = off)."""
+    skip_nan_steps: bool = False
+    """Skip a step whose loss is not finite (counted per epoch as skipped_steps)."""
+    loss_scale: str = "nats"
+    """nats, bpd (bits per dimension) or bpd_per_dim: the training loss's unit (training.optim)."""
 
     def __post_init__(self):
+        self._check_optimisation()
         if self.epoch_batches < 0:
             raise ConfigError(
                 f"train/epoch_batches must be >= 0 (0 = full pass), got {self.epoch_batches}"
@@ -203,6 +223,20 @@ class TrainConfig:
             raise ConfigError("train/warmup_epochs and train/grad_clip must be >= 0")
         if self.amp not in ("off", "bf16", "fp16"):
             raise ConfigError(f"train/amp must be 'off', 'bf16' or 'fp16', got {self.amp!r}")
+
+    def _check_optimisation(self) -> None:
+        for key, value, choices in (("optimizer", self.optimizer, OPTIMIZERS),
+                                    ("lr_schedule", self.lr_schedule, LR_SCHEDULES),
+                                    ("loss_scale", self.loss_scale, LOSS_SCALES)):  # fmt: skip
+            if value not in choices:
+                raise ConfigError(f"train/{key} must be one of {list(choices)}, got {value!r}")
+        for key in ("weight_decay", "min_lr", "lr_warmup_epochs", "grad_skip", "lr_cosine_epochs"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"train/{key} must be >= 0, got {getattr(self, key)}")
+        if not 0.0 <= self.ema_rate < 1.0:
+            raise ConfigError(f"train/ema_rate must be in [0, 1) (0 = off), got {self.ema_rate}")
+        if self.min_lr > self.lr:
+            raise ConfigError(f"train/min_lr {self.min_lr} is above train/lr {self.lr}")
 
 
 @dataclass(frozen=True)

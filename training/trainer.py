@@ -9,6 +9,7 @@ tuner or a logger.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import math
@@ -21,7 +22,7 @@ from pathlib import Path
 import torch
 
 import models
-from training import checkpoint
+from training import checkpoint, optim
 from training.data import Data
 from training.evaluate import elbo_terms
 
@@ -74,7 +75,10 @@ def fit(model, data: Data, cfg, report: Report | None = None, resume: Path | Non
     use_cuda = device.type == "cuda"
     # Fused Adam: one kernel over all parameters, on the CPU too. The default per-parameter loop
     # cost ~5 ms of a ~18 ms step of the 784-500-500-50 VAE on 2 cores; fused ~1.4 ms.
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=device.type in ("cpu", "cuda"))
+    opt = optim.optimizer(model.parameters(), cfg, device)
+    ema = optim.EMA(model, cfg.ema_rate) if cfg.ema_rate > 0 else None
+    divisor = optim.loss_divisor(cfg, data.x_shape)
+    evaluating = ema.weights if ema is not None else contextlib.nullcontext
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.amp)
     scaler = torch.amp.GradScaler("cuda", enabled=use_cuda and cfg.amp == "fp16")
     n_train = data.train.shape[0]
@@ -91,6 +95,8 @@ def fit(model, data: Data, cfg, report: Report | None = None, resume: Path | Non
         scaler.load_state_dict(saved["scaler"])
         state = TrainState(**saved["train_state"])
         best_model = saved["best_model"]
+        if ema is not None:
+            ema.load_state_dict(saved["ema"])
         checkpoint.set_rng_state(saved["rng"])
     else:
         torch.manual_seed(cfg.seed)
@@ -107,23 +113,44 @@ def fit(model, data: Data, cfg, report: Report | None = None, resume: Path | Non
         passes = -(-epoch_size // n_train)
         perm = torch.cat([torch.randperm(n_train, device=device) for _ in range(passes)])
         perm = perm[:epoch_size]
+        skipped, kept = 0, 0
         for i in range(0, perm.numel(), cfg.batch_size):
             x = data.train_batch(perm[i : i + cfg.batch_size])
             beta = kl_weight(state.step, warmup_steps)
+            lr = optim.learning_rate(cfg, state.epoch, state.step, steps_per_epoch)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            state.step += 1
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 terms = model(x)
                 loss = -(terms.log_px_z - beta * terms.kl).mean()
+            if cfg.skip_nan_steps and not torch.isfinite(loss):  # a sync, only when asked for
+                skipped += 1
+                continue
             opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if cfg.grad_clip > 0:
+            scaler.scale(loss / divisor).backward()
+            if cfg.grad_clip > 0 or cfg.grad_skip > 0:
                 scaler.unscale_(opt)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip or math.inf)
+                if cfg.grad_skip > 0 and not norm <= cfg.grad_skip:  # NaN norms are skipped too
+                    scaler.update()
+                    skipped += 1
+                    continue
             scaler.step(opt)
             scaler.update()
+            if ema is not None:
+                ema.update()
             loss_sum += loss.detach() * x.shape[0]  # summed on the device: no per-step sync
-            state.step += 1
-        train_loss = loss_sum.item() / epoch_size
-        val = elbo_terms(model, data.val, cfg.eval_batch_size)
+            kept += x.shape[0]
+        if kept == 0:
+            raise DivergedError(
+                f"every one of the {skipped} steps of epoch {state.epoch + 1} was skipped (a "
+                "non-finite loss, or a gradient norm over train/grad_skip); lower train/lr or "
+                "raise train/grad_skip"
+            )
+        train_loss = loss_sum.item() / kept
+        with evaluating():
+            val = elbo_terms(model, data.val, cfg.eval_batch_size)
         state.epoch += 1
         if not (math.isfinite(train_loss) and math.isfinite(val["elbo"])):
             raise DivergedError(
@@ -134,7 +161,8 @@ def fit(model, data: Data, cfg, report: Report | None = None, resume: Path | Non
         val_loss = -val["elbo"]
         if val_loss < state.best_val_loss:
             state.best_val_loss, state.best_epoch, state.bad_epochs = val_loss, state.epoch, 0
-            best_model = copy.deepcopy(model.state_dict())
+            with evaluating():  # the EMA's weights, when there is one
+                best_model = copy.deepcopy(model.state_dict())
         else:
             state.bad_epochs += 1
         done = state.epoch >= cfg.max_epochs or state.bad_epochs >= cfg.patience
@@ -145,6 +173,8 @@ def fit(model, data: Data, cfg, report: Report | None = None, resume: Path | Non
             "val_log_px_z": val["log_px_z"],
             "val_kl": val["kl"],
             "beta": beta,
+            "lr": lr,
+            "skipped_steps": skipped,
             "best_val_loss": state.best_val_loss,
             "best_epoch": state.best_epoch,
             "epoch_seconds": time.perf_counter() - start,
@@ -168,6 +198,7 @@ def fit(model, data: Data, cfg, report: Report | None = None, resume: Path | Non
                     "scaler": scaler.state_dict(),
                     "train_state": asdict(state),
                     "best_model": best_model,
+                    "ema": None if ema is None else ema.state_dict(),
                     "rng": checkpoint.rng_state(),
                 },
             )

@@ -8,7 +8,7 @@ import pytest
 import scipy.fft
 import torch
 
-from models.dct import DCTContext, dct2, idct2, quantise
+from models.hierarchical.dct import DCTContext, dct2, idct2, quantise
 
 
 @pytest.mark.parametrize("norm", ["backward", "ortho"])

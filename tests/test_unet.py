@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.unet import UNet
+from models.hierarchical.unet import UNet
 
 
 @pytest.mark.parametrize(

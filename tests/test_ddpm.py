@@ -10,7 +10,11 @@ import pytest
 import torch
 from torch import nn
 
-from models.hierarchical.ddpm import DiscreteDiffusionPrior, beta_schedule, discretised_gaussian_log_prob
+from models.hierarchical.ddpm import (
+    DiscreteDiffusionPrior,
+    beta_schedule,
+    discretised_gaussian_log_prob,
+)
 
 BITS = 2
 CENTRES = (torch.arange(2**BITS) * 2 + 1) / 2**BITS - 1

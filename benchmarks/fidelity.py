@@ -11,9 +11,12 @@ trains their model their way and puts the result behind our model contract; ours
 trainer under the authors' protocol. Both sides' best epochs are then evaluated by the same
 estimator, our importance-sampled ``log_likelihood`` with k samples, on the same first
 ``--test-images`` test images with the same random stream, image by image, so the difference of
-the two sides has a paired standard error.
+the two sides has a paired standard error. ``--train-images`` / ``--val-images`` keep the first N
+training / validation (selection) images on both sides; ``--t`` sets T of the families with steps.
 
-Adapters: fidelity_vlae (yookoon/VLAE: vae).
+Adapters: fidelity_vlae (yookoon/VLAE: vae, savae, vae_hf, vae_iaf, vlae), fidelity_svae
+(nicola-decao/s-vae-pytorch: svae, nvae), fidelity_psvae
+(trdavidson/increasing-expressivity-s-vae: psvae).
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ import time
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 
+import fidelity_psvae
+import fidelity_svae
 import fidelity_vlae
 import torch
 from torch import nn
@@ -37,7 +42,7 @@ from training.config import Config
 from training.data import load_data
 from training.trainer import build_model, fit
 
-ADAPTERS = (fidelity_vlae,)
+ADAPTERS = (fidelity_vlae, fidelity_svae, fidelity_psvae)
 FAMILIES = {family: adapter for adapter in ADAPTERS for family in adapter.FAMILIES}
 
 
@@ -54,7 +59,8 @@ def import_authors(adapter: ModuleType, repo: Path) -> SimpleNamespace:
         raise SystemExit(f"error: {repo} is not a checkout of {adapter.REPO} "
                          f"(no {adapter.MARKER})")  # fmt: skip
     names = adapter.MODULES
-    ours = {name: sys.modules.pop(name) for name in names if name in sys.modules}
+    clashes = [m for m in sys.modules if m.split(".")[0] in names]  # ours, e.g. models.*
+    ours = {m: sys.modules.pop(m) for m in clashes}
     sys.path.insert(0, str(repo))
     try:
         theirs = {name: importlib.import_module(name) for name in names}
@@ -103,8 +109,11 @@ def summarise(ours: list[torch.Tensor], theirs: list[torch.Tensor]) -> list[str]
         lines.append(f"{name:14s} {means.mean():9.2f} ± {spread:5.2f} (seeds: {each})")
     d = torch.stack(ours).mean(0) - torch.stack(theirs).mean(0)  # per image, over seeds
     se = (d.std() / math.sqrt(d.numel())).item()
-    lines.append(f"difference (ours - authors' code): {d.mean():+.2f} ± {se:.2f} (paired SE "
-                 f"over {d.numel()} images)")  # fmt: skip
+    per_seed = torch.stack([a.mean() - b.mean() for a, b in zip(ours, theirs, strict=True)])
+    seed_se = per_seed.std().item() / math.sqrt(len(per_seed)) if len(per_seed) > 1 else math.nan
+    lines.append(f"difference (ours - authors' code): {d.mean():+.2f} ± {seed_se:.2f} (SE over "
+                 f"{len(per_seed)} seeds' differences; ± {se:.2f} over {d.numel()} images "
+                 "leaves out the seed-to-seed variation)")  # fmt: skip
     return lines
 
 
@@ -116,6 +125,14 @@ def main() -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--test-images", type=int, default=2000)
+    p.add_argument("--train-images", type=int, default=0,
+                   help="train both sides on the first N training images (0: all)")  # fmt: skip
+    p.add_argument("--val-images", type=int, default=0,
+                   help="select the epoch on the first N validation (and, with validation = test, "
+                   "test) images on both sides (0: all)")  # fmt: skip
+    p.add_argument("--t", type=int, default=None,
+                   help="T (SVI steps, flows, updates) where the family has one (default: the "
+                   "adapter's)")  # fmt: skip
     p.add_argument("--k", type=int, default=1000)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--data-root", default="", help="data/root (default: the usual lookup)")
@@ -125,20 +142,31 @@ def main() -> int:
     cpu_shim()
     authors = import_authors(adapter, args.authors_repo.expanduser().resolve())
     ours, theirs = [], []
+    steps = {} if args.t is None else {"t": args.t}  # only adapters with a T take it
     for seed in args.seeds:
-        cfg = adapter.our_config(args.family, seed, args.epochs, args.data_root)
+        cfg = adapter.our_config(args.family, seed, args.epochs, args.data_root, **steps)
         data = load_data(cfg.data)
+        if args.train_images:  # the same first rows on both sides
+            data.train = data.train[: args.train_images]
+        if args.val_images:  # e.g. the authors' per-epoch test-set pass, on both sides
+            data.val = data.val[: max(args.val_images, args.test_images)]
+            if cfg.data.validation == "test":  # a copy of the test split: keep them the same
+                data.test = data.val
         x = data.test[: args.test_images]
         model, s_ours = train_ours(cfg, data)
         ours.append(per_image_ll(model, x, args.k, seed=1000 + seed))
         with tempfile.TemporaryDirectory(prefix="authors-") as save_dir:
             their_model, s_theirs = adapter.train_authors(
-                authors, args.family, data, seed, args.epochs, save_dir
+                authors, args.family, data, seed, args.epochs, save_dir, **steps
             )
         theirs.append(per_image_ll(their_model, x, args.k, seed=1000 + seed))
         print(f"seed {seed}: authors' code {theirs[-1].mean():.2f} ({s_theirs:.1f} s/epoch), "
               f"ours {ours[-1].mean():.2f} ({s_ours:.1f} s/epoch)", flush=True)  # fmt: skip
-    print(f"\n{args.family}: {adapter.BUDGET}, {args.epochs} epochs, test LL (k = {args.k}) of "
+    n_train = args.train_images or "all"
+    stepped = args.family in getattr(adapter, "STEPPED", ())
+    t = f"T = {args.t or adapter.STEPS}, " if stepped else ""
+    print(f"\n{args.family}: {adapter.BUDGET}, {n_train} training images, {args.epochs} epochs, "
+          f"{t}test LL (k = {args.k}) of "
           f"the first {args.test_images} test images, {args.threads} threads")  # fmt: skip
     print("\n".join(summarise(ours, theirs)))
     return 0

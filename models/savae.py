@@ -51,8 +51,8 @@ class SAVAEConfig(VAEConfig):
     """Authors' gradient of the batch-mean loss: steps divided by the batch size in ``forward``
     (training, validation), not in ``log_likelihood`` (their importance sampling runs batch 1)."""
     savae_squared_norm_clip: bool = False
-    """Authors' clip g / max(1, |g|^2 / 5), |g|^2 over the whole batch tensor (False: per-example
-    L2 norm clipped to 5)."""
+    """Authors' clip (their utils.clip_grad_norm) g / max(1, |g|^2 / 5), |g|^2 each example's
+    squared L2 norm (their sum over the last axis; False: per-example L2 norm clipped to 5)."""
 
     def __post_init__(self):
         super().__post_init__()
@@ -87,9 +87,9 @@ class SAVAE(VAE):
         return self.likelihood(z).log_prob(x) - kl
 
     def clip(self, g: Tensor) -> Tensor:
-        """Per-example L2 clip to 5, or the authors' whole-batch squared-norm division."""
+        """Per-example L2 clip to 5, or the authors' per-example squared-norm division."""
         if self.squared_norm_clip:
-            return g * (SVI_CLIP / g.square().sum().clamp(min=SVI_CLIP))
+            return g * (SVI_CLIP / g.square().sum(-1, keepdim=True).clamp(min=SVI_CLIP))
         # clamp before rsqrt: no division by zero and a finite second derivative at g = 0
         return g * (SVI_CLIP * g.square().sum(-1, keepdim=True).clamp(min=SVI_CLIP**2).rsqrt())
 

@@ -295,9 +295,11 @@ def test_savae_gradient_clips():
     clipped = per_example.clip(g)
     assert torch.allclose(clipped[0], g[0]) and torch.allclose(clipped[2], g[2])
     assert torch.allclose(clipped[1].norm(), torch.tensor(SVI_CLIP, dtype=torch.float64))
-    authors = build("savae", savae_squared_norm_clip=True)
-    s = g.square().sum()  # 2525 > 5: divided by s / 5, squared norm 25 / s
-    assert torch.allclose(authors.clip(g).square().sum(), 25 / s)
+    authors = build("savae", savae_squared_norm_clip=True)  # their utils.clip_grad_norm
+    s = g.square().sum(-1)  # per example (their sum over the last axis): 25, 2500, 0
+    expected = g / torch.clamp(s / SVI_CLIP, min=1).unsqueeze(-1)
+    assert torch.allclose(authors.clip(g), expected)
+    assert torch.allclose(authors.clip(g).square().sum(-1)[:2], 25 / s[:2])  # both above 5
 
 
 # --- configuration ----------------------------------------------------------------------------
@@ -358,3 +360,45 @@ def test_the_posterior_heads_start_as_the_authors_two_layers(family):
     for name, a in ours.state_dict().items():
         if name != "q_head.weight":
             assert torch.equal(a, theirs[name]), name
+
+
+def kaiming_bound(fan_out: int) -> float:
+    """The authors' Experiment.initialize_params: Kaiming-uniform, a = 2^(1/3), fan-out mode."""
+    from models.layers import VLAE_KAIMING_A
+
+    return math.sqrt(2 / (1 + VLAE_KAIMING_A**2)) * math.sqrt(3 / fan_out)
+
+
+def assert_fills(weight: torch.Tensor, bound: float) -> None:
+    """|w| <= bound, and within 1% of it over thousands of uniform draws (not a smaller bound)."""
+    assert 0.99 * bound < weight.abs().max() <= bound
+
+
+@pytest.mark.parametrize("mask_context", [False, True])
+def test_flow_and_vlae_extra_parameters_start_as_the_authors(mask_context):
+    """HF: their Linear(H, z) and Linear(z, z) flow layers, all of fan-out z (biases torch's
+    default). IAF: their MADE's W (fan-out iaf_dim; the context columns too), V_m, V_s (fan-out z),
+    b ~ N(0, 1), c_m ~ N(0, 1), c_s = 2. VLAE: their mean head Linear(H, z), fan-out z."""
+    z, h, width = 50, 500, 500
+    x_shape = (1, 28, 28)
+    torch.manual_seed(0)
+    hf = models.build("vae_hf", {"latent_dim": z, "hidden_dim": h, "flows": 3}, x_shape)
+    assert_fills(hf.flow.first.weight, kaiming_bound(z))
+    assert hf.flow.first.bias.abs().max() <= 1 / math.sqrt(h)
+    for layer in hf.flow.rest:
+        assert_fills(layer.weight, kaiming_bound(z))
+    cfg = {"latent_dim": z, "hidden_dim": h, "iaf_dim": width, "flows": 2,
+           "iaf_mask_context": mask_context}  # fmt: skip
+    for made in models.build("vae_iaf", cfg, x_shape).flow.steps:
+        assert_fills(made.w_z.weight, kaiming_bound(width))
+        if not mask_context:
+            assert_fills(made.w_h.weight, kaiming_bound(width))
+        for v in (made.v_m, made.v_s):
+            assert_fills(v.weight, kaiming_bound(z))
+        for normal in (made.b, made.v_m.bias):  # their randn: mean 0, std 1
+            assert abs(normal.mean()) < 0.35 and 0.7 < normal.std() < 1.3
+        assert torch.all(made.v_s.bias == 2.0)
+        assert made.act.weight.item() == 0.25  # PReLU, as theirs
+    vlae = models.build("vlae", {"latent_dim": z, "hidden_dim": h}, x_shape)
+    assert vlae.q_head.weight.shape == (z, h)
+    assert_fills(vlae.q_head.weight, kaiming_bound(z))

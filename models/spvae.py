@@ -21,8 +21,10 @@ together with batched matmuls (``torch.baddbmm`` over a leading group dim; no lo
     decoder  gaussian:  m = sigmoid(MLP_m(z)), tau = 1 + MLP_tau(z)^2   (two separate MLPs)
              binomial:  p = sigmoid(MLP_p(z)),  x = n / 255,  n ~ Binomial(255, p)
              bernoulli: p = sigmoid(MLP_p(z))
-MLP blocks: softplus hidden layers, linear output, TF1 variance-scaling init (scale 1, fan-in,
-truncated normal), zero biases.
+MLP blocks: softplus hidden layers, linear output, zero biases, weights initialised as the
+authors' code does (tf.contrib variance_scaling_initializer defaults: factor 2, fan-in, truncated
+normal with stddev sqrt(2.6 / fan_in) cut at 2 stddevs; see models/spvae_leaves.py); sum logits
+N(0, 1); no weight regulariser (none reaches the authors' loss either).
 
 Objective and the model contract. Leaf j returns the K-sample importance-weighted estimate
     log p^_j(x_s) = logsumexp_k [log p(x_s|z_k) + log p(z_k) - log q(z_k|x_s)] - log K,

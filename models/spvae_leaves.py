@@ -11,9 +11,16 @@ no Python loop over leaves.
              binomial:  p = sigmoid(MLP_p(z)),  x = n / 255,  n ~ Binomial(255, p)
              bernoulli: p = sigmoid(MLP_p(z))
 
-MLP blocks: softplus hidden layers, linear output, TF1 variance-scaling init (scale 1, fan-in,
-truncated normal), zero biases. ``MLPLeaves.log_weights`` gives the importance log-weights
-log p(x_s|z) + log p(z) - log q(z|x_s) from which ``models.spvae`` forms each leaf's estimate.
+MLP blocks: softplus hidden layers, linear output, zero biases. Initialisation as in the authors'
+code (their ``MLP2``: ``tf.layers.Dense(kernel_initializer=
+tf.contrib.layers.variance_scaling_initializer())``, i.e. the contrib *defaults*): factor 2,
+fan-in, ``truncated_normal(0, sqrt(1.3 * 2 / fan_in))`` cut at two of its stddevs, so
+|w| < 2 sqrt(2.6 / fan_in) and Var w = 2.6 * 0.7737 / fan_in ~ 2.01 / fan_in (He-like). The
+spec's "scale 1" comes from their unused ``MLP`` class (``factor=1.``, also the only place with an
+``l2_regularizer(0.1)``); no regulariser reaches their loss (``tf.losses.get_regularization_loss``
+sums an empty collection), and ours has none. ``MLPLeaves.log_weights`` gives the importance
+log-weights log p(x_s|z) + log p(z) - log q(z|x_s) from which ``models.spvae`` forms each leaf's
+estimate.
 """
 
 from __future__ import annotations
@@ -27,22 +34,41 @@ from torch import Tensor, nn
 SPVAE_LIKELIHOODS = ("gaussian", "binomial", "bernoulli")
 BINOMIAL_N = 255
 LOG_2PI = math.log(2 * math.pi)
-# stddev correction of TF1's truncated normal: the std of N(0, 1) truncated to [-2, 2]
-_TRUNC_STD = 0.87962566103423978
+# tf.contrib.layers.variance_scaling_initializer() defaults (the authors' MLP2 and conv dense
+# layers): factor 2, FAN_IN, truncated normal with stddev parameter sqrt(1.3 * factor / fan_in)
+VS_FACTOR = 2.0
+VS_TRUNC = 1.3
+
+
+def tf_variance_scaling_(w: Tensor, fan_in: int, factor: float = VS_FACTOR) -> Tensor:
+    """In place, as TF1 contrib's variance_scaling_initializer(factor, 'FAN_IN', uniform=False):
+    N(0, s^2) with s = sqrt(1.3 factor / fan_in), redrawn outside [-2 s, 2 s] (tf.truncated_normal).
+    """
+    std = math.sqrt(VS_TRUNC * factor / fan_in)
+    with torch.no_grad():
+        return nn.init.trunc_normal_(w, std=std, a=-2 * std, b=2 * std)
+
+
+def tf_glorot_uniform_(w: Tensor, fan_in: int, fan_out: int) -> Tensor:
+    """In place, TF1's default kernel initialiser of ``tf.layers.Conv2D``/``Conv2DTranspose``
+    (``glorot_uniform``): U(-l, l), l = sqrt(6 / (fan_in + fan_out)); fans include the kernel area.
+    """
+    limit = math.sqrt(6.0 / (fan_in + fan_out))
+    with torch.no_grad():
+        return w.uniform_(-limit, limit)
 
 
 class GroupedMLP(nn.Module):
     """``groups`` independent MLPs of equal shape: x [G, N, in] -> [G, N, out], one batched
     matmul per layer; softplus between layers, linear output (spec 1.4)."""
 
-    def __init__(self, groups: int, sizes: list[int]):
+    def __init__(self, groups: int, sizes: list[int], init_factor: float = VS_FACTOR):
         super().__init__()
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList()
         for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True):
-            w = torch.empty(groups, n_in, n_out)
-            std = math.sqrt(1.0 / n_in) / _TRUNC_STD  # TF1 variance_scaling defaults
-            nn.init.trunc_normal_(w, std=std, a=-2 * std, b=2 * std)
+            # the authors' tf.contrib variance scaling (module docstring), zero biases
+            w = tf_variance_scaling_(torch.empty(groups, n_in, n_out), n_in, init_factor)
             self.weights.append(nn.Parameter(w))
             self.biases.append(nn.Parameter(torch.zeros(groups, 1, n_out)))
 
@@ -146,6 +172,19 @@ def conv_spatial_sizes(cell, n_layers: int, stride: int) -> list[tuple[int, int]
     return sizes
 
 
+def tf_conv_init_(convs: nn.ModuleList, groups: int) -> None:
+    """The authors' (transposed) convolutions are ``tf.layers.Conv2D``/``Conv2DTranspose`` with no
+    initialiser given: TF1 ``glorot_uniform`` kernels and zero biases, per group (each group is
+    one leaf's convolution; fans are those of one group: channels x kernel area)."""
+    for conv in convs:
+        w = conv.weight  # Conv2d [G*out, in, k, k]; ConvTranspose2d [G*in, out, k, k]
+        area = w.shape[2] * w.shape[3]
+        fan_a, fan_b = (w.shape[0] // groups) * area, w.shape[1] * area
+        tf_glorot_uniform_(w, fan_a, fan_b)  # the limit is symmetric in the two fans
+        with torch.no_grad():
+            conv.bias.zero_()
+
+
 class GroupedConvEncoder(nn.Module):
     """``groups`` conv-dense encoders of equal shape (spec 1.7): [G, N, C*h*w] -> [G, N, out].
     Convs kxk 'same' (stride ``cfg.stride``: 1 in the leaves, 2 in the ConvVAE baseline) with
@@ -164,6 +203,7 @@ class GroupedConvEncoder(nn.Module):
             )
             for a, b in zip(sizes[:-1], sizes[1:], strict=True)
         )
+        tf_conv_init_(self.convs, groups)
         last = spatial[-1][0] * spatial[-1][1]
         self.dense = GroupedMLP(groups, [sizes[-1] * last, cfg.n_dense, out])
 
@@ -206,6 +246,7 @@ class GroupedConvDecoder(nn.Module):
             )
             for j, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True))
         )
+        tf_conv_init_(self.convs, groups)
         # widest decoder activation per example and group (sets the sample chunk size)
         self.widest = max(
             cfg.n_dense, *(f * h * w for f, (h, w) in zip(filters, spatial, strict=False))
@@ -225,8 +266,15 @@ class GroupedConvDecoder(nn.Module):
 class ConvLeaves(MLPLeaves):
     """Leaf VAEs with conv-dense encoders and decoders (spec 1.7); same heads and likelihoods.
     Separate networks per head as in the MLP leaves (two encoders: mean, precision; one or two
-    decoders). Convolutions keep torch's default initialisation, the dense layers TF1 variance
-    scaling [P: the spec is silent on conv init]."""
+    decoders). Initialisation as the authors' ``src/tfconvnet.py``: (transposed) convolutions TF1
+    ``glorot_uniform`` with zero biases (``tf.layers`` defaults), dense layers contrib variance
+    scaling (factor 2, module docstring).
+
+    Known architecture differences from ``tfconvnet.IWAEABC_conv`` (not changed here): theirs
+    shares one conv-dense trunk between the mean and precision heads (encoder: two Dense heads;
+    decoder: two final 1-filter transposed convs), where ours has separate networks per head; and
+    their decoder has no Dense(n_dense) (z -> Dense(filters x h x w) -> transposed convs over
+    ``filters[:-1]`` reversed -> head), where ours has z -> Dense(n_dense) -> Dense(...)."""
 
     def networks(self, cfg, enc_groups: int, dec_groups: int) -> tuple[nn.Module, nn.Module]:
         if self.patch_shape is None:  # the SPVAE's square cells

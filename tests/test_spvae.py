@@ -74,6 +74,54 @@ def test_grouped_conv_networks_keep_the_leaves_apart():
         assert grad[1].abs().sum() > 0 and grad[0].abs().sum() == grad[2].abs().sum() == 0
 
 
+# The authors' initialisation (models/spvae_leaves.py docstring): tf.contrib's
+# variance_scaling_initializer() defaults, truncated_normal(0, s) with s = sqrt(2.6 / fan_in) cut at
+# +-2 s (std of N(0, 1) cut at +-2: 0.8796), zero biases; TF1 glorot_uniform convolutions.
+TRUNC2_STD = 0.87962566103423978
+
+
+def test_mlp_init_is_tf_contrib_variance_scaling_factor_2():
+    torch.manual_seed(0)
+    net = GroupedMLP(4, [400, 300, 49])
+    for w, b, fan_in in zip(net.weights, net.biases, (400, 300), strict=True):
+        s = math.sqrt(1.3 * 2.0 / fan_in)
+        assert w.abs().max() <= 2 * s and w.abs().max() > 1.9 * s  # the truncation bound
+        assert abs(w.mean().item()) < 0.01 * s
+        # Var = 2.6 * 0.7737 / fan_in ~ 2.01 / fan_in: factor 2 (He), not 1
+        assert w.std().item() == pytest.approx(s * TRUNC2_STD, rel=0.01)
+        assert w.var().item() * fan_in == pytest.approx(2.01, rel=0.02)
+        assert (b == 0).all()
+
+
+def test_spvae_leaves_and_sum_weights_start_as_the_authors():
+    torch.manual_seed(0)
+    model = models.build("spvae", {"hidden_dims": "30,30", "latent_dim": 25}, (1, 28, 28))
+    for net, fans in ((model.leaves.encoder, (49, 30, 30)), (model.leaves.decoder, (25, 30, 30))):
+        for w, b, fan_in in zip(net.weights, net.biases, fans, strict=True):
+            assert w.abs().max() <= 2 * math.sqrt(2.6 / fan_in) and (b == 0).all()
+            assert w.std().item() == pytest.approx(math.sqrt(2.6 / fan_in) * TRUNC2_STD, rel=0.05)
+    logits = torch.cat([layer.logits[layer.mask[:, None, :].expand_as(layer.logits)]
+                        for layer in model.spn.layers])  # fmt: skip
+    assert logits.numel() == (800 - 24) * 2 + 24  # 2 sums per region; the root: 1 sum, 24 products
+    assert abs(logits.mean().item()) < 0.1 and logits.std().item() == pytest.approx(1, rel=0.1)
+
+
+def test_conv_leaves_start_glorot_uniform_with_zero_biases():
+    torch.manual_seed(0)
+    model = models.build("convspvae", {"n_dense": 64, "filters": "4,8"}, (1, 28, 28))
+    groups = 2 * model.leaves.n_leaves  # encoder: mean and precision networks
+    for conv, (a, b) in zip(model.leaves.encoder.convs, ((1, 4), (4, 8)), strict=True):
+        limit = math.sqrt(6 / (9 * (a + b)))
+        assert conv.weight.shape == (groups * b, a, 3, 3) and (conv.bias == 0).all()
+        assert conv.weight.abs().max() <= limit and conv.weight.abs().max() > 0.95 * limit
+        assert conv.weight.var().item() == pytest.approx(limit**2 / 3, rel=0.1)
+    for conv, (a, b) in zip(model.leaves.decoder.convs, ((8, 4), (4, 1)), strict=True):
+        limit = math.sqrt(6 / (9 * (a + b)))
+        assert conv.weight.abs().max() <= limit and (conv.bias == 0).all()
+    dense = model.leaves.encoder.dense.weights[0]  # fan-in 8 filters x 7 x 7
+    assert dense.abs().max() <= 2 * math.sqrt(2.6 / (8 * 49))
+
+
 def test_patch_likelihoods_match_torch_distributions():
     torch.manual_seed(0)
     out = torch.randn(2, 3, 5, 7)

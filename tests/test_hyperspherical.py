@@ -325,9 +325,18 @@ def test_training_on_binarised_fashion_mnist_lowers_the_validation_loss(
     from training.trainer import build_model, fit
 
     cfg = Config.from_dict(
-        {"family": family, "data/dataset": "fashion_mnist", "data/root": str(tiny_data_root),
-         "data/binarize": True, "model/latent_dim": 4, "model/hidden_dims": "64,32",
-         "train/batch_size": 32, "train/lr": 3e-3, "train/max_epochs": 5, **extra}  # fmt: skip
+        {
+            "family": family,
+            "data/dataset": "fashion_mnist",
+            "data/root": str(tiny_data_root),
+            "data/binarize": True,
+            "model/latent_dim": 4,
+            "model/hidden_dims": "64,32",
+            "train/batch_size": 32,
+            "train/lr": 3e-3,
+            "train/max_epochs": 5,
+            **extra,
+        }  # fmt: skip
     )
     data = load_data(cfg.data)
     seen = []

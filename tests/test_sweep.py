@@ -188,9 +188,7 @@ def test_hyperspherical_smoke_sweep_fills_both_papers_tables(ray_local, tmp_path
     wanted = ("d=2", "d=5 2+2+1")
     chosen = [c for c in h.CELLS if c.dataset == "fashion_mnist" and c.variant in wanted]
     assert {c.family for c in chosen} == {"nvae", "svae", "psvae"}
-    budget = dataclasses.replace(
-        TINY, trials=1, eval_seeds=1, fixed={"model/hidden_dims": "32,16"}
-    )
+    budget = dataclasses.replace(TINY, trials=1, eval_seeds=1, fixed={"model/hidden_dims": "32,16"})
     argv = ["--storage", str(tmp_path), "--datasets", "fashion_mnist"]
     assert cli.main("hyperspherical", chosen, {"smoke": budget}, {}, argv=argv) == 0
     trials = store.load(str(tmp_path), "trials")

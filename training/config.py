@@ -209,7 +209,6 @@ class TrainConfig:
     """nats, bpd (bits per dimension) or bpd_per_dim: the training loss's unit (training.optim)."""
 
     def __post_init__(self):
-        self._check_optimisation()
         if self.epoch_batches < 0:
             raise ConfigError(
                 f"train/epoch_batches must be >= 0 (0 = full pass), got {self.epoch_batches}"
@@ -223,6 +222,7 @@ class TrainConfig:
             raise ConfigError("train/warmup_epochs and train/grad_clip must be >= 0")
         if self.amp not in ("off", "bf16", "fp16"):
             raise ConfigError(f"train/amp must be 'off', 'bf16' or 'fp16', got {self.amp!r}")
+        self._check_optimisation()
 
     def _check_optimisation(self) -> None:
         for key, value, choices in (("optimizer", self.optimizer, OPTIMIZERS),

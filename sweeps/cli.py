@@ -14,10 +14,8 @@ import argparse
 import dataclasses
 import os
 import sys
-from pathlib import Path
 
 import ray
-import yaml
 from ray._private.services import find_gcs_addresses  # no public API for "is one running"
 
 from results import check, records, store
@@ -25,6 +23,13 @@ from results.papers import paper_tables
 from results.tables import build_table, render
 from sweeps import preflight
 from sweeps.cells import PROJECT, Budget, Cell, Protocol
+from sweeps.nodes import (
+    check_cluster_resources,
+    fitting_trials,
+    local_shape,
+    requested,
+    storage_warning,
+)
 from sweeps.provenance import provenance
 from sweeps.status import progress
 from sweeps.tune_glue import evaluate_winner, run_cell
@@ -48,23 +53,6 @@ def connect(address: str | None) -> None:
             raise SystemExit(f"error: cannot reach the Ray cluster at {address!r}: {e}") from None
         return
     ray.init(address="auto" if find_gcs_addresses() else "local")
-
-
-def storage_warning(storage: str, hosts: set[str]) -> str | None:
-    """A local path is only right for a cluster if it is a shared mount (NFS) on every node."""
-    if "://" in storage or len(hosts) <= 1:
-        return None
-    return (
-        f"warning: --storage {storage} is a local path but the cluster spans {len(hosts)} "
-        "machines: it must be a shared mount (NFS) on all of them, or use s3:// / gs://"
-    )
-
-
-def fitting_trials(resources: dict) -> int:
-    """How many trials of this size the cluster holds now (at least 1)."""
-    total = ray.cluster_resources()
-    fits = [total.get(name.upper(), 0) / need for name, need in resources.items() if need > 0]
-    return max(1, int(min(fits, default=1) + 1e-9))
 
 
 def parse_args(
@@ -163,56 +151,6 @@ def parse_args(
     return args
 
 
-BOOTSTRAP_CONFIG = Path("~/ray_bootstrap_config.yaml")
-"""The cluster launcher's config on the head node (``ray up`` / ``ray submit`` run there)."""
-
-
-def node_types() -> list[dict] | None:
-    """The resources of each node type the cluster's autoscaler can launch; None if unknown.
-
-    Ray has no public API for them: autoscaler v2 publishes them in the GCS
-    (``get_cluster_config``), the cluster launcher leaves its config on the head.
-    """
-    try:
-        from ray._private.state import state
-
-        config = state.get_cluster_config()
-    except Exception:  # noqa: BLE001 - another Ray, no GCS accessor: fall back to the file
-        config = None
-    if config is not None and config.node_group_configs:
-        return [dict(g.resources) for g in config.node_group_configs if g.max_count != 0]
-    path = BOOTSTRAP_CONFIG.expanduser()
-    if not path.is_file():
-        return None
-    types = (yaml.safe_load(path.read_text()) or {}).get("available_node_types", {})
-    shapes = [t.get("resources") for t in types.values() if t.get("max_workers", 1) != 0]
-    # A type whose resources the launcher fills in from the instance type is not known here.
-    return shapes if shapes and all(shapes) else None
-
-
-def check_cluster_resources(resources: dict) -> None:
-    """Refuse a trial no node can ever hold; warn where the autoscaler's node types are unknown."""
-    live = [n["Resources"] for n in ray.nodes() if n["Alive"]]
-    types = node_types()
-    if types is not None or preflight.fits(resources, live):
-        preflight.check_resources(resources, live + (types or []), "of this cluster")
-        return
-    print(
-        f"warning: no node of this cluster can hold a trial of {resources['cpu']:g} CPUs and "
-        f"{resources['gpu']:g} GPUs now, and its node types are unknown here: trials wait for an "
-        "autoscaler to add such a node (if the cluster does not autoscale, stop and lower "
-        "--cpus-per-trial / --gpus-per-trial)",
-        file=sys.stderr,
-    )
-
-
-def local_shape() -> dict:
-    """What an embedded local Ray instance will offer: this machine's cores and GPUs."""
-    import torch
-
-    return {"CPU": os.cpu_count() or 1, "GPU": torch.cuda.device_count()}
-
-
 def plan(
     args,
     cells: list[Cell],
@@ -300,14 +238,6 @@ def main(
         print(render(df, notes, table.title, "md"))
     report_differences(args.storage, chosen, args.study_storage)
     return 1 if failed else 0
-
-
-def requested(args, offered: dict) -> dict:
-    """One trial's resources: --gpus-per-trial defaults to 1 where there are GPUs, else 0."""
-    gpus = args.gpus_per_trial
-    if gpus is None:
-        gpus = 1.0 if offered.get("GPU", 0) > 0 else 0.0
-    return {"cpu": args.cpus_per_trial, "gpu": gpus}
 
 
 def run_one(args, cell: Cell, budget: Budget, resources: dict, concurrent: int, old: bool):

@@ -14,7 +14,7 @@ from ray.cluster_utils import Cluster
 from ray.util.state import list_actors
 
 from results import store
-from sweeps import cli, vlae
+from sweeps import cli, nodes, vlae
 from sweeps.cells import Budget
 
 pytestmark = pytest.mark.slow
@@ -167,7 +167,7 @@ def test_a_trial_no_node_type_can_hold_is_refused_before_it_pends_forever(
         "  head: {resources: {CPU: 0}, max_workers: 0}\n"
         "  gpu: {resources: {CPU: 2, GPU: 1}, min_workers: 0, max_workers: 8}\n"
     )
-    monkeypatch.setattr(cli, "BOOTSTRAP_CONFIG", bootstrap)
+    monkeypatch.setattr(nodes, "BOOTSTRAP_CONFIG", bootstrap)
     budget = Budget(trials=1, max_epochs=1, grace_epochs=1, reduction_factor=2, patience=1,
                     eval_k=2, eval_seeds=1, fixed={"model/hidden_dim": 16})  # fmt: skip
     assert run_sweep(tmp_path / "s", budget, "--gpus-per-trial", "2") == 2
@@ -180,8 +180,8 @@ def test_a_trial_no_node_type_can_hold_is_refused_before_it_pends_forever(
     bootstrap.write_text(
         "available_node_types:\n  big: {resources: {CPU: 8, GPU: 4}, max_workers: 2}\n"
     )
-    cli.check_cluster_resources({"cpu": 1, "gpu": 2})
+    nodes.check_cluster_resources({"cpu": 1, "gpu": 2})
     # Node types the launcher fills in from the instance type are unknown: a warning, no refusal.
     bootstrap.write_text("available_node_types:\n  big: {node_config: {}, max_workers: 2}\n")
-    cli.check_cluster_resources({"cpu": 1, "gpu": 2})
+    nodes.check_cluster_resources({"cpu": 1, "gpu": 2})
     assert "its node types are unknown here" in capsys.readouterr().err

@@ -7,7 +7,7 @@ import pytest
 import ray
 
 from results.__main__ import main as results_main
-from sweeps import cli, preflight, vlae
+from sweeps import cli, nodes, preflight, vlae
 from sweeps.cells import Budget
 
 CELLS = vlae.setting_cells("fashion_mnist", (1,))  # the VAE and each model at T = 1
@@ -121,7 +121,7 @@ def test_an_autoscaling_clusters_node_types_come_from_its_published_config(monke
         group = config.node_group_configs.add(name=name, max_count=max_count)
         group.resources.update(resources)
     monkeypatch.setattr(state, "get_cluster_config", lambda: config)
-    monkeypatch.setattr(cli, "BOOTSTRAP_CONFIG", tmp_path / "absent.yaml")
-    assert cli.node_types() == [{"CPU": 8, "GPU": 4}]
+    monkeypatch.setattr(nodes, "BOOTSTRAP_CONFIG", tmp_path / "absent.yaml")
+    assert nodes.node_types() == [{"CPU": 8, "GPU": 4}]
     monkeypatch.setattr(state, "get_cluster_config", lambda: None)
-    assert cli.node_types() is None  # nothing published, no launcher config: unknown
+    assert nodes.node_types() is None  # nothing published, no launcher config: unknown

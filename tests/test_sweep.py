@@ -9,7 +9,7 @@ import pytest
 
 import search_spaces
 from results import store
-from sweeps import cli, vlae
+from sweeps import cli, nodes, vlae
 from sweeps.cells import Budget
 from sweeps.tune_glue import optuna_storage
 from training.config import Config
@@ -161,9 +161,9 @@ def test_bad_sweep_input_fails_before_ray_starts(
 
 def test_a_local_storage_path_on_several_machines_is_warned_about():
     one, two = {"10.0.0.1"}, {"10.0.0.1", "10.0.0.2"}
-    assert cli.storage_warning("/data/sweeps", one) is None  # one machine: any path will do
-    assert cli.storage_warning("s3://bucket/sweeps", two) is None
-    warning = cli.storage_warning("/data/sweeps", two)
+    assert nodes.storage_warning("/data/sweeps", one) is None  # one machine: any path will do
+    assert nodes.storage_warning("s3://bucket/sweeps", two) is None
+    warning = nodes.storage_warning("/data/sweeps", two)
     assert "2 machines" in warning and "shared mount (NFS)" in warning
 
 

@@ -118,8 +118,9 @@ def fit(model, data: Data, cfg, report: Report | None = None, resume: Path | Non
             x = data.train_batch(perm[i : i + cfg.batch_size])
             beta = kl_weight(state.step, warmup_steps)
             lr = optim.learning_rate(cfg, state.epoch, state.step, steps_per_epoch)
-            for group in opt.param_groups:
-                group["lr"] = lr
+            if lr != opt.param_groups[0]["lr"]:  # a constant rate never touches the optimiser
+                for group in opt.param_groups:
+                    group["lr"] = lr
             state.step += 1
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 terms = model(x)

@@ -101,6 +101,7 @@ class DiscreteDiffusionPrior(nn.Module):
         abar_prev = torch.cat([torch.ones(1, dtype=abar.dtype), abar[:-1]])
         post_var = betas * (1 - abar_prev) / (1 - abar)
         buffers = {
+            "betas": betas,
             "sqrt_abar": abar.sqrt(),
             "sqrt_one_minus_abar": (1 - abar).sqrt(),
             # q(x_{i-1} | x_i, u) = N(c1 u + c2 x_i, post_var); the first step's variance is 0,
@@ -158,9 +159,7 @@ class DiscreteDiffusionPrior(nn.Module):
         """log p(u, x) - log q(x | u) of one forward trajectory x_0 ... x_{T-1} ~ q(. | u) [B]:
         an importance weight, so E[exp(.)] = p(u) (the summed analytic KLs of ``nll_bound`` have
         the same mean but are no importance weight)."""
-        b = u.shape[0]
-        betas = 1 - (self.sqrt_abar**2 / torch.cat([self.sqrt_abar.new_ones(1),
-                                                    self.sqrt_abar[:-1] ** 2]))  # fmt: skip
+        b, betas = u.shape[0], self.betas
         log_q = log_p = u.new_zeros(b)
         prev, xs = u, []
         for step in range(self.steps):

@@ -1,0 +1,90 @@
+"""What the cluster offers a trial: the resources one trial asks for, how many fit now, whether
+any node (live, or a type the autoscaler can launch) can hold one, and whether a local storage
+path can serve every node. The sweep's command line (sweeps.cli) calls these once Ray is up.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import ray
+import yaml
+
+from sweeps import preflight
+
+
+def storage_warning(storage: str, hosts: set[str]) -> str | None:
+    """A local path is only right for a cluster if it is a shared mount (NFS) on every node."""
+    if "://" in storage or len(hosts) <= 1:
+        return None
+    return (
+        f"warning: --storage {storage} is a local path but the cluster spans {len(hosts)} "
+        "machines: it must be a shared mount (NFS) on all of them, or use s3:// / gs://"
+    )
+
+
+def fitting_trials(resources: dict) -> int:
+    """How many trials of this size the cluster holds now (at least 1)."""
+    total = ray.cluster_resources()
+    fits = [total.get(name.upper(), 0) / need for name, need in resources.items() if need > 0]
+    return max(1, int(min(fits, default=1) + 1e-9))
+
+
+BOOTSTRAP_CONFIG = Path("~/ray_bootstrap_config.yaml")
+"""The cluster launcher's config on the head node (``ray up`` / ``ray submit`` run there)."""
+
+
+def node_types() -> list[dict] | None:
+    """The resources of each node type the cluster's autoscaler can launch; None if unknown.
+
+    Ray has no public API for them: autoscaler v2 publishes them in the GCS
+    (``get_cluster_config``), the cluster launcher leaves its config on the head.
+    """
+    try:
+        from ray._private.state import state
+
+        config = state.get_cluster_config()
+    except Exception:  # noqa: BLE001 - another Ray, no GCS accessor: fall back to the file
+        config = None
+    if config is not None and config.node_group_configs:
+        return [dict(g.resources) for g in config.node_group_configs if g.max_count != 0]
+    path = BOOTSTRAP_CONFIG.expanduser()
+    if not path.is_file():
+        return None
+    types = (yaml.safe_load(path.read_text()) or {}).get("available_node_types", {})
+    shapes = [t.get("resources") for t in types.values() if t.get("max_workers", 1) != 0]
+    # A type whose resources the launcher fills in from the instance type is not known here.
+    return shapes if shapes and all(shapes) else None
+
+
+def check_cluster_resources(resources: dict) -> None:
+    """Refuse a trial no node can ever hold; warn where the autoscaler's node types are unknown."""
+    live = [n["Resources"] for n in ray.nodes() if n["Alive"]]
+    types = node_types()
+    if types is not None or preflight.fits(resources, live):
+        preflight.check_resources(resources, live + (types or []), "of this cluster")
+        return
+    print(
+        f"warning: no node of this cluster can hold a trial of {resources['cpu']:g} CPUs and "
+        f"{resources['gpu']:g} GPUs now, and its node types are unknown here: trials wait for an "
+        "autoscaler to add such a node (if the cluster does not autoscale, stop and lower "
+        "--cpus-per-trial / --gpus-per-trial)",
+        file=sys.stderr,
+    )
+
+
+def local_shape() -> dict:
+    """What an embedded local Ray instance will offer: this machine's cores and GPUs."""
+    import torch
+
+    return {"CPU": os.cpu_count() or 1, "GPU": torch.cuda.device_count()}
+
+
+def requested(args, offered: dict) -> dict:
+    """One trial's resources: --gpus-per-trial defaults to 1 where there are GPUs, else 0."""
+    gpus = args.gpus_per_trial
+    if gpus is None:
+        gpus = 1.0 if offered.get("GPU", 0) > 0 else 0.0
+    return {"cpu": args.cpus_per_trial, "gpu": gpus}

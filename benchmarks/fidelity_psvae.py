@@ -58,8 +58,8 @@ import torch
 from torch import nn
 
 from models.base import LatentVariableModel
-from models.distributions import HypersphericalUniform, VonMisesFisher
-from models.hyperspherical import Concatenated
+from models.hyperspherical.distributions import HypersphericalUniform, VonMisesFisher
+from models.hyperspherical.hyperspherical import Concatenated
 from models.likelihoods import BernoulliImage
 from training.config import Config
 

@@ -41,7 +41,7 @@ from torch import nn
 from torch.distributions import Independent, Normal
 
 from models.base import LatentVariableModel
-from models.distributions import HypersphericalUniform, VonMisesFisher
+from models.hyperspherical.distributions import HypersphericalUniform, VonMisesFisher
 from models.likelihoods import BernoulliImage
 from training.config import Config
 

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch.distributions import Independent, Normal, kl_divergence
 
-from models.distributions import HypersphericalUniform, VonMisesFisher
+from models.hyperspherical.distributions import HypersphericalUniform, VonMisesFisher
 
 DIMS = (10, 50)
 KAPPA_SCALES = (10.0, 300.0)  # kappa = softplus(N(0,1)) * scale + 1: medians ~8 and ~210

@@ -10,12 +10,12 @@ import dataclasses
 from torch import nn
 
 from models.base import LatentVariableModel, Terms
-from models.flows import VAEHF, VAEIAF
-from models.hyperspherical import NVAE, SVAE, ProductSpaceSVAE
-from models.savae import SAVAE
-from models.spvae import SPVAE, ConvSPVAE, ConvVAEBaseline, VAEBaseline
+from models.hyperspherical.hyperspherical import NVAE, SVAE, ProductSpaceSVAE
+from models.spvae.spvae import SPVAE, ConvSPVAE, ConvVAEBaseline, VAEBaseline
 from models.vae import VAE
-from models.vlae import VLAE
+from models.vlae.flows import VAEHF, VAEIAF
+from models.vlae.savae import SAVAE
+from models.vlae.vlae import VLAE
 
 REGISTRY: dict[str, type[nn.Module]] = {
     "vae": VAE,

@@ -1,5 +1,6 @@
-"""The Bessel functions of the vMF (models/bessel.py): values against scipy.special.ive (and mpmath
-where ive underflows), derivatives against closed forms and finite differences, gradcheck."""
+"""The Bessel functions of the vMF (models/hyperspherical/bessel.py): values against
+scipy.special.ive (and mpmath where ive underflows), derivatives against closed forms and finite
+differences, gradcheck."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 import scipy.special as sp
 import torch
 
-from models.bessel import _debye_polynomials, bessel_ratio, ive, log_hyp0f1, log_ive
+from models.hyperspherical.bessel import _debye_polynomials, bessel_ratio, ive, log_hyp0f1, log_ive
 
 F64 = torch.float64
 ORDERS = [0.0, 0.5, 1.0, 4.0, 24.0, 99.0, 499.0]

@@ -1,10 +1,9 @@
-"""The hyperspherical distributions (models/distributions.py) against scipy, mpmath and the maths
-(the Bessel functions: tests/test_bessel.py).
+"""The hyperspherical distributions (models/hyperspherical/distributions.py) against scipy, mpmath
+and the maths (the Bessel functions: tests/test_bessel.py).
 
-Samplers: the law of w = mu.z against its density
-(Kolmogorov-Smirnov), moments, pathwise gradients against finite differences with common random
-numbers. Densities: normalisation by quadrature, KL and entropy against Monte Carlo.
-"""
+Samplers: the law of w = mu.z against its density (Kolmogorov-Smirnov), moments, pathwise
+gradients against finite differences with common random numbers. Densities: normalisation by
+quadrature, KL and entropy against Monte Carlo."""
 
 from __future__ import annotations
 
@@ -16,8 +15,8 @@ import scipy.stats as st
 import torch
 from torch.distributions import kl_divergence
 
-from models.bessel import bessel_ratio, log_ive
-from models.distributions import (
+from models.hyperspherical.bessel import bessel_ratio, log_ive
+from models.hyperspherical.distributions import (
     HypersphericalUniform,
     VonMisesFisher,
     log_sphere_area,

@@ -1,4 +1,5 @@
-"""S-VAE, product-space S-VAE and N-VAE (models/hyperspherical.py; reference hyperspherical.md)."""
+"""S-VAE, product-space S-VAE and N-VAE (models/hyperspherical/hyperspherical.py; reference
+hyperspherical.md)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ import torch.nn.functional as F
 from torch.distributions import Independent, MultivariateNormal, Normal, kl_divergence
 
 import models
-from models.distributions import HypersphericalUniform, VonMisesFisher
-from models.hyperspherical import (
+from models.hyperspherical.distributions import HypersphericalUniform, VonMisesFisher
+from models.hyperspherical.hyperspherical import (
     Concatenated,
     NVAEConfig,
     PSVAEConfig,

@@ -43,3 +43,32 @@ def test_package_imports_point_the_right_way(package):
         for name, f in names.items()
     }
     assert not {f: m for f, m in bad.items() if m}, bad
+
+
+PAPERS = sorted(p.name for p in (ROOT / "models").iterdir() if (p / "__init__.py").exists())
+
+
+def imported_dotted(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module)
+    return names
+
+
+@pytest.mark.parametrize("paper", PAPERS)
+def test_a_papers_models_import_only_the_shared_pieces(paper):
+    """models/<paper>/ may import the top of models/ (contract, layers, likelihoods, ...) and
+    itself, never another paper's package: a family reads with the shared pieces and its folder."""
+    others = {f"models.{p}" for p in PAPERS if p != paper}
+    bad = {
+        str(f.relative_to(ROOT)): sorted(
+            m for m in imported_dotted(f) if any(m == o or m.startswith(o + ".") for o in others)
+        )
+        for f in sorted((ROOT / "models" / paper).rglob("*.py"))
+    }
+    assert PAPERS == ["hierarchical", "hyperspherical", "spvae", "vlae"]
+    assert not {f: m for f, m in bad.items() if m}, bad

@@ -1,5 +1,5 @@
-"""The SPN of SPVAE (models/spn.py): the region graph's counts and scopes, and the network's value
-against brute force over all induced trees, on small grids."""
+"""The SPN of SPVAE (models/spvae/spn.py): the region graph's counts and scopes, and the network's
+value against brute force over all induced trees, on small grids."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from models.spn import SPN, GraphCounts, RegionGraph
+from models.spvae.spn import SPN, GraphCounts, RegionGraph
 
 
 def induced_trees(spn: SPN, region: int, node: int) -> list[tuple[torch.Tensor, tuple[int, ...]]]:

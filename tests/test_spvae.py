@@ -8,8 +8,14 @@ import pytest
 import torch
 
 import models
-from models.spn import GraphCounts
-from models.spvae import (
+from models.spvae.leaves import (
+    GroupedConvDecoder,
+    GroupedConvEncoder,
+    GroupedMLP,
+    _patch_log_prob,
+)
+from models.spvae.spn import GraphCounts
+from models.spvae.spvae import (
     SPVAE,
     ConvSPVAEConfig,
     ConvVAEBaseline,
@@ -17,12 +23,6 @@ from models.spvae import (
     SPVAEConfig,
     VAEBaseline,
     VAEBaselineConfig,
-)
-from models.spvae_leaves import (
-    GroupedConvDecoder,
-    GroupedConvEncoder,
-    GroupedMLP,
-    _patch_log_prob,
 )
 from tests.test_spn import induced_trees
 
@@ -74,7 +74,7 @@ def test_grouped_conv_networks_keep_the_leaves_apart():
         assert grad[1].abs().sum() > 0 and grad[0].abs().sum() == grad[2].abs().sum() == 0
 
 
-# The authors' initialisation (models/spvae_leaves.py docstring): tf.contrib's
+# The authors' initialisation (models/spvae/leaves.py docstring): tf.contrib's
 # variance_scaling_initializer() defaults, truncated_normal(0, s) with s = sqrt(2.6 / fan_in) cut at
 # +-2 s (std of N(0, 1) cut at +-2: 0.8796), zero biases; TF1 glorot_uniform convolutions.
 TRUNC2_STD = 0.87962566103423978

@@ -14,10 +14,10 @@ from torch.autograd.functional import hessian, jacobian
 from torch.distributions import MultivariateNormal, kl_divergence
 
 import models
-from models.flows import MADE, HouseholderFlow, IAFFlow
 from models.posteriors import PrecisionGaussian, diagonal_normal
-from models.savae import SVI_CLIP
-from models.vlae import tangent_forward
+from models.vlae.flows import MADE, HouseholderFlow, IAFFlow
+from models.vlae.savae import SVI_CLIP
+from models.vlae.vlae import tangent_forward
 from training.config import Config, ConfigError
 
 X_SHAPE = (1, 2, 3)  # D = 6: small enough for closed forms and full Jacobians

@@ -19,8 +19,8 @@ fan-in, ``truncated_normal(0, sqrt(1.3 * 2 / fan_in))`` cut at two of its stddev
 spec's "scale 1" comes from their unused ``MLP`` class (``factor=1.``, also the only place with an
 ``l2_regularizer(0.1)``); no regulariser reaches their loss (``tf.losses.get_regularization_loss``
 sums an empty collection), and ours has none. ``MLPLeaves.log_weights`` gives the importance
-log-weights log p(x_s|z) + log p(z) - log q(z|x_s) from which ``models.spvae`` forms each leaf's
-estimate.
+log-weights log p(x_s|z) + log p(z) - log q(z|x_s) from which ``models.spvae.spvae`` forms
+each leaf's estimate.
 """
 
 from __future__ import annotations

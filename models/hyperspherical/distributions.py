@@ -5,7 +5,7 @@ Dimension convention: ``m`` is always the *ambient* dimension. A vMF or uniform 
 ``m`` lives on the sphere S^{m-1} in R^m (the papers' "S^d" is m = d + 1). The Bessel order of a
 vMF in R^m is v = m/2 - 1.
 
-The Bessel functions they need are in ``models.bessel`` (re-exported here). Also
+The Bessel functions they need are in ``models.hyperspherical.bessel`` (re-exported here). Also
 ``log_vmf_normaliser(m, k)`` = log C_m(k) and ``log_sphere_area(m)`` = log |S^{m-1}|.
 """
 
@@ -19,7 +19,7 @@ from torch import Tensor
 from torch.distributions import Distribution, constraints
 from torch.distributions.kl import register_kl
 
-from models.bessel import (  # noqa: F401  (re-exported: the vMF's public Bessel helpers)
+from models.hyperspherical.bessel import (  # noqa: F401  (re-exported: the vMF's public Bessel helpers)
     bessel_ratio,
     bessel_terms,
     ive,

@@ -38,8 +38,8 @@ from torch.distributions import (
 )
 
 from models.base import LatentVariableModel
-from models.distributions import HypersphericalUniform, VonMisesFisher, sphere
 from models.fields import check_choice, check_positive_int, parse_int_list
+from models.hyperspherical.distributions import HypersphericalUniform, VonMisesFisher, sphere
 from models.layers import flat_dim, mlp
 from models.likelihoods import LIKELIHOODS, likelihood_head
 

@@ -1,6 +1,6 @@
 """SPVAE (Tan & Peharz, ICML 2019): a sum-product network whose leaves are small VAEs on patches.
 
-Reference: spvae.md, sections 1.1-1.7. The region graph and SPN are in ``models/spn.py``.
+Reference: spvae.md, sections 1.1-1.7. The region graph and SPN are in ``models/spvae/spn.py``.
 
     "spvae"      MLP leaf VAEs (spec 1.4)
     "convspvae"  conv-dense leaf VAEs (spec 1.7), all leaves in grouped convolutions
@@ -23,7 +23,7 @@ together with batched matmuls (``torch.baddbmm`` over a leading group dim; no lo
              bernoulli: p = sigmoid(MLP_p(z))
 MLP blocks: softplus hidden layers, linear output, zero biases, weights initialised as the
 authors' code does (tf.contrib variance_scaling_initializer defaults: factor 2, fan-in, truncated
-normal with stddev sqrt(2.6 / fan_in) cut at 2 stddevs; see models/spvae_leaves.py); sum logits
+normal with stddev sqrt(2.6 / fan_in) cut at 2 stddevs; see models/spvae/leaves.py); sum logits
 N(0, 1); no weight regulariser (none reaches the authors' loss either).
 
 Objective and the model contract. Leaf j returns the K-sample importance-weighted estimate
@@ -53,8 +53,8 @@ from torch import Tensor, nn
 
 from models.base import DEFAULT_MAX_ROWS, Terms
 from models.fields import check_choice, check_positive_int, parse_int_list
-from models.spn import SPN, RegionGraph
-from models.spvae_leaves import SPVAE_LIKELIHOODS, ConvLeaves, MLPLeaves
+from models.spvae.leaves import SPVAE_LIKELIHOODS, ConvLeaves, MLPLeaves
+from models.spvae.spn import SPN, RegionGraph
 
 # --- Config -----------------------------------------------------------------------------------
 

@@ -10,6 +10,8 @@ import dataclasses
 from torch import nn
 
 from models.base import LatentVariableModel, Terms
+from models.hierarchical.dct_vae import DCTVAE
+from models.hierarchical.ladder import LadderVAE
 from models.hyperspherical.hyperspherical import NVAE, SVAE, ProductSpaceSVAE
 from models.spvae.spvae import SPVAE, ConvSPVAE, ConvVAEBaseline, VAEBaseline
 from models.vae import VAE
@@ -30,6 +32,8 @@ REGISTRY: dict[str, type[nn.Module]] = {
     "savae": SAVAE,
     "vae_hf": VAEHF,
     "vae_iaf": VAEIAF,
+    "ladder": LadderVAE,
+    "dct_vae": DCTVAE,
 }
 
 __all__ = ["REGISTRY", "LatentVariableModel", "Terms", "build", "config_class"]

@@ -5,6 +5,8 @@ A family is an ``nn.Module`` built from its own frozen config dataclass and the 
     forward(x) -> Terms            per-example log p(x|z) and KL, ELBO = log_px_z - kl
     log_likelihood(x, k) -> [B]    importance-sampled estimate of log p(x), chunked over k
     sample(n) -> x                 draws from the model
+    latent_means(x) -> [B, D]      E_q[z] of every latent unit, flattened (for active units);
+                                   optional: absent, or NotImplementedError, when q has no mean
 
 Single-latent families only say how to encode (``posterior``), what the prior is, and how to decode
 (``likelihood`` and ``decode``); everything else here is shared.
@@ -102,6 +104,16 @@ class LatentVariableModel(nn.Module):
             return self.likelihood(z).log_prob(x) + p_z.log_prob(z) - q_z.log_prob(z)
 
         return streaming_iwae(log_w, k, chunk=max(1, max_rows // x.shape[0]))
+
+    @torch.no_grad()
+    def latent_means(self, x: Tensor) -> Tensor:
+        """E_q[z|x] of every latent unit, flattened to [B, D]: the statistic of active units.
+
+        A hierarchical family overrides it with each layer's mean given the sampled layers above
+        (one stochastic pass), concatenated. A posterior without a closed-form mean (a flow's
+        q(z_T|x)) raises NotImplementedError, and the evaluation reports no active units.
+        """
+        return self.posterior(x).mean.reshape(x.shape[0], -1)
 
     @torch.no_grad()
     def sample(self, n: int, mean: bool = False) -> Tensor:

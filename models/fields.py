@@ -26,16 +26,18 @@ def check_choice(name: str, value, choices, what: str) -> None:
         )
 
 
-def parse_int_list(name: str, text, example: str) -> tuple[int, ...]:
-    """'256,128' -> (256, 128): comma-separated ints >= 1, spaces allowed; ValueError naming
-    ``name`` otherwise. Lists travel as strings (Optuna categoricals, ``--set key=value``)."""
+def parse_int_list(name: str, text, example: str, minimum: int = 1) -> tuple[int, ...]:
+    """'256,128' -> (256, 128): comma-separated ints >= ``minimum`` (1 or 0), spaces allowed;
+    ValueError naming ``name`` otherwise. Lists travel as strings (Optuna categoricals,
+    ``--set key=value``)."""
     if not isinstance(text, str):
         raise ValueError(
             f"{name} must be a string of comma-separated positive ints such as {example!r}, got "
             f"{text!r} ({type(text).__name__}); pass it quoted, e.g. {name}={example!r}"
         )
-    if not _POSITIVE_INTS.match(text) or any(int(p) < 1 for p in text.split(",")):
+    if not _POSITIVE_INTS.match(text) or any(int(p) < minimum for p in text.split(",")):
+        kind = "positive" if minimum >= 1 else "non-negative"
         raise ValueError(
-            f"{name} must be comma-separated positive ints such as {example!r}, got {text!r}"
+            f"{name} must be comma-separated {kind} ints such as {example!r}, got {text!r}"
         )
     return tuple(int(p) for p in text.split(","))

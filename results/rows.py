@@ -29,6 +29,37 @@ def with_cell_defaults(trials):
     })  # fmt: skip
 
 
+EVALUATION_DEFAULTS = {
+    "test_bpd": math.nan,
+    "active_units": math.nan,
+    "active_units_per_batch": math.nan,
+    "latent_dims": -1,
+}
+"""The value of an evaluations column that rows written before it existed lack (also a family's
+value when it has no posterior means: NaN fractions, -1 dimensions, as training.evaluate)."""
+
+
+def with_evaluation_defaults(evaluations):
+    """An evaluations frame with every EVALUATION_DEFAULTS column (old rows get the default; an
+    integer column stays integer although old and new rows were concatenated with NaN)."""
+    if evaluations.empty:
+        return evaluations
+
+    def filled(k, v):
+        if k not in evaluations.columns:
+            return v
+        col = evaluations[k].fillna(v)
+        return col.astype("int64") if isinstance(v, int) else col
+
+    return evaluations.assign(**{k: filled(k, v) for k, v in EVALUATION_DEFAULTS.items()})
+
+
+def evaluation_row(sweep: str, trial_id: str, seed: int, out: dict, provenance: dict) -> dict:
+    """One ``evaluations`` row from training.evaluate.estimate_log_likelihood's dict ``out``."""
+    ids = {"sweep": sweep, "trial_id": trial_id, "seed": seed}
+    return {**EVALUATION_DEFAULTS, **out, **ids, **provenance}
+
+
 def trial_status(last: dict, error: str | None) -> tuple[str, str]:
     """(status, reason) of a finished trial from its last result and its error text, if any."""
     if error is not None:

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from results.rows import with_cell_defaults
+from results.rows import with_cell_defaults, with_evaluation_defaults
 
 SCHEMA_VERSION = 1
 TABLES = ("trials", "curves", "evaluations")
@@ -140,6 +140,8 @@ def load(storage: str, table: str, sweep: str | None = None) -> pd.DataFrame:
             "records and the trial's checkpoint"
         )
     df = newest(frames, table)
+    if table == "evaluations":
+        return with_evaluation_defaults(df)
     return with_cell_defaults(df) if table == "trials" else df
 
 

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import optuna
 
-from search_spaces import hyperspherical, spvae, vae, vlae
+from search_spaces import hierarchical, hyperspherical, spvae, vae, vlae
 
 SPACES: dict[str, Callable[[optuna.Trial], None]] = {
     "vae": vae.space,
@@ -15,6 +15,7 @@ SPACES: dict[str, Callable[[optuna.Trial], None]] = {
     "nvae": hyperspherical.space,
     **spvae.SPACES,
     **vlae.SPACES,
+    **hierarchical.SPACES,
 }
 
 GRIDS: dict[str, dict[str, list]] = {**spvae.GRIDS}

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import models
-from training.data import DATASETS, MnistLike
+from training.data import DATASETS, VAL_SIZE_DATASETS, MnistLike, channels
 from training.images import PIXELS
 from training.optim import LOSS_SCALES, LR_SCHEDULES, OPTIMIZERS
 
@@ -40,13 +40,26 @@ class DataConfig:
     """Directory holding the dataset files; empty = $VAE_DATA_ROOT, then the system locations."""
     binarize: bool = False
     """Dynamic binarisation: each training pixel resampled as Bernoulli(intensity) per batch."""
+    hflip: bool = False
+    """Random horizontal flip of each training image with probability 1/2, drawn per training
+    batch on the device (the hierarchical VAEs' CIFAR-10 augmentation, hierarchical.md 4);
+    flipped first, then binarised, dequantised (data/logit) or centred. Validation and test
+    images are never flipped."""
     center: bool = True
     """Continuous data only: subtract the per-pixel training mean (VLAE preprocessing). Ignored
     with data/logit, which always subtracts the mean of the transformed training set."""
     val_fraction: float = 0.1
     """Fraction of the training set held out (seeded) for validation and model selection; only
     for datasets without a split rule of their own (mnist, fashion_mnist, cifar10: see
-    training.data; the SPVAE cells take 0.2 of CIFAR-10, 10k)."""
+    training.data; the SPVAE cells take 0.2 of CIFAR-10, 10k). Ignored when data/val_size > 0."""
+    val_size: int = 0
+    """0: the split above (data/val_fraction, or the dataset's own rule). n > 0: exactly n
+    validation images, cut as torch.utils.data.random_split(train, [N - n, n],
+    generator=torch.Generator().manual_seed(data/split_seed)) cuts them; with split_seed=123 the
+    hierarchical-VAE authors' split (hierarchical.md 4): MNIST 55k/5k and CIFAR-10 45k/5k
+    (5000), OMNIGLOT N - 1k/1k (1000, instead of its last-1,345 rule). Only for
+    training.data.VAL_SIZE_DATASETS (fashion_mnist, mnist, omniglot, cifar10); must be below the
+    training-set size (checked when the data is loaded)."""
     split_seed: int = 0
     """Seed of the validation split, of the fixed binarisation of validation/test images
     (OMNIGLOT's evaluation images: the authors' seed 777) and of the data/pixels=perturbed noise."""
@@ -105,6 +118,7 @@ class DataConfig:
             )
         if not 0.0 < self.val_fraction < 1.0:
             raise ConfigError(f"data/val_fraction must be in (0, 1), got {self.val_fraction}")
+        self._check_val_size()
         if not 0.0 < self.train_fraction <= 1.0:
             raise ConfigError(
                 f"data/train_fraction must be in (0, 1] (the share of training rows kept), got "
@@ -123,6 +137,25 @@ class DataConfig:
                 "data/svae_no_rescale_255 (threshold x > 0 of unscaled 0..255 pixels) needs "
                 "data/binarize=true and an MNIST-format dataset (mnist, fashion_mnist), got "
                 f"binarize={self.binarize}, dataset={self.dataset!r}"
+            )
+
+    def _check_val_size(self) -> None:
+        """data/val_size: >= 0, on a dataset cut from one training file, with a held-out split."""
+        if self.val_size < 0:
+            raise ConfigError(
+                f"data/val_size must be >= 0 (0 = data/val_fraction or the dataset's rule), got "
+                f"{self.val_size}"
+            )
+        if self.val_size and self.dataset not in VAL_SIZE_DATASETS:
+            raise ConfigError(
+                f"data/val_size: {self.dataset} has its own validation split (its files', or Frey "
+                f"Faces' fixed sizes); only {list(VAL_SIZE_DATASETS)} accept data/val_size > 0: "
+                "set data/val_size=0"
+            )
+        if self.val_size and self.validation == "test":
+            raise ConfigError(
+                "data/val_size holds training images out for validation, data/validation=test "
+                "validates on the test set instead: set data/val_size=0 or data/validation=split"
             )
 
     def _check_pixels(self) -> None:
@@ -272,6 +305,13 @@ class Config:
 
     def _check_likelihood_fits_data(self) -> None:
         likelihood = getattr(self.model, "likelihood", None)
+        rgb = channels(self.data.dataset) == 3 and not self.data.greyscale
+        if likelihood == "bernoulli" and rgb:  # before the binarisation advice below
+            raise ConfigError(
+                f"model/likelihood=bernoulli on the RGB images of {self.data.dataset}: set "
+                "model/likelihood=logistic_mixture (with data/binarize=false, "
+                "data/pixels=discrete, data/center=false), or data/greyscale=true"
+            )
         if likelihood == "bernoulli" and not self.data.binarize:
             raise ConfigError(
                 "model/likelihood=bernoulli needs binarised data: set data/binarize=true "
@@ -282,13 +322,26 @@ class Config:
                 "model/likelihood=gaussian on binarised data: set model/likelihood=bernoulli "
                 "(or data/binarize=false)"
             )
+        # binarised data is never centred; logit data always is
+        centred = (self.data.center and not self.data.binarize) or self.data.logit
+        if likelihood == "logistic_mixture" and self.data.binarize:
+            raise ConfigError(
+                "model/likelihood=logistic_mixture models the 256 8-bit levels, not binarised "
+                "data: set data/binarize=false with data/pixels=discrete (and data/center=false), "
+                "or use model/likelihood=bernoulli"
+            )
+        if likelihood == "logistic_mixture" and (self.data.pixels != "discrete" or centred):
+            raise ConfigError(
+                "model/likelihood=logistic_mixture models the 256 8-bit levels n / 255: set "
+                "data/pixels=discrete and data/center=false (and data/logit=false), got "
+                f"data/pixels={self.data.pixels}, data/center={self.data.center}, "
+                f"data/logit={self.data.logit}"
+            )
         if likelihood == "binomial" and self.data.pixels != "discrete":
             raise ConfigError(
                 "model/likelihood=binomial needs pixels on the 1/255 grid: set "
                 f"data/pixels=discrete (and data/center=false), got data/pixels={self.data.pixels}"
             )
-        # binarised data is never centred; logit data always is
-        centred = (self.data.center and not self.data.binarize) or self.data.logit
         if getattr(type(self.model), "unit_interval_data", False) and centred:
             raise ConfigError(
                 f"family {self.family!r} models pixels in [0, 1] (sigmoid means): set "

@@ -28,17 +28,20 @@ datasets, the URLs in DATASETS for the others; CIFAR-10's archive is kept in the
 extracted safely next to it); without network that is a DatasetError that says where to put a
 hand-downloaded copy.
 
-Splits and binarisation per dataset (reference hyperspherical.md section 5; spvae.md section 3):
+Splits and binarisation per dataset (reference hyperspherical.md section 5; spvae.md section 3;
+hierarchical.md section 4):
 
-    fashion_mnist, mnist  seeded validation split of ``data/val_fraction`` of the training set;
-                          grey levels /255; data/binarize: Bernoulli(x) per training batch,
-                          validation/test binarised once with ``data/split_seed``.
+    fashion_mnist, mnist  seeded validation split of ``data/val_fraction`` of the training set
+                          (or of ``data/val_size`` images, below); grey levels /255;
+                          data/binarize: Bernoulli(x) per training batch, validation/test
+                          binarised once with ``data/split_seed``.
     static_mnist          the files' split (50k/10k/10k); already binary: used as is, never
                           resampled, whatever data/binarize says.
     omniglot              the training images shuffled with ``data/split_seed``, the last
-                          OMNIGLOT_N_VAL (1,345) are validation; standard test set; grey levels in
-                          [0, 1]; data/binarize: dynamic for training, validation then test
-                          binarised once as the authors do (numpy's legacy stream, seed 777).
+                          OMNIGLOT_N_VAL (1,345) are validation (or the last ``data/val_size``);
+                          standard test set; grey levels in [0, 1]; data/binarize: dynamic for
+                          training, validation then test binarised once as the authors do
+                          (numpy's legacy stream, seed 777).
     caltech101            the file's split; already binary; loaded as 1 - data (object = 1).
     frey_faces            all 1,965 images shuffled with ``data/split_seed`` and cut 1,565/200/200
                           (FREY_SPLIT; the authors re-draw it every run); grey levels /255, shape
@@ -46,8 +49,23 @@ Splits and binarisation per dataset (reference hyperspherical.md section 5; spva
     svhn                  train file / the first SVHN_N_VAL (26,032) images of the extra file
                           (all of it if it holds fewer) / test file (SPVAE spec 3); uint8 RGB
                           [3, 32, 32]; only that start of the 1.3 GB extra file is kept.
-    cifar10               seeded ``data/val_fraction`` split (the SPVAE cells: 0.2, 40k/10k);
+    cifar10               seeded ``data/val_fraction`` split (the SPVAE cells: 0.2, 40k/10k) or
+                          ``data/val_size`` images (the hierarchical VAEs: 5,000, 45k/5k);
                           uint8 RGB [3, 32, 32].
+
+``data/val_size`` = n > 0 (fashion_mnist, mnist, omniglot, cifar10: VAL_SIZE_DATASETS) holds out
+exactly n training images the way ``torch.utils.data.random_split(train, [N - n, n],
+generator=torch.Generator().manual_seed(data/split_seed))`` does: perm = randperm(N), training =
+perm[:N - n], validation = perm[N - n:]. With split_seed=123 that is the hierarchical-VAE authors'
+split: MNIST 55,000/5,000 (n = 5,000), CIFAR-10 45,000/5,000 (5,000), OMNIGLOT N - 1,000/1,000
+(1,000, replacing the last-1,345 rule). It replaces data/val_fraction; the datasets whose files
+carry their own split (FILES_SPLIT) and Frey Faces refuse it.
+
+``data/hflip`` (the hierarchical VAEs' CIFAR-10 augmentation, hierarchical.md section 4): each
+training image of a batch is mirrored left-right with probability 1/2, drawn per batch on the
+device by Data.train_batch (torch's default generator there, like dynamic binarisation), before
+binarisation, dequantisation or centring (a centred image is flipped about its uncentred levels);
+validation and test images are never flipped.
 
 The pipeline is one function, load_data, read top to bottom: read (training.files; the file
 formats' decoders in training.datasets) -> split -> data/greyscale on the uint8 images -> grey
@@ -82,15 +100,29 @@ from training.files import read_images
 from training.images import (
     greyscale,
     logit_dequantise,
+    random_hflip,
     scale_pixels,
     split_generators,
     train_rows,
 )
 
-__all__ = ["DATASETS", "Data", "DatasetError", "MnistLike", "load_data", "read_images"]
+__all__ = ["DATASETS", "Data", "DatasetError", "MnistLike", "channels", "load_data", "read_images"]
 
 OMNIGLOT_EVAL_BINARIZE_SEED = 777
 """The authors' numpy seed for the one-off binarisation of OMNIGLOT validation, then test."""
+FILES_SPLIT = ("static_mnist", "caltech101", "svhn")
+"""The datasets whose files carry their own train/validation/test split."""
+VAL_SIZE_DATASETS = ("fashion_mnist", "mnist", "omniglot", "cifar10")
+"""The datasets whose validation images are a seeded cut of the training file: data/val_size
+applies (the rest are FILES_SPLIT and frey_faces, cut by FREY_SPLIT)."""
+RGB_DATASETS = ("svhn", "cifar10")
+"""The datasets whose images are RGB [N, 3, H, W]; every other one's have one channel
+(tests/test_data_papers.py checks this against the images read)."""
+
+
+def channels(dataset: str) -> int:
+    """Colour channels of a dataset's images as read (before data/greyscale): 3 or 1."""
+    return 3 if dataset in RGB_DATASETS else 1
 
 
 @dataclass
@@ -110,6 +142,8 @@ class Data:
     """data/logit only: the training images as grey levels in [0, 1], re-dequantised per batch."""
     logit_lambda: float | None = None
     """data/logit only: lam of the transform (training.images.logit_dequantise)."""
+    hflip: bool = False
+    """data/hflip: train_batch mirrors each training image left-right with probability 1/2."""
 
     def __post_init__(self):
         logit = (self.train_levels is not None, self.logit_lambda is not None)
@@ -121,13 +155,17 @@ class Data:
         return tuple(self.train.shape[1:])
 
     def train_batch(self, idx: Tensor) -> Tensor:
-        """Training batch by index, drawn on the device: dynamically binarised when configured;
-        with data/logit, freshly dequantised, logit-transformed and centred (torch's default
-        generator of the device, so train/seed and a resumed checkpoint's RNG state govern it)."""
+        """Training batch by index, drawn on the device: with data/hflip, half the images
+        mirrored (drawn first); then dynamically binarised when configured; with data/logit,
+        freshly dequantised, logit-transformed and centred (torch's default generator of the
+        device, so train/seed and a resumed checkpoint's RNG state govern every draw)."""
         if self.train_levels is not None:
-            x = logit_dequantise(self.train_levels[idx], self.logit_lambda)
+            x = self.train_levels[idx]
+            x = logit_dequantise(random_hflip(x) if self.hflip else x, self.logit_lambda)
             return x.sub_(self.pixel_mean)
         x = self.train[idx]
+        if self.hflip:  # a centred image is mirrored about its levels: flip(x + mean) - mean
+            x = random_hflip(x, self.pixel_mean)
         return torch.bernoulli(x) if self.binarize else x
 
 
@@ -166,7 +204,9 @@ def load_data(cfg, device: torch.device | str = "cpu") -> Data:
         pixel_mean = train.mean(0, keepdim=True)
         train, val, test = train - pixel_mean, val - pixel_mean, test - pixel_mean
     move = lambda t: None if t is None else t.to(device)  # noqa: E731  (6)
-    return Data(move(train), move(val), move(test), binarize_train, move(pixel_mean))
+    return Data(
+        move(train), move(val), move(test), binarize_train, move(pixel_mean), hflip=cfg.hflip
+    )
 
 
 def split(dataset: str, images: tuple[Tensor, ...], cfg, g: torch.Generator):
@@ -182,7 +222,7 @@ def split(dataset: str, images: tuple[Tensor, ...], cfg, g: torch.Generator):
 
 
 def split_by_rule(dataset: str, images: tuple[Tensor, ...], cfg, g: torch.Generator):
-    if dataset in ("static_mnist", "caltech101", "svhn"):  # the files' own split
+    if dataset in FILES_SPLIT:
         return images
     if dataset == "frey_faces":
         (everything,) = images
@@ -191,14 +231,21 @@ def split_by_rule(dataset: str, images: tuple[Tensor, ...], cfg, g: torch.Genera
         parts = perm[:n_train], perm[n_train : n_train + n_val], perm[n_train + n_val :]
         return tuple(everything[p] for p in parts)
     train, test = images
-    perm = torch.randperm(train.shape[0], generator=g)
-    if dataset == "omniglot":  # shuffled, the last 1,345 are validation (Burda et al.)
-        return (
-            train[perm[: -datasets.OMNIGLOT_N_VAL]],
-            train[perm[-datasets.OMNIGLOT_N_VAL :]],
-            test,
+    n = train.shape[0]
+    if cfg.val_size >= n:
+        from training.config import ConfigError  # here: training.config imports this module
+
+        raise ConfigError(
+            f"data/val_size={cfg.val_size} must be smaller than the {n} training images of "
+            f"{dataset} (at least one is left for training)"
         )
-    n_val = int(round(cfg.val_fraction * train.shape[0]))
+    perm = torch.randperm(n, generator=g)
+    # random_split(train, [n - n_val, n_val], g)'s cut: the last n_val of the permutation
+    # (OMNIGLOT's rule too: shuffled, the last 1,345 are validation, Burda et al.)
+    n_val = cfg.val_size or (datasets.OMNIGLOT_N_VAL if dataset == "omniglot" else 0)
+    if n_val:
+        return train[perm[: n - n_val]], train[perm[n - n_val :]], test
+    n_val = int(round(cfg.val_fraction * n))
     return train[perm[n_val:]], train[perm[:n_val]], test
 
 
@@ -241,4 +288,5 @@ def logit_data(cfg, levels: Tensor, val: Tensor, test: Tensor, device) -> Data:
         pixel_mean=pixel_mean.to(device),
         train_levels=levels.to(device),
         logit_lambda=lam,
+        hflip=cfg.hflip,
     )

@@ -1,4 +1,4 @@
-"""Validation ELBO and the importance-sampled test log-likelihood."""
+"""Validation ELBO, the importance-sampled test log-likelihood, and active units."""
 
 from __future__ import annotations
 
@@ -9,6 +9,13 @@ import torch
 from torch import Tensor
 
 from models.base import DEFAULT_MAX_ROWS
+
+AU_THRESHOLD = 0.01
+"""A unit is active when Var_x(E_q[z_u]) exceeds this (Burda et al. 2016)."""
+AU_BATCH_SIZE = 500
+"""The hierarchical papers' validation batch size, over which their per-batch variant is taken."""
+NO_LATENTS = {"active_units": math.nan, "active_units_per_batch": math.nan, "latent_dims": -1}
+"""The active-unit columns of a family without posterior means (a flow, SPVAE)."""
 
 
 @torch.no_grad()
@@ -25,11 +32,65 @@ def elbo_terms(model, x: Tensor, batch_size: int) -> dict[str, float]:
 
 
 @torch.no_grad()
-def estimate_log_likelihood(
-    model, x: Tensor, k: int, seed: int = 0, max_rows: int = DEFAULT_MAX_ROWS
+def active_units(
+    model, x: Tensor, batch_size: int = AU_BATCH_SIZE, threshold: float = AU_THRESHOLD
 ) -> dict[str, float]:
-    """Mean importance-sampled log p(x) (nats per example) with k samples, its standard error, and
-    the single-sample ELBO with its two terms on the same images (the columns some papers report).
+    """Fraction of active latent units: A_u = Var_x(E_q[z_u]) > threshold (Burda et al. 2016).
+
+    ``active_units``: the variance over the whole split (the project's default), merged batch by
+    batch in float64 (Chan et al.'s pairwise update, so no cancellation and never all means at
+    once). ``active_units_per_batch``: the hierarchical papers' code, the fraction within each
+    batch of ``batch_size``, averaged over batches (unweighted; a batch of one example, whose
+    variance is undefined, is left out). Both use the unbiased variance, as the authors'
+    torch.var (NaN with fewer than 2 examples). ``latent_dims``: D, the number of units.
+    Needs ``model.latent_means(x) -> [B, D]``.
+    """
+    was_training = model.training
+    model.eval()
+    n, mean, m2, per_batch = 0, None, None, []
+    for i in range(0, x.shape[0], batch_size):
+        mu = model.latent_means(x[i : i + batch_size]).double()  # [b, D]
+        b, mu_b = mu.shape[0], mu.mean(0)
+        m2_b = (mu - mu_b).square().sum(0)
+        if b > 1:
+            per_batch.append((m2_b / (b - 1) > threshold).double().mean())
+        if mean is None:
+            n, mean, m2 = b, mu_b, m2_b
+        else:
+            delta, total = mu_b - mean, n + b
+            mean = mean + delta * (b / total)
+            m2 = m2 + m2_b + delta.square() * (n * b / total)
+            n = total
+    model.train(was_training)
+    nan = m2.new_tensor(math.nan)  # the unbiased variance of a single example is undefined
+    whole = (m2 / (n - 1) > threshold).double().mean() if n > 1 else nan
+    batches = torch.stack(per_batch).mean() if per_batch else nan
+    whole, batches = torch.stack([whole, batches]).tolist()  # one device sync
+    return {"active_units": whole, "active_units_per_batch": batches, "latent_dims": m2.numel()}
+
+
+def _active_units_or_none(model, x: Tensor, batch_size: int) -> dict[str, float]:
+    """active_units, or NO_LATENTS for a family without posterior means."""
+    if getattr(model, "latent_means", None) is None:
+        return dict(NO_LATENTS)
+    try:
+        return active_units(model, x, batch_size)
+    except NotImplementedError:  # e.g. a flow: q(z_T|x) has no closed-form mean
+        return dict(NO_LATENTS)
+
+
+@torch.no_grad()
+def estimate_log_likelihood(
+    model,
+    x: Tensor,
+    k: int,
+    seed: int = 0,
+    max_rows: int = DEFAULT_MAX_ROWS,
+    batch_size: int = AU_BATCH_SIZE,
+) -> dict[str, float]:
+    """Mean importance-sampled log p(x) (nats per example) with k samples, its standard error, the
+    same in bits per dimension, the single-sample ELBO with its two terms on the same images (the
+    columns some papers report), and the active units (``batch_size``: their per-batch variant's).
 
     Examples are processed in batches of max_rows // k (at least 1), so k = 5000 fits in memory;
     the model chunks over k itself when one example's k samples exceed max_rows.
@@ -44,13 +105,18 @@ def estimate_log_likelihood(
     ll = torch.cat(parts).double()
     seconds = time.perf_counter() - start
     elbo = elbo_terms(model, x, batch_size=max(1, max_rows // 8))
+    units = _active_units_or_none(model, x, batch_size)
     model.train()
+    test_ll = ll.mean().item()
     return {
         "test_elbo": elbo["elbo"],
         "test_log_px_z": elbo["log_px_z"],
         "test_kl": elbo["kl"],
-        "test_log_likelihood": ll.mean().item(),
+        "test_log_likelihood": test_ll,
         "test_log_likelihood_sem": (ll.std() / math.sqrt(ll.numel())).item(),
+        # bits/dim of C*H*W data dimensions, as the hierarchical papers report 8-bit RGB data
+        "test_bpd": -test_ll / (math.log(2) * math.prod(x.shape[1:])),
+        **units,
         "k": k,
         "n_test": ll.numel(),
         "seconds": seconds,  # of the log-likelihood estimate alone

@@ -15,6 +15,10 @@ binarisation or centring (each a DataConfig key, all off by default):
 Then, instead of data/center's plain centring, the logit transform (data/logit):
 logit_dequantise below, whose training-set mean training.data subtracts from every split;
 training batches are re-dequantised on each draw.
+
+Per training batch, on the device (training.data.Data.train_batch): data/hflip's random_hflip,
+the hierarchical VAEs' CIFAR-10 augmentation (hierarchical.md section 4), before binarisation or
+dequantisation.
 """
 
 from __future__ import annotations
@@ -125,3 +129,14 @@ def train_rows(cfg, train: Tensor) -> Tensor:
     if cfg.spvae_train_subset:
         n = min(n, SPVAE_SUBSET_ROWS)
     return train[:n].clone() if n < train.shape[0] else train  # clone: free the rest
+
+
+def random_hflip(x: Tensor, mean: Tensor | None = None) -> Tensor:
+    """Each image of a batch [B, C, H, W] mirrored left-right with probability 1/2 (one draw per
+    image from torch's default generator of x's device, as torchvision's RandomHorizontalFlip
+    draws one per image). Centred images (x - mean) are mirrored about their levels,
+    flip(x + mean) - mean, so a flipped image is centred by the same mean; the others are
+    returned bit for bit. x is left unchanged."""
+    flip = (torch.rand(x.shape[0], device=x.device) < 0.5).view(-1, *(1,) * (x.dim() - 1))
+    mirrored = x.flip(-1) if mean is None else (x + mean).flip(-1).sub_(mean)
+    return torch.where(flip, mirrored, x)

@@ -1,0 +1,399 @@
+"""The top-down hierarchical VAE of Kuzina & Tomczak, which alone is the Ladder VAE baseline
+(reference hierarchical.md, section 1; the authors' model/encoder.py and model/decoder.py).
+
+A deterministic bottom-up encoder gives one feature map per latent layer; a top-down decoder
+state s is shared by the prior and the posterior. From the top latent down, per layer l:
+
+    p(z_l | z_>l)    = N(mu_p, sigma_p^2), (mu_p, log sigma_p^2, h) = prior_net(s)
+    q(z_l | z_>l, x) = N(mu_q, sigma_q^2), (mu_q, log sigma_q^2)    = posterior_net(s_enc + s)
+    s <- s + h;  s <- Upsample(ResBlocks(s + Conv1x1(z_l)))   (upsampled after a scale's last)
+
+and p(x | z) reads the final state through a 3x3 conv. The KL of every layer is closed-form
+between its two diagonal Gaussians at the sampled upper latents; ``Terms.extras`` carries each.
+
+Latent hierarchy: ``latent_scales`` lists the latents per scale bottom-up ("4,4": four 14x14
+then four 7x7 latents on 28x28 images; 0 = a scale with none, the state is upsampled past it),
+each ``latent_width`` channels. Scale s has num_ch * scale_ch_mult^s channels (rounded down at
+each step, as the authors do). The initial state is a fixed zero tensor (DCT-VAE's code).
+
+Encoders: "per_latent" (LadderEncoder, DCT-VAE MNIST/OMNIGLOT: its own block stack per latent,
+fed from the previous one) or "per_scale" (SmallLadderEncoder: one stack per scale, its output
+shared by the scale's latents). Variances (both p and q): "softplus", sigma^2 = softplus_beta(raw)
+(DCT-VAE, beta 0.7), or "log", raw = log sigma^2; then log sigma^2 clamped to
+[logvar_min, logvar_max] (DCT-VAE [-5, 0]; DVP-VAE "log" with [-10, 1]).
+
+Initialisation as the authors': the prior net's last conv is zero (every prior starts at
+N(0, 1) after the clamp, and h = 0), the posterior net's last conv weights uniform(-1, 1), and the
+last conv of each layer's state block and the z projection scaled by sqrt(1 / L) (L latents).
+
+Deviations (README): the importance weights of ``log_likelihood`` are log p(x|z) + log p(z) -
+log q(z) at the sampled z, the intended IWAE; the authors' estimator log-mean-exps ELBOs whose
+KLs are the analytic ones (``iwae_weights="authors"``), which is no importance weight.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from models.base import DEFAULT_MAX_ROWS, Terms, streaming_iwae
+from models.fields import check_choice, check_positive_int, parse_int_list
+from models.hierarchical.blocks import ACTIVATIONS, DecoderBlock, EncoderBlock
+from models.hierarchical.ddpm import gaussian_kl, normal_log_prob
+from models.likelihoods import SCALES, BernoulliImage, logistic_mixture
+
+ENCODERS = ("per_latent", "per_scale")
+VAR_MODES = ("softplus", "log")
+UPSAMPLING = ("nearest", "bilinear")
+LIKELIHOODS = ("bernoulli", "logistic_mixture")
+IWAE_WEIGHTS = ("sampled", "authors")
+
+
+@dataclass(frozen=True)
+class LadderConfig:
+    latent_scales: str = "4,4"
+    """Latent layers per scale, bottom-up, comma-separated; 0 = an empty scale (DCT-VAE CIFAR:
+    "10,10,5,3,0,1"). The top scale needs at least one."""
+    latent_width: int = 1
+    """Channels of every latent layer (MNIST 1; DCT-VAE CIFAR 8, DVP-VAE CIFAR 3)."""
+    num_ch: int = 32
+    scale_ch_mult: float = 1.25
+    """Channels grow by this factor per scale, bottom-up."""
+    block_ch_mult: float = 1.0
+    """Hidden channels of every residual block = its input channels x this."""
+    encoder: str = "per_latent"
+    enc_blocks: int = 1
+    """Encoder residual blocks per latent ("per_latent") or per scale ("per_scale")."""
+    dec_blocks: int = 1
+    """Residual blocks of each layer's state update."""
+    post_blocks: int = 0
+    """Residual blocks between the last state and the likelihood's 3x3 conv (0 in every
+    experiment; the last one's final conv is zero-initialised)."""
+    start_scale_at_x: bool = False
+    """The bottom scale at the image resolution (CIFAR) instead of half of it."""
+    condition_on_last: bool = False
+    """At every scale change add the top latent, upsampled and through a 1x1 conv, to the state
+    (the authors' CIFAR ladder); DCT-VAE adds its context image instead."""
+    activation: str = "silu"
+    batch_norm: bool = False
+    weight_norm: bool = False
+    """Weight normalisation of the encoder's and decoder's inner convs (DCT-VAE CIFAR)."""
+    var_mode: str = "softplus"
+    softplus_beta: float = 0.7
+    logvar_min: float = -5.0
+    logvar_max: float = 0.0
+    upsample: str = "nearest"
+    """How the state is upsampled between scales: nearest (DCT-VAE) or bilinear (DVP-VAE)."""
+    likelihood: str = "bernoulli"
+    """bernoulli (binarised data) or logistic_mixture (8-bit pixels)."""
+    num_mix: int = 10
+    mix_coeffs: bool = False
+    """RGB autoregressive mean coefficients of the mixture (DVP-VAE; DCT-VAE has none)."""
+    mix_scale: str = "softplus"
+    """The mixture's scale: softplus (DCT-VAE, beta 0.4) or log (DVP-VAE, clamped [-8, 1])."""
+    input_mean: float = 127.5
+    input_std: float = 127.5
+    """The encoder sees (255 x - input_mean) / input_std: [-1, 1] by default; CIFAR-10's
+    authors' standardisation is 120.63838 / 64.16736."""
+    iwae_weights: str = "sampled"
+    """log_likelihood's weights: "sampled" log-densities (IWAE) or "authors" (analytic KLs)."""
+
+    def __post_init__(self):
+        scales = parse_int_list("latent_scales", self.latent_scales, "4,4", minimum=0)
+        if scales[-1] < 1:
+            raise ValueError(f"latent_scales {self.latent_scales!r}: the top (last) scale needs "
+                             "at least one latent layer, e.g. '4,4'")  # fmt: skip
+        for name in ("latent_width", "num_ch", "enc_blocks", "dec_blocks", "num_mix"):
+            check_positive_int(name, getattr(self, name), "a layer size")
+        if self.post_blocks < 0:
+            raise ValueError(f"post_blocks must be >= 0, got {self.post_blocks}")
+        for name, value, choices in (
+            ("encoder", self.encoder, ENCODERS), ("activation", self.activation, ACTIVATIONS),
+            ("var_mode", self.var_mode, VAR_MODES), ("upsample", self.upsample, UPSAMPLING),
+            ("likelihood", self.likelihood, LIKELIHOODS), ("mix_scale", self.mix_scale, SCALES),
+            ("iwae_weights", self.iwae_weights, IWAE_WEIGHTS),
+        ):  # fmt: skip
+            check_choice(name, value, tuple(choices), "see models/hierarchical/ladder.py")
+        if self.scale_ch_mult <= 0 or self.block_ch_mult <= 0 or self.softplus_beta <= 0:
+            raise ValueError("scale_ch_mult, block_ch_mult and softplus_beta must be > 0")
+        if not self.logvar_min < self.logvar_max:
+            raise ValueError(f"logvar_min {self.logvar_min} must be below logvar_max "
+                             f"{self.logvar_max}")  # fmt: skip
+        if self.input_std <= 0:
+            raise ValueError(f"input_std must be > 0, got {self.input_std}")
+
+
+@dataclass
+class Layer:
+    """One latent layer of a pass: its sample, the two Gaussians' parameters and its KL [B]."""
+
+    z: Tensor
+    q: tuple[Tensor, Tensor]
+    p: tuple[Tensor, Tensor]
+    kl: Tensor
+
+
+def hierarchy(cfg: LadderConfig, x_shape: tuple[int, ...]) -> list[tuple[int, int, int]]:
+    """(latents, channels, size) per scale, bottom-up; ValueError naming model/latent_scales when
+    the image cannot be halved that often."""
+    _, height, width = x_shape
+    scales = parse_int_list("latent_scales", cfg.latent_scales, "4,4", minimum=0)
+    halvings = len(scales) - (1 if cfg.start_scale_at_x else 0)
+    side = min(height, width)
+    can = 0
+    while side % 2 == 0 and side > 1:
+        side //= 2
+        can += 1
+    if halvings > can or height != width:
+        raise ValueError(
+            f"latent_scales {cfg.latent_scales!r} has {len(scales)} scales: the {height}x{width} "
+            f"image would be halved {halvings} times, but it can be halved {can} times "
+            f"(square images only); use at most {can + (1 if cfg.start_scale_at_x else 0)} "
+            "scales (e.g. '4,4' on 28x28)"
+        )
+    channels = [cfg.num_ch]
+    for _ in scales[1:]:
+        channels.append(int(channels[-1] * cfg.scale_ch_mult))
+    first = 0 if cfg.start_scale_at_x else 1
+    return [(n, c, height // 2 ** (s + first)) for s, (n, c) in enumerate(zip(scales, channels))]
+
+
+class LadderEncoder(nn.Module):
+    """x in the encoder's units -> one feature map per latent layer, bottom-up."""
+
+    def __init__(self, cfg: LadderConfig, x_shape: tuple[int, ...]):
+        super().__init__()
+        block = dict(activation=cfg.activation, batch_norm=cfg.batch_norm,
+                     weight_norm=cfg.weight_norm)  # fmt: skip
+        self.stem = nn.Conv2d(x_shape[0], cfg.num_ch, 1)
+        self.stacks = nn.ModuleList()
+        self.repeats: list[int] = []
+        ch, size = cfg.num_ch, x_shape[-1]
+        for n, c, s in hierarchy(cfg, x_shape):
+            stacks = n if cfg.encoder == "per_latent" else min(n, 1)
+            for i in range(stacks):
+                layers: list[nn.Module] = []
+                for _ in range(cfg.enc_blocks):
+                    layers.append(EncoderBlock(ch, int(ch * cfg.block_ch_mult), c, **block))
+                    ch = c
+                if i == 0:
+                    layers.append(nn.AvgPool2d(size // s))
+                    size = s
+                self.stacks.append(nn.Sequential(*layers))
+                self.repeats.append(1 if cfg.encoder == "per_latent" else n)
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        d, feats = self.stem(x), []
+        for stack, repeat in zip(self.stacks, self.repeats):
+            d = stack(d)
+            feats += [d] * repeat
+        return feats
+
+
+class TopDownLayer(nn.Module):
+    """One latent layer of the decoder: its prior and posterior nets and its state update."""
+
+    def __init__(self, cfg: LadderConfig, c_in: int, c_out: int, out_size: int | None, n: int):
+        super().__init__()
+        w, mult = cfg.latent_width, cfg.block_ch_mult
+        block = dict(activation=cfg.activation, batch_norm=cfg.batch_norm,
+                     weight_norm=cfg.weight_norm)  # fmt: skip
+        self.cfg, self.width = cfg, w
+        self.prior_net = DecoderBlock(c_in, int(c_in * mult), 2 * w + c_in, mode="1x5",
+                                      residual=False, zero_last=True, **block)  # fmt: skip
+        self.posterior_net = DecoderBlock(c_in, max(int(c_in * mult), 1), 2 * w, mode="2x3",
+                                          residual=False, **block)  # fmt: skip
+        nn.init.uniform_(self.posterior_net.last.weight, -1, 1)
+        self.z_up = nn.Conv2d(w, c_in, 1)
+        self.state = nn.Sequential(*[
+            DecoderBlock(c_in, int(c_in * mult), c_out if b == cfg.dec_blocks - 1 else c_in,
+                         mode="2x3", **block)
+            for b in range(cfg.dec_blocks)
+        ])  # fmt: skip
+        with torch.no_grad():  # stability: sqrt(1/L) on the residual branch and the z projection
+            self.state[-1].last.weight.mul_(math.sqrt(1 / n))
+            self.z_up.weight.mul_(math.sqrt(1 / n))
+        self.out_size = out_size
+
+    def log_var(self, raw: Tensor) -> Tensor:
+        if self.cfg.var_mode == "softplus":
+            raw = torch.log(F.softplus(raw, beta=self.cfg.softplus_beta))
+        return raw.clamp(self.cfg.logvar_min, self.cfg.logvar_max)
+
+    def prior(self, s: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        mu, raw, h = self.prior_net(s).split([self.width, self.width, s.shape[1]], dim=1)
+        return mu, self.log_var(raw), h
+
+    def forward(self, s: Tensor, s_enc: Tensor | None, temperature: float = 1.0):
+        """(new state, Layer); s_enc None draws z from the prior (std scaled by temperature)."""
+        p_mu, p_lv, h = self.prior(s)
+        if s_enc is None:
+            z = p_mu + temperature * torch.exp(0.5 * p_lv) * torch.randn_like(p_mu)
+            layer = Layer(z, (p_mu, p_lv), (p_mu, p_lv), torch.zeros_like(p_mu[:, 0, 0, 0]))
+        else:
+            q_mu, q_raw = self.posterior_net(s_enc + s).chunk(2, dim=1)
+            q_lv = self.log_var(q_raw)
+            z = q_mu + torch.exp(0.5 * q_lv) * torch.randn_like(q_mu)
+            kl = gaussian_kl(q_mu, q_lv, p_mu, p_lv).flatten(1).sum(1)
+            layer = Layer(z, (q_mu, q_lv), (p_mu, p_lv), kl)
+        s = self.state(s + h + self.z_up(z))
+        if self.out_size is not None and self.out_size != s.shape[-1]:
+            s = F.interpolate(s, size=self.out_size, mode=self.cfg.upsample)
+        return s, layer
+
+
+class LadderVAE(nn.Module):
+    """The Ladder VAE family ("ladder"): the backbone above with no context."""
+
+    Config = LadderConfig
+    unit_interval_data = True  # x in [0, 1]: binary, or 8-bit levels on the 1/255 grid
+
+    def __init__(self, cfg: LadderConfig, x_shape: tuple[int, ...]):
+        super().__init__()
+        self.cfg, self.x_shape = cfg, tuple(x_shape)
+        if cfg.likelihood == "logistic_mixture" and cfg.mix_coeffs and x_shape[0] != 3:
+            raise ValueError(f"mix_coeffs (RGB mean coefficients) needs 3 channels, the data has "
+                             f"{x_shape[0]}; set mix_coeffs=false")  # fmt: skip
+        scales = hierarchy(cfg, self.x_shape)
+        self.encoder = LadderEncoder(cfg, self.x_shape)
+        # top-down: (channels, size) of every latent, then where each layer's state goes next
+        layers = [(c, s) for n, c, s in reversed(scales) for _ in range(n)]
+        self.n_latents = len(layers)
+        self.layers = nn.ModuleList()
+        for i, (c, s) in enumerate(layers):
+            nxt = layers[i + 1] if i + 1 < len(layers) else (c, x_shape[-1])
+            self.layers.append(TopDownLayer(cfg, c, nxt[0], nxt[1] if nxt[1] != s else None,
+                                            self.n_latents))  # fmt: skip
+        top_c, top_s = layers[0]
+        self.register_buffer("s_top", torch.zeros(1, top_c, top_s, top_s))
+        bottom = layers[-1][0]
+        post = [DecoderBlock(bottom, int(bottom * cfg.block_ch_mult), bottom,
+                             activation=cfg.activation, batch_norm=cfg.batch_norm,
+                             weight_norm=cfg.weight_norm, zero_last=i == cfg.post_blocks - 1)
+                for i in range(cfg.post_blocks)]  # fmt: skip
+        channels = x_shape[0]
+        if cfg.likelihood == "logistic_mixture":
+            channels = cfg.num_mix * (1 + 2 * x_shape[0] + (3 if cfg.mix_coeffs else 0))
+        self.out = nn.Sequential(*post, nn.Conv2d(bottom, channels, 3, padding=1))
+        nn.init.zeros_(self.out[-1].bias)
+        self.cond_at = nn.ModuleDict()  # what is added to the state after a scale change, by size
+        if cfg.condition_on_last:
+            for layer in list(self.layers)[:-1]:
+                if layer.out_size is not None:
+                    c_out = layer.state[-1].last.out_channels
+                    self.cond_at[str(layer.out_size)] = self.conditioning(c_out, layer.out_size)
+
+    def conditioning(self, c_out: int, size: int) -> nn.Module:
+        """The top latent to a state of c_out channels (nearest upsampling, then a 1x1 conv)."""
+        return nn.Sequential(nn.Upsample(size=size, mode="nearest"),
+                             nn.Conv2d(self.cfg.latent_width, c_out, 1))  # fmt: skip
+
+    # --- hooks a context family (DCT-VAE) overrides ----------------------------------------------
+    def initialise(self, x_train: Tensor) -> None:
+        """Data-dependent initialisation before the first step (none for the plain ladder)."""
+
+    def top(self, s: Tensor, x: Tensor | None, n: int, terms: bool) -> tuple[Tensor, dict]:
+        """The state before the first latent layer and the context (none here); with ``terms``
+        the context's -log p(u) bound too."""
+        return s, {}
+
+    def condition(self, s: Tensor, context: dict, scale_changed: bool) -> Tensor:
+        """After a scale change (with condition_on_last): the state plus the conditioning."""
+        if scale_changed and self.cfg.condition_on_last:
+            return s + self.cond_at[str(s.shape[-1])](context["condition"])
+        return s
+
+    # --- the pass ------------------------------------------------------------------------------
+    def encoder_input(self, x: Tensor) -> Tensor:
+        return (255.0 * x - self.cfg.input_mean) / self.cfg.input_std
+
+    def likelihood(self, out: Tensor):
+        if self.cfg.likelihood == "bernoulli":
+            return BernoulliImage(out.flatten(1), self.x_shape)
+        return logistic_mixture(out, self.x_shape[0], self.cfg.num_mix, self.cfg.mix_coeffs,
+                                self.cfg.mix_scale)  # fmt: skip
+
+    def log_px_z(self, out: Tensor, x: Tensor) -> Tensor:
+        if self.cfg.likelihood == "bernoulli":
+            return self.likelihood(out).log_prob(x)
+        return self.likelihood(out).log_prob(2 * x - 1)  # the mixture's bins live on [-1, 1]
+
+    def decode(self, x: Tensor | None, n: int, temperature: float = 1.0, terms: bool = True):
+        """One top-down pass: (likelihood parameters, layers, context). With x, every latent
+        from q (encoding); without, n draws from the prior."""
+        feats = self.encoder(self.encoder_input(x))[::-1] if x is not None else None
+        s = self.s_top.expand(n, -1, -1, -1)
+        s, context = self.top(s, x, n, terms and x is not None)
+        layers = []
+        for i, block in enumerate(self.layers):
+            size = s.shape[-1]
+            s, layer = block(s, None if feats is None else feats[i], temperature)
+            layers.append(layer)
+            context.setdefault("condition", layer.z)  # the top latent, unless a context is set
+            if i + 1 < len(self.layers):
+                s = self.condition(s, context, s.shape[-1] != size)
+        return self.out(s), layers, context
+
+    def forward(self, x: Tensor) -> Terms:
+        out, layers, context = self.decode(x, x.shape[0])
+        extras = {f"kl_z{i}": layer.kl for i, layer in enumerate(layers)}
+        kl = torch.stack([layer.kl for layer in layers]).sum(0)
+        if "nll_bound" in context:
+            extras["context_nll"] = context["nll_bound"]
+            kl = kl + context["nll_bound"]
+        return Terms(log_px_z=self.log_px_z(out, x), kl=kl, extras=extras)
+
+    def log_weight(self, x: Tensor) -> Tensor:
+        """One full pass's log importance weight [B] (or its ELBO, iwae_weights="authors")."""
+        out, layers, _ = self.decode(x, x.shape[0], terms=False)
+        log_w = self.log_px_z(out, x)
+        for layer in layers:
+            if self.cfg.iwae_weights == "authors":
+                log_w = log_w - layer.kl
+            else:
+                log_w = (log_w + normal_log_prob(layer.z, *layer.p)
+                         - normal_log_prob(layer.z, *layer.q))  # fmt: skip
+        return log_w
+
+    @torch.no_grad()
+    def log_likelihood(self, x: Tensor, k: int, max_rows: int = DEFAULT_MAX_ROWS) -> Tensor:
+        """log (1/k) sum_k w_k over k full stochastic passes [B] (spec 6), chunked over k; always
+        of the evaluation-mode model (no dropout, no context dither), whatever its mode."""
+        chunk = max(1, max_rows // x.shape[0])
+        was_training = self.training
+        self.eval()
+
+        def log_w(c: int) -> Tensor:
+            rows = x.repeat(c, *([1] * (x.dim() - 1)))
+            return self.log_weight(rows).view(c, x.shape[0])
+
+        try:
+            return streaming_iwae(log_w, k, chunk) + self.context_log_prob(x)
+        finally:
+            self.train(was_training)
+
+    def context_log_prob(self, x: Tensor) -> Tensor | float:
+        """log p(u) of a deterministic context, estimated once per image (0 without one)."""
+        return 0.0
+
+    @torch.no_grad()
+    def latent_means(self, x: Tensor) -> Tensor:
+        """E_q[z_l] of every layer at the sampled upper layers, flattened [B, D] (active units)."""
+        _, layers, context = self.decode(x, x.shape[0], terms=False)
+        means = [layer.q[0].flatten(1) for layer in layers]
+        if "u" in context:  # DCT-VAE counts its context among the units, as its authors do
+            means.insert(0, context["u"].flatten(1))
+        return torch.cat(means, dim=1)
+
+    @torch.no_grad()
+    def sample(self, n: int, mean: bool = False, temperature: float = 1.0) -> Tensor:
+        """n images in [0, 1] from the prior (latent stds scaled by ``temperature``); ``mean``
+        gives the Bernoulli probabilities or the mixture's mean instead of a draw."""
+        out, _, _ = self.decode(None, n, temperature)
+        p_x = self.likelihood(out)
+        x = p_x.mean if mean else p_x.sample()
+        return x if self.cfg.likelihood == "bernoulli" else (x + 1) / 2

@@ -38,8 +38,16 @@ SMALL = {  # a small instance of each family (keys beyond latent_dim and likelih
     "ladder": {"latent_scales": "1,2", "num_ch": 4, "num_mix": 2},
     # test_repeats=1: log p(u)'s test estimate is one importance weight, whose log has the
     # bound's mean (the K = 1 test below)
-    "dct_vae": {"latent_scales": "1,1", "num_ch": 4, "num_mix": 2, "ctx_size": 3,
-                "diffusion_steps": 3, "unet_channels": 16, "unet_blocks": 1, "test_repeats": 1},
+    "dct_vae": {
+        "latent_scales": "1,1",
+        "num_ch": 4,
+        "num_mix": 2,
+        "ctx_size": 3,
+        "diffusion_steps": 3,
+        "unet_channels": 16,
+        "unet_blocks": 1,
+        "test_repeats": 1,
+    },
 }
 
 

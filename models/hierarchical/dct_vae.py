@@ -27,8 +27,8 @@ import torch
 from torch import Tensor, nn
 
 from models.fields import check_choice, check_positive_int, parse_int_list
-from models.hierarchical.ddpm import SCHEDULES, DiscreteDiffusionPrior
 from models.hierarchical.dct import DCTContext, quantise
+from models.hierarchical.ddpm import SCHEDULES, DiscreteDiffusionPrior
 from models.hierarchical.ladder import LadderConfig, LadderVAE
 from models.hierarchical.unet import UNet
 
@@ -97,8 +97,10 @@ class DCTVAE(LadderVAE):
         mult = parse_int_list("unet_mult", cfg.unet_mult, "1,1")
         net = UNet(channels, 2 * channels, cfg.unet_channels, cfg.unet_blocks, mult,
                    cfg.unet_dropout, cfg.unet_heads)  # fmt: skip
-        self.prior = DiscreteDiffusionPrior(net, cfg.diffusion_steps, cfg.diffusion_schedule,
-                                            cfg.ctx_bits, cfg.prior_term, cfg.authors_bins)  # fmt: skip
+        self.prior = DiscreteDiffusionPrior(
+            net, cfg.diffusion_steps, cfg.diffusion_schedule, cfg.ctx_bits, cfg.prior_term,
+            cfg.authors_bins,
+        )  # fmt: skip
         self.ctx_in = self.conditioning(self.s_top.shape[1], self.s_top.shape[-1])
 
     def conditioning(self, c_out: int, size: int) -> nn.Sequential:

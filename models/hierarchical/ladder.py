@@ -159,7 +159,8 @@ def hierarchy(cfg: LadderConfig, x_shape: tuple[int, ...]) -> list[tuple[int, in
     for _ in scales[1:]:
         channels.append(int(channels[-1] * cfg.scale_ch_mult))
     first = 0 if cfg.start_scale_at_x else 1
-    return [(n, c, height // 2 ** (s + first)) for s, (n, c) in enumerate(zip(scales, channels))]
+    pairs = enumerate(zip(scales, channels, strict=True))
+    return [(n, c, height // 2 ** (s + first)) for s, (n, c) in pairs]
 
 
 class LadderEncoder(nn.Module):
@@ -188,7 +189,7 @@ class LadderEncoder(nn.Module):
 
     def forward(self, x: Tensor) -> list[Tensor]:
         d, feats = self.stem(x), []
-        for stack, repeat in zip(self.stacks, self.repeats):
+        for stack, repeat in zip(self.stacks, self.repeats, strict=True):
             d = stack(d)
             feats += [d] * repeat
         return feats

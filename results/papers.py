@@ -23,6 +23,15 @@ class PaperTable:
     digits: int = 2
     variants: dict[str, str] = field(default_factory=dict)
     """Our cell variant -> the paper's variant label, where they differ."""
+    baselines: tuple[str, ...] = ()
+    """Other `paper` values of paper_tables.csv whose rows the table shows too (baselines'
+    own published numbers, each with its source)."""
+    scale: dict[str, float] = field(default_factory=dict)
+    """Our column -> the factor that puts it in the paper's unit (a fraction as %, a count in
+    millions)."""
+    trial_columns: tuple[str, ...] = ()
+    """Metrics read from the winning trial's row, not from its evaluations (a parameter count):
+    printed as the value alone."""
 
 
 SPVAE_GRID = (
@@ -140,6 +149,32 @@ PAPERS: dict[str, PaperTable] = {
         reference_tables=(SPVAE_LOWDATA,),
     ),
 }
+
+
+DCT_VAE = "DCT-VAE (Kuzina & Tomczak; arXiv 2302.09976 / ICLR-2024 submission)"
+PAPERS["dct_vae"] = PaperTable(
+    key="dct_vae",
+    paper=DCT_VAE,
+    title="DCT-VAE (Kuzina & Tomczak, arXiv 2302.09976): test NLL (nats; K full stochastic "
+    "passes), bits per dimension on 8-bit data, active units, parameters",
+    metrics={
+        "test_nll": ("NLL", "test NLL (nats)"),
+        "test_bpd": ("bpd", "test NLL (bits/dim)"),
+        "active_units": ("AU %", "active units"),
+        "n_parameters": ("params (M)", "parameters (millions)"),
+    },
+    models={"ladder": "hierarchical VAE baseline (no context)", "dct_vae": "DCT-VAE"},
+    datasets={
+        ("mnist", "bernoulli"): "MNIST (dyn. binarized)",
+        ("omniglot", "bernoulli"): "OMNIGLOT",
+        ("cifar10", "logistic_mixture"): "CIFAR-10",
+        ("svhn", "logistic_mixture"): "SVHN",
+        ("fashion_mnist", "bernoulli"): "Fashion-MNIST (dyn. binarized)",
+    },
+    baselines=("baseline (own paper) - context for DVP-VAE/DCT-VAE tables",),
+    scale={"active_units": 100.0, "n_parameters": 1e-6},
+    trial_columns=("n_parameters",),
+)
 
 
 GROUPS: dict[str, tuple[str, ...]] = {"hyperspherical": ("svae18", "psvae19")}

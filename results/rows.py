@@ -41,7 +41,8 @@ value when it has no posterior means: NaN fractions, -1 dimensions, as training.
 
 def with_evaluation_defaults(evaluations):
     """An evaluations frame with every EVALUATION_DEFAULTS column (old rows get the default; an
-    integer column stays integer although old and new rows were concatenated with NaN)."""
+    integer column stays integer although old and new rows were concatenated with NaN), and
+    test_nll = -test_log_likelihood."""
     if evaluations.empty:
         return evaluations
 
@@ -51,7 +52,9 @@ def with_evaluation_defaults(evaluations):
         col = evaluations[k].fillna(v)
         return col.astype("int64") if isinstance(v, int) else col
 
-    return evaluations.assign(**{k: filled(k, v) for k, v in EVALUATION_DEFAULTS.items()})
+    filled_in = evaluations.assign(**{k: filled(k, v) for k, v in EVALUATION_DEFAULTS.items()})
+    # the NLL the hierarchical papers print, derived on load (never stored twice)
+    return filled_in.assign(test_nll=-filled_in["test_log_likelihood"])
 
 
 def evaluation_row(sweep: str, trial_id: str, seed: int, out: dict, provenance: dict) -> dict:

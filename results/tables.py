@@ -58,7 +58,13 @@ def our_numbers(storage: str, table: PaperTable) -> pd.DataFrame:
         )
         mine = evals[evals["trial_id"] == t["trial_id"]] if not evals.empty else evals
         for column, (metric, _) in table.metrics.items():
-            values = mine[column].dropna() if column in mine else pd.Series(dtype=float)
+            if column in table.trial_columns:  # the winner's own row (e.g. its size)
+                values = pd.Series([t[column]], dtype=float).where(lambda v: v >= 0).dropna()
+            elif column in mine:
+                values = mine[column].dropna()
+            else:
+                values = pd.Series(dtype=float)
+            values = values * table.scale.get(column, 1.0)
             rows.append(
                 {
                     "model": table.models.get(t["family"], t["family"]),
@@ -81,7 +87,7 @@ def reference_numbers(table: PaperTable) -> pd.DataFrame:
     """The paper's rows of paper_tables.csv shown in `table`, with our metric label, the k their
     metric states, and their trust (see `reference.trust`)."""
     ref = paper_numbers()
-    ref = ref[ref["paper"] == table.paper]
+    ref = ref[ref["paper"].isin([table.paper, *table.baselines])]
     if table.reference_tables:
         ref = ref[ref["table"].isin(table.reference_tables)]
     samples = pd.to_numeric(ref["metric"].map(importance_samples), errors="coerce")
@@ -158,20 +164,23 @@ def variant_order(variant: str) -> tuple:
     return numbers, str(variant)
 
 
-def format_ours(row, digits: int) -> str:
-    """Our cell: "mean ± std (n, k)" over n >= 2 seeds; "value (n=1, k)" for one seed."""
+def format_ours(row, digits: int, plain: bool = False) -> str:
+    """Our cell: "mean ± std (n, k)" over n >= 2 seeds; "value (n=1, k)" for one seed; ``plain``
+    (a property of the trial, e.g. its size): the value alone."""
     if row["n"] == 0 or pd.isna(row["mean"]):
         return "not evaluated"
+    if plain:
+        return f"{row['mean']:.{digits}f}"
     n, text = int(row["n"]), f"{row['mean']:.{digits}f}"
     if n >= 2:
         text += f" ± {row['std']:.{digits}f}"
     return f"{text} (n={n}, k={int(row['k'])})"
 
 
-def cell_text(row, digits: int, marks: dict[str, str]) -> str:
+def cell_text(row, digits: int, marks: dict[str, str], plain: set[str] = frozenset()) -> str:
     """One cell of the long frame as printed; a paper's number carries its source's mark."""
     if row["who"] == "ours":
-        return format_ours(row, digits)
+        return format_ours(row, digits, row["metric"] in plain)
     mark = marks.get(row["source"], "")
     return format_reference(row["mean"], row["std"], row["trust"], mark, digits)
 
@@ -192,7 +201,8 @@ def layout(long: pd.DataFrame, table: PaperTable) -> tuple[pd.DataFrame, list[st
     computed, then each mark with its source."""
     long = in_reading_order(long, table)
     marks = source_marks(long.loc[long["trust"] == "reference", "source"])
-    texts = [cell_text(r, table.digits, marks) for _, r in long.iterrows()]
+    plain = {table.metrics[c][0] for c in table.trial_columns}
+    texts = [cell_text(r, table.digits, marks, plain) for _, r in long.iterrows()]
     ours = long["who"] == "ours"
     where = long[["model", "variant", "protocol", "dataset", "metric", "who"]]
     where = where.assign(protocol=where["protocol"].where(ours, None))

@@ -73,6 +73,8 @@ def fit(model, data: Data, cfg, report: Report | None = None, resume: Path | Non
     device = data.train.device
     model.to(device)
     use_cuda = device.type == "cuda"
+    if use_cuda and getattr(model, "channels_last", False):  # NHWC: cuDNN's fast conv layout
+        model.to(memory_format=torch.channels_last)
     # Fused Adam: one kernel over all parameters, on the CPU too. The default per-parameter loop
     # cost ~5 ms of a ~18 ms step of the 784-500-500-50 VAE on 2 cores; fused ~1.4 ms.
     opt = optim.optimizer(model.parameters(), cfg, device)

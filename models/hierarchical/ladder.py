@@ -252,6 +252,7 @@ class LadderVAE(nn.Module):
 
     Config = LadderConfig
     unit_interval_data = True  # x in [0, 1]: binary, or 8-bit levels on the 1/255 grid
+    channels_last = True  # a conv net: the trainer keeps it in channels-last layout on CUDA
 
     def __init__(self, cfg: LadderConfig, x_shape: tuple[int, ...]):
         super().__init__()

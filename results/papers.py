@@ -29,6 +29,9 @@ class PaperTable:
     scale: dict[str, float] = field(default_factory=dict)
     """Our column -> the factor that puts it in the paper's unit (a fraction as %, a count in
     millions)."""
+    drop_empty: bool = False
+    """Leave out a dataset's metric columns where neither we nor the paper have a number (e.g. bpd
+    on binarised MNIST)."""
     trial_columns: tuple[str, ...] = ()
     """Metrics read from the winning trial's row, not from its evaluations (a parameter count):
     printed as the value alone."""
@@ -174,6 +177,7 @@ PAPERS["dct_vae"] = PaperTable(
     baselines=("baseline (own paper) - context for DVP-VAE/DCT-VAE tables",),
     scale={"active_units": 100.0, "n_parameters": 1e-6},
     trial_columns=("n_parameters",),
+    drop_empty=True,
 )
 
 

@@ -214,10 +214,11 @@ def layout(long: pd.DataFrame, table: PaperTable) -> tuple[pd.DataFrame, list[st
     for ds in dataset_order(long, table):
         for metric in metrics:
             column = ds if len(metrics) == 1 else f"{ds} {metric}"
-            wide[f"{column}: ours"] = [cells.get((*k, ds, metric, "ours"), "–") for k in keys]
-            wide[f"{column}: paper"] = [
-                cells.get((m, v, None, ds, metric, "paper"), "–") for m, v, _ in keys
-            ]
+            ours_col = [cells.get((*k, ds, metric, "ours"), "–") for k in keys]
+            paper_col = [cells.get((m, v, None, ds, metric, "paper"), "–") for m, v, _ in keys]
+            if table.drop_empty and {*ours_col, *paper_col} <= {"–", "not evaluated"}:
+                continue
+            wide[f"{column}: ours"], wide[f"{column}: paper"] = ours_col, paper_col
     return wide, table_notes(metrics, marks)
 
 

@@ -6,14 +6,18 @@ as ``error: ...`` and exits 2. Nothing here starts Ray or writes to the storage.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import optuna
+import torch
 
+import models
 import search_spaces
 from results import records, store
 from sweeps.cells import Budget, Cell
 from training.config import Config, ConfigError
+from training.data import image_shape
 
 MACHINE_KEYS = frozenset({"data/root", "data/download", "train/device"})
 """Keys that say where a trial runs, not what it computes: they may differ on --resume."""
@@ -87,9 +91,21 @@ def check_configs(cells: list[Cell], budget: Budget, sampler: str) -> None:
                 raise Refusal(str(e)) from None
         for config in sample_configs(cell, base):
             try:
-                Config.from_dict(config)
+                cfg = Config.from_dict(config)
             except ConfigError as e:
                 raise Refusal(f"cell {cell.name}: {e}") from None
+            check_model(cell, cfg)
+
+
+def check_model(cell: Cell, cfg: Config) -> None:
+    """Build the config's model on the meta device (no memory, no compute) for the dataset's image
+    shape: what only the shape decides (a latent hierarchy with more scales than the image can be
+    halved, a context larger than the image) is refused here, not in a trial."""
+    try:
+        with torch.device("meta"):
+            models.build(cfg.family, dataclasses.asdict(cfg.model), image_shape(cfg.data))
+    except ValueError as e:
+        raise Refusal(f"cell {cell.name}: model/{e}") from None
 
 
 def started(storage: str, cell: Cell, study_url: str | None) -> bool:

@@ -191,3 +191,19 @@ def test_likelihood_and_data_mismatches_are_config_errors_before_training():
                           "data/binarize": True, "data/center": False})  # fmt: skip
     with pytest.raises(ConfigError, match="model: ctx_bits"):
         Config.from_dict({"family": "dct_vae", "model/ctx_bits": 40, "data/binarize": True})
+
+
+def test_a_hierarchy_the_image_cannot_hold_is_refused_before_any_trial():
+    from sweeps import preflight
+    from sweeps.cells import Cell
+
+    budget = sweep.BUDGETS["smoke"]
+    for fixed, match in (({"model/latent_scales": "1,1,1"}, "model/latent_scales '1,1,1'"),
+                         ({"model/ctx_size": 30}, "model/ctx_size 30.*28x28")):  # fmt: skip
+        family = "ladder" if "model/latent_scales" in fixed else "dct_vae"
+        cell = Cell("dct_vae", family, "mnist", "bernoulli",
+                    fixed={"data/binarize": True, "data/center": False, **fixed})  # fmt: skip
+        with pytest.raises(preflight.Refusal, match=match):
+            preflight.check_configs([cell], budget, "tpe")
+    ok = next(c for c in sweep.CELLS if c.dataset == "cifar10" and c.family == "dct_vae")
+    preflight.check_configs([ok], sweep.BUDGETS["paper"], "tpe")  # 15 M parameters, on meta

@@ -106,7 +106,16 @@ from training.images import (
     train_rows,
 )
 
-__all__ = ["DATASETS", "Data", "DatasetError", "MnistLike", "channels", "load_data", "read_images"]
+__all__ = [
+    "DATASETS",
+    "Data",
+    "DatasetError",
+    "MnistLike",
+    "channels",
+    "image_shape",
+    "load_data",
+    "read_images",
+]
 
 OMNIGLOT_EVAL_BINARIZE_SEED = 777
 """The authors' numpy seed for the one-off binarisation of OMNIGLOT validation, then test."""
@@ -123,6 +132,19 @@ RGB_DATASETS = ("svhn", "cifar10")
 def channels(dataset: str) -> int:
     """Colour channels of a dataset's images as read (before data/greyscale): 3 or 1."""
     return 3 if dataset in RGB_DATASETS else 1
+
+
+def image_shape(cfg) -> tuple[int, int, int]:
+    """The [C, H, W] a DataConfig's images have after loading, without reading a file (so a
+    model can be built before any training: sweeps.preflight)."""
+    side = (
+        (32, 32)
+        if cfg.dataset in RGB_DATASETS
+        else (28, 20)
+        if cfg.dataset == "frey_faces"
+        else (28, 28)
+    )
+    return (1 if cfg.greyscale else channels(cfg.dataset), *side)
 
 
 @dataclass

@@ -45,7 +45,11 @@ def cluster(monkeypatch, tiny_data_root):
 
 def alive_trials() -> list:
     return [a for a in list_actors(filters=[("state", "=", "ALIVE")], raise_on_missing_output=False)
-            if a.class_name == "ImplicitFunc"]  # fmt: skip
+            if a.class_name.rsplit(".", 1)[-1] == "ImplicitFunc"]  # fmt: skip
+
+
+# (Ray names the class "ImplicitFunc" or, once a process has registered Tune's function wrapper
+# by value, by its qualname "wrap_function.<locals>.ImplicitFunc")
 
 
 class Watcher(threading.Thread):

@@ -16,7 +16,8 @@ training / validation (selection) images on both sides; ``--t`` sets T of the fa
 
 Adapters: fidelity_vlae (yookoon/VLAE: vae, savae, vae_hf, vae_iaf, vlae), fidelity_svae
 (nicola-decao/s-vae-pytorch: svae, nvae), fidelity_psvae
-(trdavidson/increasing-expressivity-s-vae: psvae).
+(trdavidson/increasing-expressivity-s-vae: psvae), fidelity_dct (AKuzina/dct_vae: ladder,
+dct_vae).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import time
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 
+import fidelity_dct
 import fidelity_psvae
 import fidelity_svae
 import fidelity_vlae
@@ -42,7 +44,7 @@ from training.config import Config
 from training.data import load_data
 from training.trainer import build_model, fit
 
-ADAPTERS = (fidelity_vlae, fidelity_svae, fidelity_psvae)
+ADAPTERS = (fidelity_vlae, fidelity_svae, fidelity_psvae, fidelity_dct)
 FAMILIES = {family: adapter for adapter in ADAPTERS for family in adapter.FAMILIES}
 
 

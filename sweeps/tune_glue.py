@@ -338,7 +338,8 @@ def run_cell(
 def _evaluate(ckpt_path: str, config: dict, k: int, seed: int) -> dict:
     cfg, data, model = setup(config)
     with tune.Checkpoint(ckpt_path).as_directory() as d:
-        model.load_state_dict(ckpt_io.load(d, data.test.device)["best_model"])
+        saved = ckpt_io.load(d, data.test.device)
+        model.load_state_dict(ckpt_io.test_weights(saved, cfg.train.test_last_epoch))
     return estimate_log_likelihood(model, data.test, k, seed=seed)
 
 

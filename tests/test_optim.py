@@ -97,6 +97,24 @@ def test_with_an_ema_validation_and_the_best_checkpoint_use_the_averaged_weights
     fit(resumed, resumed_data, resumed_cfg.train, resume=tmp_path / "epoch2.pt")  # EMA restored
 
 
+def test_test_last_epoch_tests_the_last_epochs_averaged_weights(tiny_data_root, tmp_path):
+    """train/test_last_epoch (the DVP-VAE authors' choice): the last epoch's EMA weights, with
+    the model's buffers; the default is the best-validation weights."""
+    cfg, data, model = setup(tiny_data_root, max_epochs=2, lr=3e-3, ema_rate=0.9)
+    fit(model, data, cfg.train, report=Recorder(tmp_path))
+    saved = checkpoint.load(tmp_path / "epoch2.pt")
+    last = checkpoint.test_weights(saved, last_epoch=True)
+    assert set(last) == set(saved["model"])
+    for name, shadow in zip(saved["param_names"], saved["ema"], strict=True):
+        assert torch.equal(last[name], shadow)
+        assert not torch.equal(last[name], saved["model"][name])
+    assert checkpoint.test_weights(saved) is saved["best_model"]
+    model.load_state_dict(last)  # a whole state dict
+    del saved["param_names"]
+    with pytest.raises(checkpoint.RunDirError, match="test its best weights instead"):
+        checkpoint.test_weights(saved, last_epoch=True)
+
+
 def test_a_run_whose_every_step_is_skipped_ends_as_diverged(tiny_data_root):
     cfg, data, model = setup(tiny_data_root, max_epochs=2, grad_skip=1e-12)
     with pytest.raises(DivergedError, match=r"every one of the \d+ steps of epoch 1 was skipped"):

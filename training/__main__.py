@@ -154,8 +154,9 @@ def run(cfg: Config, data, run_dir: Path, test_k: int) -> int:
         print(json.dumps({"status": "diverged", "reason": str(e), "config": cfg.to_dict()}))
         return 1
     out = {"status": "completed", **final, "config": cfg.to_dict()}
-    if test_k > 0:  # the best-validation weights, never the last epoch's
-        model.load_state_dict(checkpoint.load(ckpt_file)["best_model"])
+    if test_k > 0:  # the best-validation weights, unless train/test_last_epoch
+        saved = checkpoint.load(ckpt_file)
+        model.load_state_dict(checkpoint.test_weights(saved, cfg.train.test_last_epoch))
         out.update(estimate_log_likelihood(model, data.test, test_k, seed=cfg.train.seed))
     print(json.dumps(out))
     return 0

@@ -82,6 +82,22 @@ def load(path: Path, device: torch.device | str = "cpu") -> dict:
     return torch.load(path, map_location=device, weights_only=False)
 
 
+def test_weights(saved: dict, last_epoch: bool = False) -> dict:
+    """The state dict a test evaluates: the best-validation weights (EMA weights when the run
+    kept an EMA), or with ``last_epoch`` the last epoch's, its EMA applied."""
+    if not last_epoch:
+        return saved["best_model"]
+    state = dict(saved["model"])
+    if saved.get("ema") is not None:  # the EMA's tensors, in named_parameters() order
+        if "param_names" not in saved:
+            raise RunDirError(
+                "this checkpoint names no parameters for its EMA (written before "
+                "train/test_last_epoch existed); test its best weights instead"
+            )
+        state.update(zip(saved["param_names"], saved["ema"], strict=True))
+    return state
+
+
 def check_run_dir(run_dir: Path, config: dict) -> None:
     """Refuse a run folder that holds another config's run (its CONFIG_FILE differs, beyond a
     raised MAY_GROW key) or a checkpoint without a config record."""

@@ -240,6 +240,9 @@ class TrainConfig:
     """Skip a step whose loss is not finite (counted per epoch as skipped_steps)."""
     loss_scale: str = "nats"
     """nats, bpd (bits per dimension) or bpd_per_dim: the training loss's unit (training.optim)."""
+    test_last_epoch: bool = False
+    """Test the last epoch's (EMA) weights instead of the best-validation ones (the DVP-VAE
+    authors' dvp_test_last_epoch: their final weights overwrite their checkpoint file)."""
 
     def __post_init__(self):
         if self.epoch_batches < 0:

@@ -202,6 +202,7 @@ def fit(model, data: Data, cfg, report: Report | None = None, resume: Path | Non
                     "train_state": asdict(state),
                     "best_model": best_model,
                     "ema": None if ema is None else ema.state_dict(),
+                    "param_names": [name for name, _ in model.named_parameters()],
                     "rng": checkpoint.rng_state(),
                 },
             )

@@ -1,12 +1,16 @@
 """python -m results table <paper> --storage DIR [--format md|latex|csv]
 python -m results plot spvae_lowdata --storage DIR
+python -m results plot samples --storage DIR [--cell NAME]
 python -m results check --storage DIR [--study-storage URL] [--repair]
 
 ``table`` regenerates a paper's table (or, for a sweep group such as ``hyperspherical``, each of its
 papers' tables) from the Parquet store, writes it as Markdown, LaTeX and CSV under
 <storage>/tables/, and prints the chosen format; a storage that disagrees with itself is said so
 under the table. ``plot`` draws the low-data experiment's test bound against the training fraction
-into <storage>/plots/<paper>.png. ``check`` reconciles the Parquet rows with Tune's records and the
+into <storage>/plots/<paper>.png; ``plot samples`` draws each cell's sample grids (stored by its
+winner's evaluation under <storage>/samples/, results.samples) into
+<storage>/plots/samples/<cell>.png, a row per temperature, skipping a damaged file with a line
+naming it. ``check`` reconciles the Parquet rows with Tune's records and the
 Optuna studies, prints every difference and exits 1 if there is one; with ``--repair`` it rebuilds
 what they still hold. None of them creates a storage: on a path with no sweep they say so.
 """
@@ -16,13 +20,15 @@ from __future__ import annotations
 import argparse
 import sys
 
-from results import check, store
+from results import check, samples, store
 from results.papers import GROUPS, PAPERS, paper_tables
 from results.tables import layout, numbers, render
 
 EXTENSIONS = {"md": "md", "latex": "tex", "csv": "csv"}
 FIGURES = ("spvae_lowdata",)
 """Tables whose variants are training fractions: ``plot`` draws them."""
+SAMPLES = "samples"
+"""``plot samples``: the winners' sample grids, one figure per cell."""
 
 
 def require_results(storage: str, tables) -> None:
@@ -73,10 +79,14 @@ def table(paper: str, storage: str, fmt: str) -> int:
     return 0
 
 
-def plot(paper: str, storage: str) -> int:
+def plot(paper: str, storage: str, cell: str | None = None) -> int:
+    if paper == SAMPLES:
+        return plot_samples(storage, cell)
     if paper not in FIGURES:
-        print(f"error: no figure for {paper!r}; figures: {list(FIGURES)}", file=sys.stderr)
+        print(f"error: no figure for {paper!r}; figures: {[*FIGURES, SAMPLES]}", file=sys.stderr)
         return 2
+    if cell is not None:
+        raise ValueError(f"--cell is for `plot {SAMPLES}`; the {paper} figure draws all its cells")
     from results.plots import fraction_figure  # matplotlib: only when drawing
 
     require_results(storage, [PAPERS[paper]])
@@ -87,6 +97,48 @@ def plot(paper: str, storage: str) -> int:
     with fs.open_output_stream(path) as f:
         f.write(png)
     print(f"wrote {path}")
+    return 0
+
+
+def without_grids(storage: str, drawn: set[str], cell: str | None) -> list[str]:
+    """Lines for the cells whose winner was evaluated but left no sample grids."""
+    lines = []
+    for name in [cell] if cell else store.sweeps(storage):
+        if name in drawn or not store.part_paths(storage, "evaluations", name):
+            continue
+        family = (store.cell_record(storage, name) or {}).get("cell", {}).get("family", "?")
+        lines.append(f"{name}: its winner was evaluated without sample grids (family {family}: "
+                     "it has no sample, or sampling failed and the sweep printed why)")  # fmt: skip
+    return lines
+
+
+def plot_samples(storage: str, cell: str | None) -> int:
+    """One PNG per cell with stored grids (its newest file); StorageError when none can be drawn."""
+    if not store.exists(storage):
+        raise store.StorageError(f"no sweep under {storage}")
+    grids, damaged = samples.latest(storage, cell)
+    for path, why in damaged.items():
+        print(f"warning: skipped the damaged sample file {path} ({why})", file=sys.stderr)
+    if not grids:
+        for line in without_grids(storage, set(), cell):
+            print(line, file=sys.stderr)
+        where = f"for cell {cell} " if cell else ""
+        if damaged:
+            raise store.StorageError(f"no readable sample grids {where}under {storage}")
+        others = sorted(samples.files(storage)) if cell else []
+        held = f"; cells with grids: {others}" if others else ""
+        raise store.StorageError(
+            f"no sample grids {where}under {storage} yet; a winner's evaluation writes them (at "
+            f"the end of a sweep, or on its --resume){held}"
+        )
+    from results.plots import sample_figure  # matplotlib: only when drawing
+
+    _, root = store.filesystem(storage)
+    for name, g in sorted(grids.items()):
+        target = f"{root}/plots/{SAMPLES}/{name}.png"
+        print(f"wrote {samples.write_bytes(storage, target, sample_figure(g))}")
+    for line in without_grids(storage, set(grids), cell):
+        print(line, file=sys.stderr)
     return 0
 
 
@@ -118,9 +170,10 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("paper", help=f"one of {sorted([*PAPERS, *GROUPS])}")
     t.add_argument("--storage", default="sweep-results", help="the sweep's --storage")
     t.add_argument("--format", choices=sorted(EXTENSIONS), default="md")
-    pl = sub.add_parser("plot", help="draw a fraction experiment's figure (PNG)")
-    pl.add_argument("paper", help=f"one of {sorted(FIGURES)}")
+    pl = sub.add_parser("plot", help="draw a fraction figure or the sample grids (PNG)")
+    pl.add_argument("paper", help=f"one of {[*FIGURES, SAMPLES]}")
     pl.add_argument("--storage", default="sweep-results", help="the sweep's --storage")
+    pl.add_argument("--cell", default=None, help=f"{SAMPLES} only: draw this cell alone")
     c = sub.add_parser("check", help="reconcile Parquet, Tune's records and the Optuna studies")
     c.add_argument("--storage", default="sweep-results", help="the sweep's --storage")
     c.add_argument("--study-storage", default=None, help="the sweep's --study-storage, if any")
@@ -128,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         if args.command == "plot":
-            return plot(args.paper, args.storage)
+            return plot(args.paper, args.storage, args.cell)
         if args.command == "check":
             return run_check(args.storage, args.study_storage, args.repair)
         return table(args.paper, args.storage, args.format)

@@ -1,10 +1,13 @@
-"""Validation ELBO, the importance-sampled test log-likelihood, and active units."""
+"""Validation ELBO, the importance-sampled test log-likelihood, active units, sample grids."""
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import math
 import time
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -16,6 +19,8 @@ AU_BATCH_SIZE = 500
 """The hierarchical papers' validation batch size, over which their per-batch variant is taken."""
 NO_LATENTS = {"active_units": math.nan, "active_units_per_batch": math.nan, "latent_dims": -1}
 """The active-unit columns of a family without posterior means (a flow, SPVAE)."""
+TEMPERATURES = (1.0, 0.8, 0.6, 0.4)
+"""Prior temperatures of the sample grids (the hierarchical papers' figures)."""
 
 
 @torch.no_grad()
@@ -121,3 +126,80 @@ def estimate_log_likelihood(
         "n_test": ll.numel(),
         "seconds": seconds,  # of the log-likelihood estimate alone
     }
+
+
+@contextlib.contextmanager
+def _restoring(model):
+    """model.eval() inside, the model's train/eval mode as it was after (also on an error)."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+def _takes(fn, name: str) -> bool:
+    return name in inspect.signature(fn).parameters
+
+
+def sample_temperatures(model, temperatures=TEMPERATURES) -> tuple[float, ...]:
+    """The temperatures a family's ``sample`` can draw at: all of them when it takes a
+    ``temperature`` (the hierarchical families scale their latent prior stds), else only 1.0."""
+    if _takes(model.sample, "temperature"):
+        return tuple(float(t) for t in temperatures)
+    return (1.0,)
+
+
+def shows_mean(model) -> bool:
+    """Whether sample_grids shows the decoder's mean image (its ``sample`` takes ``mean``)."""
+    return _takes(model.sample, "mean")
+
+
+def to_pixels(x: Tensor, data=None) -> np.ndarray:
+    """Model-space images [n, C, H, W] -> uint8 grey levels: the data's centring (pixel_mean) and
+    logit transform (training.images.logit_dequantise, at the dequantisation noise's mean 1/2)
+    undone when ``data`` (training.data.Data) applied them, then clamped to [0, 1]."""
+    if data is not None and data.pixel_mean is not None:
+        x = x + data.pixel_mean
+    if data is not None and data.logit_lambda is not None:
+        lam = data.logit_lambda
+        x = ((torch.sigmoid(x) - lam) / (1 - 2 * lam) * 256 - 0.5) / 255
+    return (x.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+
+
+@torch.no_grad()
+def sample_grids(
+    model, n: int = 64, temperatures=TEMPERATURES, seed: int = 0, data=None
+) -> dict[str, np.ndarray]:
+    """{"t1.0": uint8 [n, C, H, W], "t0.8": ...}: n images from the prior at each temperature.
+
+    Where the family's ``sample`` takes ``mean``, the decoder's mean image (the Bernoulli
+    probabilities, the Gaussian's or the logistic mixture's mean) is shown instead of a pixel
+    draw: a draw of binary pixels is noise on top of the picture (the DVP-VAE authors show the
+    Bernoulli mean too). A family whose ``sample`` takes no ``temperature`` gives only "t1.0"
+    (sample_temperatures): its other temperatures are not faked. Every temperature starts from
+    the same seed, so with a temperature the rows differ by it alone; the caller's RNG state is
+    left as it was. ``data``: the Data the model was trained on, to undo its transforms
+    (to_pixels). A model without ``sample`` raises NotImplementedError.
+    """
+    if not callable(getattr(model, "sample", None)):
+        raise NotImplementedError(f"{type(model).__name__} has no sample(n)")
+    temps = sample_temperatures(model, temperatures)
+    kwargs = {"mean": True} if shows_mean(model) else {}
+    tempered = _takes(model.sample, "temperature")
+    shape = data.x_shape if data is not None else getattr(model, "x_shape", None)
+    device = next(model.parameters()).device
+    cuda = [device] if device.type == "cuda" else []
+    grids = {}
+    with torch.random.fork_rng(devices=cuda), _restoring(model):
+        for t in temps:
+            torch.manual_seed(seed)
+            x = model.sample(n, **kwargs, **({"temperature": t} if tempered else {})).float()
+            if shape is not None:  # a family that draws flat [n, D] vectors
+                x = x.reshape(n, *shape)
+            if x.dim() != 4:
+                raise ValueError(f"{type(model).__name__}.sample gave {tuple(x.shape)}, not "
+                                 "[n, C, H, W] images; pass data= for the image shape")  # fmt: skip
+            grids[f"t{t}"] = to_pixels(x, data)
+    return grids

@@ -11,6 +11,7 @@ from torch import nn
 
 from models.base import LatentVariableModel, Terms
 from models.hierarchical.dct_vae import DCTVAE
+from models.hierarchical.dvp_vae import DVPVAE
 from models.hierarchical.ladder import LadderVAE
 from models.hyperspherical.hyperspherical import NVAE, SVAE, ProductSpaceSVAE
 from models.spvae.spvae import SPVAE, ConvSPVAE, ConvVAEBaseline, VAEBaseline
@@ -34,6 +35,7 @@ REGISTRY: dict[str, type[nn.Module]] = {
     "vae_iaf": VAEIAF,
     "ladder": LadderVAE,
     "dct_vae": DCTVAE,
+    "dvp_vae": DVPVAE,
 }
 
 __all__ = ["REGISTRY", "LatentVariableModel", "Terms", "build", "config_class"]

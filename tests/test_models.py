@@ -12,7 +12,7 @@ import models
 from models.base import LatentVariableModel, streaming_iwae
 
 X_SHAPE = (1, 28, 28)
-HIERARCHICAL = {"ladder", "dct_vae"}
+HIERARCHICAL = {"ladder", "dct_vae", "dvp_vae"}
 """Families whose likelihoods are bernoulli and logistic_mixture (8-bit levels in [0, 1])."""
 CASES = [
     (family, lik)
@@ -47,6 +47,17 @@ SMALL = {  # a small instance of each family (keys beyond latent_dim and likelih
         "unet_channels": 16,
         "unet_blocks": 1,
         "test_repeats": 1,
+    },
+    "dvp_vae": {
+        "latent_scales": "1,1",
+        "num_ch": 4,
+        "enc_blocks": 1,
+        "num_mix": 2,
+        "mix_coeffs": False,  # 1-channel data
+        "ctx_size": 3,
+        "diffusion_steps": 3,
+        "unet_channels": 16,
+        "unet_blocks": 1,
     },
 }
 

@@ -42,7 +42,7 @@ from torch import Tensor, nn
 
 from models.base import DEFAULT_MAX_ROWS, Terms, streaming_iwae
 from models.fields import check_choice, check_positive_int, parse_int_list
-from models.hierarchical.blocks import ACTIVATIONS, DecoderBlock, EncoderBlock
+from models.hierarchical.blocks import ACTIVATIONS, GATES, DecoderBlock, EncoderBlock
 from models.hierarchical.ddpm import gaussian_kl, normal_log_prob
 from models.likelihoods import SCALES, BernoulliImage, logistic_mixture
 
@@ -51,6 +51,10 @@ VAR_MODES = ("softplus", "log")
 UPSAMPLING = ("nearest", "bilinear")
 LIKELIHOODS = ("bernoulli", "logistic_mixture")
 IWAE_WEIGHTS = ("sampled", "authors")
+INIT_STATES = ("zeros", "ones")
+POSTERIOR_INPUTS = ("sum", "scaled")
+PQ_NETS = ("plain", "residual")
+PRIOR_MODES = ("1x5", "2x3")
 
 
 @dataclass(frozen=True)
@@ -101,6 +105,21 @@ class LadderConfig:
     authors' standardisation is 120.63838 / 64.16736."""
     iwae_weights: str = "sampled"
     """log_likelihood's weights: "sampled" log-densities (IWAE) or "authors" (analytic KLs)."""
+    # --- where the two code bases differ (DCT-VAE's value first, DVP-VAE's second) ---
+    init_state: str = "zeros"
+    """The decoder's initial state: a fixed zero tensor (DCT-VAE) or constant ones (DVP-VAE)."""
+    posterior_input: str = "sum"
+    """q's net reads s_enc + s ("sum", DCT-VAE) or (s_enc + s) / sqrt(2) ("scaled", DVP-VAE)."""
+    res_gate: str = "learned"
+    """Residual gates: a learned scalar from 0 (DCT-VAE) or fixed at 1 ("one", DVP-VAE)."""
+    pq_nets: str = "plain"
+    """The prior and posterior nets: "plain" blocks, the posterior's last conv uniform(-1, 1)
+    (DCT-VAE), or "residual" blocks with a 1x1 skip, both last convs zero (DVP-VAE)."""
+    prior_mode: str = "1x5"
+    """The prior net's inner convs: one depthwise 5x5 (DCT-VAE) or two 3x3 (DVP-VAE)."""
+    aggregate_latents: bool = False
+    """DVP-VAE's output path: p(x|z) reads Conv1x1(sum_l Up_bilinear(z_l) / sqrt(L)), not the
+    final state (every latent reaches the likelihood directly; the last state block is gone)."""
 
     def __post_init__(self):
         scales = parse_int_list("latent_scales", self.latent_scales, "4,4", minimum=0)
@@ -116,6 +135,9 @@ class LadderConfig:
             ("var_mode", self.var_mode, VAR_MODES), ("upsample", self.upsample, UPSAMPLING),
             ("likelihood", self.likelihood, LIKELIHOODS), ("mix_scale", self.mix_scale, SCALES),
             ("iwae_weights", self.iwae_weights, IWAE_WEIGHTS),
+            ("init_state", self.init_state, INIT_STATES), ("res_gate", self.res_gate, GATES),
+            ("posterior_input", self.posterior_input, POSTERIOR_INPUTS),
+            ("pq_nets", self.pq_nets, PQ_NETS), ("prior_mode", self.prior_mode, PRIOR_MODES),
         ):  # fmt: skip
             check_choice(name, value, tuple(choices), "see models/hierarchical/ladder.py")
         if self.scale_ch_mult <= 0 or self.block_ch_mult <= 0 or self.softplus_beta <= 0:
@@ -169,7 +191,7 @@ class LadderEncoder(nn.Module):
     def __init__(self, cfg: LadderConfig, x_shape: tuple[int, ...]):
         super().__init__()
         block = dict(activation=cfg.activation, batch_norm=cfg.batch_norm,
-                     weight_norm=cfg.weight_norm)  # fmt: skip
+                     weight_norm=cfg.weight_norm, gate=cfg.res_gate)  # fmt: skip
         self.stem = nn.Conv2d(x_shape[0], cfg.num_ch, 1)
         self.stacks = nn.ModuleList()
         self.repeats: list[int] = []
@@ -198,26 +220,37 @@ class LadderEncoder(nn.Module):
 class TopDownLayer(nn.Module):
     """One latent layer of the decoder: its prior and posterior nets and its state update."""
 
-    def __init__(self, cfg: LadderConfig, c_in: int, c_out: int, out_size: int | None, n: int):
+    def __init__(
+        self, cfg: LadderConfig, c_in: int, c_out: int, out_size: int | None, n: int,
+        cond: int = 0, last: bool = False,
+    ):  # fmt: skip
+        """``cond``: channels concatenated to the prior net's input (DVP-VAE's context);
+        ``last`` with aggregate_latents: the state is not updated (nothing reads it)."""
         super().__init__()
         w, mult = cfg.latent_width, cfg.block_ch_mult
         block = dict(activation=cfg.activation, batch_norm=cfg.batch_norm,
-                     weight_norm=cfg.weight_norm)  # fmt: skip
+                     weight_norm=cfg.weight_norm, gate=cfg.res_gate)  # fmt: skip
         self.cfg, self.width = cfg, w
-        self.prior_net = DecoderBlock(c_in, int(c_in * mult), 2 * w + c_in, mode="1x5",
-                                      residual=False, zero_last=True, **block)  # fmt: skip
+        residual = cfg.pq_nets == "residual"
+        self.prior_net = DecoderBlock(c_in + cond, int(c_in * mult), 2 * w + c_in,
+                                      mode=cfg.prior_mode, residual=residual, zero_last=True,
+                                      **block)  # fmt: skip
         self.posterior_net = DecoderBlock(c_in, max(int(c_in * mult), 1), 2 * w, mode="2x3",
-                                          residual=False, **block)  # fmt: skip
-        nn.init.uniform_(self.posterior_net.last.weight, -1, 1)
-        self.z_up = nn.Conv2d(w, c_in, 1)
-        self.state = nn.Sequential(*[
-            DecoderBlock(c_in, int(c_in * mult), c_out if b == cfg.dec_blocks - 1 else c_in,
-                         mode="2x3", **block)
-            for b in range(cfg.dec_blocks)
-        ])  # fmt: skip
-        with torch.no_grad():  # stability: sqrt(1/L) on the residual branch and the z projection
-            self.state[-1].last.weight.mul_(math.sqrt(1 / n))
-            self.z_up.weight.mul_(math.sqrt(1 / n))
+                                          residual=residual, zero_last=residual,
+                                          **block)  # fmt: skip
+        if not residual:
+            nn.init.uniform_(self.posterior_net.last.weight, -1, 1)
+        self.updates = not (last and cfg.aggregate_latents)
+        if self.updates:
+            self.z_up = nn.Conv2d(w, c_in, 1)
+            self.state = nn.Sequential(*[
+                DecoderBlock(c_in, int(c_in * mult), c_out if b == cfg.dec_blocks - 1 else c_in,
+                             mode="2x3", **block)
+                for b in range(cfg.dec_blocks)
+            ])  # fmt: skip
+            with torch.no_grad():  # stability: sqrt(1/L) on the residual branch and z's conv
+                self.state[-1].last.weight.mul_(math.sqrt(1 / n))
+                self.z_up.weight.mul_(math.sqrt(1 / n))
         self.out_size = out_size
 
     def log_var(self, raw: Tensor) -> Tensor:
@@ -225,22 +258,30 @@ class TopDownLayer(nn.Module):
             raw = torch.log(F.softplus(raw, beta=self.cfg.softplus_beta))
         return raw.clamp(self.cfg.logvar_min, self.cfg.logvar_max)
 
-    def prior(self, s: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        mu, raw, h = self.prior_net(s).split([self.width, self.width, s.shape[1]], dim=1)
+    def prior(self, s: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        net_in = s if cond is None else torch.cat([s, cond], dim=1)
+        mu, raw, h = self.prior_net(net_in).split([self.width, self.width, s.shape[1]], dim=1)
         return mu, self.log_var(raw), h
 
-    def forward(self, s: Tensor, s_enc: Tensor | None, temperature: float = 1.0):
-        """(new state, Layer); s_enc None draws z from the prior (std scaled by temperature)."""
-        p_mu, p_lv, h = self.prior(s)
+    def forward(
+        self, s: Tensor, s_enc: Tensor | None, temperature: float = 1.0,
+        cond: Tensor | None = None,
+    ):  # fmt: skip
+        """(new state, Layer); s_enc None draws z from the prior (std scaled by temperature);
+        ``cond`` joins the prior net's input."""
+        p_mu, p_lv, h = self.prior(s, cond)
         if s_enc is None:
             z = p_mu + temperature * torch.exp(0.5 * p_lv) * torch.randn_like(p_mu)
             layer = Layer(z, (p_mu, p_lv), (p_mu, p_lv), torch.zeros_like(p_mu[:, 0, 0, 0]))
         else:
-            q_mu, q_raw = self.posterior_net(s_enc + s).chunk(2, dim=1)
+            q_in = s_enc + s if self.cfg.posterior_input == "sum" else (s_enc + s) / math.sqrt(2)
+            q_mu, q_raw = self.posterior_net(q_in).chunk(2, dim=1)
             q_lv = self.log_var(q_raw)
             z = q_mu + torch.exp(0.5 * q_lv) * torch.randn_like(q_mu)
             kl = gaussian_kl(q_mu, q_lv, p_mu, p_lv).flatten(1).sum(1)
             layer = Layer(z, (q_mu, q_lv), (p_mu, p_lv), kl)
+        if not self.updates:
+            return s + h, layer
         s = self.state(s + h + self.z_up(z))
         if self.out_size is not None and self.out_size != s.shape[-1]:
             s = F.interpolate(s, size=self.out_size, mode=self.cfg.upsample)
@@ -253,6 +294,7 @@ class LadderVAE(nn.Module):
     Config = LadderConfig
     unit_interval_data = True  # x in [0, 1]: binary, or 8-bit levels on the 1/255 grid
     channels_last = True  # a conv net: the trainer keeps it in channels-last layout on CUDA
+    context_in_units = True  # a context u counts among the active units (DCT-VAE's authors)
 
     def __init__(self, cfg: LadderConfig, x_shape: tuple[int, ...]):
         super().__init__()
@@ -268,15 +310,21 @@ class LadderVAE(nn.Module):
         self.layers = nn.ModuleList()
         for i, (c, s) in enumerate(layers):
             nxt = layers[i + 1] if i + 1 < len(layers) else (c, x_shape[-1])
-            self.layers.append(TopDownLayer(cfg, c, nxt[0], nxt[1] if nxt[1] != s else None,
-                                            self.n_latents))  # fmt: skip
+            self.layers.append(TopDownLayer(
+                cfg, c, nxt[0], nxt[1] if nxt[1] != s else None, self.n_latents,
+                cond=self.prior_condition_channels(), last=i + 1 == len(layers),
+            ))  # fmt: skip
         top_c, top_s = layers[0]
-        self.register_buffer("s_top", torch.zeros(1, top_c, top_s, top_s))
+        init = torch.zeros if cfg.init_state == "zeros" else torch.ones
+        self.register_buffer("s_top", init(1, top_c, top_s, top_s))
         bottom = layers[-1][0]
         post = [DecoderBlock(bottom, int(bottom * cfg.block_ch_mult), bottom,
                              activation=cfg.activation, batch_norm=cfg.batch_norm,
-                             weight_norm=cfg.weight_norm, zero_last=i == cfg.post_blocks - 1)
+                             weight_norm=cfg.weight_norm, zero_last=i == cfg.post_blocks - 1,
+                             gate=cfg.res_gate)
                 for i in range(cfg.post_blocks)]  # fmt: skip
+        if cfg.aggregate_latents:  # the latents, summed at the image size, to features
+            post.insert(0, nn.Conv2d(cfg.latent_width, bottom, 1))
         channels = x_shape[0]
         if cfg.likelihood == "logistic_mixture":
             channels = cfg.num_mix * (1 + 2 * x_shape[0] + (3 if cfg.mix_coeffs else 0))
@@ -294,7 +342,19 @@ class LadderVAE(nn.Module):
         return nn.Sequential(nn.Upsample(size=size, mode="nearest"),
                              nn.Conv2d(self.cfg.latent_width, c_out, 1))  # fmt: skip
 
-    # --- hooks a context family (DCT-VAE) overrides ----------------------------------------------
+    # --- hooks a context family (DCT-VAE, DVP-VAE) overrides ------------------------------------
+    def prior_condition_channels(self) -> int:
+        """Channels every prior net reads beside the state (DVP-VAE: the context image's)."""
+        return 0
+
+    def layer_condition(self, context: dict, s: Tensor) -> Tensor | None:
+        """What the prior net of the layer whose input state is ``s`` reads beside it."""
+        return None
+
+    def context_log_weight(self, context: dict) -> Tensor | float:
+        """log p(u) - log q(u | x) of a stochastic context in one pass's weight (0 without)."""
+        return 0.0
+
     def initialise(self, x_train: Tensor) -> None:
         """Data-dependent initialisation before the first step (none for the plain ladder)."""
 
@@ -333,11 +393,16 @@ class LadderVAE(nn.Module):
         layers = []
         for i, block in enumerate(self.layers):
             size = s.shape[-1]
-            s, layer = block(s, None if feats is None else feats[i], temperature)
+            cond = self.layer_condition(context, s)
+            s, layer = block(s, None if feats is None else feats[i], temperature, cond)
             layers.append(layer)
             context.setdefault("condition", layer.z)  # the top latent, unless a context is set
             if i + 1 < len(self.layers):
                 s = self.condition(s, context, s.shape[-1] != size)
+        if self.cfg.aggregate_latents:
+            side = self.x_shape[-1]
+            ups = [F.interpolate(layer.z, size=side, mode="bilinear") for layer in layers]
+            s = torch.stack(ups).sum(0) / math.sqrt(len(layers))
         return self.out(s), layers, context
 
     def forward(self, x: Tensor) -> Terms:
@@ -351,8 +416,8 @@ class LadderVAE(nn.Module):
 
     def log_weight(self, x: Tensor) -> Tensor:
         """One full pass's log importance weight [B] (or its ELBO, iwae_weights="authors")."""
-        out, layers, _ = self.decode(x, x.shape[0], terms=False)
-        log_w = self.log_px_z(out, x)
+        out, layers, context = self.decode(x, x.shape[0], terms=False)
+        log_w = self.log_px_z(out, x) + self.context_log_weight(context)
         for layer in layers:
             if self.cfg.iwae_weights == "authors":
                 log_w = log_w - layer.kl
@@ -387,7 +452,7 @@ class LadderVAE(nn.Module):
         """E_q[z_l] of every layer at the sampled upper layers, flattened [B, D] (active units)."""
         _, layers, context = self.decode(x, x.shape[0], terms=False)
         means = [layer.q[0].flatten(1) for layer in layers]
-        if "u" in context:  # DCT-VAE counts its context among the units, as its authors do
+        if "u" in context and self.context_in_units:  # DCT-VAE's authors count it; DVP-VAE's not
             means.insert(0, context["u"].flatten(1))
         return torch.cat(means, dim=1)
 
@@ -395,6 +460,9 @@ class LadderVAE(nn.Module):
     def sample(self, n: int, mean: bool = False, temperature: float = 1.0) -> Tensor:
         """n images in [0, 1] from the prior (latent stds scaled by ``temperature``); ``mean``
         gives the Bernoulli probabilities or the mixture's mean instead of a draw."""
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0 (it scales the prior's standard "
+                             f"deviations; 1 = the model itself), got {temperature}")  # fmt: skip
         out, _, _ = self.decode(None, n, temperature)
         p_x = self.likelihood(out)
         x = p_x.mean if mean else p_x.sample()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 import threading
@@ -10,6 +11,7 @@ import time
 
 import pytest
 import ray
+from ray._common import utils as ray_utils
 from ray.cluster_utils import Cluster
 from ray.util.state import list_actors
 
@@ -26,6 +28,10 @@ def cluster(monkeypatch, tiny_data_root):
     """A head with no trial resources and whatever worker nodes the test adds; always torn down."""
     monkeypatch.setenv("VAE_DATA_ROOT", str(tiny_data_root))
     temp_dir = tempfile.mkdtemp(prefix="rc", dir="/tmp")
+    # Cluster writes the head's address into Ray's default temp dir, which it does not create
+    # (a fresh machine has no /tmp/ray); the teardown removes it again, so no later ray.init()
+    # attaches to this cluster once it is gone.
+    os.makedirs(ray_utils.get_default_ray_temp_dir(), exist_ok=True)
     c = Cluster(
         initialize_head=True,
         head_node_args={
@@ -40,6 +46,7 @@ def cluster(monkeypatch, tiny_data_root):
     finally:
         ray.shutdown()
         c.shutdown()
+        ray_utils.reset_ray_address()
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 

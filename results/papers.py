@@ -35,6 +35,12 @@ class PaperTable:
     trial_columns: tuple[str, ...] = ()
     """Metrics read from the winning trial's row, not from its evaluations (a parameter count):
     printed as the value alone."""
+    include_papers: tuple[str, ...] = ()
+    """Other sweeps whose cells the table shows as rows too; ``models`` labels them by
+    "<paper>/<family>" (the DVP-VAE table shows our DCT-VAE sweep's rows beside its own)."""
+    missing: str = "–"
+    """What a paper column prints for one of ``models``' rows where the paper's number is absent
+    (the DVP-VAE table: "not transcribed", since its paper's values are not in the reference)."""
 
 
 SPVAE_GRID = (
@@ -178,6 +184,29 @@ PAPERS["dct_vae"] = PaperTable(
     scale={"active_units": 100.0, "n_parameters": 1e-6},
     trial_columns=("n_parameters",),
     drop_empty=True,
+)
+
+
+DVP_VAE = "DVP-VAE (Kuzina & Tomczak; TMLR 2024, arXiv 2412.01373)"
+PAPERS["dvp_vae"] = PaperTable(
+    key="dvp_vae",
+    paper=DVP_VAE,
+    title="DVP-VAE (Kuzina & Tomczak, TMLR 2024) beside DCT-VAE and the Ladder VAEs: test NLL "
+    "(nats; K full stochastic passes), bits per dimension on 8-bit data, active units, parameters",
+    metrics=PAPERS["dct_vae"].metrics,
+    models={
+        "ladder": "Ladder VAE (DVP-VAE form)",
+        "dvp_vae": "DVP-VAE",
+        "dct_vae/ladder": "hierarchical VAE baseline (no context)",
+        "dct_vae/dct_vae": "DCT-VAE",
+    },  # fmt: skip
+    datasets=PAPERS["dct_vae"].datasets,
+    baselines=("baseline (own paper) - context for DVP-VAE/DCT-VAE tables", DCT_VAE),
+    scale=PAPERS["dct_vae"].scale,
+    trial_columns=("n_parameters",),
+    drop_empty=True,
+    include_papers=("dct_vae",),
+    missing="not transcribed",
 )
 
 

@@ -47,7 +47,8 @@ def our_numbers(storage: str, table: PaperTable) -> pd.DataFrame:
     """One row per cell and metric: the winner's test statistics over evaluation seeds."""
     cols = ["model", "variant", "protocol", "dataset_label", "metric", "mean", "std", "n", "k",
             "trial_id"]  # fmt: skip
-    best = winners(store.load(storage, "trials"), table.key)
+    trials = store.load(storage, "trials")
+    best = pd.concat([winners(trials, p) for p in (table.key, *table.include_papers)])
     if best.empty:
         return pd.DataFrame(columns=[*cols, "sweep"])
     evals = store.load(storage, "evaluations")
@@ -67,7 +68,7 @@ def our_numbers(storage: str, table: PaperTable) -> pd.DataFrame:
             values = values * table.scale.get(column, 1.0)
             rows.append(
                 {
-                    "model": table.models.get(t["family"], t["family"]),
+                    "model": model_label(table, t["paper"], t["family"]),
                     "variant": table.variants.get(t["variant"], t["variant"]),
                     "protocol": t["protocol"],
                     "dataset_label": label,
@@ -81,6 +82,13 @@ def our_numbers(storage: str, table: PaperTable) -> pd.DataFrame:
                 }
             )
     return pd.DataFrame(rows, columns=[*cols, "sweep"])
+
+
+def model_label(table: PaperTable, paper: str, family: str) -> str:
+    """A winner's row label: its family's, or "<paper>/<family>"'s for an included paper."""
+    if paper != table.key:
+        return table.models.get(f"{paper}/{family}", f"{family} ({paper})")
+    return table.models.get(family, family)
 
 
 def reference_numbers(table: PaperTable) -> pd.DataFrame:
@@ -211,12 +219,19 @@ def layout(long: pd.DataFrame, table: PaperTable) -> tuple[pd.DataFrame, list[st
     wide = pd.DataFrame({"Model": [k[0] for k in keys], "Variant": [k[1] for k in keys],
                          "Protocol": [k[2] or "–" for k in keys]})  # fmt: skip
     metrics = [label for label, _ in table.metrics.values()]
+    own = [label for key, label in table.models.items() if "/" not in key]
+    missing = dict.fromkeys(own, table.missing)  # the table's own models' absent paper numbers
     for ds in dataset_order(long, table):
         for metric in metrics:
             column = ds if len(metrics) == 1 else f"{ds} {metric}"
             ours_col = [cells.get((*k, ds, metric, "ours"), "–") for k in keys]
-            paper_col = [cells.get((m, v, None, ds, metric, "paper"), "–") for m, v, _ in keys]
-            if table.drop_empty and {*ours_col, *paper_col} <= {"–", "not evaluated"}:
+            paper_col = [cells.get((m, v, None, ds, metric, "paper"), missing.get(m, "–"))
+                         for m, v, _ in keys]  # fmt: skip
+            if table.drop_empty and {*ours_col, *paper_col} <= {
+                "–",
+                "not evaluated",
+                table.missing,
+            }:
                 continue
             wide[f"{column}: ours"], wide[f"{column}: paper"] = ours_col, paper_col
     return wide, table_notes(metrics, marks)

@@ -41,6 +41,8 @@ class PaperTable:
     missing: str = "–"
     """What a paper column prints for one of ``models``' rows where the paper's number is absent
     (the DVP-VAE table: "not transcribed", since its paper's values are not in the reference)."""
+    paper_datasets: tuple[str, ...] = ()
+    """The datasets the paper reports, where ``missing`` applies (() = every dataset)."""
 
 
 SPVAE_GRID = (
@@ -207,6 +209,7 @@ PAPERS["dvp_vae"] = PaperTable(
     drop_empty=True,
     include_papers=("dct_vae",),
     missing="not transcribed",
+    paper_datasets=("MNIST (dyn. binarized)", "OMNIGLOT", "CIFAR-10"),
 )
 
 

@@ -225,7 +225,8 @@ def layout(long: pd.DataFrame, table: PaperTable) -> tuple[pd.DataFrame, list[st
         for metric in metrics:
             column = ds if len(metrics) == 1 else f"{ds} {metric}"
             ours_col = [cells.get((*k, ds, metric, "ours"), "–") for k in keys]
-            paper_col = [cells.get((m, v, None, ds, metric, "paper"), missing.get(m, "–"))
+            absent = missing if not table.paper_datasets or ds in table.paper_datasets else {}
+            paper_col = [cells.get((m, v, None, ds, metric, "paper"), absent.get(m, "–"))
                          for m, v, _ in keys]  # fmt: skip
             if table.drop_empty and {*ours_col, *paper_col} <= {
                 "–",

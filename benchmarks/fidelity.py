@@ -17,7 +17,7 @@ training / validation (selection) images on both sides; ``--t`` sets T of the fa
 Adapters: fidelity_vlae (yookoon/VLAE: vae, savae, vae_hf, vae_iaf, vlae), fidelity_svae
 (nicola-decao/s-vae-pytorch: svae, nvae), fidelity_psvae
 (trdavidson/increasing-expressivity-s-vae: psvae), fidelity_dct (AKuzina/dct_vae: ladder,
-dct_vae).
+dct_vae), fidelity_dvp (AKuzina/dvp_vae: dvp_ladder, dvp_vae).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from pathlib import Path
 from types import ModuleType, SimpleNamespace
 
 import fidelity_dct
+import fidelity_dvp
 import fidelity_psvae
 import fidelity_svae
 import fidelity_vlae
@@ -44,7 +45,7 @@ from training.config import Config
 from training.data import load_data
 from training.trainer import build_model, fit
 
-ADAPTERS = (fidelity_vlae, fidelity_svae, fidelity_psvae, fidelity_dct)
+ADAPTERS = (fidelity_vlae, fidelity_svae, fidelity_psvae, fidelity_dct, fidelity_dvp)
 FAMILIES = {family: adapter for adapter in ADAPTERS for family in adapter.FAMILIES}
 
 
@@ -76,13 +77,15 @@ def import_authors(adapter: ModuleType, repo: Path) -> SimpleNamespace:
 
 
 def train_ours(cfg: Config, data) -> tuple[nn.Module, float]:
-    """Our trainer; returns the best epoch's model and the seconds per epoch."""
+    """Our trainer; returns the tested epoch's model (the best-validation one, or the last with
+    train/test_last_epoch) and the seconds per epoch."""
     model = build_model(cfg, data.x_shape)
     best = {}
 
     def keep_best(metrics: dict, ckpt_dir: Path) -> None:
         if metrics["finished"]:
-            best["state"] = checkpoint.load(ckpt_dir)["best_model"]
+            saved = checkpoint.load(ckpt_dir)
+            best["state"] = checkpoint.test_weights(saved, cfg.train.test_last_epoch)
 
     start = time.perf_counter()
     fit(model, data, cfg.train, report=keep_best)

@@ -27,6 +27,14 @@ MAX_TRAINING_IMAGES = 50_000
 """The scale is computed from at most this many training images (the DVP-VAE authors' rule)."""
 
 
+def check_ctx_size(k: int, x_shape: tuple[int, ...]) -> None:
+    """ValueError naming model/ctx_size when the k x k context does not fit the image."""
+    _, height, width = x_shape
+    if not 1 <= k <= min(height, width):
+        raise ValueError(f"ctx_size {k}: the DCT context cannot be larger than the {height}x"
+                         f"{width} image; use 1 ... {min(height, width)} (MNIST 7)")  # fmt: skip
+
+
 def dct_matrix(n: int, norm: str = "backward", dtype=torch.float64) -> Tensor:
     """The n x n DCT-II matrix D, y = D x along one axis: D[k, i] = 2 cos(pi k (2 i + 1) / 2n);
     with norm="ortho", scaled so that D is orthogonal (row 0 by sqrt(1/4n), the rest by

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from models.fields import check_choice, check_positive_int, parse_int_list
-from models.hierarchical.dct import DCTContext, quantise
+from models.hierarchical.dct import DCTContext, check_ctx_size, quantise
 from models.hierarchical.ddpm import SCHEDULES, DiscreteDiffusionPrior
 from models.hierarchical.ladder import LadderConfig, LadderVAE
 from models.hierarchical.unet import UNet
@@ -87,11 +87,8 @@ class DCTVAE(LadderVAE):
     Config = DCTVAEConfig
 
     def __init__(self, cfg: DCTVAEConfig, x_shape: tuple[int, ...]):
-        channels, height, width = x_shape
-        if not 1 <= cfg.ctx_size <= min(height, width):
-            raise ValueError(f"ctx_size {cfg.ctx_size}: the DCT context cannot be larger than "
-                             f"the {height}x{width} image; use 1 ... {min(height, width)} (MNIST "
-                             "7)")  # fmt: skip
+        channels = x_shape[0]
+        check_ctx_size(cfg.ctx_size, x_shape)
         super().__init__(cfg, x_shape)
         self.context = DCTContext(x_shape, cfg.ctx_size, "backward", cfg.ctx_bits, dither=True)
         mult = parse_int_list("unet_mult", cfg.unet_mult, "1,1")

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from models.fields import check_choice, check_positive_int, parse_int_list
-from models.hierarchical.dct import DCTContext
+from models.hierarchical.dct import DCTContext, check_ctx_size
 from models.hierarchical.ddpm import normal_log_prob
 from models.hierarchical.ladder import LadderConfig, LadderVAE
 from models.hierarchical.unet import UNet
@@ -116,11 +116,8 @@ class DVPVAE(LadderVAE):
     context_in_units = False  # the authors' active units leave the context out
 
     def __init__(self, cfg: DVPVAEConfig, x_shape: tuple[int, ...]):
-        channels, height, width = x_shape
-        if not 1 <= cfg.ctx_size <= min(height, width):
-            raise ValueError(f"ctx_size {cfg.ctx_size}: the DCT context cannot be larger than "
-                             f"the {height}x{width} image; use 1 ... {min(height, width)} (MNIST "
-                             "7)")  # fmt: skip
+        channels = x_shape[0]
+        check_ctx_size(cfg.ctx_size, x_shape)
         super().__init__(cfg, x_shape)
         self.context = DCTContext(x_shape, cfg.ctx_size, "ortho", bits=None)
         self.ctx_shape = (channels, cfg.ctx_size, cfg.ctx_size)

@@ -11,7 +11,8 @@ import json
 import math
 
 CURVE_KEYS = ("epoch", "train_loss", "val_loss", "val_log_px_z", "val_kl", "beta",
-              "epoch_seconds", "resumed_from", "lr", "skipped_steps")  # fmt: skip
+              "epoch_seconds", "epoch_started_at", "resumed_from", "lr",
+              "skipped_steps")  # fmt: skip
 FAILURE_KEYS = ("diverged", "config_error")
 """Result keys with which a trial reports that it failed on its own (not retried: a rerun of the
 same config fails the same way)."""
@@ -88,8 +89,11 @@ def trial_row(
     checkpoint_path: str,
     gpus: float,
     provenance: dict,
+    times: tuple[float, float] = (math.nan, math.nan),
 ) -> dict:
-    """One ``trials`` row. ``cell`` holds CELL_FIELDS; ``config`` is the flat config that ran."""
+    """One ``trials`` row. ``cell`` holds CELL_FIELDS; ``config`` is the flat config that ran;
+    ``times``: when Tune started the trial (its last start, after a retry) and when it ended,
+    as the driver saw them (Unix seconds)."""
     status, reason = trial_status(last, error)
     wall = float(last.get("time_total_s", 0.0))
     best = (
@@ -107,6 +111,9 @@ def trial_row(
         "epochs": last.get("epoch", 0),
         "retries": retries,  # restarts after a crash or a lost node
         "wall_seconds": wall,
+        "started_at": times[0],
+        "trial_started_at": last.get("trial_started_at", math.nan),  # the trial function's start
+        "ended_at": times[1],
         "gpu_seconds": wall * gpus,
         "seed": config.get("train/seed", 0),
         "hardware": last.get("hardware", ""),

@@ -18,11 +18,12 @@ import sys
 import ray
 from ray._private.services import find_gcs_addresses  # no public API for "is one running"
 
-from results import check, records, store
+from results import check, store
 from results.papers import paper_tables
 from results.tables import build_table, render
 from sweeps import preflight
 from sweeps.cells import PROJECT, Budget, Cell, Protocol
+from sweeps.concurrent import run_concurrently
 from sweeps.nodes import (
     check_cluster_resources,
     fitting_trials,
@@ -30,9 +31,8 @@ from sweeps.nodes import (
     requested,
     storage_warning,
 )
-from sweeps.provenance import provenance
+from sweeps.run_cell import run_one
 from sweeps.status import progress
-from sweeps.tune_glue import evaluate_winner, run_cell
 from training.config import ConfigError, parse_override
 from training.data import DatasetError, read_images
 
@@ -112,6 +112,14 @@ def parse_args(
         help="trials running at once (default: as many as the cluster's resources fit "
         "now; set it for an autoscaling cluster that starts small)",
     )
+    p.add_argument(
+        "--cells",
+        choices=("concurrent", "sequential"),
+        default="concurrent",
+        help="concurrent: every cell in flight at once, sharing the trial slots, each winner "
+        "evaluated as soon as its cell ends (default); sequential: one cell after another, "
+        "as before (sweeps.concurrent)",
+    )
     p.add_argument("--trials", type=int, default=None, help="override the budget's trial count")
     p.add_argument(
         "--add-trials",
@@ -147,6 +155,8 @@ def parse_args(
         help="print the sweep's progress from --storage and exit (Ray not needed)",
     )
     args = p.parse_args(argv)
+    if "://" not in args.storage:  # cell tasks run in workers whose working directory differs
+        args.storage = os.path.abspath(os.path.expanduser(args.storage))
     args.datasets = args.datasets or default_datasets.get(args.budget, datasets)
     return args
 
@@ -230,74 +240,22 @@ def main(
         print(f"error: {e}", file=sys.stderr)
         return 2
     concurrent = args.max_concurrent or fitting_trials(resources)
-    for cell in chosen:
-        run_one(args, cell, budget, resources, concurrent, cell in old)
-    failed = report_failures(args.storage, chosen)
-    for table in paper_tables(paper):
-        df, notes = build_table(args.storage, table)
-        print(render(df, notes, table.title, "md"))
-    report_differences(args.storage, chosen, args.study_storage)
-    return 1 if failed else 0
-
-
-def run_one(args, cell: Cell, budget: Budget, resources: dict, concurrent: int, old: bool):
-    """Run (start, continue or extend) one cell, then evaluate its winner on the test set."""
-    storage = args.storage
-    record = store.cell_record(storage, cell.name)
-    if old and args.resume:
-        for line in check.repair(storage, check.read_sweep(storage, cell.name, args.study_storage)):
-            print(f"   {line}")
-    if args.sampler == "grid" and not (args.trials or args.add_trials):
-        budget = dataclasses.replace(budget, trials=preflight.grid_trials(cell, budget))
-    before = (record or {}).get("trials", budget.trials) if old else 0  # the cell's target so far
-    target = before if old and args.resume else before + budget.trials
-    base = cell.base_config(budget)
-    epochs = base["train/max_epochs"]
-    unit = f" of {base['train/epoch_batches']} batches" if base.get("train/epoch_batches") else ""
-    study = records.study_trials(storage, cell.name, args.study_storage) or []
-    mode = "resumed" if old and args.resume else f"+{budget.trials} added" if old else "new"
-    print(
-        f"== {cell.name}: {budget.trials if not args.resume else target} trials ({mode}; target "
-        f"{target}), up to {epochs} epochs{unit}, {concurrent} at a time"
-    )
-    store.write_cell_record(storage, cell.name, cell_record(args, cell, base, target, resources))
-    if old and args.resume and cell_complete(storage, cell, target):
-        print(f"   complete: {target} of {target} trials ended; nothing to resume")
+    broken = []
+    if args.cells == "sequential" or len(chosen) == 1:
+        for cell in chosen:
+            run_one(args, cell, budget, resources, concurrent, cell in old)
     else:
-        run_cell(
-            cell,
-            budget,
-            storage,
-            resources,
-            seed=args.seed + len(study),  # a study with history: the sampler's draws go on
-            resume=old and args.resume,
-            study_storage=args.study_storage,
-            max_concurrent=concurrent,
-            sampler=args.sampler,
-        )
-    for row in evaluate_winner(cell, budget, storage, resources):
-        print(
-            f"   test log-likelihood (k={row['k']}, seed {row['seed']}): "
-            f"{row['test_log_likelihood']:.2f}"
-        )
-
-
-def cell_record(args, cell: Cell, base: dict, target: int, resources: dict) -> dict:
-    return {
-        "cell": dataclasses.asdict(cell),
-        "base_config": base,
-        "trials": target,
-        "budget": args.budget,
-        "sampler": args.sampler,
-        "seed": args.seed,
-        "resources": resources,
-        "provenance": provenance(),
-    }
-
-
-def cell_complete(storage: str, cell: Cell, target: int) -> bool:
-    tune_trials = records.tune_trials(storage, cell.name) or {}
-    return len(tune_trials) >= target and all(t.ended for t in tune_trials.values())
+        broken = run_concurrently(args, chosen, budget, resources, concurrent, old)
+    try:
+        failed = report_failures(args.storage, chosen)
+        for table in paper_tables(paper):
+            df, notes = build_table(args.storage, table)
+            print(render(df, notes, table.title, "md"))
+        report_differences(args.storage, chosen, args.study_storage)
+    except (OSError, store.StorageError) as e:  # e.g. a storage that stopped being writable
+        print(f"error: cannot read the results back from {args.storage}: {e}", file=sys.stderr)
+        return 1
+    return 1 if failed or broken else 0
 
 
 def report_failures(storage: str, cells: list[Cell]) -> list[str]:

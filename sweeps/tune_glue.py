@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import platform
+import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from ray.tune.search.optuna import OptunaSearch
 import search_spaces
 from results import records, rows, samples, store
 from results.tables import winners
+from sweeps import slots as shared_slots
 from sweeps.cells import Budget, Cell
 from sweeps.provenance import provenance
 from training import checkpoint as ckpt_io
@@ -55,6 +57,7 @@ def setup(config: dict) -> tuple[Config, Data, torch.nn.Module]:
 
 def train_trial(config: dict) -> None:
     """One Tune trial: train a configuration, report every epoch with its checkpoint, resume."""
+    started_at = time.time()  # before the data and the model: the trial's start-up counts
     try:
         cfg, data, model = setup(config)
     except ConfigError as e:
@@ -71,7 +74,13 @@ def train_trial(config: dict) -> None:
         # (python -m results check --repair) shows the config that ran.
         (ckpt_dir / records.CONFIG_FILE).write_text(config_text)
         tune.report(
-            {**metrics, "hardware": where, "node_id": node_id, "n_parameters": n_parameters},
+            {
+                **metrics,
+                "hardware": where,
+                "node_id": node_id,
+                "n_parameters": n_parameters,
+                "trial_started_at": started_at,
+            },
             checkpoint=tune.Checkpoint.from_directory(str(ckpt_dir)),
         )
 
@@ -101,12 +110,26 @@ class PruneAwareOptunaSearch(OptunaSearch):
     for adopt them (same parameters), so study and experiment stay one-to-one after a resume.
     """
 
-    def __init__(self, *args, experiment: str = "", **kwargs):
+    def __init__(
+        self, *args, experiment: str = "", slots: str | None = None, rank: int = 0,
+        trials: int = 0, **kwargs,
+    ):  # fmt: skip
         super().__init__(*args, **kwargs)
         self.experiment = experiment
         self._reported: dict[str, set] = defaultdict(set)  # epochs already told to Optuna
+        # With cells in flight together (sweeps.concurrent): the sweep's shared slots by name,
+        # this cell's priority and its trial count (a cell with trials left keeps a freed slot).
+        self.slots, self.rank, self.trials = slots, rank, trials
+        self._holding = False  # told the slots about the trials a restored experiment resumes
 
     def suggest(self, trial_id: str) -> dict | None:
+        if self.slots is not None:
+            if not self._holding:
+                live = [t for t in self._ot_trials if t not in self._completed_trials]
+                shared_slots.tell(self.slots, "hold", self.experiment, live)
+                self._holding = True
+            if not shared_slots.take(self.slots, self.experiment, trial_id, self.rank):
+                return None  # Tune asks again on its next step
         if trial_id not in self._ot_trials and (orphan := self._orphan()) is not None:
             self._ot_trials[trial_id] = orphan
         config = super().suggest(trial_id)
@@ -123,6 +146,10 @@ class PruneAwareOptunaSearch(OptunaSearch):
         ot_trial.set_user_attr("tune_experiment", self.experiment)
         ot_trial.set_user_attr("tune_trial_id", trial_id)
         return config
+
+    def restore(self, checkpoint_path: str) -> None:
+        super().restore(checkpoint_path)
+        self._holding = False  # a new driver's slots know nothing of the resumed trials
 
     def _twin(self, ot_trial: optuna.Trial) -> int | None:
         """The number of another trial of the study with the same parameters (not a discarded
@@ -162,6 +189,9 @@ class PruneAwareOptunaSearch(OptunaSearch):
                 reported.add(epoch)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
+        if self.slots is not None:
+            more = len(self._ot_trials) < self.trials
+            shared_slots.tell(self.slots, "release", self.experiment, trial_id, more)
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return
         result = result or {}
@@ -187,6 +217,10 @@ class ParquetWriter(tune.Callback):
     def __init__(self, storage: str, cell: Cell, gpus_per_trial: float):
         self.storage, self.cell, self.gpus = storage, cell, gpus_per_trial
         self.provenance = provenance()
+        self.started: dict[str, float] = {}  # trial id -> when Tune started (or restarted) it
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.started[trial.trial_id] = time.time()
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._write(trial, None)
@@ -226,6 +260,7 @@ class ParquetWriter(tune.Callback):
             checkpoint_path=ckpt_uri(ckpt) if ckpt is not None else "",
             gpus=self.gpus,
             provenance=self.provenance,
+            times=(self.started.get(trial.trial_id, math.nan), time.time()),
         )
         store.write(self.storage, "trials", self.cell.name, trial.trial_id, [row])
         if history:
@@ -256,6 +291,17 @@ def optuna_storage(storage: str, cell: Cell) -> optuna.storages.BaseStorage:
     return records.study_storage(storage, cell.name)
 
 
+def tune_dir(storage: str) -> str:
+    """Where Tune keeps a sweep's experiments: ``<storage>/ray``."""
+    if "://" in storage:  # s3://, gs://: Tune's own URIs
+        return f"{storage.rstrip('/')}/ray"
+    return str(Path(storage).expanduser().resolve() / "ray")
+
+
+def experiment_path(storage: str, cell: Cell) -> str:
+    return f"{tune_dir(storage)}/{cell.name}"
+
+
 def run_cell(
     cell: Cell,
     budget: Budget,
@@ -266,19 +312,19 @@ def run_cell(
     study_storage: str | None = None,
     max_concurrent: int = 1,
     sampler: str = "tpe",
+    slots: str | None = None,
+    rank: int = 0,
+    verbose: int = 1,
 ) -> tune.ResultGrid:
     """Search one cell with Optuna; trials and curves land in Parquet.
 
     ``sampler``: "tpe" searches the family's space under ASHA; "grid" replays the authors' grid
     (search_spaces.GRIDS), every configuration once and trained to its own stopping rule (no
-    scheduler prunes it), as the authors ran it.
+    scheduler prunes it), as the authors ran it. ``slots``, ``rank``: the shared trial cap of
+    cells in flight together (sweeps.slots) and this cell's priority for it.
     """
-    ray_dir = (
-        f"{storage.rstrip('/')}/ray"
-        if "://" in storage  # s3://, gs://: Tune's own URIs
-        else str(Path(storage).expanduser().resolve() / "ray")
-    )
-    experiment = f"{ray_dir}/{cell.name}"
+    ray_dir = tune_dir(storage)
+    experiment = experiment_path(storage, cell)
     fixed = cell.base_config(budget)
     max_epochs = fixed["train/max_epochs"]  # a --set of train/max_epochs moves ASHA's top rung
     if sampler == "grid":
@@ -303,6 +349,9 @@ def run_cell(
         study_name=cell.name,
         storage=optuna_storage(study_storage or storage, cell),
         experiment=experiment,
+        slots=slots,
+        rank=rank,
+        trials=budget.trials,
     )
     trainable = tune.with_resources(train_trial, resources)
     if resume and tune.Tuner.can_restore(experiment):
@@ -320,6 +369,11 @@ def run_cell(
                 # Also how many trials Tune keeps pending: without it, Tune starts one trial at
                 # a time under any searcher but random search.
                 max_concurrent_trials=max_concurrent,
+                # Not reused: with a reused actor, a trial that ASHA stopped went on in its
+                # function and was recorded completed (tests/test_sweep.py's ASHA test fails
+                # with True; Ray PR 38284 describes the race). Start-up is cut instead by
+                # data read once per node (sweeps.node_data).
+                reuse_actors=False,
             ),
             run_config=tune.RunConfig(
                 name=cell.name,
@@ -329,7 +383,7 @@ def run_cell(
                 # newest, and a resumed trial must still find it (a test kills the driver).
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
                 callbacks=[ParquetWriter(storage, cell, resources.get("gpu", 0))],
-                verbose=1,
+                verbose=verbose,
             ),
         )
     return tuner.fit()

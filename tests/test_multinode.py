@@ -21,6 +21,7 @@ from sweeps.cells import Budget
 
 pytestmark = pytest.mark.slow
 CELL = vlae.CELLS[0]
+HF = next(c for c in vlae.CELLS if c.family == "vae_hf" and c.dataset == CELL.dataset)
 
 
 @pytest.fixture
@@ -79,9 +80,9 @@ class Watcher(threading.Thread):
             time.sleep(0.2)
 
 
-def run_sweep(storage, budget, *extra):
+def run_sweep(storage, budget, *extra, cells=(CELL,)):
     argv = ["--storage", str(storage), "--datasets", "fashion_mnist", *extra]
-    return cli.main("vlae", [CELL], {"smoke": budget}, {}, argv=argv)
+    return cli.main("vlae", list(cells), {"smoke": budget}, {}, argv=argv)
 
 
 def test_fractional_gpus_pack_two_trials_per_gpu(cluster, tmp_path):
@@ -111,12 +112,12 @@ def test_fractional_gpus_pack_two_trials_per_gpu(cluster, tmp_path):
 
 
 def test_a_lost_worker_node_retries_its_trials_from_their_checkpoints(cluster, tmp_path):
-    # 2 trials on 3 one-CPU nodes: the spare node takes over (nodes cannot be added from the
-    # watcher thread: Cluster.add_node fails off the main thread).
+    # 2 cells in flight at once, a trial each, on 3 one-CPU nodes: the spare node takes over
+    # (nodes cannot be added from the watcher thread: Cluster.add_node fails off the main thread).
     nodes = [cluster.add_node(num_cpus=1) for _ in range(3)]
     ray.init(address=cluster.address)
     budget = Budget(
-        trials=2,
+        trials=1,
         max_epochs=60,
         grace_epochs=60,
         reduction_factor=2,
@@ -125,7 +126,6 @@ def test_a_lost_worker_node_retries_its_trials_from_their_checkpoints(cluster, t
         eval_seeds=1,
         fixed={"model/hidden_dim": 16},
     )
-    experiment = tmp_path / "ray" / CELL.name
     killed = {}
 
     def kill_a_busy_node() -> bool:
@@ -137,10 +137,10 @@ def test_a_lost_worker_node_retries_its_trials_from_their_checkpoints(cluster, t
             return True
         last = [
             json.loads(f.read_text().splitlines()[-1])
-            for f in experiment.glob("train_trial_*/result.json")
+            for f in (tmp_path / "ray").glob("*/train_trial_*/result.json")
             if f.read_text().strip()
         ]
-        if len(last) < budget.trials or min(r["epoch"] for r in last) < 3:
+        if len(last) < 2 or min(r["epoch"] for r in last) < 3:
             return False
         victim = next(n for n in nodes if n.node_id == last[0]["node_id"])
         killed["node"] = victim.node_id
@@ -149,12 +149,13 @@ def test_a_lost_worker_node_retries_its_trials_from_their_checkpoints(cluster, t
 
     watcher = Watcher(act=kill_a_busy_node)
     watcher.start()
-    assert run_sweep(tmp_path, budget) == 0
+    assert run_sweep(tmp_path, budget, cells=(CELL, HF)) == 0
     watcher.stop = True
     assert killed, f"no node was removed before the trials finished: {watcher.errors[-3:]}"
 
     trials = store.load(str(tmp_path), "trials")
     assert len(trials) == 2 and (trials["status"] == "completed").all()
+    assert set(trials["sweep"]) == {CELL.name, HF.name}
     assert (trials["epochs"] == budget.max_epochs).all()
     retried = trials[trials["retries"] > 0]
     assert len(retried) >= 1

@@ -1,4 +1,5 @@
-"""A killed sweep driver resumes with `--resume`: no trial lost or repeated, in Tune or Optuna."""
+"""A killed sweep driver resumes with `--resume`: no trial lost or repeated, in Tune or Optuna,
+with two cells in flight at once (sweeps.concurrent)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from sweeps.tune_glue import METRIC, MODE, PruneAwareOptunaSearch, optuna_storag
 from tests.conftest import kill_process_group, make_mnist_like
 
 CELL = vlae.CELLS[0]
+HF = next(c for c in vlae.CELLS if c.family == "vae_hf" and c.dataset == CELL.dataset)
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -84,7 +86,8 @@ from sweeps.cells import Budget
 budget = Budget(trials=4, max_epochs=4, grace_epochs=4, reduction_factor=2, patience=4,
                 eval_k=5, eval_seeds=1,
                 fixed={"model/hidden_dim": 256, "train/batch_size": 16})
-sys.exit(cli.main("vlae", [vlae.CELLS[0]], {"smoke": budget}, {}))
+cells = [vlae.CELLS[0], next(c for c in vlae.CELLS if c.family == "vae_hf")]
+sys.exit(cli.main("vlae", cells, {"smoke": budget}, {}))
 """
 
 
@@ -103,7 +106,7 @@ def test_a_killed_driver_resumes_without_lost_or_repeated_trials(tmp_path, monke
     storage = tmp_path / "sweep"
     cmd = [sys.executable, str(tmp_path / "driver.py"), "--storage", str(storage),
            "--datasets", "fashion_mnist", "--max-concurrent", "2"]  # fmt: skip
-    experiment = storage / "ray" / CELL.name
+    experiments = [storage / "ray" / cell.name for cell in (CELL, HF)]
     driver = second = None
     try:
         with open(tmp_path / "first.log", "w") as log:
@@ -112,10 +115,13 @@ def test_a_killed_driver_resumes_without_lost_or_repeated_trials(tmp_path, monke
             )
             # Kill the driver (and the Ray instance it embeds) once a trial is done and another
             # is in flight past its second epoch: a crash, with no chance to save anything.
+            # Two trials at a time over both cells: the second cell starts as the first's last
+            # trials run, so the kill may find either or both in flight.
             deadline = time.time() + 600  # generous: loaded, these epochs run 10-30x slower
             while time.time() < deadline and driver.poll() is None:
                 done = set(store.load(str(storage), "trials").get("trial_id", []))
-                if done and any(epochs_logged(d) >= 2 for d in experiment.glob("train_trial_*")
+                dirs = [d for e in experiments for d in e.glob("train_trial_*")]
+                if done and any(epochs_logged(d) >= 2 for d in dirs
                                 if d.name.split("_")[2] not in done):  # fmt: skip
                     break
                 time.sleep(0.1)
@@ -123,7 +129,7 @@ def test_a_killed_driver_resumes_without_lost_or_repeated_trials(tmp_path, monke
             kill_process_group(driver.pid)
             driver.wait()
         before = store.load(str(storage), "trials")
-        assert 1 <= len(before) < 4
+        assert 1 <= len(before) < 8
 
         second = subprocess.Popen(
             [*cmd, "--resume"],
@@ -141,17 +147,24 @@ def test_a_killed_driver_resumes_without_lost_or_repeated_trials(tmp_path, monke
                 kill_process_group(p.pid)
         shutil.rmtree(ray_tmp, ignore_errors=True)
 
+    for cell, experiment in zip((CELL, HF), experiments, strict=True):
+        check_cell(storage, cell, experiment, before)
+    # The trials in flight at the crash went on from their checkpoints.
+    assert (store.load(str(storage), "curves")["resumed_from"] > 0).any()
+
+
+def check_cell(storage: Path, cell, experiment: Path, before) -> None:
     # Tune: one experiment of exactly four trials, all ended normally.
     tune_trials = tune.ExperimentAnalysis(str(experiment)).trials
     assert len(tune_trials) == 4 and {t.status for t in tune_trials} == {"TERMINATED"}
     ids = {t.trial_id for t in tune_trials}
     # Parquet: one row per trial, the ones written before the crash among them.
-    trials = store.load(str(storage), "trials")
+    trials = store.load(str(storage), "trials", sweep=cell.name)
     assert set(trials["trial_id"]) == ids and len(trials) == 4
-    assert set(before["trial_id"]) <= ids
+    assert set(before[before["sweep"] == cell.name]["trial_id"]) <= ids
     assert set(trials["status"]) == {"completed"}
     # Optuna: four trials, each tied to one Tune trial, none left RUNNING.
-    study = optuna.load_study(study_name=CELL.name, storage=optuna_storage(str(storage), CELL))
+    study = optuna.load_study(study_name=cell.name, storage=optuna_storage(str(storage), cell))
     ran = [t for t in study.trials if "duplicate_of" not in t.user_attrs]
     assert len(ran) == 4
     assert {t.user_attrs["tune_trial_id"] for t in ran} == ids
@@ -161,10 +174,9 @@ def test_a_killed_driver_resumes_without_lost_or_repeated_trials(tmp_path, monke
     repeats = [t for t in study.trials if "duplicate_of" in t.user_attrs]
     assert all(t.state.name == "FAIL" and "tune_trial_id" not in t.user_attrs for t in repeats)
     assert len({tuple(sorted(t.params.items())) for t in ran}) == 4
-    # Curves are whole, and the trials in flight at the crash went on from their checkpoints.
-    curves = store.load(str(storage), "curves")
+    # Curves are whole.
+    curves = store.load(str(storage), "curves", sweep=cell.name)
     for trial_id, c in curves.groupby("trial_id"):
         assert sorted(c["epoch"]) == list(range(1, 5)), trial_id
-    assert (curves["resumed_from"] > 0).any()
     table = json.loads(trials.iloc[0]["config_json"])
     assert table["model/hidden_dim"] == 256  # the budget's fixed keys are not searched over

@@ -243,6 +243,10 @@ class TrainConfig:
     test_last_epoch: bool = False
     """Test the last epoch's (EMA) weights instead of the best-validation ones (the DVP-VAE
     authors' dvp_test_last_epoch: their final weights overwrite their checkpoint file)."""
+    step_seconds: float = 0.0
+    """Benchmarks only: pad every training step to at least this wall time (0 = off), standing in
+    for a device slower than this CPU, so that benchmarks/utilisation.py gives 8 fake-GPU slots
+    one-minute trials on 2 cores. It changes no number the trial computes."""
 
     def __post_init__(self):
         if self.epoch_batches < 0:
@@ -254,8 +258,10 @@ class TrainConfig:
                 raise ConfigError(f"train/{name} must be > 0, got {getattr(self, name)}")
         if self.patience < 1:
             raise ConfigError(f"train/patience must be >= 1, got {self.patience}")
-        if self.warmup_epochs < 0 or self.grad_clip < 0:
-            raise ConfigError("train/warmup_epochs and train/grad_clip must be >= 0")
+        if self.warmup_epochs < 0 or self.grad_clip < 0 or self.step_seconds < 0:
+            raise ConfigError(
+                "train/warmup_epochs, train/grad_clip and train/step_seconds must be >= 0"
+            )
         if self.amp not in ("off", "bf16", "fp16"):
             raise ConfigError(f"train/amp must be 'off', 'bf16' or 'fp16', got {self.amp!r}")
         self._check_optimisation()

@@ -108,7 +108,7 @@ def fit(model, data: Data, cfg, report: Report | None = None, resume: Path | Non
     metrics: dict = {}
     resumed_from = state.epoch  # 0 for a fresh run: shows a retried trial did not start over
     while state.epoch < cfg.max_epochs and state.bad_epochs < cfg.patience:
-        start = time.perf_counter()
+        start, started_at = time.perf_counter(), time.time()  # wall clock: comparable across nodes
         model.train()
         loss_sum = torch.zeros((), device=device)
         # one shuffle per pass; an epoch longer than the training set takes several passes
@@ -117,6 +117,7 @@ def fit(model, data: Data, cfg, report: Report | None = None, resume: Path | Non
         perm = perm[:epoch_size]
         skipped, kept = 0, 0
         for i in range(0, perm.numel(), cfg.batch_size):
+            step_start = time.perf_counter()
             x = data.train_batch(perm[i : i + cfg.batch_size])
             beta = kl_weight(state.step, warmup_steps)
             lr = optim.learning_rate(cfg, state.epoch, state.step, steps_per_epoch)
@@ -145,6 +146,8 @@ def fit(model, data: Data, cfg, report: Report | None = None, resume: Path | Non
                 ema.update()
             loss_sum += loss.detach() * x.shape[0]  # summed on the device: no per-step sync
             kept += x.shape[0]
+            if cfg.step_seconds > 0:  # benchmarks only (TrainConfig.step_seconds)
+                time.sleep(max(0.0, step_start + cfg.step_seconds - time.perf_counter()))
         if kept == 0:
             raise DivergedError(
                 f"every one of the {skipped} steps of epoch {state.epoch + 1} was skipped (a "
@@ -181,6 +184,7 @@ def fit(model, data: Data, cfg, report: Report | None = None, resume: Path | Non
             "best_val_loss": state.best_val_loss,
             "best_epoch": state.best_epoch,
             "epoch_seconds": time.perf_counter() - start,
+            "epoch_started_at": started_at,
             "resumed_from": resumed_from,
             "finished": done,
             "stop_reason": (

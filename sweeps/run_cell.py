@@ -1,0 +1,93 @@
+"""One cell of a sweep from start to its winner's evaluation, as the driver or a cell task runs it.
+
+    run_one(args, cell, budget, resources, concurrent, old, slots=None, rank=0, verbose=1)
+
+Sequentially (``--cells sequential``) the sweep's driver calls it for each cell in turn; by
+default each cell runs it in a Ray task of its own (sweeps.concurrent), all cells at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from results import check, records, store
+from sweeps import preflight
+from sweeps.cells import Budget, Cell
+from sweeps.provenance import provenance
+from sweeps.tune_glue import evaluate_winner, run_cell
+
+
+def run_one(
+    args,
+    cell: Cell,
+    budget: Budget,
+    resources: dict,
+    concurrent: int,
+    old: bool,
+    slots: str | None = None,
+    rank: int = 0,
+    verbose: int = 1,
+) -> None:
+    """Run (start, continue or extend) one cell, then evaluate its winner on the test set.
+
+    ``slots`` names the sweep's shared trial cap (sweeps.concurrent.Slots) when cells run at
+    once, ``rank`` is this cell's priority for a free slot (lower first), ``verbose`` Tune's."""
+    storage = args.storage
+    record = store.cell_record(storage, cell.name)
+    if old and args.resume:
+        for line in check.repair(storage, check.read_sweep(storage, cell.name, args.study_storage)):
+            print(f"   {line}")
+    if args.sampler == "grid" and not (args.trials or args.add_trials):
+        budget = dataclasses.replace(budget, trials=preflight.grid_trials(cell, budget))
+    before = (record or {}).get("trials", budget.trials) if old else 0  # the cell's target so far
+    target = before if old and args.resume else before + budget.trials
+    base = cell.base_config(budget)
+    epochs = base["train/max_epochs"]
+    unit = f" of {base['train/epoch_batches']} batches" if base.get("train/epoch_batches") else ""
+    study = records.study_trials(storage, cell.name, args.study_storage) or []
+    mode = "resumed" if old and args.resume else f"+{budget.trials} added" if old else "new"
+    print(
+        f"== {cell.name}: {budget.trials if not args.resume else target} trials ({mode}; target "
+        f"{target}), up to {epochs} epochs{unit}, {concurrent} at a time"
+    )
+    store.write_cell_record(storage, cell.name, cell_record(args, cell, base, target, resources))
+    if old and args.resume and cell_complete(storage, cell, target):
+        print(f"   complete: {target} of {target} trials ended; nothing to resume")
+    else:
+        run_cell(
+            cell,
+            budget,
+            storage,
+            resources,
+            seed=args.seed + len(study),  # a study with history: the sampler's draws go on
+            resume=old and args.resume,
+            study_storage=args.study_storage,
+            max_concurrent=concurrent,
+            sampler=args.sampler,
+            slots=slots,
+            rank=rank,
+            verbose=verbose,
+        )
+    for row in evaluate_winner(cell, budget, storage, resources):
+        print(
+            f"   test log-likelihood (k={row['k']}, seed {row['seed']}): "
+            f"{row['test_log_likelihood']:.2f}"
+        )
+
+
+def cell_record(args, cell: Cell, base: dict, target: int, resources: dict) -> dict:
+    return {
+        "cell": dataclasses.asdict(cell),
+        "base_config": base,
+        "trials": target,
+        "budget": args.budget,
+        "sampler": args.sampler,
+        "seed": args.seed,
+        "resources": resources,
+        "provenance": provenance(),
+    }
+
+
+def cell_complete(storage: str, cell: Cell, target: int) -> bool:
+    tune_trials = records.tune_trials(storage, cell.name) or {}
+    return len(tune_trials) >= target and all(t.ended for t in tune_trials.values())

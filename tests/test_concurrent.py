@@ -1,0 +1,104 @@
+"""Cells in flight together (sweeps.concurrent): each still its own experiment, study and winner."""
+
+from __future__ import annotations
+
+import itertools
+
+import optuna
+import pandas as pd
+import pytest
+
+from results import store
+from sweeps import cli
+from sweeps.cells import Budget, Cell
+from sweeps.slots import HANDOVER_S, SlotsState
+from sweeps.tune_glue import optuna_storage
+
+CELLS = [
+    Cell("vlae", family, "fashion_mnist", "bernoulli", fixed={"data/binarize": True})
+    for family in ("vae", "vae_hf", "vae_iaf")
+]
+BUDGET = Budget(
+    trials=4,
+    max_epochs=3,
+    grace_epochs=1,
+    reduction_factor=2,
+    patience=3,
+    eval_k=3,
+    eval_seeds=1,
+    fixed={"model/hidden_dim": 16, "train/batch_size": 32, "train/epoch_batches": 3},
+)
+
+
+def test_slots_cap_hand_over_and_prefer_the_earlier_cell(monkeypatch):
+    clock = [100.0]
+    monkeypatch.setattr("sweeps.slots.time.monotonic", lambda: clock[0])
+    s = SlotsState(2)
+    assert s.acquire("a", "a1", 0) and s.acquire("a", "a2", 0)
+    assert not s.acquire("b", "b1", 1)  # full
+    s.release("a", "a1", wants_more=True)  # a has trials left: the slot waits for a's next
+    assert not s.acquire("b", "b1", 1)
+    assert s.acquire("a", "a3", 0)
+    s.release("a", "a2", wants_more=False)  # a is done asking: the slot is anyone's
+    assert s.acquire("b", "b1", 1) and s.in_use() == 2
+    s = SlotsState(1)
+    s.acquire("a", "a1", 0)
+    assert not s.acquire("b", "b1", 1) and not s.acquire("c", "c1", 2)
+    s.release("a", "a1", wants_more=False)
+    assert not s.acquire("c", "c1", 2)  # b, earlier in the sweep, was refused a moment ago
+    assert s.acquire("b", "b1", 1)
+    s.release("b", "b1", wants_more=True)
+    clock[0] += HANDOVER_S + 0.01  # b did not come back in time: its handover lapses
+    assert s.acquire("c", "c1", 2)
+    s.hold("r", ["r1", "r2"])  # trials a restored experiment resumes count, over the cap
+    assert s.in_use() == 3
+    s.forget("r")
+    assert s.in_use() == 1
+
+
+def intervals(curves: pd.DataFrame) -> pd.DataFrame:
+    """Each trial's training span: its first epoch's start to its last epoch's end."""
+    c = curves.assign(end=curves["epoch_started_at"] + curves["epoch_seconds"])
+    return c.groupby(["sweep", "trial_id"]).agg(
+        start=("epoch_started_at", "min"), end=("end", "max")
+    )
+
+
+def most_at_once(spans: pd.DataFrame) -> int:
+    events = sorted([(s, 1) for s in spans["start"]] + [(e, -1) for e in spans["end"]])
+    return max(itertools.accumulate(d for _, d in events))
+
+
+@pytest.mark.slow
+def test_cells_in_flight_together_keep_their_own_trials_studies_and_winners(ray_local, tmp_path):
+    argv = ["--storage", str(tmp_path), "--datasets", "fashion_mnist", "--max-concurrent", "2"]
+    assert cli.main("vlae", CELLS, {"smoke": BUDGET}, {}, argv=argv) == 0
+    trials = store.load(str(tmp_path), "trials")
+    evaluations = store.load(str(tmp_path), "evaluations")
+    spans = intervals(store.load(str(tmp_path), "curves"))
+    for cell in CELLS:
+        mine = trials[trials["sweep"] == cell.name]
+        assert len(mine) == BUDGET.trials and mine["trial_id"].is_unique
+        assert (mine["family"] == cell.family).all()
+        assert (mine["status"] == "completed").any()  # ASHA of this cell let its best finish
+        study = optuna.load_study(
+            study_name=cell.name, storage=optuna_storage(str(tmp_path), cell)
+        ).trials
+        ran = [t for t in study if "duplicate_of" not in t.user_attrs]
+        assert {t.user_attrs["tune_trial_id"] for t in ran} == set(mine["trial_id"])
+        assert all(t.user_attrs["tune_experiment"].endswith(cell.name) for t in ran)
+        # The winner is this cell's best completed trial, whatever the other cells found.
+        done = mine[mine["status"] == "completed"]
+        best = done.loc[done["best_val_loss"].idxmin(), "trial_id"]
+        assert set(evaluations[evaluations["sweep"] == cell.name]["trial_id"]) == {best}
+    # One cap for all cells: never more than 2 trials trained at once ...
+    assert most_at_once(spans) <= 2
+    # ... and cells did overlap: a cell's tail left its free slot to the next cell.
+    by_cell = spans.reset_index().groupby("sweep").agg(start=("start", "min"), end=("end", "max"))
+    overlaps = [
+        a.end > b.start and b.end > a.start
+        for (_, a), (_, b) in itertools.combinations(by_cell.iterrows(), 2)
+    ]
+    assert any(overlaps), by_cell
+    # The driver's clock: every trial started before it ended.
+    assert (trials["ended_at"] > trials["started_at"]).all()

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import shutil
+import threading
+import time
 
 import optuna
 import pandas as pd
@@ -102,3 +105,31 @@ def test_cells_in_flight_together_keep_their_own_trials_studies_and_winners(ray_
     assert any(overlaps), by_cell
     # The driver's clock: every trial started before it ended.
     assert (trials["ended_at"] > trials["started_at"]).all()
+
+
+@pytest.mark.slow
+def test_a_storage_that_stops_being_writable_mid_sweep_ends_with_a_clear_error(
+    ray_local, tmp_path, capsys
+):
+    """The results folder is replaced by a file once the first trial's row is written: the
+    cells' writers fail, and the sweep ends (no hang) saying which file it could not write."""
+    storage = tmp_path / "s"
+    results = storage / "results"
+
+    def break_storage():
+        deadline = time.time() + 600
+        while time.time() < deadline:
+            if list((results / "trials").glob("*/*.parquet")):
+                shutil.move(results, tmp_path / "moved")
+                results.write_text("not a folder any more")
+                return
+            time.sleep(0.05)
+
+    breaker = threading.Thread(target=break_storage, daemon=True)
+    breaker.start()
+    argv = ["--storage", str(storage), "--datasets", "fashion_mnist", "--max-concurrent", "2"]
+    code = cli.main("vlae", CELLS[:2], {"smoke": BUDGET}, {}, argv=argv)
+    breaker.join(timeout=1)
+    err = capsys.readouterr().err
+    assert code != 0
+    assert "cannot write" in err and str(results) in err, err[-3000:]

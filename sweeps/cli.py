@@ -21,7 +21,7 @@ from ray._private.services import find_gcs_addresses  # no public API for "is on
 from results import check, store
 from results.papers import paper_tables
 from results.tables import build_table, render
-from sweeps import preflight
+from sweeps import node_data, preflight
 from sweeps.cells import PROJECT, Budget, Cell, Protocol
 from sweeps.concurrent import run_concurrently
 from sweeps.nodes import (
@@ -240,6 +240,7 @@ def main(
         print(f"error: {e}", file=sys.stderr)
         return 2
     concurrent = args.max_concurrent or fitting_trials(resources)
+    node_data.start()  # each dataset read once per node, into its object store
     broken = []
     if args.cells == "sequential" or len(chosen) == 1:
         for cell in chosen:

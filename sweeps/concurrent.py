@@ -31,6 +31,7 @@ import ray
 from ray.exceptions import RayError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from sweeps import node_data
 from sweeps.cells import Budget, Cell
 from sweeps.run_cell import run_one
 from sweeps.slots import NAMESPACE, Slots, slots_name
@@ -81,6 +82,7 @@ def run_concurrently(
                     failed.append(cell.name)
             if pending and time.monotonic() - shown > PROGRESS_EVERY_S:
                 print(progress_line(args, cells, ray.get(slots.in_use.remote())))
+                node_data.start()  # nodes an autoscaler added since
                 shown = time.monotonic()
     except KeyboardInterrupt:
         for ref in pending:  # Tune in each task saves its experiment and stops its trials

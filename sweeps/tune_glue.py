@@ -28,12 +28,13 @@ from ray.tune.search.optuna import OptunaSearch
 import search_spaces
 from results import records, rows, samples, store
 from results.tables import winners
+from sweeps import node_data
 from sweeps import slots as shared_slots
 from sweeps.cells import Budget, Cell
 from sweeps.provenance import provenance
 from training import checkpoint as ckpt_io
 from training.config import Config, ConfigError, flatten, unflatten
-from training.data import Data, load_data
+from training.data import Data
 from training.evaluate import estimate_log_likelihood, sample_grids, shows_mean
 from training.trainer import DivergedError, build_model, fit, resolve_device
 
@@ -51,7 +52,7 @@ def hardware(device: torch.device) -> str:
 def setup(config: dict) -> tuple[Config, Data, torch.nn.Module]:
     """A trial's or an evaluation's config, data on its device, and freshly built model."""
     cfg = Config.from_dict(config)
-    data = load_data(cfg.data, resolve_device(cfg.train.device))
+    data = node_data.load_data(cfg.data, resolve_device(cfg.train.device))  # read once per node
     return cfg, data, build_model(cfg, data.x_shape).to(data.train.device)
 
 

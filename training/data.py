@@ -191,10 +191,12 @@ class Data:
         return torch.bernoulli(x) if self.binarize else x
 
 
-def load_data(cfg, device: torch.device | str = "cpu") -> Data:
+def load_data(cfg, device: torch.device | str = "cpu", read=read_images) -> Data:
     """A dataset per its DataConfig, the whole pipeline top to bottom (module docstring):
 
-    1. read the files (training.files, cached per process; decoders in training.datasets)
+    1. read the files (training.files, cached per process; decoders in training.datasets), or
+       ``read(dataset, root, download)``, which returns the same (sweeps.node_data: the node's
+       copy); what it returns is never written to (to_unit copies, splits index)
     2. split by the dataset's rule (or data/validation=test)
     3. colour and scale: data/greyscale on uint8, grey levels in [0, 1], data/minmax and
        data/pixels (training.images); or the S-VAE authors' unscaled threshold
@@ -203,7 +205,7 @@ def load_data(cfg, device: torch.device | str = "cpu") -> Data:
     6. onto the device
     """
     spec = DATASETS[cfg.dataset]
-    images = read_images(cfg.dataset, cfg.root, cfg.download)  # 1
+    images = read(cfg.dataset, cfg.root, cfg.download)  # 1
     g = torch.Generator().manual_seed(cfg.split_seed)
     raw = split(cfg.dataset, images, cfg, g)  # 2
     if cfg.greyscale:  # 3: on the uint8 levels, as PIL does; a no-op on one-channel images

@@ -1,0 +1,95 @@
+"""Each dataset read once per node, into the node's object store, read zero-copy by its trials.
+
+    start()            driver: one NodeData actor per live node that has none yet
+    load_data(cfg, d)  trial:  training.data.load_data with the node's copy of the files' images
+
+Without it every trial process decodes the dataset's files itself (a second per trial for
+Fashion-MNIST's 70,000 images here, and one copy in memory per trial). With it the first trial on
+a node asks that node's actor, which reads the files once (training.files.read_images) and puts
+the decoded arrays into the node's object store; every trial on the node maps them read-only,
+without a copy, and runs the rest of the pipeline (split, scaling, binarisation: training.data)
+on them, so it gets the tensors it would have made itself, bit for bit (tests/test_node_data.py).
+
+The actors belong to the sweep's driver and die with it (never detached), and ask for no CPU. A
+trial on a node without one (an autoscaler added the node after start(), or the actor died) or
+whose actor fails reads the files itself, so a missing or damaged dataset is the same
+DatasetError either way.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import ray
+import torch
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from training.data import Data
+from training.data import load_data as load_in_process
+from training.files import read_images
+
+NAMESPACE = "vae-sweeps"
+
+
+def actor_name(node_id: str) -> str:
+    return f"vae-data-{node_id}"
+
+
+@ray.remote(num_cpus=0)
+class NodeData:
+    """One node's decoded datasets, by (dataset, root, download), as object-store refs."""
+
+    def __init__(self):
+        self.refs: dict[tuple, ray.ObjectRef] = {}
+        self.reads = 0
+
+    def get(self, dataset: str, root: str, download: bool) -> list[ray.ObjectRef]:
+        key = (dataset, root, download)
+        if key not in self.refs:
+            images = read_images(dataset, root, download)
+            self.refs[key] = ray.put(tuple(t.numpy() for t in images))
+            self.reads += 1
+        return [self.refs[key]]  # in a list: a bare ref would be resolved into a copy
+
+    def read_count(self) -> int:
+        return self.reads
+
+
+def start(nodes: list[dict] | None = None) -> list:
+    """A NodeData actor on every live node without one (call again to cover added nodes)."""
+    handles = []
+    for node in nodes if nodes is not None else ray.nodes():
+        if not node["Alive"]:
+            continue
+        name = actor_name(node["NodeID"])
+        here = NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
+        handles.append(
+            NodeData.options(
+                name=name, namespace=NAMESPACE, get_if_exists=True, scheduling_strategy=here
+            ).remote()
+        )
+    return handles
+
+
+def read_on_node(dataset: str, root: str = "", download: bool = False) -> tuple[torch.Tensor, ...]:
+    """read_images from this node's NodeData actor; read here if there is none or it fails."""
+    if not ray.is_initialized():
+        return read_images(dataset, root, download)
+    try:
+        actor = ray.get_actor(actor_name(ray.get_runtime_context().get_node_id()), NAMESPACE)
+        [ref] = ray.get(actor.get.remote(dataset, root, download))
+        arrays = ray.get(ref)
+    except Exception:  # noqa: BLE001 - no actor, a dead one, or its read failed: read here
+        return read_images(dataset, root, download)
+    with warnings.catch_warnings():
+        # The arrays are read-only shared memory. torch warns that writing to them would be
+        # undefined; nothing does: load_data's pipeline makes new tensors of them (split,
+        # to_unit), never writes into what a reader returns (tests/test_node_data.py).
+        warnings.simplefilter("ignore", UserWarning)
+        return tuple(torch.from_numpy(np.asarray(a)) for a in arrays)
+
+
+def load_data(cfg, device: torch.device | str = "cpu") -> Data:
+    """training.data.load_data with this node's copy of the dataset's files."""
+    return load_in_process(cfg, device, read=read_on_node)

@@ -56,19 +56,23 @@ class NodeData:
         return self.reads
 
 
+_started: dict[str, ray.actor.ActorHandle] = {}
+"""The driver's handles: an actor whose every handle is gone is ended, name or not."""
+
+
 def start(nodes: list[dict] | None = None) -> list:
-    """A NodeData actor on every live node without one (call again to cover added nodes)."""
+    """A NodeData actor on every live node without one (call again to cover added nodes); the
+    handles are kept here for as long as the driver's process lives."""
     handles = []
     for node in nodes if nodes is not None else ray.nodes():
         if not node["Alive"]:
             continue
         name = actor_name(node["NodeID"])
         here = NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
-        handles.append(
-            NodeData.options(
-                name=name, namespace=NAMESPACE, get_if_exists=True, scheduling_strategy=here
-            ).remote()
-        )
+        _started[name] = NodeData.options(
+            name=name, namespace=NAMESPACE, get_if_exists=True, scheduling_strategy=here
+        ).remote()
+        handles.append(_started[name])
     return handles
 
 

@@ -61,7 +61,8 @@ def assert_same(fields: tuple, expected) -> None:
 @pytest.mark.skipif(not os.path.isdir(FASHION), reason="apt-get install dataset-fashion-mnist")
 def test_a_trial_gets_the_same_tensors_from_its_nodes_copy_read_once(two_nodes):
     head, worker = two_nodes
-    [actor] = node_data.start([n for n in ray.nodes() if n["NodeID"] == worker])
+    node_data.start([n for n in ray.nodes() if n["NodeID"] == worker])  # as the driver does
+    actor = ray.get_actor(node_data.actor_name(worker), node_data.NAMESPACE)
     for cfg in (
         DataConfig(dataset="fashion_mnist", binarize=True),
         DataConfig(dataset="fashion_mnist", center=True, val_size=500),

@@ -27,8 +27,12 @@ Figures per mode:
   overhead     per trial, in core-seconds: (in-trial + handover) x CPUs per trial, and as a
                share of a trial's busy time
 
-Run:  python benchmarks/utilisation.py [--nodes 4] [--gpus-per-node 2] [--cells 9] [--trials 6]
-      [--trial-seconds 60] [--epochs 5] [--steps 20] [--modes sequential concurrent plain]
+With ``--data``, instead: a trial's data load (Fashion-MNIST, binarised) in a fresh worker process,
+reading the files itself against mapping its node's copy (sweeps.node_data), 3 times each.
+
+Run:  python benchmarks/utilisation.py [--data] [--nodes 4] [--gpus-per-node 2] [--cells 9]
+      [--trials 6] [--trial-seconds 60] [--epochs 5] [--steps 20]
+      [--modes sequential concurrent plain]
 The defaults are the README's: a 9-cell sweep of one-minute trials on 8 slots (about 25 min).
 """
 
@@ -138,6 +142,30 @@ def figures(spans: pd.DataFrame, wall: float, slots: int, cpus: float) -> dict:
     }
 
 
+def data_figures() -> None:
+    """A trial's data load in a fresh process: its own read of the files against the node's copy."""
+    from sweeps import node_data
+    from training.config import DataConfig
+    from training.data import load_data
+
+    cfg = DataConfig(dataset="fashion_mnist", binarize=True)
+
+    @ray.remote(num_cpus=1, max_calls=1)  # max_calls=1: a fresh worker process each time
+    def timed(use_node: bool) -> float:
+        start = time.perf_counter()
+        (node_data.load_data if use_node else load_data)(cfg)
+        return time.perf_counter() - start
+
+    node_data.start()
+    own = [ray.get(timed.remote(False)) for _ in range(3)]
+    ray.get(timed.remote(True))  # the node's actor reads the files once
+    mapped = [ray.get(timed.remote(True)) for _ in range(3)]
+    runs = lambda ts: ", ".join(f"{t:.2f}" for t in ts)  # noqa: E731
+    print(f"a trial's data, fresh process: reading the files {statistics.median(own):.2f} s "
+          f"(runs {runs(own)}); the node's copy {statistics.median(mapped):.2f} s "
+          f"({runs(mapped)})")  # fmt: skip
+
+
 @contextlib.contextmanager
 def fake_gpu_cluster(nodes: int, gpus: int):
     temp_dir = tempfile.mkdtemp(prefix="ru", dir="/tmp")  # short: unix socket paths are limited
@@ -167,7 +195,12 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=20, help="training steps per epoch")
     p.add_argument("--modes", nargs="+", default=["sequential", "concurrent", "plain"],
                    choices=["sequential", "concurrent", "plain"])  # fmt: skip
+    p.add_argument("--data", action="store_true", help="time a trial's data load and exit")
     args = p.parse_args()
+    if args.data:
+        with fake_gpu_cluster(1, 2):
+            data_figures()
+        return
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     slots = args.nodes * args.gpus_per_node
     cells, budget = cells_and_budget(args)

@@ -14,7 +14,7 @@ the figures show what the platform adds, not what ASHA saves.
 
 Modes (``--modes``, default all three):
   sequential  ``--cells sequential``: a cell's trials, then its winner's evaluation, then the next
-  concurrent  the default: every cell in flight at once, sharing the slots (sweeps.concurrent)
+  concurrent  the default: every cell in flight at once, sharing the slots (sweeps.in_flight)
   plain       a bare ``tune.Tuner`` over the trials the concurrent sweep ran (same configs, same
               trainable: no Optuna, no ASHA, no Parquet, no evaluation)
 
@@ -53,7 +53,7 @@ from ray import tune
 from ray._common import utils as ray_utils
 from ray.cluster_utils import Cluster
 
-from results import store
+from results import rows, store
 from sweeps import cli
 from sweeps.cells import Budget, Cell
 from sweeps.tune_glue import train_trial
@@ -89,16 +89,14 @@ def spans_from_storage(storage: str) -> pd.DataFrame:
 
 
 class Times(tune.Callback):
-    """The plain loop's trial start and end, on the driver's clock (as our ParquetWriter)."""
+    """The plain loop's trial start and end, from Tune's record as our ParquetWriter's rows."""
 
     def __init__(self):
         self.start, self.end = {}, {}
 
-    def on_trial_start(self, iteration, trials, trial, **info):
-        self.start[trial.trial_id] = time.time()
-
     def on_trial_complete(self, iteration, trials, trial, **info):
-        self.end[trial.trial_id] = time.time()
+        times = rows.tune_times(vars(trial.run_metadata))
+        self.start[trial.trial_id], self.end[trial.trial_id] = times
 
 
 def run_plain(configs: list[dict], slots: int, root: str) -> pd.DataFrame:

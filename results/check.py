@@ -204,6 +204,7 @@ def rebuild(storage: str, state: SweepState, trial: records.TuneTrial) -> str:
         else "",
         gpus=float(record.get("resources", {}).get("gpu", 0.0)),
         provenance=record.get("provenance", {}),
+        times=rows.tune_times(trial.run_metadata),
     )
     store.write(storage, "trials", state.sweep, trial.trial_id, [row])
     if history:

@@ -37,6 +37,7 @@ class TuneTrial:
     given_config: dict = field(default_factory=dict)  # params.json: what Tune passed in
     error: str | None = None
     checkpoint: str | None = None  # newest checkpoint folder holding a state
+    run_metadata: dict = field(default_factory=dict)  # Tune's: start_time, last_result_time, ...
 
     @property
     def ended(self) -> bool:
@@ -85,6 +86,7 @@ def tune_trials(storage: str, sweep: str) -> dict[str, TuneTrial] | None:
                 folder=f"{folder}/{t['relative_logdir']}",
                 last_result=meta.get("last_result") or {},
                 retries=int(meta.get("num_failures", 0)),
+                run_metadata=meta,
             )
     for trial in trials.values():
         _read_trial_folder(fs, trial)

@@ -92,8 +92,8 @@ def trial_row(
     times: tuple[float, float] = (math.nan, math.nan),
 ) -> dict:
     """One ``trials`` row. ``cell`` holds CELL_FIELDS; ``config`` is the flat config that ran;
-    ``times``: when Tune started the trial (its last start, after a retry) and when it ended,
-    as the driver saw them (Unix seconds)."""
+    ``times``: when Tune first started the trial and when its last result reached the driver
+    (Unix seconds, from Tune's record of the trial: ``tune_times``)."""
     status, reason = trial_status(last, error)
     wall = float(last.get("time_total_s", 0.0))
     best = (
@@ -123,6 +123,13 @@ def trial_row(
         "config_json": json.dumps(config, sort_keys=True),  # exact; columns below may widen
         **{f"config/{k}": v for k, v in config.items()},
     }
+
+
+def tune_times(run_metadata: dict) -> tuple[float, float]:
+    """(started_at, ended_at) from Tune's run metadata of a trial, live or as its experiment
+    state saved it, so that a row rebuilt from the storage has the times the first one had."""
+    start, last = run_metadata.get("start_time"), run_metadata.get("last_result_time")
+    return (math.nan if start is None else start, math.nan if last is None else last)
 
 
 def curve_rows(sweep: str, trial_id: str, history: list[dict]) -> list[dict]:

@@ -23,7 +23,7 @@ from results.papers import paper_tables
 from results.tables import build_table, render
 from sweeps import node_data, preflight
 from sweeps.cells import PROJECT, Budget, Cell, Protocol
-from sweeps.concurrent import run_concurrently
+from sweeps.in_flight import run_concurrently
 from sweeps.nodes import (
     check_cluster_resources,
     fitting_trials,
@@ -118,7 +118,7 @@ def parse_args(
         default="concurrent",
         help="concurrent: every cell in flight at once, sharing the trial slots, each winner "
         "evaluated as soon as its cell ends (default); sequential: one cell after another, "
-        "as before (sweeps.concurrent)",
+        "as before (sweeps.in_flight)",
     )
     p.add_argument("--trials", type=int, default=None, help="override the budget's trial count")
     p.add_argument(

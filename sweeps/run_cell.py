@@ -3,7 +3,7 @@
     run_one(args, cell, budget, resources, concurrent, old, slots=None, rank=0, verbose=1)
 
 Sequentially (``--cells sequential``) the sweep's driver calls it for each cell in turn; by
-default each cell runs it in a Ray task of its own (sweeps.concurrent), all cells at once.
+default each cell runs it in a Ray task of its own (sweeps.in_flight), all cells at once.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def run_one(
 ) -> None:
     """Run (start, continue or extend) one cell, then evaluate its winner on the test set.
 
-    ``slots`` names the sweep's shared trial cap (sweeps.concurrent.Slots) when cells run at
+    ``slots`` names the sweep's shared trial cap (sweeps.slots.Slots) when cells run at
     once, ``rank`` is this cell's priority for a free slot (lower first), ``verbose`` Tune's."""
     storage = args.storage
     record = store.cell_record(storage, cell.name)

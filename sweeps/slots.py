@@ -1,4 +1,4 @@
-"""The trial slots that cells in flight together share (sweeps.concurrent): one named actor.
+"""The trial slots that cells in flight together share (sweeps.in_flight): one named actor.
 
 The searcher of each cell (sweeps.tune_glue.PruneAwareOptunaSearch) takes a slot before it asks
 Optuna for a configuration and gives it back when the trial ends.

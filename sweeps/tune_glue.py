@@ -118,7 +118,7 @@ class PruneAwareOptunaSearch(OptunaSearch):
         super().__init__(*args, **kwargs)
         self.experiment = experiment
         self._reported: dict[str, set] = defaultdict(set)  # epochs already told to Optuna
-        # With cells in flight together (sweeps.concurrent): the sweep's shared slots by name,
+        # With cells in flight together (sweeps.in_flight): the sweep's shared slots by name,
         # this cell's priority and its trial count (a cell with trials left keeps a freed slot).
         self.slots, self.rank, self.trials = slots, rank, trials
         self._holding = False  # told the slots about the trials a restored experiment resumes
@@ -218,10 +218,6 @@ class ParquetWriter(tune.Callback):
     def __init__(self, storage: str, cell: Cell, gpus_per_trial: float):
         self.storage, self.cell, self.gpus = storage, cell, gpus_per_trial
         self.provenance = provenance()
-        self.started: dict[str, float] = {}  # trial id -> when Tune started (or restarted) it
-
-    def on_trial_start(self, iteration, trials, trial, **info):
-        self.started[trial.trial_id] = time.time()
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._write(trial, None)
@@ -261,7 +257,7 @@ class ParquetWriter(tune.Callback):
             checkpoint_path=ckpt_uri(ckpt) if ckpt is not None else "",
             gpus=self.gpus,
             provenance=self.provenance,
-            times=(self.started.get(trial.trial_id, math.nan), time.time()),
+            times=rows.tune_times(vars(trial.run_metadata)),
         )
         store.write(self.storage, "trials", self.cell.name, trial.trial_id, [row])
         if history:

@@ -72,3 +72,14 @@ def test_a_papers_models_import_only_the_shared_pieces(paper):
     }
     assert PAPERS == ["hierarchical", "hyperspherical", "spvae", "vlae"]
     assert not {f: m for f, m in bad.items() if m}, bad
+
+
+def test_no_module_shadows_the_standard_library():
+    """`python sweeps/spvae.py` (and a Ray job's entrypoint) puts sweeps/ first on sys.path: a
+    sweeps/concurrent.py once hid the standard library's concurrent package from torch and Ray."""
+    import sys
+
+    ours = [p for d in (*OURS, "benchmarks", "cluster") for p in (ROOT / d).glob("*.py")]
+    assert len(ours) > 20
+    shadowing = sorted(str(p.relative_to(ROOT)) for p in ours if p.stem in sys.stdlib_module_names)
+    assert not shadowing, f"rename these: they hide the standard library's modules: {shadowing}"

@@ -1,5 +1,5 @@
 """A killed sweep driver resumes with `--resume`: no trial lost or repeated, in Tune or Optuna,
-with two cells in flight at once (sweeps.concurrent)."""
+with two cells in flight at once (sweeps.in_flight)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Cells in flight together (sweeps.concurrent): each still its own experiment, study and winner."""
+"""Cells in flight together (sweeps.in_flight): each still its own experiment, study and winner."""
 
 from __future__ import annotations
 
@@ -31,8 +31,12 @@ BUDGET = Budget(
     eval_seeds=1,
     # Each step padded to 0.3 s (a slower device): trials last seconds, long enough that the
     # second cell's first trial starts while the first cell's are running.
-    fixed={"model/hidden_dim": 16, "train/batch_size": 32, "train/epoch_batches": 3,
-           "train/step_seconds": 0.3},  # fmt: skip
+    fixed={
+        "model/hidden_dim": 16,
+        "train/batch_size": 32,
+        "train/epoch_batches": 3,
+        "train/step_seconds": 0.3,
+    },  # fmt: skip
 )
 
 

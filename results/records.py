@@ -64,13 +64,19 @@ def _listing(fs: pafs.FileSystem, folder: str) -> list[pafs.FileInfo]:
     return fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True))
 
 
+def experiment_states(storage: str, sweep: str) -> list[str]:
+    """A cell's saved Tune experiment states, oldest first: none when its driver was killed
+    after Tune made the experiment's folder but before Tune first saved its state."""
+    fs, root = store.filesystem(storage)
+    listing = _listing(fs, f"{root}/ray/{sweep}")
+    return sorted(i.path for i in listing if i.base_name.startswith("experiment_state-"))
+
+
 def tune_trials(storage: str, sweep: str) -> dict[str, TuneTrial] | None:
     """Every trial Tune recorded for a cell, by trial id; None if Tune holds no record of it."""
     fs, root = store.filesystem(storage)
     folder = f"{root}/ray/{sweep}"
-    states = sorted(
-        i.path for i in _listing(fs, folder) if i.base_name.startswith("experiment_state-")
-    )
+    states = experiment_states(storage, sweep)
     if not states:
         return None
     trials: dict[str, TuneTrial] = {}

@@ -351,7 +351,14 @@ def run_cell(
         trials=budget.trials,
     )
     trainable = tune.with_resources(train_trial, resources)
-    if resume and tune.Tuner.can_restore(experiment):
+    # Tune's can_restore sees the tuner.pkl it writes first; a driver killed before Tune saved
+    # an experiment state leaves nothing to restore (Tune then restarts with an empty config):
+    # start afresh, and the searcher adopts the study's trials that were asked (_orphan).
+    if (
+        resume
+        and tune.Tuner.can_restore(experiment)
+        and records.experiment_states(storage, cell.name)
+    ):
         tuner = tune.Tuner.restore(experiment, trainable, resume_errored=False)
     else:
         tuner = tune.Tuner(

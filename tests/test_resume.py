@@ -140,6 +140,7 @@ def test_a_killed_driver_resumes_without_lost_or_repeated_trials(tmp_path, monke
             start_new_session=True,
         )
         out = second.communicate(timeout=600)[0]
+        (tmp_path / "second.log").write_text(out)
         assert second.returncode == 0, out[-3000:]
     finally:
         for p in (driver, second):

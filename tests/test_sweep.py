@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 
 import optuna
 import pytest
@@ -82,6 +83,28 @@ def test_two_trial_sweep_lands_in_parquet_and_renders_the_table(
     assert int(fields[10]) == TINY.trials
     best = trials[trials["status"] == "completed"]["best_val_loss"].min()
     assert float(fields[11]) == pytest.approx(best, abs=1e-3)
+
+
+def test_a_cell_killed_before_tune_saved_its_state_resumes_afresh(
+    ray_local, tmp_path, monkeypatch, capsys
+):
+    """Killed after Tune made the experiment folder (its tuner.pkl) but before Tune first saved
+    the experiment's state: Tune's restore would restart it with an empty config (every trial
+    errored); --resume runs the cell's trials afresh instead."""
+    assert run(tmp_path, TINY, monkeypatch) == 0
+    experiment = tmp_path / "ray" / CELL.name
+    for part in experiment.iterdir():  # what such a driver leaves: its record and tuner.pkl
+        if part.name != "tuner.pkl":
+            shutil.rmtree(part) if part.is_dir() else part.unlink()
+    for folder in ("results", "optuna", "samples"):
+        shutil.rmtree(tmp_path / folder, ignore_errors=True)
+    assert store.cell_record(str(tmp_path), CELL.name) is not None
+
+    argv = ["--storage", str(tmp_path), "--datasets", "fashion_mnist", "--resume"]
+    assert cli.main("vlae", [CELL], {"smoke": TINY}, {}, argv=argv) == 0
+    trials = store.load(str(tmp_path), "trials")
+    assert len(trials) == 2 and set(trials["status"]) <= {"completed", "pruned"}, trials["reason"]
+    assert "| VAE | - | project | " in capsys.readouterr().out
 
 
 def scripted_space(trial):

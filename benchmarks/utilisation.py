@@ -22,7 +22,8 @@ Figures per mode:
   wall         seconds from the sweep's start to its end (the table printed)
   utilisation  busy / (slots x wall); busy = the trials' epochs (training and validation)
   in-trial     a trial's slot-seconds outside its epochs, mean: Tune's start of the trial to its
-               end (the driver's clock) minus its epochs: data, model, checkpoints, reports
+               last result reaching the driver (Tune's record, the driver's clock; the rows'
+               started_at, ended_at) minus its epochs: process, data, model, checkpoints, reports
   handover     median seconds from a trial's end to the next trial's start while trials wait
   overhead     per trial, in core-seconds: (in-trial + handover) x CPUs per trial, and as a
                share of a trial's busy time

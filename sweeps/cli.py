@@ -246,7 +246,15 @@ def main(
         for cell in chosen:
             run_one(args, cell, budget, resources, concurrent, cell in old)
     else:
-        broken = run_concurrently(args, chosen, budget, resources, concurrent, old)
+        try:
+            broken = run_concurrently(args, chosen, budget, resources, concurrent, old)
+        except KeyboardInterrupt:
+            print(
+                f"interrupted: every cell's state so far is saved under {args.storage}; the "
+                "same command with --resume continues it",
+                file=sys.stderr,
+            )
+            return 130
     try:
         failed = report_failures(args.storage, chosen)
         for table in paper_tables(paper):

@@ -14,7 +14,8 @@ from results import check, records, store
 from sweeps import preflight
 from sweeps.cells import Budget, Cell
 from sweeps.provenance import provenance
-from sweeps.tune_glue import evaluate_winner, run_cell
+from sweeps.tune_glue import run_cell
+from sweeps.winners import evaluate_winner
 
 
 def run_one(

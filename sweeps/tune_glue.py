@@ -1,11 +1,11 @@
-"""The Ray Tune glue: trial function, Optuna searcher that records pruning, Parquet writer, winners.
+"""The Ray Tune glue: trial function, Optuna searcher that records pruning, Parquet writer.
 
     run_cell(cell, budget, storage, resources) -> None
 
 One cell is one Tune experiment and one Optuna study, both persisted under ``storage``:
 ``ray/<cell>`` (Tune's trials and checkpoints), ``optuna/<cell>.journal`` (the study, readable by
 optuna-dashboard), ``results/`` (Parquet tables), ``samples/<cell>/<trial_id>.npz`` (the winner's
-sample grids, results.samples).
+sample grids, results.samples; sweeps.winners evaluates the winner).
 """
 
 from __future__ import annotations
@@ -26,8 +26,7 @@ from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
 import search_spaces
-from results import records, rows, samples, store
-from results.tables import winners
+from results import records, rows, store
 from sweeps import node_data
 from sweeps import slots as shared_slots
 from sweeps.cells import Budget, Cell
@@ -35,7 +34,6 @@ from sweeps.provenance import provenance
 from training import checkpoint as ckpt_io
 from training.config import Config, ConfigError, flatten, unflatten
 from training.data import Data
-from training.evaluate import estimate_log_likelihood, sample_grids, shows_mean
 from training.trainer import DivergedError, build_model, fit, resolve_device
 
 METRIC, MODE = "val_loss", "min"  # per-epoch validation -ELBO: what ASHA compares
@@ -391,81 +389,3 @@ def run_cell(
             ),
         )
     return tuner.fit()
-
-
-def _winner(ckpt_path: str, config: dict) -> tuple[Config, Data, torch.nn.Module]:
-    """The winner's config, data and model with its test weights loaded."""
-    cfg, data, model = setup(config)
-    with tune.Checkpoint(ckpt_path).as_directory() as d:
-        saved = ckpt_io.load(d, data.test.device)
-        model.load_state_dict(ckpt_io.test_weights(saved, cfg.train.test_last_epoch))
-    return cfg, data, model
-
-
-@ray.remote
-def _evaluate(ckpt_path: str, config: dict, k: int, seed: int) -> dict:
-    cfg, data, model = _winner(ckpt_path, config)
-    return estimate_log_likelihood(model, data.test, k, seed=seed)
-
-
-@ray.remote
-def _sample(ckpt_path: str, config: dict) -> tuple[dict, bool] | str:
-    """(the winner's sample grids, whether they are decoder means), or why there are none."""
-    cfg, data, model = _winner(ckpt_path, config)
-    try:
-        return sample_grids(model, data=data), shows_mean(model)
-    except Exception as e:  # optional output: the evaluation rows stand without it
-        return f"{type(e).__name__}: {e}"
-
-
-def write_samples(
-    storage: str, cell: Cell, trial_id: str, drawn: ray.ObjectRef | tuple | str
-) -> str | None:
-    """Store the outcome of a _sample task (an ObjectRef, or its value); the path written, or
-    None after one warning line: a failed draw never costs the evaluation its rows."""
-    try:
-        out = ray.get(drawn) if isinstance(drawn, ray.ObjectRef) else drawn
-        if isinstance(out, str):
-            raise RuntimeError(out)
-        grids, mean = out
-        return samples.write(storage, cell.name, trial_id, cell.family, grids, mean)
-    except Exception as e:  # a lost worker, a failed draw, an unwritable storage
-        why = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
-        print(f"[{cell.name}] warning: no sample grids for trial {trial_id} ({why})")
-        return None
-
-
-def evaluate_winner(cell: Cell, budget: Budget, storage: str, resources: dict) -> list[dict]:
-    """Test log-likelihood of the cell's best-by-validation trial, once per evaluation seed, and
-    its sample grids (training.evaluate.sample_grids, seed 0) under ``samples/`` when it has
-    none yet, drawn in a task of its own beside the evaluation seeds'."""
-    best = winners(store.load(storage, "trials", sweep=cell.name), cell.paper)
-    if best.empty:
-        print(f"[{cell.name}] no completed trial: nothing to evaluate")
-        return []
-    w = best.iloc[0]
-    config = json.loads(w["config_json"])
-    done = store.load(storage, "evaluations", sweep=cell.name)
-    seeds = [
-        s
-        for s in range(budget.eval_seeds)
-        if done.empty
-        or not (
-            (done["trial_id"] == w["trial_id"]) & (done["seed"] == s) & (done["k"] == budget.eval_k)
-        ).any()
-    ]
-    opts = {"num_cpus": resources.get("cpu", 1), "num_gpus": resources.get("gpu", 0)}
-    draw = None
-    if not samples.stored(storage, cell.name, w["trial_id"]):
-        draw = _sample.options(**opts).remote(w["checkpoint_path"], config)
-    task = _evaluate.options(**opts)
-    outs = ray.get([task.remote(w["checkpoint_path"], config, budget.eval_k, s) for s in seeds])
-    rows = [
-        {"sweep": cell.name, "trial_id": w["trial_id"], "seed": s, **o, **provenance()}
-        for s, o in zip(seeds, outs, strict=True)
-    ]
-    for r in rows:
-        store.write(storage, "evaluations", cell.name, f"{w['trial_id']}-seed{r['seed']}", [r])
-    if draw is not None and (path := write_samples(storage, cell, w["trial_id"], draw)):
-        print(f"   sample grids: {path}")
-    return rows

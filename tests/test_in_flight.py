@@ -36,7 +36,7 @@ BUDGET = Budget(
         "train/batch_size": 32,
         "train/epoch_batches": 3,
         "train/step_seconds": 0.3,
-    },  # fmt: skip
+    },
 )
 
 

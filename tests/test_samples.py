@@ -161,7 +161,7 @@ class FakeTask:
 def test_a_winners_evaluation_writes_rows_and_grids_once_and_survives_failed_sampling(
     ladder, tmp_path, monkeypatch, capsys
 ):
-    from sweeps import tune_glue
+    from sweeps import winners
     from sweeps.cells import Budget, Cell
 
     cell = Cell("dct_vae", "ladder", "fashion_mnist", "logistic")
@@ -174,19 +174,19 @@ def test_a_winners_evaluation_writes_rows_and_grids_once_and_survives_failed_sam
     evaluate = FakeTask(lambda ckpt, config, k, seed: {"test_log_likelihood": -seed - 1.0, "k": k})
     outcomes = iter(["NotImplementedError: no sampler", (sample_grids(ladder, n=3), True)])
     sample = FakeTask(lambda ckpt, config: next(outcomes))
-    monkeypatch.setattr(tune_glue, "_evaluate", evaluate)
-    monkeypatch.setattr(tune_glue, "_sample", sample)
-    monkeypatch.setattr(tune_glue.ray, "get", lambda refs: refs)
+    monkeypatch.setattr(winners, "_evaluate", evaluate)
+    monkeypatch.setattr(winners, "_sample", sample)
+    monkeypatch.setattr(winners.ray, "get", lambda refs: refs)
 
-    assert len(tune_glue.evaluate_winner(cell, budget, storage, {})) == 2  # sampling failed
+    assert len(winners.evaluate_winner(cell, budget, storage, {})) == 2  # sampling failed
     out = capsys.readouterr().out.strip()
     assert out == f"[{cell.name}] warning: no sample grids for trial w1 (NotImplementedError: no "\
                   "sampler)"  # fmt: skip
     assert len(store.load(storage, "evaluations")) == 2 and not samples.files(storage)
 
-    assert tune_glue.evaluate_winner(cell, budget, storage, {}) == []  # a resume: seeds done,
+    assert winners.evaluate_winner(cell, budget, storage, {}) == []  # a resume: seeds done,
     assert samples.stored(storage, cell.name, "w1")  # but the missing grids drawn
     assert capsys.readouterr().out.strip().endswith(f"samples/{cell.name}/w1.npz")
-    assert tune_glue.evaluate_winner(cell, budget, storage, {}) == []  # nothing left to do
+    assert winners.evaluate_winner(cell, budget, storage, {}) == []  # nothing left to do
     assert len(evaluate.calls) == 2 and len(sample.calls) == 2
     assert len(store.load(storage, "evaluations")) == 2

@@ -162,12 +162,25 @@ def main(argv=None) -> None:
     ap.add_argument("--pilot", help="a sweep's storage run on the cluster: E from its curves")
     ap.add_argument("--orders", type=int, default=5)
     args = ap.parse_args(argv)
-    seconds = dict(kv.split("=") for kv in args.epoch_seconds.split(",") if kv)
-    seconds = {k: float(v) for k, v in seconds.items()}
+    papers = args.papers.split(",")
+    if unknown := sorted(set(papers) - set(PAPERS)):
+        ap.error(f"unknown paper(s) {unknown}; choose from {list(PAPERS)}")
+    try:
+        pairs = [kv.split("=") for kv in args.epoch_seconds.split(",") if kv]
+        seconds = {k: float(v) for k, v in pairs}
+    except ValueError:
+        ap.error(f"--epoch-seconds {args.epoch_seconds!r}: give paper=seconds,... (vlae=12.5)")
     if args.pilot:
-        seconds = {**pilot_epoch_seconds(args.pilot), **seconds}
+        from results import store
+
+        if not store.exists(args.pilot):
+            ap.error(f"--pilot: no sweep under {args.pilot}")
+        try:
+            seconds = {**pilot_epoch_seconds(args.pilot), **seconds}
+        except (OSError, store.StorageError) as e:
+            ap.error(f"--pilot: {e}")
     print("paper | GPUs | GPUs/trial | in flight: wall, util | sequential: wall, util | work")
-    for paper in args.papers.split(","):
+    for paper in papers:
         orders = [paper_jobs(paper, s) for s in range(args.orders)]
         e = seconds.get(paper)
         for gpus in map(int, args.gpus.split(",")):

@@ -16,9 +16,11 @@ Modes (``--modes``, default all three):
   sequential  ``--cells sequential``: a cell's trials, then its winner's evaluation, then the next
   concurrent  the default: every cell in flight at once, sharing the slots (sweeps.in_flight)
   plain       a bare ``tune.Tuner`` over the trials the concurrent sweep ran (same configs, same
-              trainable: no Optuna, no ASHA, no Parquet, no evaluation)
+              trainable: no Optuna, no ASHA, no Parquet, no evaluation; Tune's defaults, so
+              no actor reuse)
 
 Figures per mode:
+  processes    worker processes that ran the trials (fewer than trials: Tune reused actors)
   wall         seconds from the sweep's start to its end (the table printed)
   utilisation  busy / (slots x wall); busy = the trials' epochs (training and validation)
   in-trial     a trial's slot-seconds outside its epochs, mean: Tune's start of the trial to its
@@ -47,6 +49,7 @@ import shutil
 import statistics
 import tempfile
 import time
+from pathlib import Path
 
 import pandas as pd
 import ray
@@ -57,7 +60,7 @@ from ray.cluster_utils import Cluster
 from results import rows, store
 from sweeps import cli
 from sweeps.cells import Budget, Cell
-from sweeps.tune_glue import train_trial
+from sweeps.tune_glue import TrainTrial
 from training.config import unflatten
 
 
@@ -83,10 +86,16 @@ def cells_and_budget(args) -> tuple[list[Cell], Budget]:
 
 
 def spans_from_storage(storage: str) -> pd.DataFrame:
-    """Per trial: Tune's start, its end, its busy seconds (from the sweep's Parquet tables)."""
+    """Per trial: Tune's start, its end, its busy seconds (from the sweep's Parquet tables) and
+    the worker process it ran in (Tune's result.json of the trial)."""
     trials = store.load(storage, "trials").set_index("trial_id")
     busy = store.load(storage, "curves").groupby("trial_id")["epoch_seconds"].sum()
-    return pd.DataFrame({"start": trials["started_at"], "end": trials["ended_at"], "busy": busy})
+    pids = {}
+    for f in Path(storage, "ray").glob("*/*/result.json"):
+        first = json.loads(f.read_text().splitlines()[0])
+        pids[first["trial_id"]] = (first["hostname"], first["pid"])
+    spans = {"start": trials["started_at"], "end": trials["ended_at"], "busy": busy}
+    return pd.DataFrame({**spans, "pid": pd.Series(pids)})
 
 
 class Times(tune.Callback):
@@ -101,12 +110,13 @@ class Times(tune.Callback):
 
 
 def run_plain(configs: list[dict], slots: int, root: str) -> pd.DataFrame:
-    def plain_trial(config):
-        train_trial(unflatten(configs[config["i"]]))
+    class PlainTrial(TrainTrial):  # the i-th configuration, by Tune's grid over i
+        def setup(self, config):
+            super().setup(unflatten(configs[config["i"]]))
 
     times = Times()
-    tuner = tune.Tuner(
-        tune.with_resources(plain_trial, {"cpu": 1, "gpu": 1}),
+    tuner = tune.Tuner(  # Tune's defaults otherwise: no actor reuse
+        tune.with_resources(PlainTrial, {"cpu": 1, "gpu": 1}),
         param_space={"i": tune.grid_search(list(range(len(configs))))},
         tune_config=tune.TuneConfig(max_concurrent_trials=slots),
         run_config=tune.RunConfig(storage_path=root, name="plain", callbacks=[times], verbose=0),
@@ -116,7 +126,8 @@ def run_plain(configs: list[dict], slots: int, root: str) -> pd.DataFrame:
     for r in grid:
         tid = r.metrics["trial_id"]
         busy = r.metrics_dataframe["epoch_seconds"].sum()
-        rows[tid] = {"start": times.start[tid], "end": times.end[tid], "busy": busy}
+        pid = (r.metrics["hostname"], r.metrics["pid"])
+        rows[tid] = {"start": times.start[tid], "end": times.end[tid], "busy": busy, "pid": pid}
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
@@ -132,6 +143,7 @@ def figures(spans: pd.DataFrame, wall: float, slots: int, cpus: float) -> dict:
     overhead = (in_trial + handover) * cpus
     return {
         "trials": len(spans),
+        "processes": spans["pid"].nunique(),
         "wall_s": wall,
         "utilisation": spans["busy"].sum() / (slots * wall),
         "in_trial_s": in_trial,

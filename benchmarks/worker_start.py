@@ -1,8 +1,9 @@
-"""How long a trial's worker process takes to start, cold and from a warm pool (not yet used by
-the sweeps: the measurement behind the next step of benchmarks/utilisation.py's overhead).
+"""How long a trial's worker process takes to start, cold and from a warm pool (the pool is not
+used by the sweeps).
 
-Trials do not reuse actors (sweeps/tune_glue.py says why), so each trial is a new Ray worker
-process that imports torch and the Tune glue before its first step. Three ways, each on its own
+A cell's first trial on a slot, and every trial of a Tune run without actor reuse, is a new Ray
+worker process that imports torch and the Tune glue before its first step (a cell's later
+trials reuse that process: sweeps.tune_glue.TrainTrial). Three ways, each on its own
 local Ray instance with 2 CPUs, one 1-CPU actor already alive, then --actors actors started one
 after another (the next after the last is killed and --gap seconds passed), timed from
 ``.remote()`` to the actor's first method returning:

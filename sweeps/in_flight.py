@@ -16,9 +16,9 @@ what the cluster holds now). Each cell's searcher takes a slot before it asks Op
 configuration and gives it back when the trial ends, so Tune never builds a backlog of pending
 trials (whose configurations TPE would draw blind) and a cell's tail leaves its slots to the
 others at once. A slot freed by a cell that has trials left stays that cell's for a moment, so
-Tune reuses the trial's actor (no new worker process); a free slot goes to the first cell in the
-sweep's order that wants one. A cell's winner evaluation starts as soon as its trials end, in
-the cell's task, beside the other cells' trials.
+Tune reuses the trial's actor (no new worker process); a free slot goes to the waiting cell
+that holds the fewest (sweeps.slots). A cell's winner evaluation starts as soon as its trials
+end, in the cell's task, beside the other cells' trials.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def run_concurrently(
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
     slots = Slots.options(
         name=name, namespace=NAMESPACE, get_if_exists=True, scheduling_strategy=here
-    ).remote(concurrent)
+    ).remote(concurrent, [experiment_path(args.storage, c) for c in cells])
     tasks = {
         _cell_task.options(name=cell.name, scheduling_strategy=here).remote(
             args, cell, budget, resources, concurrent, cell in old, name, rank

@@ -12,54 +12,84 @@ import time
 import ray
 
 NAMESPACE = "vae-sweeps"
-HANDOVER_S = 1.0
-"""How long a slot freed by a cell with trials left stays that cell's (Tune's controller asks
-again within ~0.1 s), and how long a cell that was refused keeps its precedence."""
+WAIT_S = 1.0
+"""How long a cell that was refused a slot counts as waiting (Tune's controller asks again
+within ~0.1 s)."""
+STARTUP_S = 60.0
+"""How long a cell of the sweep that has not asked yet (its task is still starting) counts as
+waiting with no slot."""
 
 
 class SlotsState:
-    """The sweep's trial slots: a counting semaphore with a per-cell handover and cell priority.
+    """The sweep's trial slots: a counting semaphore, kept by a cell while it has trials to start,
+    shared fairly among the cells that wait.
+
+    A slot freed by a cell that has trials left to start stays that cell's, so its next trial
+    takes the actor of the one before (Tune's actor reuse; a slot handed to another cell would
+    also leave Tune's cached actor holding the slot's CPUs and GPUs). A cell gives its slots up
+    as its last trials end. A free slot goes to the waiting cell that holds the fewest (the
+    earlier in the sweep among equals), so every cell runs from the start, few trials at a time:
+    each cell's TPE sees more results before it draws. Nothing is idle for fairness: a cell gets
+    a slot whenever more are free than cells ahead of it wait for.
 
     Named after the storage (slots_name), so a searcher restored by ``Tuner.restore`` finds the
     new driver's actor by name: a handle in the searcher's pickled state would be stale.
     """
 
-    def __init__(self, capacity: int):
+    def __init__(self, capacity: int, experiments: list[str] = ()):
         self.capacity = capacity
         self.held: dict[tuple[str, str], str] = {}  # (experiment, trial id) -> experiment
-        self.reserved: dict[str, list[float]] = {}  # experiment -> deadlines of handed-over slots
-        self.refused: dict[int, float] = {}  # rank -> when it was last refused
+        self.kept: dict[str, int] = {}  # experiment -> freed slots kept for its next trials
+        self.waiting: dict[str, tuple[int, float]] = {}  # experiment -> (rank, last refused)
+        # The sweep's cells that have not asked yet: waiting, with no slot, for STARTUP_S.
+        self.unasked = {exp: rank for rank, exp in enumerate(experiments)}
+        self.startup_ends = time.monotonic() + STARTUP_S
 
-    def _free(self, now: float) -> int:
-        for exp in list(self.reserved):
-            self.reserved[exp] = [d for d in self.reserved[exp] if d > now]
-        return self.capacity - len(self.held) - sum(map(len, self.reserved.values()))
+    def _share(self, experiment: str) -> int:
+        held = sum(e == experiment for e in self.held.values())
+        return held + self.kept.get(experiment, 0)
+
+    def _ahead(self, experiment: str, rank: int, now: float) -> int:
+        """How many other waiting cells come first: fewer slots held, or as many and earlier."""
+        mine = (self._share(experiment), rank)
+        others = [(e, r) for e, (r, t) in self.waiting.items() if now - t < WAIT_S]
+        if now < self.startup_ends:
+            others += list(self.unasked.items())
+        return sum((self._share(e), r) < mine for e, r in others if e != experiment)
 
     def acquire(self, experiment: str, trial_id: str, rank: int) -> bool:
         now = time.monotonic()
-        free = self._free(now)
-        if self.reserved.get(experiment):
-            self.reserved[experiment].pop()
-        elif free <= 0 or any(r < rank and now - t < HANDOVER_S for r, t in self.refused.items()):
-            self.refused[rank] = now
+        self.unasked.pop(experiment, None)
+        free = self.capacity - len(self.held) - sum(self.kept.values())
+        if self.kept.get(experiment):
+            self.kept[experiment] -= 1
+        elif free <= self._ahead(experiment, rank, now):
+            self.waiting[experiment] = (rank, now)
             return False
-        self.refused.pop(rank, None)
+        self.waiting.pop(experiment, None)
         self.held[(experiment, trial_id)] = experiment
         return True
 
     def hold(self, experiment: str, trial_ids: list[str]) -> None:
         """Count trials a restored experiment resumes (they never ask): may exceed the cap."""
+        self.unasked.pop(experiment, None)
         for t in trial_ids:
             self.held[(experiment, t)] = experiment
 
-    def release(self, experiment: str, trial_id: str, wants_more: bool) -> None:
-        if self.held.pop((experiment, trial_id), None) is not None and wants_more:
-            self.reserved.setdefault(experiment, []).append(time.monotonic() + HANDOVER_S)
+    def release(self, experiment: str, trial_id: str, left: int) -> None:
+        """A trial ended; ``left``: how many trials its cell has still to start."""
+        kept = self.kept.get(experiment, 0)
+        if self.held.pop((experiment, trial_id), None) is not None:
+            kept += 1
+        self.kept[experiment] = min(kept, left)  # no more kept than the cell will ask for
+        if left == 0:  # the cell has asked for its last trial
+            self.waiting.pop(experiment, None)
 
     def forget(self, experiment: str) -> None:
         """A cell's experiment ended (or its task died): free whatever it still held."""
         self.held = {k: v for k, v in self.held.items() if v != experiment}
-        self.reserved.pop(experiment, None)
+        for d in (self.kept, self.waiting, self.unasked):
+            d.pop(experiment, None)
 
     def in_use(self) -> int:
         return len(self.held)

@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import math
 import platform
+import shutil
+import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -22,6 +24,7 @@ import ray
 import torch
 from optuna.trial import TrialState
 from ray import tune
+from ray.tune.result import SHOULD_CHECKPOINT
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
@@ -34,7 +37,7 @@ from sweeps.provenance import provenance
 from training import checkpoint as ckpt_io
 from training.config import Config, ConfigError, flatten, unflatten
 from training.data import Data
-from training.trainer import DivergedError, build_model, fit, resolve_device
+from training.trainer import DivergedError, build_model, epochs, resolve_device
 
 METRIC, MODE = "val_loss", "min"  # per-epoch validation -ELBO: what ASHA compares
 DRAWS = 20
@@ -54,45 +57,95 @@ def setup(config: dict) -> tuple[Config, Data, torch.nn.Module]:
     return cfg, data, build_model(cfg, data.x_shape).to(data.train.device)
 
 
-def train_trial(config: dict) -> None:
-    """One Tune trial: train a configuration, report every epoch with its checkpoint, resume."""
-    started_at = time.time()  # before the data and the model: the trial's start-up counts
-    try:
-        cfg, data, model = setup(config)
-    except ConfigError as e:
-        # Reported, not raised: Tune would retry it, and the same config fails the same way.
-        tune.report({METRIC: math.inf, "config_error": str(e), "finished": False})
-        return
-    where = hardware(data.train.device)
-    node_id = ray.get_runtime_context().get_node_id()  # which Ray node ran each epoch
-    n_parameters = sum(p.numel() for p in model.parameters())  # papers compare model sizes
-    config_text = json.dumps(cfg.flat(), sort_keys=True)
+class TrainTrial(tune.Trainable):
+    """One Tune trial: a configuration trained one epoch per ``step``, checkpointed every epoch.
 
-    def report(metrics: dict, ckpt_dir: Path) -> None:
+    A class, not a function, so that Tune reuses its actor: ``step`` runs when Tune calls it,
+    so a trial that ASHA stopped has stopped between two epochs, and the cell's next trial
+    starts in the same worker process through ``reset_config`` (no process start, no imports,
+    the same dataset when its data config is the same). A function trainable runs in a thread
+    of its own, and with reuse on, a stopped trial's function ran on and was recorded as
+    completed (Ray PR 38284); there is no such thread here.
+    """
+
+    def setup(self, config: dict) -> None:
+        self._epochs = None  # training.trainer.epochs of this trial, started by the first step
+        self._loaded: tuple | None = None  # (data config, device, Data) of the last trial
+        self._begin(config)
+
+    def _begin(self, config: dict) -> None:
+        self.started_at = time.time()  # before the data and the model: the start-up counts
+        self._resume: Path | None = None  # a checkpoint copied by load_checkpoint
+        self._kept = None  # the TemporaryDirectory holding that copy
+        self._ckpt: Path | None = None  # the newest epoch's checkpoint (the generator's folder)
+        self._failure: dict | None = None
+        try:
+            self.cfg = Config.from_dict(config)
+            self.data = self._data(self.cfg)
+            self.model = build_model(self.cfg, self.data.x_shape).to(self.data.train.device)
+        except ConfigError as e:
+            # Reported, not raised: Tune would retry it, and the same config fails the same way.
+            self._failure = {"config_error": str(e)}
+            return
+        self.extra = {
+            "hardware": hardware(self.data.train.device),
+            "node_id": ray.get_runtime_context().get_node_id(),  # which Ray node ran each epoch
+            "n_parameters": sum(p.numel() for p in self.model.parameters()),  # papers compare
+            "trial_started_at": self.started_at,
+        }
+        self.config_text = json.dumps(self.cfg.flat(), sort_keys=True)
+
+    def _data(self, cfg: Config) -> Data:
+        """The node's dataset (sweeps.node_data); a reused actor keeps the last trial's when the
+        data config and device are the same (the tensors are never written to)."""
+        if self._loaded is None or self._loaded[:2] != (cfg.data, cfg.train.device):
+            self._loaded = None  # the last trial's data go first
+            data = node_data.load_data(cfg.data, resolve_device(cfg.train.device))
+            self._loaded = (cfg.data, cfg.train.device, data)
+        return self._loaded[2]
+
+    def step(self) -> dict:
+        if self._failure is None:
+            if self._epochs is None:  # a retried trial (lost node, restart) resumes its epoch
+                self._epochs = epochs(self.model, self.data, self.cfg.train, self._resume)
+            try:
+                metrics, self._ckpt = next(self._epochs)
+                return {**metrics, **self.extra, SHOULD_CHECKPOINT: True,
+                        "done": metrics["finished"]}  # fmt: skip
+            except StopIteration as end:  # restored from a run that had already ended
+                return {**end.value, **self.extra, "done": True}
+            except DivergedError as e:
+                # Reported, not raised: retrying a deterministic divergence would only repeat it.
+                self._failure = {"diverged": str(e)}
+        return {METRIC: math.inf, **self._failure, "finished": False, "done": True}
+
+    def save_checkpoint(self, checkpoint_dir: str) -> None:
         # Every checkpoint carries the full config it was trained with: a row rebuilt from it
         # (python -m results check --repair) shows the config that ran.
-        (ckpt_dir / records.CONFIG_FILE).write_text(config_text)
-        tune.report(
-            {
-                **metrics,
-                "hardware": where,
-                "node_id": node_id,
-                "n_parameters": n_parameters,
-                "trial_started_at": started_at,
-            },
-            checkpoint=tune.Checkpoint.from_directory(str(ckpt_dir)),
-        )
+        shutil.copytree(self._ckpt, checkpoint_dir, dirs_exist_ok=True)
+        (Path(checkpoint_dir) / records.CONFIG_FILE).write_text(self.config_text)
 
-    previous = tune.get_checkpoint()
-    try:
-        if previous is None:
-            fit(model, data, cfg.train, report=report)
-        else:  # a retried trial (lost node, driver restart) continues from its last epoch
-            with previous.as_directory() as d:
-                fit(model, data, cfg.train, report=report, resume=Path(d))
-    except DivergedError as e:
-        # Reported, not raised: retrying a deterministic divergence would only repeat it.
-        tune.report({METRIC: math.inf, "diverged": str(e), "finished": False})
+    def load_checkpoint(self, checkpoint_dir: str) -> None:
+        # Copied: the folder Tune gives may be a download that is deleted when this returns,
+        # and the first step reads it.
+        self._kept = tempfile.TemporaryDirectory(prefix="resume-")
+        shutil.copytree(checkpoint_dir, self._kept.name, dirs_exist_ok=True)
+        self._resume = Path(self._kept.name)
+
+    def reset_config(self, new_config: dict) -> bool:
+        """The cell's next trial in this actor (reuse_actors)."""
+        self.cleanup()
+        self._begin(new_config)
+        return True
+
+    def cleanup(self) -> None:
+        if self._epochs is not None:
+            self._epochs.close()  # ends its checkpoint folder
+            self._epochs = None
+        if self._kept is not None:
+            self._kept.cleanup()
+            self._kept = None
+        self.model = None  # a reused GPU actor frees the last trial's model
 
 
 class PruneAwareOptunaSearch(OptunaSearch):
@@ -189,8 +242,8 @@ class PruneAwareOptunaSearch(OptunaSearch):
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
         if self.slots is not None:
-            more = len(self._ot_trials) < self.trials
-            shared_slots.tell(self.slots, "release", self.experiment, trial_id, more)
+            left = max(0, self.trials - len(self._ot_trials))  # trials still to start
+            shared_slots.tell(self.slots, "release", self.experiment, trial_id, left)
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return
         result = result or {}
@@ -348,7 +401,7 @@ def run_cell(
         rank=rank,
         trials=budget.trials,
     )
-    trainable = tune.with_resources(train_trial, resources)
+    trainable = tune.with_resources(TrainTrial, resources)
     # Tune's can_restore sees the tuner.pkl it writes first; a driver killed before Tune saved
     # an experiment state leaves nothing to restore (Tune then restarts with an empty config):
     # start afresh, and the searcher adopts the study's trials that were asked (_orphan).
@@ -371,11 +424,9 @@ def run_cell(
                 # Also how many trials Tune keeps pending: without it, Tune starts one trial at
                 # a time under any searcher but random search.
                 max_concurrent_trials=max_concurrent,
-                # Not reused: with a reused actor, a trial that ASHA stopped went on in its
-                # function and was recorded completed (tests/test_sweep.py's ASHA test fails
-                # with True; Ray PR 38284 describes the race). Start-up is cut instead by
-                # data read once per node (sweeps.node_data).
-                reuse_actors=False,
+                # A finished trial's actor takes the cell's next trial (TrainTrial.reset_config):
+                # no worker process start, no imports.
+                reuse_actors=True,
             ),
             run_config=tune.RunConfig(
                 name=cell.name,
@@ -383,7 +434,9 @@ def run_cell(
                 failure_config=tune.FailureConfig(max_failures=2),
                 # Two, not one: Tune's saved experiment state may name the checkpoint before the
                 # newest, and a resumed trial must still find it (a test kills the driver).
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+                # Each epoch's step asks for its checkpoint (should_checkpoint); none more at
+                # the end (Tune's default for a class): a failed trial has nothing to save.
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=2, checkpoint_at_end=False),
                 callbacks=[ParquetWriter(storage, cell, resources.get("gpu", 0))],
                 verbose=verbose,
             ),

@@ -110,7 +110,7 @@ def test_a_sweep_job_seen_through_the_token_protected_dashboard(tmp_path, tiny_d
                 trial_actors |= {
                     a["actor_id"]
                     for a in state_rows(actors)
-                    if a["class_name"].rsplit(".", 1)[-1] == "ImplicitFunc"  # or its qualname
+                    if a["class_name"].rsplit(".", 1)[-1] == "ResourceTrainable"  # or qualname
                 }
             code, body = get(f"{url}/api/v0/nodes", token)
             if code == 200:

@@ -53,11 +53,11 @@ def cluster(monkeypatch, tiny_data_root):
 
 def alive_trials() -> list:
     return [a for a in list_actors(filters=[("state", "=", "ALIVE")], raise_on_missing_output=False)
-            if a.class_name.rsplit(".", 1)[-1] == "ImplicitFunc"]  # fmt: skip
+            if a.class_name.rsplit(".", 1)[-1] == "ResourceTrainable"]  # fmt: skip
 
 
-# (Ray names the class "ImplicitFunc" or, once a process has registered Tune's function wrapper
-# by value, by its qualname "wrap_function.<locals>.ImplicitFunc")
+# (tune.with_resources' subclass of sweeps.tune_glue.TrainTrial; Ray may name it by its
+# qualname "with_resources.<locals>.ResourceTrainable")
 
 
 class Watcher(threading.Thread):
@@ -137,7 +137,7 @@ def test_a_lost_worker_node_retries_its_trials_from_their_checkpoints(cluster, t
             return True
         last = [
             json.loads(f.read_text().splitlines()[-1])
-            for f in (tmp_path / "ray").glob("*/train_trial_*/result.json")
+            for f in (tmp_path / "ray").glob("*/TrainTrial_*/result.json")
             if f.read_text().strip()
         ]
         if len(last) < 2 or min(r["epoch"] for r in last) < 3:

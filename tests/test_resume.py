@@ -120,7 +120,7 @@ def test_a_killed_driver_resumes_without_lost_or_repeated_trials(tmp_path, monke
             deadline = time.time() + 600  # generous: loaded, these epochs run 10-30x slower
             while time.time() < deadline and driver.poll() is None:
                 done = set(store.load(str(storage), "trials").get("trial_id", []))
-                dirs = [d for e in experiments for d in e.glob("train_trial_*")]
+                dirs = [d for e in experiments for d in e.glob("TrainTrial_*")]
                 if done and any(epochs_logged(d) >= 2 for d in dirs
                                 if d.name.split("_")[2] not in done):  # fmt: skip
                     break

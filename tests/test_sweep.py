@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import re
 import shutil
+from pathlib import Path
 
 import optuna
 import pytest
+import torch
 
 import search_spaces
-from results import store
+from results import records, store
 from sweeps import cli, nodes, vlae
 from sweeps.cells import Budget
 from sweeps.tune_glue import optuna_storage
 from training.config import Config
+from training.data import load_data
+from training.trainer import build_model, fit
 
 pytestmark = pytest.mark.slow
 
@@ -225,3 +231,33 @@ def test_hyperspherical_smoke_sweep_fills_both_papers_tables(ray_local, tmp_path
     assert "| S-VAE | d=2 | " in out and "| N-VAE | d=2 | " in out  # the UAI table
     assert "-132.50 ± 0.73 †" in out  # the paper's S-VAE d=2 LL beside ours
     assert "| S-VAE (product) | d=5 2+2+1 | " in out  # the product-space table
+
+
+def test_a_cells_trials_reuse_one_actor_and_train_as_in_a_fresh_process(
+    ray_local, tmp_path, monkeypatch
+):
+    """With one slot, the cell's three trials run in one worker process (TrainTrial's
+    reset_config), and the last one, two trials into that process, has the curve of the same
+    configuration trained here from scratch, bit for bit."""
+    budget = dataclasses.replace(TINY, trials=3)
+    argv = ["--storage", str(tmp_path), "--datasets", "fashion_mnist", "--max-concurrent", "1"]
+    assert cli.main("vlae", [CELL], {"smoke": budget}, {}, argv=argv) == 0
+    results = sorted((tmp_path / "ray" / CELL.name).glob("TrainTrial_*/result.json"))
+    runs = [[json.loads(line) for line in f.read_text().splitlines()] for f in results]
+    assert len(runs) == 3
+    assert len({r["pid"] for run in runs for r in run}) == 1  # one process for all three
+    last = max(runs, key=lambda run: run[0]["trial_started_at"])
+    trials = store.load(str(tmp_path), "trials").set_index("trial_id")
+    row = trials.loc[last[0]["trial_id"]]
+    threads = int(re.search(r"x(\d+) threads", row["hardware"]).group(1))
+    config = json.loads((Path(row["checkpoint_path"]) / records.CONFIG_FILE).read_text())
+    cfg = Config.from_dict(config)
+    torch.set_num_threads(threads)
+    try:
+        data = load_data(cfg.data)
+        history = []
+        fit(build_model(cfg, data.x_shape), data, cfg.train, report=lambda m, _: history.append(m))
+    finally:
+        torch.set_num_threads(2)
+    # As far as it ran: ASHA may have stopped it after its first epoch.
+    assert [r["val_loss"] for r in last] == [m["val_loss"] for m in history][: len(last)]

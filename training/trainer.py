@@ -15,7 +15,7 @@ import dataclasses
 import math
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -70,6 +70,21 @@ def fit(model, data: Data, cfg, report: Report | None = None, resume: Path | Non
     ``resume`` is a checkpoint file or folder written by a previous call: model, optimizer, RNG
     and early-stopping state are restored and training continues on the same trajectory.
     """
+    run, metrics = epochs(model, data, cfg, resume), {}
+    while True:
+        try:
+            metrics, ckpt_dir = next(run)
+        except StopIteration as end:  # its value: the metrics of a run that had already ended
+            return metrics or end.value
+        if report is not None:
+            report(metrics, ckpt_dir)
+
+
+def epochs(
+    model, data: Data, cfg, resume: Path | None = None
+) -> Generator[tuple[dict, Path], None, dict]:
+    """``fit`` one epoch at a time: yields each epoch's metrics and a folder holding its
+    checkpoint, valid until the next epoch is asked for (a Tune class trainable's step)."""
     device = data.train.device
     model.to(device)
     use_cuda = device.type == "cuda"
@@ -211,6 +226,5 @@ def fit(model, data: Data, cfg, report: Report | None = None, resume: Path | Non
                 },
             )
             checkpoint.save_history(Path(tmp), state.history)
-            if report is not None:
-                report(metrics, Path(tmp))
-    return metrics or (state.history[-1] if state.history else {})
+            yield metrics, Path(tmp)
+    return state.history[-1] if state.history else {}

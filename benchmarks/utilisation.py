@@ -22,7 +22,10 @@ Modes (``--modes``, default all three):
 Figures per mode:
   processes    worker processes that ran the trials (fewer than trials: Tune reused actors)
   wall         seconds from the sweep's start to its end (the table printed)
+  lead, tail   seconds from the sweep's start to its first trial's start, and from its last
+               trial's end to the sweep's end (the last winner's evaluation)
   utilisation  busy / (slots x wall); busy = the trials' epochs (training and validation)
+  trials_util  the same from the first trial's start to the last one's end (wall less lead, tail)
   in-trial     a trial's slot-seconds outside its epochs, mean: Tune's start of the trial to its
                last result reaching the driver (Tune's record, the driver's clock; the rows'
                started_at, ended_at) minus its epochs: process, data, model, checkpoints, reports
@@ -131,7 +134,8 @@ def run_plain(configs: list[dict], slots: int, root: str) -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
-def figures(spans: pd.DataFrame, wall: float, slots: int, cpus: float) -> dict:
+def figures(spans: pd.DataFrame, start: float, end: float, slots: int, cpus: float) -> dict:
+    wall = end - start
     in_trial = (spans["end"] - spans["start"] - spans["busy"]).mean()
     starts = sorted(spans["start"])
     gaps = []
@@ -144,8 +148,11 @@ def figures(spans: pd.DataFrame, wall: float, slots: int, cpus: float) -> dict:
     return {
         "trials": len(spans),
         "processes": spans["pid"].nunique(),
+        "lead_s": spans["start"].min() - start,
+        "tail_s": end - spans["end"].max(),
         "wall_s": wall,
         "utilisation": spans["busy"].sum() / (slots * wall),
+        "trials_util": spans["busy"].sum() / (slots * (spans["end"].max() - spans["start"].min())),
         "in_trial_s": in_trial,
         "handover_s": handover,
         "overhead_core_s": overhead,
@@ -227,10 +234,9 @@ def main() -> None:
                     cluster.address, "--gpus-per-trial", "1", "--cells", mode]  # fmt: skip
             start = time.time()
             code = cli.main("vlae", cells, {"smoke": budget}, {}, argv=argv)
-            wall = time.time() - start
             if code != 0:
                 raise SystemExit(f"the {mode} sweep failed (exit {code}); see its output above")
-            results[mode] = figures(spans_from_storage(storage), wall, slots, 1.0)
+            results[mode] = figures(spans_from_storage(storage), start, time.time(), slots, 1.0)
             trials = store.load(storage, "trials")
             configs = [json.loads(c) for c in trials["config_json"]]
         if "plain" in args.modes:
@@ -238,7 +244,7 @@ def main() -> None:
                 raise SystemExit("--modes plain needs a sweep mode first (its trials' configs)")
             start = time.time()
             spans = run_plain(configs, slots, f"{root}/plain")
-            results["plain"] = figures(spans, time.time() - start, slots, 1.0)
+            results["plain"] = figures(spans, start, time.time(), slots, 1.0)
     shutil.rmtree(root, ignore_errors=True)
     print()
     print(pd.DataFrame(results).T.round(3).to_string())

@@ -122,7 +122,8 @@ class TrainTrial(tune.Trainable):
     def save_checkpoint(self, checkpoint_dir: str) -> None:
         # Every checkpoint carries the full config it was trained with: a row rebuilt from it
         # (python -m results check --repair) shows the config that ran.
-        shutil.copytree(self._ckpt, checkpoint_dir, dirs_exist_ok=True)
+        if self._ckpt is not None:  # Tune asks after each epoch's step (should_checkpoint)
+            shutil.copytree(self._ckpt, checkpoint_dir, dirs_exist_ok=True)
         (Path(checkpoint_dir) / records.CONFIG_FILE).write_text(self.config_text)
 
     def load_checkpoint(self, checkpoint_dir: str) -> None:

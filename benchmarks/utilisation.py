@@ -139,10 +139,10 @@ def figures(spans: pd.DataFrame, start: float, end: float, slots: int, cpus: flo
     in_trial = (spans["end"] - spans["start"] - spans["busy"]).mean()
     starts = sorted(spans["start"])
     gaps = []
-    for end in spans["end"]:  # the next start after a trial's end, if any trial still waited
-        later = [s for s in starts if s >= end]
+    for ended in spans["end"]:  # the next start after a trial's end, if any trial still waited
+        later = [s for s in starts if s >= ended]
         if later:
-            gaps.append(later[0] - end)
+            gaps.append(later[0] - ended)
     handover = statistics.median(gaps) if gaps else 0.0
     overhead = (in_trial + handover) * cpus
     return {

@@ -15,7 +15,7 @@ One ``Slots`` actor caps the trials alive across all cells at ``--max-concurrent
 what the cluster holds now). Each cell's searcher takes a slot before it asks Optuna for a
 configuration and gives it back when the trial ends, so Tune never builds a backlog of pending
 trials (whose configurations TPE would draw blind) and a cell's tail leaves its slots to the
-others at once. A slot freed by a cell that has trials left stays that cell's for a moment, so
+others at once. A slot freed by a cell that has trials left to start stays that cell's, so
 Tune reuses the trial's actor (no new worker process); a free slot goes to the waiting cell
 that holds the fewest (sweeps.slots). A cell's winner evaluation starts as soon as its trials
 end, in the cell's task, beside the other cells' trials.

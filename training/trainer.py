@@ -1,6 +1,7 @@
 """The one trainer: on-device batches, validation each epoch, early stopping, checkpoints, resume.
 
     result = fit(model, data, train_cfg, report=print_report)
+    for metrics, checkpoint_dir in epochs(model, data, train_cfg): ...   # one epoch at a time
 
 ``report(metrics, checkpoint_dir)`` is called once per epoch with a directory holding that epoch's
 checkpoint; the caller decides where it goes (a run folder, Ray Tune). The trainer never imports a

@@ -56,23 +56,29 @@ class NodeData:
         return self.reads
 
 
-_started: dict[str, ray.actor.ActorHandle] = {}
-"""The driver's handles: an actor whose every handle is gone is ended, name or not."""
+_started: dict[tuple[str, str, str], ray.actor.ActorHandle] = {}
+"""The driver's handles by (cluster, job, actor name): an actor whose every handle is gone is
+ended, name or not."""
 
 
 def start(nodes: list[dict] | None = None) -> list:
-    """A NodeData actor on every live node without one (call again to cover added nodes); the
-    handles are kept here for as long as the driver's process lives."""
-    handles = []
+    """A NodeData actor on every live node that can run a trial (it has CPUs or GPUs) and has
+    none yet: call again to cover added nodes. The handles are kept here for as long as the
+    driver's process lives: the first handle owns the actor, and a handle got again by name
+    (get_if_exists) would not keep it alive once the first one is dropped."""
+    handles, context = [], ray.get_runtime_context()
     for node in nodes if nodes is not None else ray.nodes():
-        if not node["Alive"]:
+        resources = node.get("Resources", {})
+        if not node["Alive"] or not (resources.get("CPU") or resources.get("GPU")):
             continue
         name = actor_name(node["NodeID"])
-        here = NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
-        _started[name] = NodeData.options(
-            name=name, namespace=NAMESPACE, get_if_exists=True, scheduling_strategy=here
-        ).remote()
-        handles.append(_started[name])
+        key = (context.gcs_address, context.get_job_id(), name)
+        if key not in _started:
+            here = NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
+            _started[key] = NodeData.options(
+                name=name, namespace=NAMESPACE, get_if_exists=True, scheduling_strategy=here
+            ).remote()
+        handles.append(_started[key])
     return handles
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import os
 import shutil
 import tempfile
+import time
 
 import pytest
 import ray
@@ -68,6 +70,11 @@ def test_a_trial_gets_the_same_tensors_from_its_nodes_copy_read_once(two_nodes):
         DataConfig(dataset="fashion_mnist", center=True, val_size=500),
     ):
         assert_same(ray.get(on(worker).remote(cfg)), load_data(cfg))
+        # The driver calls start again each minute (for added nodes): the actor and its copy
+        # live on (a handle got again by name used to replace the owner's, and Ray ended it).
+        node_data.start([n for n in ray.nodes() if n["NodeID"] == worker])
+        gc.collect()
+        time.sleep(1.0)
     assert ray.get(actor.read_count.remote()) == 1  # both configs, one read of the files
     # The head has no actor: its trial reads the files itself, with the same result.
     cfg = DataConfig(dataset="fashion_mnist", binarize=True)

@@ -63,7 +63,7 @@ from ray.cluster_utils import Cluster
 from results import rows, store
 from sweeps import cli
 from sweeps.cells import Budget, Cell
-from sweeps.tune_glue import TrainTrial
+from sweeps.trial import TrainTrial
 from training.config import unflatten
 
 

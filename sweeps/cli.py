@@ -155,7 +155,7 @@ def parse_args(
         help="print the sweep's progress from --storage and exit (Ray not needed)",
     )
     args = p.parse_args(argv)
-    if "://" not in args.storage:  # cell tasks run in workers whose working directory differs
+    if "://" not in args.storage:  # cells run in a worker whose working directory differs
         args.storage = os.path.abspath(os.path.expanduser(args.storage))
     args.datasets = args.datasets or default_datasets.get(args.budget, datasets)
     return args

@@ -3,13 +3,17 @@
     run_concurrently(args, cells, budget, resources, concurrent, old) -> failed cell names
 
 Each cell stays its own Tune experiment and Optuna study (its own searcher, ASHA brackets,
-callbacks and storage layout), driven by its own ``tuner.fit()`` in a Ray task of its own: Tune's
-controller holds one searcher and one scheduler per experiment, so several experiments need
-several controllers, and a task per controller is how Tune itself runs ``tune.run`` under Ray
-Client (``ray.remote(num_cpus=0)(run)`` placed on the driver's node). The tasks ask for no CPU,
-so the controllers never take a trial's slot; they run on the driver's node, where a local
-storage path and the Optuna journal live, and die with the driver (a killed driver loses what
-a killed sequential driver loses: nothing that ``--resume`` does not finish).
+callbacks and storage layout), driven by its own ``tuner.fit()``: Tune's controller holds one
+searcher and one scheduler per experiment, so several experiments need several controllers.
+They run as threads of one ``CellControllers`` actor, one thread per cell (a threaded actor,
+``max_concurrency`` = the cells), asking for no CPU and placed on the driver's node, where a
+local storage path and the Optuna journal live. One process, not one per cell: each controller
+process imports torch, Tune and Optuna (3.5 s of CPU and about 1 GB of resident memory here),
+so the 98 cells of the VLAE paper's sweep would have started 98 of them on the head node.
+Tune's loop runs in a thread as it does under Ray Client (it installs its SIGINT handler only
+in the main thread). The actor belongs to the driver and dies with it; Ctrl-C kills it, as a
+killed driver would: what Tune and Optuna last saved is what ``--resume`` finishes (the resume
+tests kill a driver with cells in flight).
 
 One ``Slots`` actor caps the trials alive across all cells at ``--max-concurrent`` (default:
 what the cluster holds now). Each cell's searcher takes a slot before it asks Optuna for a
@@ -18,7 +22,7 @@ trials (whose configurations TPE would draw blind) and a cell's tail leaves its 
 others at once. A slot freed by a cell that has trials left to start stays that cell's, so
 Tune reuses the trial's actor (no new worker process); a free slot goes to the waiting cell
 that holds the fewest (sweeps.slots). A cell's winner evaluation starts as soon as its trials
-end, in the cell's task, beside the other cells' trials.
+end, in the cell's thread, beside the other cells' trials.
 """
 
 from __future__ import annotations
@@ -41,17 +45,22 @@ from sweeps.tune_glue import experiment_path
 PROGRESS_EVERY_S = 60.0
 
 
-@ray.remote(num_cpus=0, max_retries=0)
-def _cell_task(args, cell: Cell, budget: Budget, resources: dict, concurrent: int, old: bool,
-               slots: str, rank: int) -> None:  # fmt: skip
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    run_one(args, cell, budget, resources, concurrent, old, slots=slots, rank=rank, verbose=0)
+@ray.remote(num_cpus=0, max_restarts=0)
+class CellControllers:
+    """The sweep's cells, each run (sweeps.run_cell.run_one) in a thread of this one actor."""
+
+    def __init__(self):
+        os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+
+    def run(self, args, cell: Cell, budget: Budget, resources: dict, concurrent: int, old: bool,
+            slots: str, rank: int) -> None:  # fmt: skip
+        run_one(args, cell, budget, resources, concurrent, old, slots=slots, rank=rank, verbose=0)
 
 
 def run_concurrently(
     args, cells: list[Cell], budget: Budget, resources: dict, concurrent: int, old: list[Cell]
 ) -> list[str]:
-    """Every cell in its own task at once; returns the cells whose task failed (printed)."""
+    """Every cell in its own thread at once; returns the cells that failed (printed)."""
     name = slots_name(args.storage)
     # On the driver's node, whose loss ends the sweep anyway; owned by the driver, so the actor
     # of a killed driver died with it.
@@ -59,8 +68,11 @@ def run_concurrently(
     slots = Slots.options(
         name=name, namespace=NAMESPACE, get_if_exists=True, scheduling_strategy=here
     ).remote(concurrent, [experiment_path(args.storage, c) for c in cells])
+    controllers = CellControllers.options(
+        max_concurrency=len(cells), scheduling_strategy=here
+    ).remote()
     tasks = {
-        _cell_task.options(name=cell.name, scheduling_strategy=here).remote(
+        controllers.run.options(name=cell.name).remote(
             args, cell, budget, resources, concurrent, cell in old, name, rank
         ): cell
         for rank, cell in enumerate(cells)
@@ -84,12 +96,8 @@ def run_concurrently(
                 print(progress_line(args, cells, ray.get(slots.in_use.remote())))
                 node_data.start()  # nodes an autoscaler added since
                 shown = time.monotonic()
-    except KeyboardInterrupt:
-        for ref in pending:  # Tune in each task saves its experiment and stops its trials
-            ray.cancel(ref)
-        ray.wait(pending, num_returns=len(pending), timeout=30)
-        raise
-    finally:
+    finally:  # done, failed or Ctrl-C: their trials end with the controllers (a killed driver)
+        ray.kill(controllers)
         ray.kill(slots)  # a later sweep on this storage in this process starts a fresh one
     return failed
 

@@ -1,9 +1,11 @@
-"""One cell of a sweep from start to its winner's evaluation, as the driver or a cell task runs it.
+"""One cell of a sweep from start to its winner's evaluation, as the driver or a cell's thread
+runs it.
 
     run_one(args, cell, budget, resources, concurrent, old, slots=None, rank=0, verbose=1)
 
 Sequentially (``--cells sequential``) the sweep's driver calls it for each cell in turn; by
-default each cell runs it in a Ray task of its own (sweeps.in_flight), all cells at once.
+default each cell runs it in a thread of the sweep's CellControllers actor (sweeps.in_flight),
+all cells at once.
 """
 
 from __future__ import annotations

@@ -1,152 +1,39 @@
-"""The Ray Tune glue: trial function, Optuna searcher that records pruning, Parquet writer.
+"""The Ray Tune glue: Optuna searcher that records pruning, Parquet writer, one cell's Tuner.
 
     run_cell(cell, budget, storage, resources) -> None
 
 One cell is one Tune experiment and one Optuna study, both persisted under ``storage``:
 ``ray/<cell>`` (Tune's trials and checkpoints), ``optuna/<cell>.journal`` (the study, readable by
 optuna-dashboard), ``results/`` (Parquet tables), ``samples/<cell>/<trial_id>.npz`` (the winner's
-sample grids, results.samples; sweeps.winners evaluates the winner).
+sample grids, results.samples; sweeps.winners evaluates the winner). The trial itself is
+sweeps.trial.TrainTrial.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import platform
-import shutil
-import tempfile
-import time
 from collections import defaultdict
 from pathlib import Path
 
 import optuna
-import ray
-import torch
 from optuna.trial import TrialState
 from ray import tune
-from ray.tune.result import SHOULD_CHECKPOINT
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
 import search_spaces
 from results import records, rows, store
-from sweeps import node_data
 from sweeps import slots as shared_slots
 from sweeps.cells import Budget, Cell
 from sweeps.provenance import provenance
+from sweeps.trial import METRIC, trainable
 from training import checkpoint as ckpt_io
-from training.config import Config, ConfigError, flatten, unflatten
-from training.data import Data
-from training.trainer import DivergedError, build_model, epochs, resolve_device
+from training.config import Config, flatten, unflatten
 
-METRIC, MODE = "val_loss", "min"  # per-epoch validation -ELBO: what ASHA compares
+MODE = "min"  # of METRIC, the per-epoch validation -ELBO
 DRAWS = 20
 """How many times a trial's configuration is drawn again when the study already ran it."""
-
-
-def hardware(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"{platform.node()}: {torch.cuda.get_device_name(device)}"
-    return f"{platform.node()}: cpu {platform.machine()} x{torch.get_num_threads()} threads"
-
-
-def setup(config: dict) -> tuple[Config, Data, torch.nn.Module]:
-    """A trial's or an evaluation's config, data on its device, and freshly built model."""
-    cfg = Config.from_dict(config)
-    data = node_data.load_data(cfg.data, resolve_device(cfg.train.device))  # read once per node
-    return cfg, data, build_model(cfg, data.x_shape).to(data.train.device)
-
-
-class TrainTrial(tune.Trainable):
-    """One Tune trial: a configuration trained one epoch per ``step``, checkpointed every epoch.
-
-    A class, not a function, so that Tune reuses its actor: ``step`` runs when Tune calls it,
-    so a trial that ASHA stopped has stopped between two epochs, and the cell's next trial
-    starts in the same worker process through ``reset_config`` (no process start, no imports,
-    the same dataset when its data config is the same). A function trainable runs in a thread
-    of its own, and with reuse on, a stopped trial's function ran on and was recorded as
-    completed (Ray PR 38284); there is no such thread here.
-    """
-
-    def setup(self, config: dict) -> None:
-        self._epochs = None  # training.trainer.epochs of this trial, started by the first step
-        self._loaded: tuple | None = None  # (data config, device, Data) of the last trial
-        self._begin(config)
-
-    def _begin(self, config: dict) -> None:
-        self.started_at = time.time()  # before the data and the model: the start-up counts
-        self._resume: Path | None = None  # a checkpoint copied by load_checkpoint
-        self._kept = None  # the TemporaryDirectory holding that copy
-        self._ckpt: Path | None = None  # the newest epoch's checkpoint (the generator's folder)
-        self._failure: dict | None = None
-        try:
-            self.cfg = Config.from_dict(config)
-            self.data = self._data(self.cfg)
-            self.model = build_model(self.cfg, self.data.x_shape).to(self.data.train.device)
-        except ConfigError as e:
-            # Reported, not raised: Tune would retry it, and the same config fails the same way.
-            self._failure = {"config_error": str(e)}
-            return
-        self.extra = {
-            "hardware": hardware(self.data.train.device),
-            "node_id": ray.get_runtime_context().get_node_id(),  # which Ray node ran each epoch
-            "n_parameters": sum(p.numel() for p in self.model.parameters()),  # papers compare
-            "trial_started_at": self.started_at,
-        }
-        self.config_text = json.dumps(self.cfg.flat(), sort_keys=True)
-
-    def _data(self, cfg: Config) -> Data:
-        """The node's dataset (sweeps.node_data); a reused actor keeps the last trial's when the
-        data config and device are the same (the tensors are never written to)."""
-        if self._loaded is None or self._loaded[:2] != (cfg.data, cfg.train.device):
-            self._loaded = None  # the last trial's data go first
-            data = node_data.load_data(cfg.data, resolve_device(cfg.train.device))
-            self._loaded = (cfg.data, cfg.train.device, data)
-        return self._loaded[2]
-
-    def step(self) -> dict:
-        if self._failure is None:
-            if self._epochs is None:  # a retried trial (lost node, restart) resumes its epoch
-                self._epochs = epochs(self.model, self.data, self.cfg.train, self._resume)
-            try:
-                metrics, self._ckpt = next(self._epochs)
-                return {**metrics, **self.extra, SHOULD_CHECKPOINT: True,
-                        "done": metrics["finished"]}  # fmt: skip
-            except StopIteration as end:  # restored from a run that had already ended
-                return {**end.value, **self.extra, "done": True}
-            except DivergedError as e:
-                # Reported, not raised: retrying a deterministic divergence would only repeat it.
-                self._failure = {"diverged": str(e)}
-        return {METRIC: math.inf, **self._failure, "finished": False, "done": True}
-
-    def save_checkpoint(self, checkpoint_dir: str) -> None:
-        # Every checkpoint carries the full config it was trained with: a row rebuilt from it
-        # (python -m results check --repair) shows the config that ran.
-        if self._ckpt is not None:  # Tune asks after each epoch's step (should_checkpoint)
-            shutil.copytree(self._ckpt, checkpoint_dir, dirs_exist_ok=True)
-        (Path(checkpoint_dir) / records.CONFIG_FILE).write_text(self.config_text)
-
-    def load_checkpoint(self, checkpoint_dir: str) -> None:
-        # Copied: the folder Tune gives may be a download that is deleted when this returns,
-        # and the first step reads it.
-        self._kept = tempfile.TemporaryDirectory(prefix="resume-")
-        shutil.copytree(checkpoint_dir, self._kept.name, dirs_exist_ok=True)
-        self._resume = Path(self._kept.name)
-
-    def reset_config(self, new_config: dict) -> bool:
-        """The cell's next trial in this actor (reuse_actors)."""
-        self.cleanup()
-        self._begin(new_config)
-        return True
-
-    def cleanup(self) -> None:
-        if self._epochs is not None:
-            self._epochs.close()  # ends its checkpoint folder
-            self._epochs = None
-        if self._kept is not None:
-            self._kept.cleanup()
-            self._kept = None
-        self.model = None  # a reused GPU actor frees the last trial's model
 
 
 class PruneAwareOptunaSearch(OptunaSearch):
@@ -402,7 +289,7 @@ def run_cell(
         rank=rank,
         trials=budget.trials,
     )
-    trainable = tune.with_resources(TrainTrial, resources)
+    name = trainable(resources)  # by name: Tune's registry is not thread-safe (sweeps.trial)
     # Tune's can_restore sees the tuner.pkl it writes first; a driver killed before Tune saved
     # an experiment state leaves nothing to restore (Tune then restarts with an empty config):
     # start afresh, and the searcher adopts the study's trials that were asked (_orphan).
@@ -411,10 +298,10 @@ def run_cell(
         and tune.Tuner.can_restore(experiment)
         and records.experiment_states(storage, cell.name)
     ):
-        tuner = tune.Tuner.restore(experiment, trainable, resume_errored=False)
+        tuner = tune.Tuner.restore(experiment, name, resume_errored=False)
     else:
         tuner = tune.Tuner(
-            trainable,
+            name,
             param_space=unflatten(cell.base_config(budget)),
             tune_config=tune.TuneConfig(
                 search_alg=searcher,
@@ -425,8 +312,8 @@ def run_cell(
                 # Also how many trials Tune keeps pending: without it, Tune starts one trial at
                 # a time under any searcher but random search.
                 max_concurrent_trials=max_concurrent,
-                # A finished trial's actor takes the cell's next trial (TrainTrial.reset_config):
-                # no worker process start, no imports.
+                # A finished trial's actor takes the cell's next trial (TrainTrial.reset_config
+                # in sweeps.trial): no worker process start, no imports.
                 reuse_actors=True,
             ),
             run_config=tune.RunConfig(

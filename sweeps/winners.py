@@ -1,5 +1,5 @@
 """A cell's winner on the test set: its importance-sampled log-likelihood, once per evaluation
-seed, and its sample grids, each in a Ray task with a trial's resources.
+seed, each in a Ray task with a trial's resources, and its sample grids (drawn by the first).
 
     evaluate_winner(cell, budget, storage, resources) -> the new ``evaluations`` rows
 """
@@ -16,7 +16,7 @@ from results import samples, store
 from results.tables import winners
 from sweeps.cells import Budget, Cell
 from sweeps.provenance import provenance
-from sweeps.tune_glue import setup
+from sweeps.trial import setup
 from training import checkpoint as ckpt_io
 from training.config import Config
 from training.data import Data
@@ -33,15 +33,17 @@ def _winner(ckpt_path: str, config: dict) -> tuple[Config, Data, torch.nn.Module
 
 
 @ray.remote
-def _evaluate(ckpt_path: str, config: dict, k: int, seed: int) -> dict:
+def _evaluate(ckpt_path: str, config: dict, k: int, seed: int | None, draw: bool) -> tuple:
+    """(the winner's test log-likelihood with ``seed``, or None without one; its sample grids
+    when ``draw``, else None). One task per seed; the first also draws the grids, so that a
+    cell's end starts one worker and loads its winner once, not once more for the grids."""
     cfg, data, model = _winner(ckpt_path, config)
-    return estimate_log_likelihood(model, data.test, k, seed=seed)
+    ll = None if seed is None else estimate_log_likelihood(model, data.test, k, seed=seed)
+    return ll, _sample(model, data) if draw else None
 
 
-@ray.remote
-def _sample(ckpt_path: str, config: dict) -> tuple[dict, bool] | str:
+def _sample(model: torch.nn.Module, data: Data) -> tuple[dict, bool] | str:
     """(the winner's sample grids, whether they are decoder means), or why there are none."""
-    cfg, data, model = _winner(ckpt_path, config)
     try:
         return sample_grids(model, data=data), shows_mean(model)
     except Exception as e:  # optional output: the evaluation rows stand without it
@@ -51,10 +53,10 @@ def _sample(ckpt_path: str, config: dict) -> tuple[dict, bool] | str:
 def write_samples(
     storage: str, cell: Cell, trial_id: str, drawn: ray.ObjectRef | tuple | str
 ) -> str | None:
-    """Store the outcome of a _sample task (an ObjectRef, or its value); the path written, or
-    None after one warning line: a failed draw never costs the evaluation its rows."""
+    """Store the grids an _evaluate task drew (an ObjectRef of the task, or the grids); the path
+    written, or None after one warning line: a failed draw never costs the evaluation its rows."""
     try:
-        out = ray.get(drawn) if isinstance(drawn, ray.ObjectRef) else drawn
+        out = ray.get(drawn)[1] if isinstance(drawn, ray.ObjectRef) else drawn
         if isinstance(out, str):
             raise RuntimeError(out)
         grids, mean = out
@@ -68,7 +70,7 @@ def write_samples(
 def evaluate_winner(cell: Cell, budget: Budget, storage: str, resources: dict) -> list[dict]:
     """Test log-likelihood of the cell's best-by-validation trial, once per evaluation seed, and
     its sample grids (training.evaluate.sample_grids, seed 0) under ``samples/`` when it has
-    none yet, drawn in a task of its own beside the evaluation seeds'."""
+    none yet, drawn by the first seed's task."""
     best = winners(store.load(storage, "trials", sweep=cell.name), cell.paper)
     if best.empty:
         print(f"[{cell.name}] no completed trial: nothing to evaluate")
@@ -85,17 +87,24 @@ def evaluate_winner(cell: Cell, budget: Budget, storage: str, resources: dict) -
         ).any()
     ]
     opts = {"num_cpus": resources.get("cpu", 1), "num_gpus": resources.get("gpu", 0)}
-    draw = None
-    if not samples.stored(storage, cell.name, w["trial_id"]):
-        draw = _sample.options(**opts).remote(w["checkpoint_path"], config)
+    draw = not samples.stored(storage, cell.name, w["trial_id"])
+    jobs = [(s, draw and i == 0) for i, s in enumerate(seeds)] or ([(None, True)] if draw else [])
     task = _evaluate.options(**opts)
-    outs = ray.get([task.remote(w["checkpoint_path"], config, budget.eval_k, s) for s in seeds])
+    refs = [task.remote(w["checkpoint_path"], config, budget.eval_k, s, d) for s, d in jobs]
+    try:
+        outs = ray.get(refs)
+    except Exception:
+        if draw and not seeds:  # the grids alone failed: optional, one warning line
+            write_samples(storage, cell, w["trial_id"], refs[0])
+            return []
+        raise
     rows = [
-        {"sweep": cell.name, "trial_id": w["trial_id"], "seed": s, **o, **provenance()}
-        for s, o in zip(seeds, outs, strict=True)
+        {"sweep": cell.name, "trial_id": w["trial_id"], "seed": s, **ll, **provenance()}
+        for (s, _), (ll, _) in zip(jobs, outs, strict=True)
+        if s is not None
     ]
     for r in rows:
         store.write(storage, "evaluations", cell.name, f"{w['trial_id']}-seed{r['seed']}", [r])
-    if draw is not None and (path := write_samples(storage, cell, w["trial_id"], draw)):
+    if draw and (path := write_samples(storage, cell, w["trial_id"], outs[0][1])):
         print(f"   sample grids: {path}")
     return rows

@@ -18,6 +18,7 @@ import pytest
 
 from results import store
 from tests.conftest import kill_process_group
+from tests.test_multinode import TRIAL_ACTORS
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
@@ -110,7 +111,7 @@ def test_a_sweep_job_seen_through_the_token_protected_dashboard(tmp_path, tiny_d
                 trial_actors |= {
                     a["actor_id"]
                     for a in state_rows(actors)
-                    if a["class_name"].rsplit(".", 1)[-1] == "ResourceTrainable"  # or qualname
+                    if a["class_name"].rsplit(".", 1)[-1] in TRIAL_ACTORS
                 }
             code, body = get(f"{url}/api/v0/nodes", token)
             if code == 200:

@@ -51,13 +51,15 @@ def cluster(monkeypatch, tiny_data_root):
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
+TRIAL_ACTORS = {"TrainTrial", "ResourceTrainable"}
+"""A trial's actor: tune.with_resources' subclass of sweeps.trial.TrainTrial, registered as
+"TrainTrial"; Ray may name it by that or by its qualname
+"with_resources.<locals>.ResourceTrainable"."""
+
+
 def alive_trials() -> list:
     return [a for a in list_actors(filters=[("state", "=", "ALIVE")], raise_on_missing_output=False)
-            if a.class_name.rsplit(".", 1)[-1] == "ResourceTrainable"]  # fmt: skip
-
-
-# (tune.with_resources' subclass of sweeps.tune_glue.TrainTrial; Ray may name it by its
-# qualname "with_resources.<locals>.ResourceTrainable")
+            if a.class_name.rsplit(".", 1)[-1] in TRIAL_ACTORS]  # fmt: skip
 
 
 class Watcher(threading.Thread):
@@ -152,6 +154,9 @@ def test_a_lost_worker_node_retries_its_trials_from_their_checkpoints(cluster, t
     assert run_sweep(tmp_path, budget, cells=(CELL, HF)) == 0
     watcher.stop = True
     assert killed, f"no node was removed before the trials finished: {watcher.errors[-3:]}"
+    # Both cells' controllers were threads of one process on the head (sweeps.in_flight).
+    controllers = list_actors(filters=[("class_name", "=", "CellControllers")], detail=True)
+    assert len(controllers) == 1 and controllers[0].node_id == cluster.head_node.node_id
 
     trials = store.load(str(tmp_path), "trials")
     assert len(trials) == 2 and (trials["status"] == "completed").all()

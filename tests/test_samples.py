@@ -171,11 +171,14 @@ def test_a_winners_evaluation_writes_rows_and_grids_once_and_survives_failed_sam
     store.write(storage, "trials", cell.name, "w1", [row])
     budget = Budget(trials=1, max_epochs=1, grace_epochs=1, reduction_factor=2, patience=1,
                     eval_k=3, eval_seeds=2)  # fmt: skip
-    evaluate = FakeTask(lambda ckpt, config, k, seed: {"test_log_likelihood": -seed - 1.0, "k": k})
     outcomes = iter(["NotImplementedError: no sampler", (sample_grids(ladder, n=3), True)])
-    sample = FakeTask(lambda ckpt, config: next(outcomes))
+
+    def evaluated(ckpt, config, k, seed, draw):  # what an _evaluate task returns
+        ll = None if seed is None else {"test_log_likelihood": -seed - 1.0, "k": k}
+        return ll, next(outcomes) if draw else None
+
+    evaluate = FakeTask(evaluated)
     monkeypatch.setattr(winners, "_evaluate", evaluate)
-    monkeypatch.setattr(winners, "_sample", sample)
     monkeypatch.setattr(winners.ray, "get", lambda refs: refs)
 
     assert len(winners.evaluate_winner(cell, budget, storage, {})) == 2  # sampling failed
@@ -188,5 +191,6 @@ def test_a_winners_evaluation_writes_rows_and_grids_once_and_survives_failed_sam
     assert samples.stored(storage, cell.name, "w1")  # but the missing grids drawn
     assert capsys.readouterr().out.strip().endswith(f"samples/{cell.name}/w1.npz")
     assert winners.evaluate_winner(cell, budget, storage, {}) == []  # nothing left to do
-    assert len(evaluate.calls) == 2 and len(sample.calls) == 2
+    # The seeds' two tasks (the first drew the grids), then one that only draws them.
+    assert [(c[3], c[4]) for c in evaluate.calls] == [(0, True), (1, False), (None, True)]
     assert len(store.load(storage, "evaluations")) == 2

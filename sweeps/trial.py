@@ -1,0 +1,161 @@
+"""One Tune trial: a configuration trained one epoch per ``step`` (TrainTrial), and the set-up a
+trial and a winner's evaluation share.
+
+    trainable(resources) -> the name Tune knows TrainTrial by, with these resources per trial
+    setup(config)        -> (Config, Data, model): a trial's or an evaluation's start
+
+The module a trial's worker process imports: torch, Tune's Trainable and our training package,
+not Optuna or the Parquet store (sweeps.tune_glue), so a new worker starts a little sooner.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import ray
+import torch
+from ray import tune
+from ray.tune.result import SHOULD_CHECKPOINT
+
+from sweeps import node_data
+from training import checkpoint as ckpt_io
+from training.config import Config, ConfigError
+from training.data import Data
+from training.trainer import DivergedError, build_model, epochs, resolve_device
+
+METRIC = "val_loss"  # per-epoch validation -ELBO: what ASHA compares
+NAME = "TrainTrial"
+"""The name Tune registers the trainable under: its trial folders are ``TrainTrial_<id>_...``."""
+
+
+def hardware(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{platform.node()}: {torch.cuda.get_device_name(device)}"
+    return f"{platform.node()}: cpu {platform.machine()} x{torch.get_num_threads()} threads"
+
+
+def setup(config: dict, data: Data | None = None) -> tuple[Config, Data, torch.nn.Module]:
+    """A trial's or an evaluation's config, data on its device (the node's copy unless ``data``
+    is given), and a freshly built model."""
+    cfg = Config.from_dict(config)
+    if data is None:
+        data = node_data.load_data(cfg.data, resolve_device(cfg.train.device))  # once per node
+    return cfg, data, build_model(cfg, data.x_shape).to(data.train.device)
+
+
+class TrainTrial(tune.Trainable):
+    """One Tune trial: a configuration trained one epoch per ``step``, checkpointed every epoch.
+
+    A class, not a function, so that Tune reuses its actor: ``step`` runs when Tune calls it,
+    so a trial that ASHA stopped has stopped between two epochs, and the cell's next trial
+    starts in the same worker process through ``reset_config`` (no process start, no imports,
+    the same dataset when its data config is the same). A function trainable runs in a thread
+    of its own, and with reuse on, a stopped trial's function ran on and was recorded as
+    completed (Ray PR 38284); there is no such thread here.
+    """
+
+    def setup(self, config: dict) -> None:
+        self._epochs = None  # training.trainer.epochs of this trial, started by the first step
+        self._loaded: tuple | None = None  # (data config, device, Data) of the last trial
+        self._begin(config)
+
+    def _begin(self, config: dict) -> None:
+        self.started_at = time.time()  # before the data and the model: the start-up counts
+        self._resume: Path | None = None  # a checkpoint copied by load_checkpoint
+        self._kept = None  # the TemporaryDirectory holding that copy
+        self._ckpt: Path | None = None  # the newest epoch's checkpoint (the generator's folder)
+        self._failure: dict | None = None
+        try:
+            self.cfg, self.data, self.model = setup(config, self._kept_data(config))
+        except ConfigError as e:
+            # Reported, not raised: Tune would retry it, and the same config fails the same way.
+            self._failure = {"config_error": str(e)}
+            return
+        self._loaded = (self.cfg.data, self.cfg.train.device, self.data)
+        self.extra = {
+            "hardware": hardware(self.data.train.device),
+            "node_id": ray.get_runtime_context().get_node_id(),  # which Ray node ran each epoch
+            "n_parameters": sum(p.numel() for p in self.model.parameters()),  # papers compare
+            "trial_started_at": self.started_at,
+        }
+        self.config_text = json.dumps(self.cfg.flat(), sort_keys=True)
+
+    def _kept_data(self, config: dict) -> Data | None:
+        """The last trial's dataset when this one's data config and device are the same (a
+        reused actor; the tensors are never written to), else None (and it is let go)."""
+        try:
+            cfg = Config.from_dict(config)
+        except ConfigError:
+            return None  # setup raises it again, and the trial reports it
+        if self._loaded is not None and self._loaded[:2] == (cfg.data, cfg.train.device):
+            return self._loaded[2]
+        self._loaded = None  # the last trial's data go before this one's are loaded
+        return None
+
+    def step(self) -> dict:
+        if self._failure is None:
+            if self._epochs is None:  # a retried trial (lost node, restart) resumes its epoch
+                self._epochs = epochs(self.model, self.data, self.cfg.train, self._resume)
+            try:
+                metrics, self._ckpt = next(self._epochs)
+                return {**metrics, **self.extra, SHOULD_CHECKPOINT: True,
+                        "done": metrics["finished"]}  # fmt: skip
+            except StopIteration as end:  # restored from a run that had already ended
+                return {**end.value, **self.extra, "done": True}
+            except DivergedError as e:
+                # Reported, not raised: retrying a deterministic divergence would only repeat it.
+                self._failure = {"diverged": str(e)}
+        return {METRIC: math.inf, **self._failure, "finished": False, "done": True}
+
+    def save_checkpoint(self, checkpoint_dir: str) -> None:
+        # Every checkpoint carries the full config it was trained with: a row rebuilt from it
+        # (python -m results check --repair, results.records.CONFIG_FILE) shows the config
+        # that ran.
+        if self._ckpt is not None:  # Tune asks after each epoch's step (should_checkpoint)
+            shutil.copytree(self._ckpt, checkpoint_dir, dirs_exist_ok=True)
+        (Path(checkpoint_dir) / ckpt_io.CONFIG_FILE).write_text(self.config_text)
+
+    def load_checkpoint(self, checkpoint_dir: str) -> None:
+        # Copied: the folder Tune gives may be a download that is deleted when this returns,
+        # and the first step reads it.
+        self._kept = tempfile.TemporaryDirectory(prefix="resume-")
+        shutil.copytree(checkpoint_dir, self._kept.name, dirs_exist_ok=True)
+        self._resume = Path(self._kept.name)
+
+    def reset_config(self, new_config: dict) -> bool:
+        """The cell's next trial in this actor (reuse_actors)."""
+        self.cleanup()
+        self._begin(new_config)
+        return True
+
+    def cleanup(self) -> None:
+        if self._epochs is not None:
+            self._epochs.close()  # ends its checkpoint folder
+            self._epochs = None
+        if self._kept is not None:
+            self._kept.cleanup()
+            self._kept = None
+        self.model = None  # a reused GPU actor frees the last trial's model
+
+
+_registering = threading.Lock()
+
+
+def trainable(resources: dict) -> str:
+    """TrainTrial asking for ``resources`` per trial, registered with Tune by name.
+
+    A Tuner given a class registers it in Tune's registry, which is not thread-safe: cells in
+    flight run their Tuners in threads of one process (sweeps.in_flight), and two registering
+    at once failed ("dictionary changed size during iteration"). A Tuner given a name
+    registers nothing. The cells of a sweep ask for the same resources.
+    """
+    with _registering:
+        tune.register_trainable(NAME, tune.with_resources(TrainTrial, resources))
+    return NAME

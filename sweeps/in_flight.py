@@ -5,13 +5,14 @@
 Each cell stays its own Tune experiment and Optuna study (its own searcher, ASHA brackets,
 callbacks and storage layout), driven by its own ``tuner.fit()``: Tune's controller holds one
 searcher and one scheduler per experiment, so several experiments need several controllers.
-They run as threads of one ``CellControllers`` actor, one thread per cell (a threaded actor,
-``max_concurrency`` = the cells), asking for no CPU and placed on the driver's node, where a
-local storage path and the Optuna journal live. One process, not one per cell: each controller
-process imports torch, Tune and Optuna (3.5 s of CPU and about 1 GB of resident memory here),
-so the 98 cells of the VLAE paper's sweep would have started 98 of them on the head node.
+They run as threads of a ``CellControllers`` actor, one thread per cell (a threaded actor,
+``max_concurrency`` = its cells; CELLS_PER_PROCESS cells to an actor), asking for no CPU and
+placed on the driver's node, where a local storage path and the Optuna journal live. Not a
+process per cell: each controller process imports torch, Tune and Optuna (3.5 s of CPU and
+about 1 GB of resident memory here), so the 98 cells of the VLAE paper's sweep would have
+started 98 of them on the head node.
 Tune's loop runs in a thread as it does under Ray Client (it installs its SIGINT handler only
-in the main thread). The actor belongs to the driver and dies with it; Ctrl-C kills it, as a
+in the main thread). The actors belong to the driver and die with it; Ctrl-C kills them, as a
 killed driver would: what Tune and Optuna last saved is what ``--resume`` finishes (the resume
 tests kill a driver with cells in flight).
 
@@ -43,6 +44,10 @@ from sweeps.status import progress
 from sweeps.tune_glue import experiment_path
 
 PROGRESS_EVERY_S = 60.0
+CELLS_PER_PROCESS = 32
+"""Cells whose Tune loops share one controller process. 9 cells' loops used about 12% of a
+core here (benchmarks/utilisation.py); a Python process runs one thread at a time, so a large
+sweep gets several processes (the VLAE paper's 98 cells: 4), not one per cell."""
 
 
 @ray.remote(num_cpus=0, max_restarts=0)
@@ -68,13 +73,16 @@ def run_concurrently(
     slots = Slots.options(
         name=name, namespace=NAMESPACE, get_if_exists=True, scheduling_strategy=here
     ).remote(concurrent, [experiment_path(args.storage, c) for c in cells])
-    controllers = CellControllers.options(
-        max_concurrency=len(cells), scheduling_strategy=here
-    ).remote()
+    # CELLS_PER_PROCESS cells to a process: their Tune loops share one interpreter's lock.
+    groups = [cells[i : i + CELLS_PER_PROCESS] for i in range(0, len(cells), CELLS_PER_PROCESS)]
+    controllers = [
+        CellControllers.options(max_concurrency=len(g), scheduling_strategy=here).remote()
+        for g in groups
+    ]
     tasks = {
-        controllers.run.options(name=cell.name).remote(
-            args, cell, budget, resources, concurrent, cell in old, name, rank
-        ): cell
+        controllers[rank // CELLS_PER_PROCESS]
+        .run.options(name=cell.name)
+        .remote(args, cell, budget, resources, concurrent, cell in old, name, rank): cell
         for rank, cell in enumerate(cells)
     }
     print(f"== {len(cells)} cells in flight at once, {concurrent} trials at a time in all")
@@ -97,7 +105,8 @@ def run_concurrently(
                 node_data.start()  # nodes an autoscaler added since
                 shown = time.monotonic()
     finally:  # done, failed or Ctrl-C: their trials end with the controllers (a killed driver)
-        ray.kill(controllers)
+        for actor in controllers:
+            ray.kill(actor)
         ray.kill(slots)  # a later sweep on this storage in this process starts a fresh one
     return failed
 

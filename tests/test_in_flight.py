@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from results import store
-from sweeps import cli
+from sweeps import cli, in_flight
 from sweeps.cells import Budget, Cell
 from sweeps.slots import STARTUP_S, WAIT_S, SlotsState
 from sweeps.tune_glue import optuna_storage
@@ -99,7 +99,10 @@ def most_at_once(spans: pd.DataFrame) -> int:
 
 
 @pytest.mark.slow
-def test_cells_in_flight_together_keep_their_own_trials_studies_and_winners(ray_local, tmp_path):
+def test_cells_in_flight_together_keep_their_own_trials_studies_and_winners(
+    ray_local, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(in_flight, "CELLS_PER_PROCESS", 2)  # two controller processes: 2 + 1
     argv = ["--storage", str(tmp_path), "--datasets", "fashion_mnist", "--max-concurrent", "3"]
     assert cli.main("vlae", CELLS, {"smoke": BUDGET}, {}, argv=argv) == 0
     trials = store.load(str(tmp_path), "trials")

@@ -18,6 +18,7 @@ Modes (``--modes``, default all three):
   plain       a bare ``tune.Tuner`` over the trials the concurrent sweep ran (same configs, same
               trainable: no Optuna, no ASHA, no Parquet, no evaluation; Tune's defaults, so
               no actor reuse)
+Each mode runs on a fresh cluster, started before its clock starts.
 
 Figures per mode:
   processes    worker processes that ran the trials (fewer than trials: Tune reused actors)
@@ -227,8 +228,10 @@ def main() -> None:
           f"{args.gpus_per_node} fake GPUs = {slots} slots")  # fmt: skip
     root = tempfile.mkdtemp(prefix="utilisation-")
     results, configs = {}, None
-    with fake_gpu_cluster(args.nodes, args.gpus_per_node) as cluster:
-        for mode in [m for m in ("sequential", "concurrent") if m in args.modes]:
+    # Each mode on a fresh cluster of the same shape: a later mode would otherwise find the
+    # nodes' datasets already read (sweeps.node_data) and Ray's idle workers already started.
+    for mode in [m for m in ("sequential", "concurrent") if m in args.modes]:
+        with fake_gpu_cluster(args.nodes, args.gpus_per_node) as cluster:
             storage = f"{root}/{mode}"
             argv = ["--storage", storage, "--datasets", "fashion_mnist", "--address",
                     cluster.address, "--gpus-per-trial", "1", "--cells", mode]  # fmt: skip
@@ -239,9 +242,10 @@ def main() -> None:
             results[mode] = figures(spans_from_storage(storage), start, time.time(), slots, 1.0)
             trials = store.load(storage, "trials")
             configs = [json.loads(c) for c in trials["config_json"]]
-        if "plain" in args.modes:
-            if configs is None:
-                raise SystemExit("--modes plain needs a sweep mode first (its trials' configs)")
+    if "plain" in args.modes:
+        if configs is None:
+            raise SystemExit("--modes plain needs a sweep mode first (its trials' configs)")
+        with fake_gpu_cluster(args.nodes, args.gpus_per_node):
             start = time.time()
             spans = run_plain(configs, slots, f"{root}/plain")
             results["plain"] = figures(spans, start, time.time(), slots, 1.0)

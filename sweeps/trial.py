@@ -142,7 +142,7 @@ class TrainTrial(tune.Trainable):
         if self._kept is not None:
             self._kept.cleanup()
             self._kept = None
-        self.model = None  # a reused GPU actor frees the last trial's model
+        self.model = self.data = None  # a reused GPU actor frees them (_loaded may keep the data)
 
 
 _registering = threading.Lock()

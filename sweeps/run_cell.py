@@ -55,7 +55,7 @@ def run_one(
     )
     store.write_cell_record(storage, cell.name, cell_record(args, cell, base, target, resources))
     if old and args.resume and cell_complete(storage, cell, target):
-        print(f"   complete: {target} of {target} trials ended; nothing to resume")
+        print(f"   [{cell.name}] complete: {target} of {target} trials ended; nothing to resume")
     else:
         run_cell(
             cell,
@@ -72,8 +72,8 @@ def run_one(
             verbose=verbose,
         )
     for row in evaluate_winner(cell, budget, storage, resources):
-        print(
-            f"   test log-likelihood (k={row['k']}, seed {row['seed']}): "
+        print(  # the cell named: cells in flight print from one process, interleaved
+            f"   [{cell.name}] test log-likelihood (k={row['k']}, seed {row['seed']}): "
             f"{row['test_log_likelihood']:.2f}"
         )
 

@@ -106,5 +106,5 @@ def evaluate_winner(cell: Cell, budget: Budget, storage: str, resources: dict) -
     for r in rows:
         store.write(storage, "evaluations", cell.name, f"{w['trial_id']}-seed{r['seed']}", [r])
     if draw and (path := write_samples(storage, cell, w["trial_id"], outs[0][1])):
-        print(f"   sample grids: {path}")
+        print(f"   [{cell.name}] sample grids: {path}")
     return rows

@@ -50,16 +50,13 @@ def _sample(model: torch.nn.Module, data: Data) -> tuple[dict, bool] | str:
         return f"{type(e).__name__}: {e}"
 
 
-def write_samples(
-    storage: str, cell: Cell, trial_id: str, drawn: ray.ObjectRef | tuple | str
-) -> str | None:
-    """Store the grids an _evaluate task drew (an ObjectRef of the task, or the grids); the path
-    written, or None after one warning line: a failed draw never costs the evaluation its rows."""
+def write_samples(storage: str, cell: Cell, trial_id: str, drawn: tuple | str) -> str | None:
+    """Store the grids an _evaluate task drew (or why it drew none); the path written, or None
+    after one warning line: a failed draw never costs the evaluation its rows."""
     try:
-        out = ray.get(drawn)[1] if isinstance(drawn, ray.ObjectRef) else drawn
-        if isinstance(out, str):
-            raise RuntimeError(out)
-        grids, mean = out
+        if isinstance(drawn, str):
+            raise RuntimeError(drawn)
+        grids, mean = drawn
         return samples.write(storage, cell.name, trial_id, cell.family, grids, mean)
     except Exception as e:  # a lost worker, a failed draw, an unwritable storage
         why = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
@@ -93,9 +90,9 @@ def evaluate_winner(cell: Cell, budget: Budget, storage: str, resources: dict) -
     refs = [task.remote(w["checkpoint_path"], config, budget.eval_k, s, d) for s, d in jobs]
     try:
         outs = ray.get(refs)
-    except Exception:
+    except Exception as e:  # a lost worker, say
         if draw and not seeds:  # the grids alone failed: optional, one warning line
-            write_samples(storage, cell, w["trial_id"], refs[0])
+            write_samples(storage, cell, w["trial_id"], f"{type(e).__name__}: {e}")
             return []
         raise
     rows = [

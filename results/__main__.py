@@ -1,18 +1,21 @@
 """python -m results table <paper> --storage DIR [--format md|latex|csv]
-python -m results plot spvae_lowdata --storage DIR
+python -m results plot <paper> --storage DIR [--cell NAME] [--study-storage URL]
 python -m results plot samples --storage DIR [--cell NAME]
 python -m results check --storage DIR [--study-storage URL] [--repair]
 
 ``table`` regenerates a paper's table (or, for a sweep group such as ``hyperspherical``, each of its
 papers' tables) from the Parquet store, writes it as Markdown, LaTeX and CSV under
 <storage>/tables/, and prints the chosen format; a storage that disagrees with itself is said so
-under the table. ``plot`` draws the low-data experiment's test bound against the training fraction
-into <storage>/plots/<paper>.png; ``plot samples`` draws each cell's sample grids (stored by its
-winner's evaluation under <storage>/samples/, results.samples) into
-<storage>/plots/samples/<cell>.png, a row per temperature, skipping a damaged file with a line
-naming it. ``check`` reconciles the Parquet rows with Tune's records and the
-Optuna studies, prints every difference and exits 1 if there is one; with ``--repair`` it rebuilds
-what they still hold. None of them creates a storage: on a path with no sweep they say so.
+under the table. ``plot <paper>`` draws each cell's learning curves, search history and
+hyperparameter importances into <storage>/plots/<paper>/<cell>-{curves,history,importances}.png
+(results.figures), a line for each it cannot draw; for ``spvae_lowdata`` also the test bound
+against the training fraction into <storage>/plots/<paper>.png. ``plot samples`` draws each
+cell's sample grids (stored by its winner's evaluation under <storage>/samples/,
+results.samples) into <storage>/plots/samples/<cell>.png, a row per temperature, skipping a
+damaged file with a line naming it. ``check`` reconciles the Parquet rows with Tune's records
+and the Optuna studies, prints every difference and exits 1 if there is one; with ``--repair``
+it rebuilds what they still hold. None of them creates a storage: on a path with no sweep they
+say so.
 """
 
 from __future__ import annotations
@@ -22,9 +25,8 @@ import sys
 
 from results import check, samples, store
 from results.papers import GROUPS, PAPERS, paper_tables
-from results.tables import layout, numbers, render
+from results.tables import EXTENSIONS, write_files
 
-EXTENSIONS = {"md": "md", "latex": "tex", "csv": "csv"}
 FIGURES = ("spvae_lowdata",)
 """Tables whose variants are training fractions: ``plot`` draws them."""
 SAMPLES = "samples"
@@ -61,32 +63,22 @@ def table(paper: str, storage: str, fmt: str) -> int:
     tables = paper_tables(paper)
     require_results(storage, tables)
     warning = consistency_note(storage)
-    fs, root = store.filesystem(storage)
-    shown = []
-    for t in tables:
-        long = numbers(storage, t)  # the CSV: one row per number, in columns of numbers
-        wide, notes = layout(long, t)
-        notes = notes + ([warning] if warning else [])
-        frames = {"md": wide, "latex": wide, "csv": long}
-        fs.create_dir(f"{root}/tables", recursive=True)
-        for f, ext in EXTENSIONS.items():
-            with fs.open_output_stream(f"{root}/tables/{t.key}.{ext}") as out:
-                out.write(render(frames[f], notes, t.title, f).encode())
-        shown.append(render(frames[fmt], notes, t.title, fmt))
+    shown = [write_files(storage, t, [warning] if warning else [])[fmt] for t in tables]
     print("\n".join(shown), end="")
     if warning:
         print(warning, file=sys.stderr)
     return 0
 
 
-def plot(paper: str, storage: str, cell: str | None = None) -> int:
+def plot(paper: str, storage: str, cell: str | None = None, study_url: str | None = None) -> int:
     if paper == SAMPLES:
         return plot_samples(storage, cell)
-    if paper not in FIGURES:
-        print(f"error: no figure for {paper!r}; figures: {[*FIGURES, SAMPLES]}", file=sys.stderr)
+    if paper not in PAPERS and paper not in GROUPS:
+        known = [*sorted([*PAPERS, *GROUPS]), SAMPLES]
+        print(f"error: no figure for {paper!r}; figures: {known}", file=sys.stderr)
         return 2
-    if cell is not None:
-        raise ValueError(f"--cell is for `plot {SAMPLES}`; the {paper} figure draws all its cells")
+    if paper not in FIGURES or cell is not None:
+        return plot_cells(paper, storage, cell, study_url)
     from results.plots import fraction_figure  # matplotlib: only when drawing
 
     require_results(storage, [PAPERS[paper]])
@@ -97,7 +89,40 @@ def plot(paper: str, storage: str, cell: str | None = None) -> int:
     with fs.open_output_stream(path) as f:
         f.write(png)
     print(f"wrote {path}")
-    return 0
+    return plot_cells(paper, storage, None, study_url)
+
+
+def plot_cells(paper: str, storage: str, cell: str | None, study_url: str | None) -> int:
+    """Each cell's learning curves, search history and hyperparameter importances under
+    <storage>/plots/<paper>/ (results.figures), a line for each thing it could not draw; 1 if
+    it drew nothing."""
+    if not store.exists(storage):
+        raise store.StorageError(f"no sweep under {storage}")
+    from results import figures  # matplotlib: only when drawing
+
+    trials = store.load(storage, "trials")
+    cells, lines = figures.coverage(storage, paper_tables(paper), trials)
+    if cell is not None:
+        if cell not in cells:
+            raise store.StorageError(f"no cell {cell} of {paper} under {storage}; cells: {cells}")
+        cells, lines = [cell], []
+    if not cells:
+        raise store.StorageError(f"no cell of {paper} under {storage} ({'; '.join(lines)})")
+    _, root = store.filesystem(storage)
+    wrote = 0
+    for name in cells:
+        mine = trials[trials["sweep"] == name] if not trials.empty else trials
+        curves = store.load(storage, "curves", name)
+        pngs, why = figures.cell_figures(storage, name, mine, curves, study_url)
+        for kind, data in pngs.items():
+            target = f"{root}/plots/{paper}/{name}-{kind}.png"
+            print(f"wrote {samples.write_bytes(storage, target, data)}")
+            wrote += 1
+        for line in why:
+            print(f"cell {name}: {line}", file=sys.stderr)
+    for line in lines:
+        print(line, file=sys.stderr)
+    return 0 if wrote else 1
 
 
 def without_grids(storage: str, drawn: set[str], cell: str | None) -> list[str]:
@@ -170,10 +195,11 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("paper", help=f"one of {sorted([*PAPERS, *GROUPS])}")
     t.add_argument("--storage", default="sweep-results", help="the sweep's --storage")
     t.add_argument("--format", choices=sorted(EXTENSIONS), default="md")
-    pl = sub.add_parser("plot", help="draw a fraction figure or the sample grids (PNG)")
-    pl.add_argument("paper", help=f"one of {[*FIGURES, SAMPLES]}")
+    pl = sub.add_parser("plot", help="draw each cell's curves, history and importances (PNG)")
+    pl.add_argument("paper", help=f"one of {[*sorted([*PAPERS, *GROUPS]), SAMPLES]}")
     pl.add_argument("--storage", default="sweep-results", help="the sweep's --storage")
-    pl.add_argument("--cell", default=None, help=f"{SAMPLES} only: draw this cell alone")
+    pl.add_argument("--cell", default=None, help="draw this cell alone")
+    pl.add_argument("--study-storage", default=None, help="the sweep's --study-storage, if any")
     c = sub.add_parser("check", help="reconcile Parquet, Tune's records and the Optuna studies")
     c.add_argument("--storage", default="sweep-results", help="the sweep's --storage")
     c.add_argument("--study-storage", default=None, help="the sweep's --study-storage, if any")
@@ -181,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         if args.command == "plot":
-            return plot(args.paper, args.storage, args.cell)
+            return plot(args.paper, args.storage, args.cell, args.study_storage)
         if args.command == "check":
             return run_check(args.storage, args.study_storage, args.repair)
         return table(args.paper, args.storage, args.format)

@@ -11,6 +11,7 @@ aside under <storage>/quarantine/, never deleted.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 
@@ -133,6 +134,8 @@ def _against_optuna(s, state: SweepState, by_id) -> list[Difference]:
             numbers = [ot.number for ot in ots]
             out.append(Difference(s, tid, f"{len(ots)} Optuna trials {numbers} for one Tune trial"))
     for tid, row in by_id.iterrows():
+        if row.get("role") == rows.SEED:
+            continue  # a winner's re-training has no Optuna trial (sweeps.seeds)
         ots = owners.get(tid, [])
         if not ots:
             out.append(Difference(s, tid, "a row with no Optuna trial"))
@@ -191,20 +194,32 @@ def rebuild(storage: str, state: SweepState, trial: records.TuneTrial) -> str:
     record = store.cell_record(storage, state.sweep) or {}
     history = records.checkpoint_json(storage, trial.checkpoint, records.HISTORY_FILE) or []
     config = records.checkpoint_json(storage, trial.checkpoint, records.CONFIG_FILE)
+    config = config or flatten(trial.given_config)
+    ckpt = trial.checkpoint
+    resources = record.get("resources", {})
+    number, chosen = records.optuna_trial(state.study or [], trial.trial_id)
+    fixed = record.get("key_sources", {})
+    if trial.seed_of:  # a winner's re-training: its keys came as the winner's did, its seed ours
+        fixed = {**winner_sources(state, trial.seed_of, config), "train/seed": "winner-seeds"}
     row = rows.trial_row(
         cell,
         trial.trial_id,
-        config or flatten(trial.given_config),
+        config,
         trial.last_result,
         history,
         error=trial.error if trial.status == "ERROR" else None,
         retries=trial.retries,
-        checkpoint_path=records.checkpoint_uri(storage, trial.checkpoint)
-        if trial.checkpoint
+        checkpoint_path=store.relative(storage, records.checkpoint_uri(storage, ckpt))
+        if ckpt
         else "",
-        gpus=float(record.get("resources", {}).get("gpu", 0.0)),
+        gpus=float(resources.get("gpu", 0.0)),
+        cpus=float(resources.get("cpu", 1.0)),
         provenance=record.get("provenance", {}),
         times=rows.tune_times(trial.run_metadata),
+        sources=rows.key_sources(config, fixed, chosen),
+        optuna_trial=-1 if trial.seed_of else number,
+        role=rows.SEED if trial.seed_of else rows.SEARCH,
+        seed_of=trial.seed_of,
     )
     store.write(storage, "trials", state.sweep, trial.trial_id, [row])
     if history:
@@ -213,6 +228,14 @@ def rebuild(storage: str, state: SweepState, trial: records.TuneTrial) -> str:
             rows.curve_rows(state.sweep, trial.trial_id, history),
         )  # fmt: skip
     return f"rebuilt {state.sweep} {trial.trial_id} ({row['status']}, {len(history)} epochs)"
+
+
+def winner_sources(state: SweepState, winner: str, config: dict) -> dict[str, str]:
+    """Where the keys of a re-trained winner came from: as its own row says (sweeps.seeds)."""
+    trials = state.tables["trials"]
+    found = trials[trials["trial_id"] == winner] if "key_sources" in trials else trials.iloc[:0]
+    text = found["key_sources"].iloc[-1] if not found.empty else None
+    return json.loads(text) if isinstance(text, str) and text else dict.fromkeys(config, "winner")
 
 
 def cell_fields(storage: str, state: SweepState) -> dict | None:

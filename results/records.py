@@ -11,6 +11,8 @@ given as --study-storage). These are the two records the Parquet rows are checke
 from __future__ import annotations
 
 import json
+import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +22,9 @@ import pyarrow.fs as pafs
 
 from results import store
 
+SEEDS_PREFIX = "seeds-"
+"""``ray/<cell>/seeds-<winner>/``: the Tune experiment of a winner's re-trainings with other
+training seeds (sweeps.seeds); its trials belong to the cell, with role "seed"."""
 HISTORY_FILE = "history.json"  # training.checkpoint writes these beside state.pt
 CONFIG_FILE = "config.json"
 TUNE_DONE = ("TERMINATED", "ERROR")
@@ -38,6 +43,7 @@ class TuneTrial:
     error: str | None = None
     checkpoint: str | None = None  # newest checkpoint folder holding a state
     run_metadata: dict = field(default_factory=dict)  # Tune's: start_time, last_result_time, ...
+    seed_of: str = ""  # a re-training of this winner with another seed (sweeps.seeds), or ""
 
     @property
     def ended(self) -> bool:
@@ -64,23 +70,39 @@ def _listing(fs: pafs.FileSystem, folder: str) -> list[pafs.FileInfo]:
     return fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True))
 
 
-def experiment_states(storage: str, sweep: str) -> list[str]:
-    """A cell's saved Tune experiment states, oldest first: none when its driver was killed
+def experiment_states(storage: str, sweep: str, experiment: str = "") -> list[str]:
+    """A cell's saved Tune experiment states (of its search, or of the sub-experiment
+    ``experiment`` such as its winner's seeds), oldest first: none when its driver was killed
     after Tune made the experiment's folder but before Tune first saved its state."""
     fs, root = store.filesystem(storage)
-    listing = _listing(fs, f"{root}/ray/{sweep}")
+    listing = _listing(fs, f"{root}/ray/{sweep}" + (f"/{experiment}" if experiment else ""))
     return sorted(i.path for i in listing if i.base_name.startswith("experiment_state-"))
 
 
-def tune_trials(storage: str, sweep: str) -> dict[str, TuneTrial] | None:
-    """Every trial Tune recorded for a cell, by trial id; None if Tune holds no record of it."""
+def seed_experiments(storage: str, sweep: str) -> list[str]:
+    """The names of a cell's re-training experiments (``seeds-<winner>``, sweeps.seeds)."""
+    fs, root = store.filesystem(storage)
+    return sorted(
+        i.base_name
+        for i in _listing(fs, f"{root}/ray/{sweep}")
+        if i.type == pafs.FileType.Directory and i.base_name.startswith(SEEDS_PREFIX)
+    )
+
+
+def tune_trials(storage: str, sweep: str, seeds: bool = True) -> dict[str, TuneTrial] | None:
+    """Every trial Tune recorded for a cell, by trial id (with its winner's re-trainings unless
+    ``seeds`` is False); None if Tune holds no record of the cell's search."""
     fs, root = store.filesystem(storage)
     folder = f"{root}/ray/{sweep}"
     states = experiment_states(storage, sweep)
     if not states:
         return None
+    found = [("", path) for path in states]
+    for name in seed_experiments(storage, sweep) if seeds else []:
+        found += [(name, path) for path in experiment_states(storage, sweep, name)]
     trials: dict[str, TuneTrial] = {}
-    for path in states:  # oldest first: a later Tuner run's word on a trial wins
+    for experiment, path in found:  # oldest first: a later Tuner run's word on a trial wins
+        where = f"{folder}/{experiment}" if experiment else folder
         state = _read_json(fs, path)
         if not isinstance(state, dict):
             continue  # a half-written state file; Tune keeps the previous one beside it
@@ -89,10 +111,11 @@ def tune_trials(storage: str, sweep: str) -> dict[str, TuneTrial] | None:
             trials[t["trial_id"]] = TuneTrial(
                 trial_id=t["trial_id"],
                 status=t["status"],
-                folder=f"{folder}/{t['relative_logdir']}",
+                folder=f"{where}/{t['relative_logdir']}",
                 last_result=meta.get("last_result") or {},
                 retries=int(meta.get("num_failures", 0)),
                 run_metadata=meta,
+                seed_of=experiment.removeprefix(SEEDS_PREFIX),
             )
     for trial in trials.values():
         _read_trial_folder(fs, trial)
@@ -152,6 +175,13 @@ def study_storage(storage: str, sweep: str, study_url: str | None = None, create
     return optuna.storages.JournalStorage(backend)
 
 
+def optuna_trial(study: list, tune_trial_id: str) -> tuple[int, set[str]]:
+    """(the number of the Optuna trial that ``tune_trial_id`` ran, the parameters the sampler
+    chose for it) among a study's trials; (-1, set()) if none."""
+    found = [t for t in study if t.user_attrs.get("tune_trial_id") == tune_trial_id]
+    return (found[-1].number, set(found[-1].params)) if found else (-1, set())
+
+
 def study_trials(
     storage: str, sweep: str, study_url: str | None = None
 ) -> list[optuna.trial.FrozenTrial] | None:
@@ -163,3 +193,55 @@ def study_trials(
         return optuna.load_study(study_name=sweep, storage=backend).get_trials(deepcopy=False)
     except KeyError:
         return None
+
+
+IMPORTANCE_EVALUATOR = "PED-ANOVA"
+"""Optuna 5's default importance evaluator; it needs no scikit-learn (fANOVA and mean decrease in
+impurity do, and this project does not install it)."""
+
+
+@dataclass
+class Importances:
+    """A cell's hyperparameter importances (fractions summing to 1, largest first)."""
+
+    values: dict[str, float]
+    evaluator: str
+    completed: int  # the COMPLETE trials they were computed from
+
+
+def importances(storage: str, sweep: str, study_url: str | None = None) -> Importances | str:
+    """Optuna's hyperparameter importances of a cell's study over its COMPLETE trials (pruned
+    and failed trials carry no final value), read-only; or a sentence saying why there are none.
+
+    Only parameters that took more than one value among those trials are assessed: a value the
+    cell fixed, or one every completed trial happened to share, says nothing about the loss.
+    """
+    backend = study_storage(storage, sweep, study_url, create=False)
+    if backend is None:
+        return "no Optuna study for it (no journal under <storage>/optuna and no --study-storage)"
+    try:
+        study = optuna.load_study(study_name=sweep, storage=backend)
+    except KeyError:
+        return "its Optuna storage holds no study of that name"
+    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    done = [t for t in done if t.value is not None and math.isfinite(t.value)]
+    if len(done) < 2:
+        return f"importances need >= 2 completed trials with differing params; it has {len(done)}"
+    names = {k for t in done for k in t.params}
+    varied = sorted(k for k in names if len({repr(t.params.get(k)) for t in done}) > 1)
+    if not varied:
+        return f"its {len(done)} completed trials share every parameter: nothing to compare"
+    with warnings.catch_warnings():  # "too few trials" warnings: the figure states the count
+        warnings.simplefilter("ignore")
+        raw = optuna.importance.get_param_importances(
+            study,
+            evaluator=optuna.importance.PedAnovaImportanceEvaluator(),
+            params=varied,
+            normalize=False,
+        )
+    total = sum(raw.values())
+    if not total > 0:
+        return (f"{IMPORTANCE_EVALUATOR} finds no parameter that sets its best of "
+                f"{len(done)} completed trials apart")  # fmt: skip
+    values = {k: v / total for k, v in sorted(raw.items(), key=lambda kv: -kv[1])}
+    return Importances(values, IMPORTANCE_EVALUATOR, len(done))

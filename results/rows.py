@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import math
 
+import pandas as pd
+
 CURVE_KEYS = ("epoch", "train_loss", "val_loss", "val_log_px_z", "val_kl", "beta",
               "epoch_seconds", "epoch_started_at", "resumed_from", "lr",
               "skipped_steps")  # fmt: skip
@@ -19,14 +21,21 @@ same config fails the same way)."""
 CELL_FIELDS = ("sweep", "paper", "family", "dataset", "likelihood", "variant", "protocol")
 CELL_DEFAULTS = {"protocol": "project"}
 """The value of a cell field that rows and cell records written before it existed lack."""
+SEARCH, SEED = "search", "seed"
+"""A trial row's ``role``: a trial of the cell's search, or a re-training of the search's winner
+with another training seed (sweeps.seeds; ``seed_of`` names the winner). Only search trials
+compete to be the winner; a table's mean ± std is over the winner and its re-trainings."""
+TRIAL_DEFAULTS = {**CELL_DEFAULTS, "role": SEARCH, "seed_of": ""}
+"""The value of a trials column that rows written before it existed lack."""
 
 
 def with_cell_defaults(trials):
-    """A trials frame with every CELL_FIELDS column (rows from before a field get its default)."""
+    """A trials frame with every CELL_FIELDS and TRIAL_DEFAULTS column (rows from before a
+    column get its default)."""
     if trials.empty:
         return trials
     return trials.assign(**{
-        k: trials[k].fillna(v) if k in trials.columns else v for k, v in CELL_DEFAULTS.items()
+        k: trials[k].fillna(v) if k in trials.columns else v for k, v in TRIAL_DEFAULTS.items()
     })  # fmt: skip
 
 
@@ -59,9 +68,23 @@ def with_evaluation_defaults(evaluations):
 
 
 def evaluation_row(sweep: str, trial_id: str, seed: int, out: dict, provenance: dict) -> dict:
-    """One ``evaluations`` row from training.evaluate.estimate_log_likelihood's dict ``out``."""
+    """One ``evaluations`` row from training.evaluate.estimate_log_likelihood's dict ``out``
+    (with the evaluation's cost: wall_seconds, cpu_seconds, gpu_seconds, when measured)."""
     ids = {"sweep": sweep, "trial_id": trial_id, "seed": seed}
     return {**EVALUATION_DEFAULTS, **out, **ids, **provenance}
+
+
+def key_sources(config: dict, fixed: dict[str, str], chosen: set[str]) -> dict[str, str]:
+    """Where each key of a trial's flat config came from: the search ("search"), what fixed it
+    ("cell", "budget", "--set", "winner-seeds", as ``fixed`` says), else the family's default."""
+    return {k: fixed.get(k) or ("search" if k in chosen else "default") for k in sorted(config)}
+
+
+def timestamp(seconds: float):
+    """Unix seconds as a UTC timestamp (NaT when unknown), for people reading the rows."""
+    if seconds is None or math.isnan(seconds):
+        return pd.NaT
+    return pd.Timestamp(seconds, unit="s", tz="UTC")
 
 
 def trial_status(last: dict, error: str | None) -> tuple[str, str]:
@@ -90,10 +113,19 @@ def trial_row(
     gpus: float,
     provenance: dict,
     times: tuple[float, float] = (math.nan, math.nan),
+    cpus: float = math.nan,
+    sources: dict[str, str] | None = None,
+    optuna_trial: int = -1,
+    role: str = SEARCH,
+    seed_of: str = "",
 ) -> dict:
     """One ``trials`` row. ``cell`` holds CELL_FIELDS; ``config`` is the flat config that ran;
     ``times``: when Tune first started the trial and when its last result reached the driver
-    (Unix seconds, from Tune's record of the trial: ``tune_times``)."""
+    (Unix seconds, from Tune's record of the trial: ``tune_times``); ``cpus``, ``gpus``: its
+    resources; ``checkpoint_path``: relative to the storage (results.store.relative);
+    ``sources``: where each config key came from (``key_sources``); ``optuna_trial``: the
+    number of its Optuna trial (-1: none, e.g. a seed re-training); ``role``, ``seed_of``: see
+    SEARCH and SEED."""
     status, reason = trial_status(last, error)
     wall = float(last.get("time_total_s", 0.0))
     best = (
@@ -104,6 +136,9 @@ def trial_row(
     return {
         **{k: cell[k] for k in CELL_FIELDS},
         "trial_id": trial_id,
+        "role": role,
+        "seed_of": seed_of,
+        "optuna_trial": optuna_trial,
         "status": status,
         "reason": reason,
         "best_val_loss": best,
@@ -114,13 +149,17 @@ def trial_row(
         "started_at": times[0],
         "trial_started_at": last.get("trial_started_at", math.nan),  # the trial function's start
         "ended_at": times[1],
-        "gpu_seconds": wall * gpus,
+        "start_time": timestamp(times[0]),  # the same two times, readable
+        "end_time": timestamp(times[1]),
+        "gpu_seconds": wall * gpus,  # the resources it held, not what it used of them
+        "cpu_seconds": wall * cpus,
         "seed": config.get("train/seed", 0),
         "hardware": last.get("hardware", ""),
         "n_parameters": last.get("n_parameters", -1),
         "checkpoint_path": checkpoint_path,
         **provenance,
         "config_json": json.dumps(config, sort_keys=True),  # exact; columns below may widen
+        "key_sources": json.dumps(sources or {}, sort_keys=True),
         **{f"config/{k}": v for k, v in config.items()},
     }
 

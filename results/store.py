@@ -47,6 +47,23 @@ def filesystem(storage: str) -> tuple[pafs.FileSystem, str]:
         raise StorageError(f"cannot open storage {storage!r}: {e}") from None
 
 
+def relative(storage: str, path: str) -> str:
+    """A path under the storage (a local path or scheme://bucket/path) relative to its root, so
+    that a row naming it still reads after the storage moved; a path outside it as it is."""
+    _, root = filesystem(storage)
+    inner = path.split("://", 1)[-1]
+    return inner[len(root) :].lstrip("/") if inner.startswith(root.rstrip("/") + "/") else path
+
+
+def locate(storage: str, path: str) -> str:
+    """The full location of a path a row stores (``relative``): under the storage if it is
+    relative; as it is if it is absolute (rows written before paths were relative)."""
+    if not path or "://" in path or path.startswith("/"):
+        return path
+    fs, root = filesystem(storage)
+    return f"{root}/{path}" if fs.type_name == "local" else f"{fs.type_name}://{root}/{path}"
+
+
 def _safe(name: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9_.=+-]+", name):
         raise ValueError(f"not a safe file name for a sweep or part: {name!r}")

@@ -26,6 +26,7 @@ from results.reference import (
     source_marks,
     trust,
 )
+from results.rows import SEARCH, SEED
 
 NUMBERS = [
     *("model", "variant", "protocol", "dataset", "metric", "who"),
@@ -34,17 +35,63 @@ NUMBERS = [
 """The columns of the long frame (and of the CSV); `who` is "ours" or "paper"."""
 
 
+COST = {"gpu_seconds": "GPU-h", "cpu_seconds": "CPU core-h"}
+"""What a cell's search, re-trainings and evaluations cost, summed from their rows: columns of
+ours alone (the papers do not say)."""
+IS_NOISE = "IS s.d."
+"""Appended to the log-likelihood's label: the s.d. of one trained model's estimate over
+importance-sampling seeds (pooled over its training seeds), a column of ours alone."""
+
+
 def winners(trials: pd.DataFrame, paper: str) -> pd.DataFrame:
-    """The best-by-validation completed trial of each cell of a paper (never chosen on test)."""
+    """The best-by-validation completed search trial of each cell of a paper (never chosen on
+    test; a re-training of a winner with another seed never competes)."""
     if trials.empty:
         return trials
-    done = trials[(trials["paper"] == paper) & (trials["status"] == "completed")]
+    done = trials[
+        (trials["paper"] == paper) & (trials["status"] == "completed") & (trials["role"] == SEARCH)
+    ]
     done = done[done["best_val_loss"].notna()]
     return done.loc[done.groupby("sweep")["best_val_loss"].idxmin()].reset_index(drop=True)
 
 
+def training_runs(trials: pd.DataFrame, winner: pd.Series) -> pd.DataFrame:
+    """The winner's row, then its completed re-trainings with other seeds (sweeps.seeds)."""
+    seeds = trials[
+        (trials["role"] == SEED)
+        & (trials["seed_of"] == winner["trial_id"])
+        & (trials["status"] == "completed")
+    ]
+    return pd.concat([winner.to_frame().T, seeds], ignore_index=True)
+
+
+def over_seeds(runs: pd.DataFrame, evals: pd.DataFrame, column: str) -> dict:
+    """A metric of the training runs: each run's mean over its importance-sampling seeds, then
+    mean, s.d. and n over the runs; and the pooled s.d. over IS seeds within a run (``is_sd``,
+    NaN unless every run has >= 2 IS seeds; ``is_n``: the fewest IS seeds of a run)."""
+    mine = evals[evals["trial_id"].isin(runs["trial_id"])] if not evals.empty else evals
+    if mine.empty or column not in mine:
+        return {"mean": None, "std": None, "n": 0, "k": None, "is_sd": None, "is_n": 0}
+    by_run = mine.dropna(subset=[column]).groupby("trial_id")[column]
+    means, variances, counts = by_run.mean(), by_run.var(), by_run.count()
+    if means.empty:
+        return {"mean": None, "std": None, "n": 0, "k": None, "is_sd": None, "is_n": 0}
+    pooled = variances.mean() ** 0.5 if counts.min() >= 2 else None
+    return {"mean": means.mean(), "std": means.std(), "n": len(means), "k": int(mine["k"].max()),
+            "is_sd": pooled, "is_n": int(counts.min())}  # fmt: skip
+
+
+def cost(trials: pd.DataFrame, evals: pd.DataFrame, column: str) -> float | None:
+    """Hours of ``column`` (gpu_seconds, cpu_seconds) that a cell's trials (search and
+    re-trainings) and evaluations held; None when its rows do not record it."""
+    parts = [f[column] for f in (trials, evals) if not f.empty and column in f]
+    total = pd.concat(parts).sum(min_count=1) if parts else float("nan")
+    return None if pd.isna(total) else total / 3600
+
+
 def our_numbers(storage: str, table: PaperTable) -> pd.DataFrame:
-    """One row per cell and metric: the winner's test statistics over evaluation seeds."""
+    """One row per cell and metric: the winner's test statistics over its training seeds (each
+    averaged over evaluation seeds); the log-likelihood's IS s.d.; what the cell cost."""
     cols = ["model", "variant", "protocol", "dataset_label", "metric", "mean", "std", "n", "k",
             "trial_id"]  # fmt: skip
     trials = store.load(storage, "trials")
@@ -54,34 +101,47 @@ def our_numbers(storage: str, table: PaperTable) -> pd.DataFrame:
     evals = store.load(storage, "evaluations")
     rows = []
     for _, t in best.iterrows():
-        label = table.datasets.get(
-            (t["dataset"], t["likelihood"]), f"{t['dataset']} ({t['likelihood']})"
-        )
-        mine = evals[evals["trial_id"] == t["trial_id"]] if not evals.empty else evals
+        cell_trials = trials[trials["sweep"] == t["sweep"]]
+        ids = cell_trials["trial_id"]
+        cell_evals = evals[evals["trial_id"].isin(ids)] if not evals.empty else evals
+        runs = training_runs(cell_trials, t)
+        where = {
+            "model": model_label(table, t["paper"], t["family"]),
+            "variant": table.variants.get(t["variant"], t["variant"]),
+            "protocol": t["protocol"],
+            "dataset_label": table.datasets.get(
+                (t["dataset"], t["likelihood"]), f"{t['dataset']} ({t['likelihood']})"
+            ),
+            "trial_id": t["trial_id"],
+            "sweep": t["sweep"],
+        }
         for column, (metric, _) in table.metrics.items():
             if column in table.trial_columns:  # the winner's own row (e.g. its size)
                 values = pd.Series([t[column]], dtype=float).where(lambda v: v >= 0).dropna()
-            elif column in mine:
-                values = mine[column].dropna()
+                stats = {"mean": values.mean() if len(values) else None, "std": None,
+                         "n": len(values), "k": None}  # fmt: skip
             else:
-                values = pd.Series(dtype=float)
-            values = values * table.scale.get(column, 1.0)
-            rows.append(
-                {
-                    "model": model_label(table, t["paper"], t["family"]),
-                    "variant": table.variants.get(t["variant"], t["variant"]),
-                    "protocol": t["protocol"],
-                    "dataset_label": label,
-                    "metric": metric,
-                    "mean": values.mean() if len(values) else None,
-                    "std": values.std() if len(values) else None,
-                    "n": len(values),
-                    "k": int(mine["k"].max()) if len(values) else None,
-                    "trial_id": t["trial_id"],
-                    "sweep": t["sweep"],
-                }
-            )
-    return pd.DataFrame(rows, columns=[*cols, "sweep"])
+                stats = over_seeds(runs, cell_evals, column)
+            factor = table.scale.get(column, 1.0)
+            scaled = {k: None if stats[k] is None else stats[k] * factor for k in ("mean", "std")}
+            rows.append({**where, **stats, **scaled, "metric": metric})
+            if column == "test_log_likelihood":
+                noise = stats["is_sd"]
+                rows.append({**where, "metric": f"{metric} {IS_NOISE}", "n": stats["is_n"],
+                             "mean": None if noise is None else noise * factor, "std": None,
+                             "k": stats["k"]})  # fmt: skip
+        for column, label in COST.items():
+            hours = cost(cell_trials, cell_evals, column)
+            rows.append({**where, "metric": label, "mean": hours, "std": None,
+                         "n": len(cell_trials), "k": None})  # fmt: skip
+    frame = pd.DataFrame(rows)
+    return frame[[*cols, "sweep"]]
+
+
+def ours_only(table: PaperTable) -> list[str]:
+    """The metric labels that only we have: the log-likelihood's IS s.d. and the costs."""
+    ll = table.metrics.get("test_log_likelihood")
+    return ([f"{ll[0]} {IS_NOISE}"] if ll else []) + list(COST.values())
 
 
 def model_label(table: PaperTable, paper: str, family: str) -> str:
@@ -125,7 +185,7 @@ def numbers(storage: str, table: PaperTable) -> pd.DataFrame:
 def in_reading_order(long: pd.DataFrame, table: PaperTable) -> pd.DataFrame:
     """The long frame sorted as the wide table reads: by row, then column (dataset, metric, who)."""
     datasets = dataset_order(long, table)
-    metrics = [label for label, _ in table.metrics.values()]
+    metrics = [label for label, _ in table.metrics.values()] + ours_only(table)
     where = long[["model", "variant", "protocol", "dataset", "metric", "who"]]
     key = [
         (row_order(m, v, table), protocol_order(p), datasets.index(d), metrics.index(mt),
@@ -173,8 +233,16 @@ def variant_order(variant: str) -> tuple:
 
 
 def format_ours(row, digits: int, plain: bool = False) -> str:
-    """Our cell: "mean ± std (n, k)" over n >= 2 seeds; "value (n=1, k)" for one seed; ``plain``
-    (a property of the trial, e.g. its size): the value alone."""
+    """Our cell: "mean ± std (n, k)" over n >= 2 training seeds; "value (n=1, k)" for one;
+    ``plain`` (a property of the trial, e.g. its size): the value alone; a cost: hours to three
+    significant digits; the IS s.d.: the value and its IS seeds, or why there is none."""
+    metric = str(row.get("metric", ""))
+    if metric in COST.values():
+        return "–" if pd.isna(row["mean"]) else f"{row['mean']:.3g}"
+    if metric.endswith(IS_NOISE):
+        if pd.isna(row["mean"]):
+            return "–" if row["n"] == 0 else f"– ({int(row['n'])} IS seed)"
+        return f"{row['mean']:.{digits}f} ({int(row['n'])} IS seeds)"
     if row["n"] == 0 or pd.isna(row["mean"]):
         return "not evaluated"
     if plain:
@@ -219,6 +287,7 @@ def layout(long: pd.DataFrame, table: PaperTable) -> tuple[pd.DataFrame, list[st
     wide = pd.DataFrame({"Model": [k[0] for k in keys], "Variant": [k[1] for k in keys],
                          "Protocol": [k[2] or "–" for k in keys]})  # fmt: skip
     metrics = [label for label, _ in table.metrics.values()]
+    extra = ours_only(table)
     own = [label for key, label in table.models.items() if "/" not in key]
     missing = dict.fromkeys(own, table.missing)  # the table's own models' absent paper numbers
     for ds in dataset_order(long, table):
@@ -235,6 +304,9 @@ def layout(long: pd.DataFrame, table: PaperTable) -> tuple[pd.DataFrame, list[st
             }:
                 continue
             wide[f"{column}: ours"], wide[f"{column}: paper"] = ours_col, paper_col
+        for metric in extra:  # ours alone: the papers report no IS s.d. and no cost
+            if any((*k, ds, metric, "ours") in cells for k in keys):
+                wide[f"{ds} {metric}"] = [cells.get((*k, ds, metric, "ours"), "–") for k in keys]
     return wide, table_notes(metrics, marks)
 
 
@@ -243,7 +315,11 @@ def table_notes(metrics: list[str], marks: dict[str, str]) -> list[str]:
     ours = (
         "ours: best-by-validation configuration per cell; its test-set "
         + ", ".join(metrics)
-        + " over n evaluation seeds (mean ± std when n ≥ 2), with k importance samples. "
+        + " over n training seeds (mean ± std when n ≥ 2: the search's run of the configuration "
+        + "and its re-trainings with other seeds, --winner-seeds), each averaged over its "
+        + f"evaluation seeds, with k importance samples; {IS_NOISE}: the s.d. of one model's "
+        + "estimate over importance-sampling seeds; GPU-h, CPU core-h: the resources the cell's "
+        + "trials and evaluations held, in hours. "
         + "Protocol: project (seeded validation split, the papers' algorithms) or the sweep's "
         + "--protocol (authors: the authors' data use, validation rule and KL estimator; "
         + "authors-code: also the defects of their code; the README lists the keys)."
@@ -307,6 +383,26 @@ def render_latex(df: pd.DataFrame, notes: list[str], title: str) -> str:
     lines += [r"\bottomrule", r"\end{tabular}", r"\par\smallskip\footnotesize\raggedright"]
     lines += [latex_escape(n) + r"\par" for n in notes]
     return "\n".join(lines + [r"\end{table}"]) + "\n"
+
+
+EXTENSIONS = {"md": "md", "latex": "tex", "csv": "csv"}
+
+
+def write_files(storage: str, table: PaperTable, notes_extra: list[str] = ()) -> dict[str, str]:
+    """Write ``table`` as Markdown, LaTeX and CSV under <storage>/tables/; returns each format's
+    text (``notes_extra``: lines added under the table, e.g. a storage's consistency warning)."""
+    long = numbers(storage, table)  # the CSV: one row per number, in columns of numbers
+    wide, notes = layout(long, table)
+    notes = notes + list(notes_extra)
+    frames = {"md": wide, "latex": wide, "csv": long}
+    fs, root = store.filesystem(storage)
+    fs.create_dir(f"{root}/tables", recursive=True)
+    texts = {}
+    for fmt, ext in EXTENSIONS.items():
+        texts[fmt] = render(frames[fmt], notes, table.title, fmt)
+        with fs.open_output_stream(f"{root}/tables/{table.key}.{ext}") as out:
+            out.write(texts[fmt].encode())
+    return texts
 
 
 def render(df: pd.DataFrame, notes: list[str], title: str, fmt: str) -> str:

@@ -56,6 +56,15 @@ class Cell:
             **self.identity,  # what the cell is: never overridden (sweeps.preflight refuses it)
         }
 
+    def key_sources(self, budget: Budget, overrides: dict) -> dict[str, str]:
+        """What fixed each key of ``base_config(budget)``: "cell" (what the cell is, its
+        protocol's keys included), "--set" (``overrides``, the sweep's --set flags) or "budget"."""
+        return {
+            **dict.fromkeys(self.base_config(budget), "budget"),
+            **dict.fromkeys(overrides, "--set"),
+            **dict.fromkeys(self.identity, "cell"),
+        }
+
     @property
     def identity(self) -> dict:
         """The keys that make this cell this cell: family, dataset, likelihood, its fixed keys."""
@@ -80,9 +89,15 @@ class Budget:
     eval_seeds: int
     fixed: dict = field(default_factory=dict)
     """Flat namespaced config fixed by the budget, e.g. a validation subset for smoke runs."""
+    winner_seeds: int = 1
+    """Training seeds of the winning configuration: the search's own run and winner_seeds - 1
+    re-trainings from scratch with the next seeds (sweeps.seeds); the table's mean ± std is
+    over them. ``eval_seeds`` is the importance-sampling seeds of each trained model."""
 
     def __post_init__(self):
-        if min(self.trials, self.max_epochs, self.grace_epochs, self.eval_k, self.eval_seeds) < 1:
+        counts = (self.trials, self.max_epochs, self.grace_epochs, self.eval_k, self.eval_seeds,
+                  self.winner_seeds)  # fmt: skip
+        if min(counts) < 1:
             raise ValueError(f"every budget count must be >= 1: {self}")
         if self.grace_epochs > self.max_epochs:
             raise ValueError(f"grace_epochs {self.grace_epochs} > max_epochs {self.max_epochs}")

@@ -20,7 +20,7 @@ from ray._private.services import find_gcs_addresses  # no public API for "is on
 
 from results import check, store
 from results.papers import paper_tables
-from results.tables import build_table, render
+from results.tables import write_files
 from sweeps import node_data, preflight
 from sweeps.cells import PROJECT, Budget, Cell, Protocol
 from sweeps.in_flight import run_concurrently
@@ -136,6 +136,15 @@ def parse_args(
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the Optuna sampler")
     p.add_argument(
+        "--winner-seeds",
+        type=int,
+        default=None,
+        metavar="N",
+        help="training seeds of each cell's winning configuration: its search run and N - 1 "
+        "re-trainings from scratch with the next seeds, each evaluated; tables show mean ± std "
+        "over them (default: the budget's; 1 in smoke, 3 in paper)",
+    )
+    p.add_argument(
         "--sampler",
         choices=("tpe", "grid"),
         default="tpe",
@@ -173,7 +182,10 @@ def plan(
     fixed = dict(parse_override(item) for item in args.set)
     budget = budgets[args.budget]
     trials = args.add_trials or args.trials or budget.trials
-    budget = dataclasses.replace(budget, trials=trials, fixed={**budget.fixed, **fixed})
+    seeds = args.winner_seeds or budget.winner_seeds
+    budget = dataclasses.replace(
+        budget, trials=trials, fixed={**budget.fixed, **fixed}, winner_seeds=seeds
+    )
     chosen = [
         c
         for c in cells
@@ -257,9 +269,8 @@ def main(
             return 130
     try:
         failed = report_failures(args.storage, chosen)
-        for table in paper_tables(paper):
-            df, notes = build_table(args.storage, table)
-            print(render(df, notes, table.title, "md"))
+        for table in paper_tables(paper):  # printed, and written under <storage>/tables/
+            print(write_files(args.storage, table)["md"])
         report_differences(args.storage, chosen, args.study_storage)
     except (OSError, store.StorageError) as e:  # e.g. a storage that stopped being writable
         print(f"error: cannot read the results back from {args.storage}: {e}", file=sys.stderr)

@@ -140,6 +140,7 @@ BUDGETS = {
         patience=300,
         eval_k=1000,
         eval_seeds=3,
+        winner_seeds=3,  # the winner trained with 3 seeds (sweeps.seeds)
     ),  # fmt: skip
 }
 """The paper budget's max_epochs and patience are ceilings: each cell's TRAIN keys set its own."""

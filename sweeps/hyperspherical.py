@@ -103,6 +103,7 @@ BUDGETS = {
         patience=50,
         eval_k=500,
         eval_seeds=3,
+        winner_seeds=3,  # the winner trained with 3 seeds (sweeps.seeds)
     ),
 }
 

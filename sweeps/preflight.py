@@ -35,6 +35,11 @@ def check_counts(args) -> None:
                         ("--max-concurrent", args.max_concurrent)):  # fmt: skip
         if value is not None and value < 1:
             raise Refusal(f"{flag} must be at least 1, got {value}")
+    if args.winner_seeds is not None and args.winner_seeds < 1:
+        raise Refusal(
+            f"--winner-seeds must be at least 1, got {args.winner_seeds} (1: the winner's search "
+            "run alone; N: it and N - 1 re-trainings with other training seeds)"
+        )
     if args.cpus_per_trial < 0:
         raise Refusal(f"--cpus-per-trial must be >= 0, got {args.cpus_per_trial}")
     gpus = args.gpus_per_trial

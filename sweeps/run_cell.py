@@ -16,8 +16,10 @@ from results import check, records, store
 from sweeps import preflight
 from sweeps.cells import Budget, Cell
 from sweeps.provenance import provenance
+from sweeps.seeds import retrain_winner
 from sweeps.tune_glue import run_cell
 from sweeps.winners import evaluate_winner
+from training.config import parse_override
 
 
 def run_one(
@@ -31,7 +33,8 @@ def run_one(
     rank: int = 0,
     verbose: int = 1,
 ) -> None:
-    """Run (start, continue or extend) one cell, then evaluate its winner on the test set.
+    """Run (start, continue or extend) one cell, train its winner again with the budget's other
+    training seeds (sweeps.seeds), then evaluate the winner and those on the test set.
 
     ``slots`` names the sweep's shared trial cap (sweeps.slots.Slots) when cells run at
     once, ``rank`` is this cell's priority for a free slot (lower first), ``verbose`` Tune's."""
@@ -53,7 +56,10 @@ def run_one(
         f"== {cell.name}: {budget.trials if not args.resume else target} trials ({mode}; target "
         f"{target}), up to {epochs} epochs{unit}, {concurrent} at a time"
     )
-    store.write_cell_record(storage, cell.name, cell_record(args, cell, base, target, resources))
+    sources = cell.key_sources(budget, dict(parse_override(item) for item in args.set))
+    store.write_cell_record(
+        storage, cell.name, cell_record(args, cell, base, target, resources, sources)
+    )
     if old and args.resume and cell_complete(storage, cell, target):
         print(f"   [{cell.name}] complete: {target} of {target} trials ended; nothing to resume")
     else:
@@ -70,7 +76,10 @@ def run_one(
             slots=slots,
             rank=rank,
             verbose=verbose,
+            sources=sources,
         )
+    if budget.winner_seeds > 1:
+        retrain_winner(cell, budget, storage, resources, concurrent, args.study_storage, verbose)
     for row in evaluate_winner(cell, budget, storage, resources):
         print(  # the cell named: cells in flight print from one process, interleaved
             f"   [{cell.name}] test log-likelihood (k={row['k']}, seed {row['seed']}): "
@@ -78,10 +87,13 @@ def run_one(
         )
 
 
-def cell_record(args, cell: Cell, base: dict, target: int, resources: dict) -> dict:
+def cell_record(
+    args, cell: Cell, base: dict, target: int, resources: dict, sources: dict[str, str]
+) -> dict:
     return {
         "cell": dataclasses.asdict(cell),
         "base_config": base,
+        "key_sources": sources,  # what fixed each key of base_config (Cell.key_sources)
         "trials": target,
         "budget": args.budget,
         "sampler": args.sampler,
@@ -92,5 +104,5 @@ def cell_record(args, cell: Cell, base: dict, target: int, resources: dict) -> d
 
 
 def cell_complete(storage: str, cell: Cell, target: int) -> bool:
-    tune_trials = records.tune_trials(storage, cell.name) or {}
+    tune_trials = records.tune_trials(storage, cell.name, seeds=False) or {}
     return len(tune_trials) >= target and all(t.ended for t in tune_trials.values())

@@ -88,6 +88,7 @@ BUDGETS = {
         patience=11,
         eval_k=5000,
         eval_seeds=1,
+        winner_seeds=3,  # the winner trained with 3 seeds (sweeps.seeds)
         fixed={"train/epoch_batches": 128},
     ),
 }

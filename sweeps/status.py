@@ -8,7 +8,7 @@ from __future__ import annotations
 import optuna
 import pandas as pd
 
-from results import records, store
+from results import records, rows, store
 from sweeps.cells import Cell
 
 STATUSES = ("completed", "pruned", "errored")
@@ -18,7 +18,9 @@ def cell_progress(storage: str, cell: Cell, trials: pd.DataFrame, study_url: str
     """One cell's line: its state, trials by status against its target, the best so far."""
     record = store.cell_record(storage, cell.name)
     study = records.study_trials(storage, cell.name, study_url)
-    tune = records.tune_trials(storage, cell.name)
+    tune = records.tune_trials(storage, cell.name, seeds=False)
+    seeds = trials[trials["role"] == rows.SEED] if not trials.empty else trials
+    trials = trials[trials["role"] != rows.SEED] if not trials.empty else trials
     counts = trials["status"].value_counts() if not trials.empty else pd.Series(dtype=int)
     done = trials[trials["status"] == "completed"] if not trials.empty else trials
     running = sum(t.state == optuna.trial.TrialState.RUNNING for t in study or [])
@@ -40,17 +42,18 @@ def cell_progress(storage: str, cell: Cell, trials: pd.DataFrame, study_url: str
         **{s: int(counts.get(s, 0)) for s in STATUSES},
         "running": running,
         "target": "?" if target is None else target,
+        "seeds": int((seeds["status"] == "completed").sum()) if not seeds.empty else 0,
         "best_val_loss": done["best_val_loss"].min() if not done.empty else float("nan"),
     }  # fmt: skip
 
 
 def progress(storage: str, cells: list[Cell], study_url: str | None = None) -> pd.DataFrame:
     """Per cell: not started / in progress / done, trials completed, pruned, errored and running
-    (RUNNING in the Optuna study: asked, not yet told) against the cell's target, and the best
-    validation loss."""
+    (RUNNING in the Optuna study: asked, not yet told) against the cell's target, the winner's
+    completed re-trainings with other seeds (sweeps.seeds), and the best validation loss."""
     trials = store.load(storage, "trials")
-    rows = []
+    lines = []
     for cell in cells:
         mine = trials[trials["sweep"] == cell.name] if not trials.empty else trials
-        rows.append(cell_progress(storage, cell, mine, study_url))
-    return pd.DataFrame(rows)
+        lines.append(cell_progress(storage, cell, mine, study_url))
+    return pd.DataFrame(lines)

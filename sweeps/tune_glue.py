@@ -152,10 +152,19 @@ class ParquetWriter(tune.Callback):
 
     The curve comes from the trial's last checkpoint, not from results seen by this driver: a
     trial retried on another node, or resumed after the driver restarted, still has every epoch.
+    Each row says where its config keys came from (``sources``: what fixed them; the rest the
+    search chose or are defaults), its Optuna trial's number, and its ``role`` (a search trial,
+    or a re-training of ``seed_of`` with another training seed: sweeps.seeds).
     """
 
-    def __init__(self, storage: str, cell: Cell, gpus_per_trial: float):
-        self.storage, self.cell, self.gpus = storage, cell, gpus_per_trial
+    def __init__(
+        self, storage: str, cell: Cell, resources: dict, sources: dict[str, str] | None = None,
+        study_storage: str | None = None, role: str = rows.SEARCH, seed_of: str = "",
+    ):  # fmt: skip
+        self.storage, self.cell = storage, cell
+        self.cpus, self.gpus = resources.get("cpu", 1.0), resources.get("gpu", 0.0)
+        self.sources, self.study_storage = sources or {}, study_storage
+        self.role, self.seed_of = role, seed_of
         self.provenance = provenance()
 
     def on_trial_complete(self, iteration, trials, trial, **info):
@@ -171,6 +180,14 @@ class ParquetWriter(tune.Callback):
             and ((rows_["trial_id"] == trial_id) & (rows_["status"] == "completed")).any()
         )
 
+    def _optuna_trial(self, trial_id: str) -> tuple[int, set[str]]:
+        """(the number of the trial's Optuna trial, the keys the search chose); (-1, set()) for
+        a seed re-training, which has none."""
+        if self.role != rows.SEARCH:
+            return -1, set()
+        study = records.study_trials(self.storage, self.cell.name, self.study_storage) or []
+        return records.optuna_trial(study, trial_id)
+
     def _write(self, trial, error: str | None) -> None:
         last = trial.last_result or {}
         status, reason = rows.trial_status(last, error)
@@ -185,6 +202,7 @@ class ParquetWriter(tune.Callback):
             config = flatten(trial.config)
         ckpt = trial.checkpoint
         history = checkpoint_history(ckpt)
+        number, chosen = self._optuna_trial(trial.trial_id)
         row = rows.trial_row(
             self.cell.fields(),
             trial.trial_id,
@@ -193,10 +211,15 @@ class ParquetWriter(tune.Callback):
             history,
             error=error,
             retries=trial.num_failures,
-            checkpoint_path=ckpt_uri(ckpt) if ckpt is not None else "",
+            checkpoint_path=store.relative(self.storage, ckpt_uri(ckpt)) if ckpt else "",
             gpus=self.gpus,
+            cpus=self.cpus,
             provenance=self.provenance,
             times=rows.tune_times(vars(trial.run_metadata)),
+            sources=rows.key_sources(config, self.sources, chosen),
+            optuna_trial=number,
+            role=self.role,
+            seed_of=self.seed_of,
         )
         store.write(self.storage, "trials", self.cell.name, trial.trial_id, [row])
         if history:
@@ -251,13 +274,15 @@ def run_cell(
     slots: str | None = None,
     rank: int = 0,
     verbose: int = 1,
+    sources: dict[str, str] | None = None,
 ) -> tune.ResultGrid:
     """Search one cell with Optuna; trials and curves land in Parquet.
 
     ``sampler``: "tpe" searches the family's space under ASHA; "grid" replays the authors' grid
     (search_spaces.GRIDS), every configuration once and trained to its own stopping rule (no
     scheduler prunes it), as the authors ran it. ``slots``, ``rank``: the shared trial cap of
-    cells in flight together (sweeps.slots) and this cell's priority for it.
+    cells in flight together (sweeps.slots) and this cell's priority for it. ``sources``: what
+    fixed each key of the cell's base config, for its rows (Cell.key_sources).
     """
     ray_dir = tune_dir(storage)
     experiment = experiment_path(storage, cell)
@@ -325,7 +350,7 @@ def run_cell(
                 # Each epoch's step asks for its checkpoint (should_checkpoint); none more at
                 # the end (Tune's default for a class): a failed trial has nothing to save.
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=2, checkpoint_at_end=False),
-                callbacks=[ParquetWriter(storage, cell, resources.get("gpu", 0))],
+                callbacks=[ParquetWriter(storage, cell, resources, sources, study_storage)],
                 verbose=verbose,
             ),
         )

@@ -96,6 +96,7 @@ BUDGETS = {
         patience=100,
         eval_k=5000,
         eval_seeds=3,
+        winner_seeds=3,  # the winner trained with 3 seeds (sweeps.seeds)
         fixed={"model/latent_dim": 50, "model/hidden_dim": 500, "train/batch_size": 128},
     ),
 }

@@ -1,5 +1,6 @@
-"""A cell's winner on the test set: its importance-sampled log-likelihood, once per evaluation
-seed, each in a Ray task with a trial's resources, and its sample grids (drawn by the first).
+"""A cell's winner on the test set: its importance-sampled log-likelihood and that of its
+re-trainings with other training seeds (sweeps.seeds), once per evaluation seed each, each in a
+Ray task with a trial's resources, and the winner's sample grids (drawn by its first task).
 
     evaluate_winner(cell, budget, storage, resources) -> the new ``evaluations`` rows
 """
@@ -7,12 +8,14 @@ seed, each in a Ray task with a trial's resources, and its sample grids (drawn b
 from __future__ import annotations
 
 import json
+import time
 
+import pandas as pd
 import ray
 import torch
 from ray import tune
 
-from results import samples, store
+from results import rows, samples, store
 from results.tables import winners
 from sweeps.cells import Budget, Cell
 from sweeps.provenance import provenance
@@ -34,12 +37,13 @@ def _winner(ckpt_path: str, config: dict) -> tuple[Config, Data, torch.nn.Module
 
 @ray.remote
 def _evaluate(ckpt_path: str, config: dict, k: int, seed: int | None, draw: bool) -> tuple:
-    """(the winner's test log-likelihood with ``seed``, or None without one; its sample grids
-    when ``draw``, else None). One task per seed; the first also draws the grids, so that a
-    cell's end starts one worker and loads its winner once, not once more for the grids."""
+    """(a trained model's test log-likelihood with ``seed``, or None without one; its sample
+    grids when ``draw``, else None; the task's seconds). One task per seed; the winner's first
+    also draws the grids, so that a cell's end loads its winner once, not once more for them."""
+    start = time.perf_counter()
     cfg, data, model = _winner(ckpt_path, config)
     ll = None if seed is None else estimate_log_likelihood(model, data.test, k, seed=seed)
-    return ll, _sample(model, data) if draw else None
+    return ll, _sample(model, data) if draw else None, time.perf_counter() - start
 
 
 def _sample(model: torch.nn.Module, data: Data) -> tuple[dict, bool] | str:
@@ -64,44 +68,78 @@ def write_samples(storage: str, cell: Cell, trial_id: str, drawn: tuple | str) -
         return None
 
 
+def evaluation_jobs(trials, done, budget: Budget, draw: bool) -> list[tuple]:
+    """(trial row, importance-sampling seed or None, draw) for each evaluation still to do: every
+    eval seed of the winner (``trials``' first row) and of each of its re-trainings (the rest),
+    the grids drawn by the winner's first (or by a job of their own when it has none left)."""
+    jobs = []
+    for _, t in trials.iterrows():
+        for s in range(budget.eval_seeds):
+            mine = (
+                done.empty
+                or not (
+                    (done["trial_id"] == t["trial_id"])
+                    & (done["seed"] == s)
+                    & (done["k"] == budget.eval_k)
+                ).any()
+            )
+            if mine:
+                jobs.append((t, s, False))
+    winner = trials.iloc[0]["trial_id"]
+    if draw:
+        first = next((i for i, (t, _, _) in enumerate(jobs) if t["trial_id"] == winner), None)
+        if first is None:
+            jobs.append((trials.iloc[0], None, True))
+        else:
+            jobs[first] = (*jobs[first][:2], True)
+    return jobs
+
+
 def evaluate_winner(cell: Cell, budget: Budget, storage: str, resources: dict) -> list[dict]:
-    """Test log-likelihood of the cell's best-by-validation trial, once per evaluation seed, and
-    its sample grids (training.evaluate.sample_grids, seed 0) under ``samples/`` when it has
-    none yet, drawn by the first seed's task."""
-    best = winners(store.load(storage, "trials", sweep=cell.name), cell.paper)
+    """Test log-likelihood of the cell's best-by-validation trial and of its completed
+    re-trainings with other seeds (sweeps.seeds), once per evaluation seed each, and the
+    winner's sample grids (training.evaluate.sample_grids, seed 0) under ``samples/`` when it
+    has none yet. Each row records what its evaluation cost (wall, CPU and GPU seconds)."""
+    trials = store.load(storage, "trials", sweep=cell.name)
+    best = winners(trials, cell.paper)
     if best.empty:
         print(f"[{cell.name}] no completed trial: nothing to evaluate")
         return []
     w = best.iloc[0]
-    config = json.loads(w["config_json"])
+    seeds = trials[
+        (trials["role"] == rows.SEED)
+        & (trials["seed_of"] == w["trial_id"])
+        & (trials["status"] == "completed")
+    ].sort_values("seed")
+    runs = pd.concat([best.iloc[:1], seeds], ignore_index=True)
     done = store.load(storage, "evaluations", sweep=cell.name)
-    seeds = [
-        s
-        for s in range(budget.eval_seeds)
-        if done.empty
-        or not (
-            (done["trial_id"] == w["trial_id"]) & (done["seed"] == s) & (done["k"] == budget.eval_k)
-        ).any()
-    ]
-    opts = {"num_cpus": resources.get("cpu", 1), "num_gpus": resources.get("gpu", 0)}
     draw = not samples.stored(storage, cell.name, w["trial_id"])
-    jobs = [(s, draw and i == 0) for i, s in enumerate(seeds)] or ([(None, True)] if draw else [])
-    task = _evaluate.options(**opts)
-    refs = [task.remote(w["checkpoint_path"], config, budget.eval_k, s, d) for s, d in jobs]
+    jobs = evaluation_jobs(runs, done, budget, draw)
+    cpus, gpus = resources.get("cpu", 1), resources.get("gpu", 0)
+    task = _evaluate.options(num_cpus=cpus, num_gpus=gpus)
+    refs = [
+        task.remote(store.locate(storage, t["checkpoint_path"]), json.loads(t["config_json"]),
+                    budget.eval_k, s, d)
+        for t, s, d in jobs
+    ]  # fmt: skip
     try:
         outs = ray.get(refs)
     except Exception as e:  # a lost worker, say
-        if draw and not seeds:  # the grids alone failed: optional, one warning line
+        if draw and all(s is None for _, s, _ in jobs):  # the grids alone failed: optional
             write_samples(storage, cell, w["trial_id"], f"{type(e).__name__}: {e}")
             return []
         raise
-    rows = [
-        {"sweep": cell.name, "trial_id": w["trial_id"], "seed": s, **ll, **provenance()}
-        for (s, _), (ll, _) in zip(jobs, outs, strict=True)
-        if s is not None
-    ]
-    for r in rows:
-        store.write(storage, "evaluations", cell.name, f"{w['trial_id']}-seed{r['seed']}", [r])
-    if draw and (path := write_samples(storage, cell, w["trial_id"], outs[0][1])):
+    new = []
+    for (t, s, _), (ll, _, seconds) in zip(jobs, outs, strict=True):
+        if s is None:
+            continue
+        cost = {"wall_seconds": seconds, "cpu_seconds": seconds * cpus,
+                "gpu_seconds": seconds * gpus}  # fmt: skip
+        row = {"sweep": cell.name, "trial_id": t["trial_id"], "seed": s, **ll, **cost,
+               **provenance()}  # fmt: skip
+        store.write(storage, "evaluations", cell.name, f"{t['trial_id']}-seed{s}", [row])
+        new.append(row)
+    drawn = next((out[1] for (_, _, d), out in zip(jobs, outs, strict=True) if d), None)
+    if draw and (path := write_samples(storage, cell, w["trial_id"], drawn)):
         print(f"   [{cell.name}] sample grids: {path}")
-    return rows
+    return new

@@ -13,10 +13,11 @@ import pytest
 import torch
 
 import search_spaces
-from results import records, store
+from results import check, records, store
 from sweeps import cli, nodes, vlae
 from sweeps.cells import Budget
 from sweeps.tune_glue import optuna_storage
+from tests.test_replay import assert_replays
 from training.config import Config
 from training.data import load_data
 from training.trainer import build_model, fit
@@ -36,33 +37,58 @@ TINY = Budget(
 )
 
 
-def run(storage, budget, monkeypatch, space=None):
+def run(storage, budget, monkeypatch, space=None, extra=()):
     if space is not None:
         monkeypatch.setitem(search_spaces.SPACES, "vae", space)
-    argv = ["--storage", str(storage), "--datasets", "fashion_mnist"]
+    argv = ["--storage", str(storage), "--datasets", "fashion_mnist", *extra]
     return cli.main("vlae", [CELL], {"smoke": budget}, {}, argv=argv)
 
 
 def test_two_trial_sweep_lands_in_parquet_and_renders_the_table(
     ray_local, tmp_path, monkeypatch, capsys
 ):
-    assert run(tmp_path, TINY, monkeypatch) == 0
-    trials = store.load(str(tmp_path), "trials")
+    assert run(tmp_path, TINY, monkeypatch, extra=["--winner-seeds", "2"]) == 0
+    every = store.load(str(tmp_path), "trials")
+    trials = every[every["role"] == "search"]
     assert len(trials) == 2 and set(trials["status"]) <= {"completed", "pruned"}
     assert (trials["git_sha"] != "").all() and trials["versions"].str.contains("torch").all()
     assert "config/train/lr" in trials and "config/model/latent_dim" in trials
     curves = store.load(str(tmp_path), "curves")
-    assert set(curves["trial_id"]) == set(trials["trial_id"])
+    assert set(curves["trial_id"]) == set(every["trial_id"])
     assert (
         curves.groupby("trial_id")["epoch"].max().to_dict()
-        == trials.set_index("trial_id")["epochs"].to_dict()
+        == every.set_index("trial_id")["epochs"].to_dict()
     )
-    evals = store.load(str(tmp_path), "evaluations")
+    # The winner trained once more with the next training seed: marked, never a search trial.
     winner = trials[trials["status"] == "completed"].sort_values("best_val_loss").iloc[0]
-    assert evals["trial_id"].unique().tolist() == [winner["trial_id"]]
-    assert sorted(evals["seed"]) == [0, 1] and (evals["k"] == 5).all()
+    again = every[every["role"] == "seed"]
+    assert len(again) == 1 and again["seed_of"].tolist() == [winner["trial_id"]]
+    assert again["seed"].tolist() == [winner["seed"] + 1] and again["optuna_trial"].tolist() == [-1]
+    ids = [winner["trial_id"], again.iloc[0]["trial_id"]]
+    first, second = (curves[curves["trial_id"] == t] for t in ids)
+    assert first["train_loss"].iloc[0] != second["train_loss"].iloc[0]  # a fresh initialisation
+    evals = store.load(str(tmp_path), "evaluations")
+    assert sorted(evals["trial_id"].unique()) == sorted(
+        [winner["trial_id"], again.iloc[0]["trial_id"]]
+    )
+    assert sorted(evals["seed"]) == [0, 0, 1, 1] and (evals["k"] == 5).all()
+    assert (evals["cpu_seconds"] > 0).all() and (every["cpu_seconds"] > 0).all()
     out = capsys.readouterr().out
-    assert "| VAE | - | project | " in out and "(n=2, k=5)" in out
+    assert "| VAE | - | project | " in out and "(n=2, k=5)" in out and "(2 IS seeds)" in out
+    assert (tmp_path / "tables" / "vlae.md").is_file()  # a finished sweep writes its tables
+
+    # Each row explains itself: where its keys came from, its Optuna trial, readable times,
+    # a checkpoint path that still reads if the storage moves.
+    sources = json.loads(winner["key_sources"])
+    assert sources["train/lr"] == "search" and sources["family"] == "cell"
+    assert sources["model/hidden_dim"] == "budget" and sources["train/max_epochs"] == "budget"
+    assert set(sources.values()) == {"search", "cell", "budget", "default"}
+    assert json.loads(again.iloc[0]["key_sources"])["train/seed"] == "winner-seeds"
+    assert sorted(trials["optuna_trial"]) == [0, 1]
+    assert str(winner["start_time"].tz) == "UTC" and winner["end_time"] > winner["start_time"]
+    assert not winner["checkpoint_path"].startswith("/")
+    assert Path(store.locate(str(tmp_path), winner["checkpoint_path"])).is_dir()
+    assert check.summary(check.check(str(tmp_path))) == ([], [])
 
     # The sweep's progress, from storage alone.
     argv = ["--storage", str(tmp_path), "--datasets", "fashion_mnist", "--status"]
@@ -80,15 +106,19 @@ def test_two_trial_sweep_lands_in_parquet_and_renders_the_table(
         "errored",
         "running",
         "target",
+        "seeds",
         "best_val_loss",
     ]
     counts = trials["status"].value_counts()
     fields = status[1].split()
     assert fields[:6] == ["vae", "fashion_mnist", "gaussian", "-", "project", "done"]
     assert int(fields[6]) == counts.get("completed", 0) and int(fields[9]) == 0
-    assert int(fields[10]) == TINY.trials
+    assert int(fields[10]) == TINY.trials and int(fields[11]) == 1
     best = trials[trials["status"] == "completed"]["best_val_loss"].min()
-    assert float(fields[11]) == pytest.approx(best, abs=1e-3)
+    assert float(fields[12]) == pytest.approx(best, abs=1e-3)
+
+    # python -m training replay on this storage (last: it edits a curve; tests/test_replay.py)
+    assert_replays(str(tmp_path), trials, capsys)
 
 
 def test_a_cell_killed_before_tune_saved_its_state_resumes_afresh(
@@ -174,6 +204,7 @@ def test_failures_are_recorded_and_asha_stops_become_pruned_in_optuna(
         (["--set", "data/root=/nonexistent"], "not found: looked for"),
         (["--set", "train/lr"], "KEY=VALUE"),
         (["--storage", "s3://bucket/x"], "add --study-storage"),
+        (["--winner-seeds", "0"], "--winner-seeds must be at least 1"),
     ],
 )
 def test_bad_sweep_input_fails_before_ray_starts(

@@ -33,10 +33,27 @@ def paper_row(model, variant, value, std, source, confidence="recalled"):
     }
 
 
+def write_run(storage, sweep, family, trial_id, lls, k, **row):
+    """A trial row of the toy paper (search winner unless ``row`` says otherwise) and its test
+    evaluations, one per importance-sampling seed."""
+    trial = {"sweep": sweep, "paper": "toy", "family": family, "dataset": "mnist"}
+    trial |= {"likelihood": "bernoulli", "variant": "-", "trial_id": trial_id}
+    trial |= {"status": "completed", "reason": "", "best_val_loss": 1.0, "seed": 0}
+    trial |= {"role": "search", "seed_of": "", "cpu_seconds": 3600.0, "gpu_seconds": 0.0} | row
+    store.write(storage, "trials", sweep, trial_id, [trial])
+    evals = [
+        {"trial_id": trial_id, "seed": s, "test_log_likelihood": v, "k": k, "cpu_seconds": 36.0}
+        for s, v in enumerate(lls)
+    ]
+    if evals:
+        store.write(storage, "evaluations", sweep, f"{trial_id}-e", evals)
+
+
 @pytest.fixture
 def toy(tmp_path, monkeypatch):
-    """A store with VAE (3 seeds, k=100) and IWAE (1 seed, k=5000), and the toy paper's numbers:
-    two sources (one used twice), a confirmed and a recalled value."""
+    """A store with VAE (3 training seeds, k=100: its search winner and two re-trainings, each
+    with one IS seed) and IWAE (1 training seed, k=5000), and the toy paper's numbers: two
+    sources (one used twice), a confirmed and a recalled value."""
     reference = pd.DataFrame(
         [
             paper_row("VAE", "-", -85.0, 0.5, POSTER),
@@ -47,20 +64,13 @@ def toy(tmp_path, monkeypatch):
         ]
     )
     monkeypatch.setattr("results.tables.paper_numbers", lambda: reference)
-    seeds = {"vae": [-86.0, -85.0, -87.5], "iwae": [-85.125]}
-    for family, values in seeds.items():
-        sweep = f"toy-{family}-mnist-bernoulli"
-        trial = {"sweep": sweep, "paper": "toy", "family": family, "dataset": "mnist"}
-        trial |= {"likelihood": "bernoulli", "variant": "-", "trial_id": f"t-{family}"}
-        trial |= {"status": "completed", "reason": "", "best_val_loss": 1.0}
-        store.write(str(tmp_path), "trials", sweep, f"t-{family}", [trial])
-        k = 100 if family == "vae" else 5000
-        evals = [
-            {"trial_id": f"t-{family}", "seed": s, "test_log_likelihood": v, "k": k}
-            for s, v in enumerate(values)
-        ]
-        store.write(str(tmp_path), "evaluations", sweep, f"t-{family}-e", evals)
-    return str(tmp_path)
+    s, vae = str(tmp_path), "toy-vae-mnist-bernoulli"
+    write_run(s, vae, "vae", "t-vae", [-86.0], 100)
+    for seed, ll in ((1, -85.0), (2, -87.5)):
+        write_run(s, vae, "vae", f"t-vae-s{seed}", [ll], 100, role="seed", seed_of="t-vae",
+                  seed=seed, cpu_seconds=1800.0)  # fmt: skip
+    write_run(s, "toy-iwae-mnist-bernoulli", "iwae", "t-iwae", [-85.125], 5000)
+    return s
 
 
 def cell(df, model, variant, column):
@@ -77,6 +87,38 @@ def test_a_single_seed_has_no_plus_minus_and_shows_n_equals_1(toy):
 def test_several_seeds_show_mean_plus_minus_std(toy):
     df, _ = build_table(toy, TOY)
     assert cell(df, "VAE", "-", "MNIST: ours") == "-86.17 ± 1.26 (n=3, k=100)"
+    assert cell(df, "VAE", "-", "MNIST LL IS s.d.") == "– (1 IS seed)"
+
+
+def test_training_seeds_and_is_seeds_are_apart_and_costs_add_up(tmp_path, monkeypatch):
+    """By hand: three trainings of the winner (its search run and two re-trainings), each with
+    two IS seeds -> run means -86.25, -85.25, -87.75: mean -86.4167, s.d. 1.2583 (n=3); each
+    run's two IS values differ by 0.5: s.d. 0.3536. A re-training that was pruned, one of
+    another trial, and a seed row with a better validation loss change none of it."""
+    nothing = pd.DataFrame(columns=[*paper_row("", "", 0, 0, "")])
+    monkeypatch.setattr("results.tables.paper_numbers", lambda: nothing)
+    s, vae = str(tmp_path), "toy-vae-mnist-bernoulli"
+    write_run(s, vae, "vae", "win", [-86.0, -86.5], 100, best_val_loss=5.0)
+    write_run(s, vae, "vae", "lost", [], 100, best_val_loss=6.0)
+    for seed, lls in ((1, [-85.0, -85.5]), (2, [-87.5, -88.0])):
+        write_run(s, vae, "vae", f"win-s{seed}", lls, 100, role="seed", seed_of="win", seed=seed,
+                  best_val_loss=1.0, cpu_seconds=1800.0, gpu_seconds=900.0)  # fmt: skip
+    write_run(s, vae, "vae", "win-s3", [-10.0], 100, role="seed", seed_of="win", seed=3,
+              status="pruned")  # fmt: skip
+    write_run(s, vae, "vae", "lost-s1", [-10.0], 100, role="seed", seed_of="lost", seed=1)
+    df, notes = build_table(s, TOY)
+    assert cell(df, "VAE", "-", "MNIST: ours") == "-86.42 ± 1.26 (n=3, k=100)"
+    assert cell(df, "VAE", "-", "MNIST LL IS s.d.") == "0.35 (2 IS seeds)"
+    # CPU: trials 3600 + 3600 + 1800 + 1800 + 3600 (pruned) + 3600 (other's seed) = 18000 s,
+    # evaluations 2 + 2 + 2 + 1 + 1 = 8 x 36 s = 288 s -> 5.08 core-h; GPU: 2 x 900 s = 0.5 h
+    assert cell(df, "VAE", "-", "MNIST CPU core-h") == "5.08"
+    assert cell(df, "VAE", "-", "MNIST GPU-h") == "0.5"
+    long = numbers(s, TOY).set_index("metric")
+    assert long.loc["LL", "mean"] == pytest.approx(-86.4166667)
+    assert long.loc["LL", "std"] == pytest.approx(1.2583057)
+    assert long.loc["LL IS s.d.", "mean"] == pytest.approx(0.5 / 2**0.5)
+    assert long.loc["CPU core-h", "mean"] == pytest.approx(18288 / 3600)
+    assert "training seeds" in notes[0]
 
 
 def test_each_reference_source_has_its_own_mark_and_note(toy):
@@ -135,7 +177,8 @@ def test_csv_is_a_long_table_of_numbers_for_ours_and_the_paper(toy):
     assert list(back.columns) == NUMBERS
     for column in ("mean", "std", "n", "k"):
         assert pd.api.types.is_numeric_dtype(back[column]), column
-    rows = back.set_index(["model", "variant", "who"])
+    rows = back[back["metric"] == "LL"]
+    rows = rows.set_index(["model", "variant", "who"])
     vae = rows.loc[("VAE", "-", "ours")]
     assert vae["mean"] == pytest.approx(-86.1666667) and vae["std"] == pytest.approx(1.2583057)
     assert (vae["n"], vae["k"], vae["trial_id"]) == (3, 100, "t-vae") and pd.isna(vae["trust"])
@@ -145,7 +188,9 @@ def test_csv_is_a_long_table_of_numbers_for_ours_and_the_paper(toy):
     assert (paper["mean"], paper["std"], paper["k"]) == (-85.0, 0.5, 5000) and pd.isna(paper["n"])
     assert (paper["source"], paper["trust"], paper["dataset"]) == (POSTER, "reference", "MNIST")
     assert rows.loc[("IWAE", "d=2", "paper"), "trust"] == "confirmed"
-    assert len(back) == 2 + 5  # one row per (model, variant, dataset, metric, who)
+    # one row per (model, variant, dataset, metric, who): ours LL, LL IS s.d., GPU-h, CPU
+    # core-h for each of 2 models; the paper's 5
+    assert len(back) == 2 * 4 + 5
 
 
 def test_an_empty_table_still_renders(tmp_path):

@@ -18,7 +18,7 @@ import re
 import pandas as pd
 
 from results import store
-from results.papers import PaperTable
+from results.papers import PAPERS, PaperTable
 from results.reference import (
     format_reference,
     importance_samples,
@@ -55,6 +55,76 @@ def winners(trials: pd.DataFrame, paper: str) -> pd.DataFrame:
     return done.loc[done.groupby("sweep")["best_val_loss"].idxmin()].reset_index(drop=True)
 
 
+SELECTIONS = ("validation", "param-cap")
+"""How a cell's winner is chosen: best validation loss (the default), or under a parameter cap
+for the families a table caps (PaperTable.caps; the SPVAE authors' apparent second rule)."""
+
+
+def setting(frame: pd.DataFrame, row: pd.Series) -> pd.Series:
+    """Rows of ``frame`` on the same dataset setting as ``row`` (dataset, likelihood, variant,
+    protocol)."""
+    keys = ("dataset", "likelihood", "variant", "protocol")
+    return pd.concat([frame[k] == row[k] for k in keys], axis=1).all(axis=1)
+
+
+def capped_winners(trials: pd.DataFrame, table: PaperTable) -> tuple[pd.DataFrame, list[str]]:
+    """The winners under ``--selection param-cap`` and a note per capped cell: a family in
+    table.caps wins with its best-by-validation completed search trial whose n_parameters is at
+    most the smallest n_parameters of the capping families' winners on the same setting; every
+    other cell keeps its best-by-validation winner. A cell whose cap is unknown (a capping cell
+    missing) or that has no trial under it has no winner, and its note says why."""
+    best = pd.concat([winners(trials, p) for p in (table.key, *table.include_papers)])
+    if best.empty or not table.caps:
+        return best, []
+    keep, notes = [], []
+    for _, w in best.iterrows():
+        cappers = table.caps.get(w["family"])
+        if not cappers:
+            keep.append(w)
+            continue
+        others = best[setting(best, w) & best["family"].isin(cappers)]
+        sizes = others["n_parameters"].where(others["n_parameters"] >= 0).dropna()
+        if len(sizes) < len(cappers):
+            need = " and ".join(cappers)
+            notes.append(f"{w['sweep']}: no winner under the cap: it needs the selected "
+                         f"{need} of its setting ({len(sizes)} found)")  # fmt: skip
+            continue
+        cap = int(sizes.min())
+        mine = trials[(trials["sweep"] == w["sweep"]) & (trials["role"] == SEARCH)]
+        pool = mine[(mine["status"] == "completed") & mine["best_val_loss"].notna()]
+        pool = pool[(pool["n_parameters"] >= 0) & (pool["n_parameters"] <= cap)]
+        if pool.empty:
+            notes.append(f"{w['sweep']}: no completed trial has at most {cap:,} parameters")
+            continue
+        pick = pool.loc[pool["best_val_loss"].idxmin()]
+        same = (
+            "the best-by-validation trial"
+            if pick["trial_id"] == w["trial_id"]
+            else (f"not the best-by-validation {w['trial_id']} ({int(w['n_parameters']):,})")
+        )
+        notes.append(f"{w['sweep']}: trial {pick['trial_id']} ({int(pick['n_parameters']):,} "
+                     f"parameters <= cap {cap:,}), {same}")  # fmt: skip
+        keep.append(pick)
+    return pd.DataFrame(keep).reset_index(drop=True), notes
+
+
+def chosen(trials: pd.DataFrame, table: PaperTable, selection: str) -> tuple[pd.DataFrame, list]:
+    """(the winners of the table's cells under ``selection``, notes on how they were chosen)."""
+    if selection == "validation":
+        return pd.concat([winners(trials, p) for p in (table.key, *table.include_papers)]), []
+    if selection != "param-cap":
+        raise ValueError(f"unknown selection {selection!r}; choose one of {list(SELECTIONS)}")
+    if not table.caps:
+        capped = sorted(k for k, t in PAPERS.items() if t.caps)
+        raise ValueError(f"table {table.key} has no parameter-cap rule; tables with one: {capped}")
+    best, notes = capped_winners(trials, table)
+    rule = (f"selection: param-cap (spvae.md section 6): {', '.join(table.caps)} chosen as the "
+            "best validation among trials with no more parameters than the smallest selected "
+            f"{' / '.join(sorted({f for c in table.caps.values() for f in c}))} of the same "
+            "setting; the others by best validation")  # fmt: skip
+    return best, [rule, *notes]
+
+
 def training_runs(trials: pd.DataFrame, winner: pd.Series) -> pd.DataFrame:
     """The winner's row, then its completed re-trainings with other seeds (sweeps.seeds)."""
     seeds = trials[
@@ -89,13 +159,13 @@ def cost(trials: pd.DataFrame, evals: pd.DataFrame, column: str) -> float | None
     return None if pd.isna(total) else total / 3600
 
 
-def our_numbers(storage: str, table: PaperTable) -> pd.DataFrame:
+def our_numbers(storage: str, table: PaperTable, selection: str = "validation") -> pd.DataFrame:
     """One row per cell and metric: the winner's test statistics over its training seeds (each
     averaged over evaluation seeds); the log-likelihood's IS s.d.; what the cell cost."""
     cols = ["model", "variant", "protocol", "dataset_label", "metric", "mean", "std", "n", "k",
             "trial_id"]  # fmt: skip
     trials = store.load(storage, "trials")
-    best = pd.concat([winners(trials, p) for p in (table.key, *table.include_papers)])
+    best, _ = chosen(trials, table, selection) if not trials.empty else (trials, [])
     if best.empty:
         return pd.DataFrame(columns=[*cols, "sweep"])
     evals = store.load(storage, "evaluations")
@@ -167,10 +237,10 @@ def reference_numbers(table: PaperTable) -> pd.DataFrame:
     return ref.rename(columns={"dataset": "dataset_label"})
 
 
-def numbers(storage: str, table: PaperTable) -> pd.DataFrame:
+def numbers(storage: str, table: PaperTable, selection: str = "validation") -> pd.DataFrame:
     """The long, tidy table of numbers (columns NUMBERS), ours and the paper's, in reading order.
     Ours: source = the sweep, no trust; the paper's: n unknown, k as its metric states."""
-    ours = our_numbers(storage, table)
+    ours = our_numbers(storage, table, selection)
     ours = ours.assign(who="ours", source=ours["sweep"], trust=None)
     ref = reference_numbers(table)
     ref = ref.assign(who="paper", mean=ref["value"], n=None, trial_id=None, protocol=None)
@@ -327,9 +397,20 @@ def table_notes(metrics: list[str], marks: dict[str, str]) -> list[str]:
     return [ours, *(f"{mark} {source}" for source, mark in marks.items())]
 
 
-def build_table(storage: str, table: PaperTable) -> tuple[pd.DataFrame, list[str]]:
-    """The wide table and its notes (see `layout`); its numbers are `numbers(storage, table)`."""
-    return layout(numbers(storage, table), table)
+def build_table(
+    storage: str, table: PaperTable, selection: str = "validation"
+) -> tuple[pd.DataFrame, list[str]]:
+    """The wide table and its notes (see `layout`; under ``selection`` its notes say how each
+    capped cell's winner was chosen); its numbers are `numbers(storage, table, selection)`."""
+    wide, notes = layout(numbers(storage, table, selection), table)
+    return wide, notes + selection_notes(storage, table, selection)
+
+
+def selection_notes(storage: str, table: PaperTable, selection: str) -> list[str]:
+    if selection == "validation":
+        return []
+    trials = store.load(storage, "trials")
+    return chosen(trials, table, selection)[1] if not trials.empty else []
 
 
 LATEX_MARKS = {"†": r"\dag", "‡": r"\ddag", "§": r"\S", "¶": r"\P", "‖": r"\ensuremath{\|}"}
@@ -388,19 +469,23 @@ def render_latex(df: pd.DataFrame, notes: list[str], title: str) -> str:
 EXTENSIONS = {"md": "md", "latex": "tex", "csv": "csv"}
 
 
-def write_files(storage: str, table: PaperTable, notes_extra: list[str] = ()) -> dict[str, str]:
-    """Write ``table`` as Markdown, LaTeX and CSV under <storage>/tables/; returns each format's
-    text (``notes_extra``: lines added under the table, e.g. a storage's consistency warning)."""
-    long = numbers(storage, table)  # the CSV: one row per number, in columns of numbers
+def write_files(
+    storage: str, table: PaperTable, notes_extra: list[str] = (), selection: str = "validation"
+) -> dict[str, str]:
+    """Write ``table`` as Markdown, LaTeX and CSV under <storage>/tables/ (<key>.md, or
+    <key>-<selection>.md under another selection rule); returns each format's text
+    (``notes_extra``: lines added under the table, e.g. a storage's consistency warning)."""
+    long = numbers(storage, table, selection)  # the CSV: one row per number
     wide, notes = layout(long, table)
-    notes = notes + list(notes_extra)
+    notes = notes + selection_notes(storage, table, selection) + list(notes_extra)
+    name = table.key if selection == "validation" else f"{table.key}-{selection}"
     frames = {"md": wide, "latex": wide, "csv": long}
     fs, root = store.filesystem(storage)
     fs.create_dir(f"{root}/tables", recursive=True)
     texts = {}
     for fmt, ext in EXTENSIONS.items():
         texts[fmt] = render(frames[fmt], notes, table.title, fmt)
-        with fs.open_output_stream(f"{root}/tables/{table.key}.{ext}") as out:
+        with fs.open_output_stream(f"{root}/tables/{name}.{ext}") as out:
             out.write(texts[fmt].encode())
     return texts
 

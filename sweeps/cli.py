@@ -17,6 +17,7 @@ import sys
 
 import ray
 from ray._private.services import find_gcs_addresses  # no public API for "is one running"
+from ray._private.utils import read_ray_address  # the address file `ray start` writes
 
 from results import check, store
 from results.papers import paper_tables
@@ -31,18 +32,27 @@ from sweeps.nodes import (
     requested,
     storage_warning,
 )
-from sweeps.run_cell import run_one
+from sweeps.run_cell import capped_winners, run_one
 from sweeps.status import progress
 from training.config import ConfigError, parse_override
 from training.data import DatasetError, read_images
 
 
-def connect(address: str | None) -> None:
-    """Attach to the given or running cluster; otherwise start a fresh local instance.
+def running_cluster() -> str | None:
+    """The address of a live `ray start` cluster on this machine, else None.
 
-    A `ray_current_cluster` file left by a dead `ray start` would make a bare ray.init() try to
-    attach to it, so "running" means a live GCS process is found, else we force a local start.
+    Only `ray start` (and ray.cluster_utils.Cluster) write Ray's `ray_current_cluster` file; the
+    embedded instance of another sweep (or a test) running here does not, and is never joined:
+    it shuts down when its own driver ends, taking this sweep's cells with it. A file left by a
+    dead `ray start` names no live GCS process, so it is ignored too.
     """
+    address = read_ray_address()
+    return address if address and address in find_gcs_addresses() else None
+
+
+def connect(address: str | None) -> None:
+    """Attach to the given or running cluster (``running_cluster``); otherwise start a fresh
+    local instance of our own."""
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS")
@@ -52,7 +62,7 @@ def connect(address: str | None) -> None:
         except (ConnectionError, RuntimeError) as e:
             raise SystemExit(f"error: cannot reach the Ray cluster at {address!r}: {e}") from None
         return
-    ray.init(address="auto" if find_gcs_addresses() else "local")
+    ray.init(address=running_cluster() or "local")
 
 
 def parse_args(
@@ -232,7 +242,7 @@ def main(
         if local:  # fail before any trial starts; on a cluster the workers fetch their own data
             for ds in sorted({c.dataset for c in chosen}):
                 read_images(ds, fixed.get("data/root", ""))
-            if not find_gcs_addresses():  # else a live `ray start` here: its nodes decide below
+            if not running_cluster():  # else a live `ray start` here: its nodes decide below
                 preflight.check_resources(requested(args, local_shape()), [local_shape()],
                                           "of this machine")  # fmt: skip
         old = check_storage(args, chosen, budget)  # the first write; nothing before it writes
@@ -267,6 +277,12 @@ def main(
                 file=sys.stderr,
             )
             return 130
+    try:  # the tables' second selection rule, if any: its winners evaluated too
+        capped_winners(args, chosen, budget, resources, concurrent, paper_tables(paper))
+    except KeyboardInterrupt:
+        print(f"interrupted: --resume evaluates what is left under {args.storage}",
+              file=sys.stderr)  # fmt: skip
+        return 130
     try:
         failed = report_failures(args.storage, chosen)
         for table in paper_tables(paper):  # printed, and written under <storage>/tables/

@@ -11,8 +11,14 @@ all cells at once.
 from __future__ import annotations
 
 import dataclasses
+import sys
+
+from ray.exceptions import RayError
+from ray.tune.error import TuneError
 
 from results import check, records, store
+from results.tables import capped_winners as tables_capped
+from results.tables import winners
 from sweeps import preflight
 from sweeps.cells import Budget, Cell
 from sweeps.provenance import provenance
@@ -85,6 +91,42 @@ def run_one(
             f"   [{cell.name}] test log-likelihood (k={row['k']}, seed {row['seed']}): "
             f"{row['test_log_likelihood']:.2f}"
         )
+
+
+def capped_winners(args, cells: list[Cell], budget: Budget, resources: dict, concurrent: int,
+                   tables) -> None:  # fmt: skip
+    """The second selection rule of the tables that have one (``--selection param-cap``,
+    results.tables.capped_winners): a cell whose winner under it is not its best-by-validation
+    trial has that trial re-trained with the budget's other seeds and evaluated too, so that
+    both tables can be printed. Runs once every cell has ended (the cap needs other cells'
+    winners); on --resume it does what is left."""
+    for table in tables:
+        if not table.caps:
+            continue
+        trials = store.load(args.storage, "trials")
+        capped, _ = tables_capped(trials, table)
+        for cell in cells:
+            pick = capped[capped["sweep"] == cell.name] if not capped.empty else capped
+            best = winners(trials[trials["sweep"] == cell.name], cell.paper)
+            if pick.empty or best.empty or pick.iloc[0]["trial_id"] == best.iloc[0]["trial_id"]:
+                continue
+            w = pick.iloc[0]
+            print(f"   [{cell.name}] param-cap winner {w['trial_id']} "
+                  f"({int(w['n_parameters']):,} parameters): evaluating it too")  # fmt: skip
+            try:
+                if budget.winner_seeds > 1:
+                    retrain_winner(cell, budget, args.storage, resources, concurrent,
+                                   args.study_storage, 0, winner=w)  # fmt: skip
+                new = evaluate_winner(cell, budget, args.storage, resources, winner=w)
+            except (RayError, TuneError, OSError) as e:  # the other table stands without it
+                why = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+                print(f"error: [{cell.name}] param-cap winner {w['trial_id']}: {why}; --resume "
+                      "tries again", file=sys.stderr)  # fmt: skip
+                continue
+            for row in new:
+                print(f"   [{cell.name}] param-cap winner {row['trial_id']}: test "
+                      f"log-likelihood (k={row['k']}, seed {row['seed']}): "
+                      f"{row['test_log_likelihood']:.2f}")  # fmt: skip
 
 
 def cell_record(

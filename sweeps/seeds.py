@@ -48,11 +48,13 @@ def retrain_winner(
     max_concurrent: int = 1,
     study_storage: str | None = None,
     verbose: int = 1,
+    winner=None,
 ) -> str | None:
-    """Train the cell's winner again with budget.winner_seeds - 1 more training seeds (those not
-    already in the storage); returns the winner's trial id (None: no completed trial)."""
+    """Train the cell's winner (or the trial row ``winner``, e.g. a second selection rule's)
+    again with budget.winner_seeds - 1 more training seeds (those not already in the storage);
+    returns its trial id (None: no completed trial)."""
     trials = store.load(storage, "trials", sweep=cell.name)
-    best = winners(trials, cell.paper)
+    best = winners(trials, cell.paper) if winner is None else winner.to_frame().T
     if best.empty:
         return None
     w = best.iloc[0]

@@ -95,13 +95,16 @@ def evaluation_jobs(trials, done, budget: Budget, draw: bool) -> list[tuple]:
     return jobs
 
 
-def evaluate_winner(cell: Cell, budget: Budget, storage: str, resources: dict) -> list[dict]:
-    """Test log-likelihood of the cell's best-by-validation trial and of its completed
+def evaluate_winner(
+    cell: Cell, budget: Budget, storage: str, resources: dict, winner=None
+) -> list[dict]:
+    """Test log-likelihood of the cell's best-by-validation trial (or of the trial row
+    ``winner``, e.g. a second selection rule's, then without sample grids) and of its completed
     re-trainings with other seeds (sweeps.seeds), once per evaluation seed each, and the
     winner's sample grids (training.evaluate.sample_grids, seed 0) under ``samples/`` when it
     has none yet. Each row records what its evaluation cost (wall, CPU and GPU seconds)."""
     trials = store.load(storage, "trials", sweep=cell.name)
-    best = winners(trials, cell.paper)
+    best = winners(trials, cell.paper) if winner is None else winner.to_frame().T
     if best.empty:
         print(f"[{cell.name}] no completed trial: nothing to evaluate")
         return []
@@ -113,7 +116,7 @@ def evaluate_winner(cell: Cell, budget: Budget, storage: str, resources: dict) -
     ].sort_values("seed")
     runs = pd.concat([best.iloc[:1], seeds], ignore_index=True)
     done = store.load(storage, "evaluations", sweep=cell.name)
-    draw = not samples.stored(storage, cell.name, w["trial_id"])
+    draw = winner is None and not samples.stored(storage, cell.name, w["trial_id"])
     jobs = evaluation_jobs(runs, done, budget, draw)
     cpus, gpus = resources.get("cpu", 1), resources.get("gpu", 0)
     task = _evaluate.options(num_cpus=cpus, num_gpus=gpus)

@@ -292,3 +292,13 @@ def test_a_cells_trials_reuse_one_actor_and_train_as_in_a_fresh_process(
         torch.set_num_threads(2)
     # As far as it ran: ASHA may have stopped it after its first epoch.
     assert [r["val_loss"] for r in last] == [m["val_loss"] for m in history][: len(last)]
+
+
+def test_another_drivers_embedded_ray_is_never_joined(ray_local):
+    """A sweep started while another sweep's (or a test's) embedded Ray runs here starts its
+    own: joining it, it died when the other driver ended ("owner's node has crashed")."""
+    import ray
+    from ray._private.services import find_gcs_addresses
+
+    assert ray.is_initialized() and find_gcs_addresses()  # a live embedded instance
+    assert cli.running_cluster() is None  # not a `ray start` cluster: never attached to

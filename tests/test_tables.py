@@ -199,3 +199,47 @@ def test_an_empty_table_still_renders(tmp_path):
     assert r"\end{tabular}" in render(df, notes, "T", "latex")
     csv = render(numbers(str(tmp_path), PAPERS["psvae19"]), notes, "T", "csv")
     assert list(pd.read_csv(io.StringIO(csv)).columns) == NUMBERS
+
+
+def spvae_run(storage, family, trial_id, val, params, lls=(), variant="perturbed", **row):
+    """A search trial of the SPVAE paper's Fashion-MNIST perturbed setting."""
+    sweep = f"spvae-{family}-fashion_mnist-gaussian-{variant}"
+    trial = {"sweep": sweep, "paper": "spvae", "family": family, "dataset": "fashion_mnist"}
+    trial |= {"likelihood": "gaussian", "variant": variant, "trial_id": trial_id, "seed": 0}
+    trial |= {"status": "completed", "reason": "", "best_val_loss": val, "role": "search"}
+    trial |= {"seed_of": "", "n_parameters": params} | row
+    store.write(storage, "trials", sweep, trial_id, [trial])
+    evals = [{"trial_id": trial_id, "seed": s, "test_log_likelihood": v, "k": 5}
+             for s, v in enumerate(lls)]  # fmt: skip
+    if evals:
+        store.write(storage, "evaluations", sweep, f"{trial_id}-e", evals)
+
+
+def test_the_param_cap_rule_picks_spvae_under_its_settings_smaller_baseline(tmp_path):
+    """spvae.md section 6: SPVAE's winner is the best validation among its trials with no more
+    parameters than the smaller of the selected VAE (1000) and ConvVAE (800): the 700-parameter
+    trial, not the best-by-validation 1200-parameter one nor the 900 one above the cap."""
+    s = str(tmp_path)
+    spvae_run(s, "spvae_vae", "vae", 5.0, 1000, [-10.0])
+    spvae_run(s, "spvae_vae", "vae-small", 6.0, 100)  # not selected: its size is no cap
+    spvae_run(s, "spvae_convvae", "conv", 4.0, 800, [-9.0])
+    spvae_run(s, "spvae", "big", 1.0, 1200, [-1.0])
+    spvae_run(s, "spvae", "over", 1.5, 900, [-2.0])
+    spvae_run(s, "spvae", "small", 2.0, 700, [-3.0])
+    spvae_run(s, "spvae", "pruned", 0.5, 10, status="pruned")
+    table = PAPERS["spvae"]
+    df, notes = build_table(s, table)  # the default rule: best validation
+    column = "Fashion-MNIST: ours"
+    variant = table.variants["perturbed"]
+    assert cell(df, "SPVAE", variant, column) == "-1.00 (n=1, k=5)"
+    df, notes = build_table(s, table, "param-cap")
+    assert cell(df, "SPVAE", variant, column) == "-3.00 (n=1, k=5)"
+    assert cell(df, "VAE", variant, column) == "-10.00 (n=1, k=5)"  # uncapped families as before
+    assert any("trial small (700 parameters <= cap 800), not the best-by-validation big" in n
+               for n in notes)  # fmt: skip
+    # no ConvVAE selected on a setting: SPVAE has no winner there, and the note says why
+    spvae_run(s, "spvae", "alone", 1.0, 10, [-4.0], variant="discrete")
+    df, notes = build_table(s, table, "param-cap")
+    assert any("discrete: no winner under the cap" in n for n in notes)
+    with pytest.raises(ValueError, match=r"no parameter-cap rule; tables with one: \['spvae'\]"):
+        build_table(s, PAPERS["vlae"], "param-cap")

@@ -77,8 +77,11 @@ def plot(paper: str, storage: str, cell: str | None = None, study_url: str | Non
         known = [*sorted([*PAPERS, *GROUPS]), SAMPLES]
         print(f"error: no figure for {paper!r}; figures: {known}", file=sys.stderr)
         return 2
-    if paper not in FIGURES or cell is not None:
+    if paper not in FIGURES:
         return plot_cells(paper, storage, cell, study_url)
+    if cell is not None:
+        raise ValueError(f"--cell is for `plot {SAMPLES}` and the per-cell figures; the {paper} "
+                         "figure draws all its cells")  # fmt: skip
     from results.plots import fraction_figure  # matplotlib: only when drawing
 
     require_results(storage, [PAPERS[paper]])

@@ -209,9 +209,25 @@ class Importances:
     completed: int  # the COMPLETE trials they were computed from
 
 
-def importances(storage: str, sweep: str, study_url: str | None = None) -> Importances | str:
+def in_memory(directions, trials: list) -> optuna.Study:
+    """A study in memory holding these trials (without Optuna's "new study created" line)."""
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = optuna.create_study(directions=directions)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    study.add_trials(trials)
+    return study
+
+
+def importances(
+    storage: str, sweep: str, study_url: str | None = None, trial_ids: set[str] | None = None
+) -> Importances | str:
     """Optuna's hyperparameter importances of a cell's study over its COMPLETE trials (pruned
     and failed trials carry no final value), read-only; or a sentence saying why there are none.
+    With ``trial_ids``, only the trials whose ``tune_trial_id`` is among them count (the trials
+    the Parquet rows call completed, so that the figures of a cell agree).
 
     Only parameters that took more than one value among those trials are assessed: a value the
     cell fixed, or one every completed trial happened to share, says nothing about the loss.
@@ -225,6 +241,9 @@ def importances(storage: str, sweep: str, study_url: str | None = None) -> Impor
         return "its Optuna storage holds no study of that name"
     done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     done = [t for t in done if t.value is not None and math.isfinite(t.value)]
+    if trial_ids is not None:
+        done = [t for t in done if t.user_attrs.get("tune_trial_id") in trial_ids]
+        study = in_memory(study.directions, done)
     if len(done) < 2:
         return f"importances need >= 2 completed trials with differing params; it has {len(done)}"
     names = {k for t in done for k in t.params}

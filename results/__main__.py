@@ -2,6 +2,7 @@
 python -m results plot <paper> --storage DIR [--cell NAME] [--study-storage URL]
 python -m results plot samples --storage DIR [--cell NAME]
 python -m results check --storage DIR [--study-storage URL] [--repair]
+python -m results compare <paper> --storage DIR
 
 ``table`` regenerates a paper's table (or, for a sweep group such as ``hyperspherical``, each of its
 papers' tables) from the Parquet store, writes it as Markdown, LaTeX and CSV under
@@ -170,6 +171,21 @@ def plot_samples(storage: str, cell: str | None) -> int:
     return 0
 
 
+def run_compare(paper: str, storage: str) -> int:
+    """The equal-budget comparison of each table's families (results.compare): Markdown on
+    stdout, <storage>/tables/<key>-compare.{md,csv} and an anytime PNG per dataset setting."""
+    tables = paper_tables(paper)
+    require_results(storage, tables)
+    from results.compare import write as write_comparison  # matplotlib: only when drawing
+
+    for t in tables:
+        text, paths = write_comparison(storage, t)
+        print(text)
+        for path in paths:
+            print(f"wrote {path}")
+    return 0
+
+
 def run_check(storage: str, study_url: str | None, repair: bool) -> int:
     states = check.check(storage, study_url)
     if repair:
@@ -207,12 +223,17 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--storage", default="sweep-results", help="the sweep's --storage")
     c.add_argument("--study-storage", default=None, help="the sweep's --study-storage, if any")
     c.add_argument("--repair", action="store_true", help="rebuild what Tune's records still hold")
+    cm = sub.add_parser("compare", help="families side by side: LL, budget, Welch t-test, PNGs")
+    cm.add_argument("paper", help=f"one of {sorted([*PAPERS, *GROUPS])}")
+    cm.add_argument("--storage", default="sweep-results", help="the sweep's --storage")
     args = p.parse_args(argv)
     try:
         if args.command == "plot":
             return plot(args.paper, args.storage, args.cell, args.study_storage)
         if args.command == "check":
             return run_check(args.storage, args.study_storage, args.repair)
+        if args.command == "compare":
+            return run_compare(args.paper, args.storage)
         return table(args.paper, args.storage, args.format)
     except (ValueError, store.StorageError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -7,6 +7,11 @@ A --run-dir belongs to one config (recorded in its config.json): re-running with
 resumes from its checkpoint (train/max_epochs may be raised), another config is refused unless
 --restart, which moves the old files into <run-dir>/previous-<time>/ and starts afresh. Bad input
 is one ``error:`` line on stderr and exit code 2.
+
+    python -m training replay --storage DIR --trial ID [--epochs N]
+
+trains a stored trial of a sweep again and compares its learning curve with the stored one, epoch
+by epoch (training/replay.py).
 """
 
 from __future__ import annotations
@@ -99,6 +104,11 @@ def check_flags(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["replay"]:  # python -m training replay ...: a stored trial trained again
+        from training import replay
+
+        return replay.main(argv[1:])
     try:
         args = parser().parse_args(argv)
         cfg = Config.from_dict(overrides(args))

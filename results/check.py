@@ -197,7 +197,7 @@ def rebuild(storage: str, state: SweepState, trial: records.TuneTrial) -> str:
     config = config or flatten(trial.given_config)
     ckpt = trial.checkpoint
     resources = record.get("resources", {})
-    number, chosen = records.optuna_trial(state.study or [], trial.trial_id)
+    number = records.optuna_trial(state.study or [], trial.trial_id)
     fixed = record.get("key_sources", {})
     if trial.seed_of:  # a winner's re-training: its keys came as the winner's did, its seed ours
         fixed = {**winner_sources(state, trial.seed_of, config), "train/seed": "winner-seeds"}
@@ -216,7 +216,7 @@ def rebuild(storage: str, state: SweepState, trial: records.TuneTrial) -> str:
         cpus=float(resources.get("cpu", 1.0)),
         provenance=record.get("provenance", {}),
         times=rows.tune_times(trial.run_metadata),
-        sources=rows.key_sources(config, fixed, chosen),
+        sources=rows.key_sources(config, fixed, set(flatten(trial.given_config))),
         optuna_trial=-1 if trial.seed_of else number,
         role=rows.SEED if trial.seed_of else rows.SEARCH,
         seed_of=trial.seed_of,

@@ -175,11 +175,11 @@ def study_storage(storage: str, sweep: str, study_url: str | None = None, create
     return optuna.storages.JournalStorage(backend)
 
 
-def optuna_trial(study: list, tune_trial_id: str) -> tuple[int, set[str]]:
-    """(the number of the Optuna trial that ``tune_trial_id`` ran, the parameters the sampler
-    chose for it) among a study's trials; (-1, set()) if none."""
-    found = [t for t in study if t.user_attrs.get("tune_trial_id") == tune_trial_id]
-    return (found[-1].number, set(found[-1].params)) if found else (-1, set())
+def optuna_trial(study: list, tune_trial_id: str) -> int:
+    """The number of the Optuna trial that ``tune_trial_id`` ran among a study's trials; -1 if
+    none."""
+    found = [t.number for t in study if t.user_attrs.get("tune_trial_id") == tune_trial_id]
+    return found[-1] if found else -1
 
 
 def study_trials(

@@ -74,10 +74,12 @@ def evaluation_row(sweep: str, trial_id: str, seed: int, out: dict, provenance: 
     return {**EVALUATION_DEFAULTS, **out, **ids, **provenance}
 
 
-def key_sources(config: dict, fixed: dict[str, str], chosen: set[str]) -> dict[str, str]:
-    """Where each key of a trial's flat config came from: the search ("search"), what fixed it
-    ("cell", "budget", "--set", "winner-seeds", as ``fixed`` says), else the family's default."""
-    return {k: fixed.get(k) or ("search" if k in chosen else "default") for k in sorted(config)}
+def key_sources(config: dict, fixed: dict[str, str], given: set[str]) -> dict[str, str]:
+    """Where each key of a trial's flat config came from: what fixed it ("cell", "budget",
+    "--set", "winner-seeds", as ``fixed`` says), else the search if Tune passed it in (``given``:
+    the keys of the trial's config as Tune gave it, fixed and drawn), else the family's
+    default."""
+    return {k: fixed.get(k) or ("search" if k in given else "default") for k in sorted(config)}
 
 
 def timestamp(seconds: float):

@@ -180,13 +180,17 @@ class ParquetWriter(tune.Callback):
             and ((rows_["trial_id"] == trial_id) & (rows_["status"] == "completed")).any()
         )
 
-    def _optuna_trial(self, trial_id: str) -> tuple[int, set[str]]:
-        """(the number of the trial's Optuna trial, the keys the search chose); (-1, set()) for
-        a seed re-training, which has none."""
+    def _optuna_trial(self, trial_id: str) -> int:
+        """The number of the trial's Optuna trial (-1: a seed re-training, which has none, or
+        a study that cannot be read now; the row is worth more than the number)."""
         if self.role != rows.SEARCH:
-            return -1, set()
-        study = records.study_trials(self.storage, self.cell.name, self.study_storage) or []
-        return records.optuna_trial(study, trial_id)
+            return -1
+        try:
+            study = records.study_trials(self.storage, self.cell.name, self.study_storage)
+        except Exception as e:  # noqa: BLE001 - e.g. a database that is down for a moment
+            print(f"warning: trial {trial_id}: its Optuna trial number is unknown ({e})")
+            return -1
+        return records.optuna_trial(study or [], trial_id)
 
     def _write(self, trial, error: str | None) -> None:
         last = trial.last_result or {}
@@ -202,7 +206,8 @@ class ParquetWriter(tune.Callback):
             config = flatten(trial.config)
         ckpt = trial.checkpoint
         history = checkpoint_history(ckpt)
-        number, chosen = self._optuna_trial(trial.trial_id)
+        # what Tune passed in: the cell's fixed keys and the searcher's draws (rows.key_sources)
+        given = set(flatten(trial.config))
         row = rows.trial_row(
             self.cell.fields(),
             trial.trial_id,
@@ -216,8 +221,8 @@ class ParquetWriter(tune.Callback):
             cpus=self.cpus,
             provenance=self.provenance,
             times=rows.tune_times(vars(trial.run_metadata)),
-            sources=rows.key_sources(config, self.sources, chosen),
-            optuna_trial=number,
+            sources=rows.key_sources(config, self.sources, given),
+            optuna_trial=self._optuna_trial(trial.trial_id),
             role=self.role,
             seed_of=self.seed_of,
         )

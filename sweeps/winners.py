@@ -10,13 +10,12 @@ from __future__ import annotations
 import json
 import time
 
-import pandas as pd
 import ray
 import torch
 from ray import tune
 
-from results import rows, samples, store
-from results.tables import winners
+from results import samples, store
+from results.tables import training_runs, winners
 from sweeps.cells import Budget, Cell
 from sweeps.provenance import provenance
 from sweeps.trial import setup
@@ -109,12 +108,7 @@ def evaluate_winner(
         print(f"[{cell.name}] no completed trial: nothing to evaluate")
         return []
     w = best.iloc[0]
-    seeds = trials[
-        (trials["role"] == rows.SEED)
-        & (trials["seed_of"] == w["trial_id"])
-        & (trials["status"] == "completed")
-    ].sort_values("seed")
-    runs = pd.concat([best.iloc[:1], seeds], ignore_index=True)
+    runs = training_runs(trials, w)  # the winner, then its completed re-trainings
     done = store.load(storage, "evaluations", sweep=cell.name)
     draw = winner is None and not samples.stored(storage, cell.name, w["trial_id"])
     jobs = evaluation_jobs(runs, done, budget, draw)

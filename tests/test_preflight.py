@@ -107,8 +107,8 @@ def test_a_table_of_a_paper_with_no_results_says_which_results_there_are(tmp_pat
 def test_unknown_table_and_figure_are_named(tmp_path, capsys):
     assert results_main(["table", "vlea", "--storage", str(tmp_path)]) == 2
     assert "unknown paper 'vlea'" in capsys.readouterr().err
-    assert results_main(["plot", "vlae", "--storage", str(tmp_path)]) == 2
-    assert "no figure for 'vlae'" in capsys.readouterr().err
+    assert results_main(["plot", "vlea", "--storage", str(tmp_path)]) == 2
+    assert "no figure for 'vlea'" in capsys.readouterr().err
 
 
 def test_an_autoscaling_clusters_node_types_come_from_its_published_config(monkeypatch, tmp_path):

@@ -175,7 +175,7 @@ def test_a_winners_evaluation_writes_rows_and_grids_once_and_survives_failed_sam
 
     def evaluated(ckpt, config, k, seed, draw):  # what an _evaluate task returns
         ll = None if seed is None else {"test_log_likelihood": -seed - 1.0, "k": k}
-        return ll, next(outcomes) if draw else None
+        return ll, next(outcomes) if draw else None, 0.5  # its seconds
 
     evaluate = FakeTask(evaluated)
     monkeypatch.setattr(winners, "_evaluate", evaluate)
@@ -185,7 +185,9 @@ def test_a_winners_evaluation_writes_rows_and_grids_once_and_survives_failed_sam
     out = capsys.readouterr().out.strip()
     assert out == f"[{cell.name}] warning: no sample grids for trial w1 (NotImplementedError: no "\
                   "sampler)"  # fmt: skip
-    assert len(store.load(storage, "evaluations")) == 2 and not samples.files(storage)
+    evals = store.load(storage, "evaluations")
+    assert len(evals) == 2 and not samples.files(storage)
+    assert (evals["wall_seconds"] == 0.5).all() and (evals["cpu_seconds"] == 0.5).all()
 
     assert winners.evaluate_winner(cell, budget, storage, {}) == []  # a resume: seeds done,
     assert samples.stored(storage, cell.name, "w1")  # but the missing grids drawn

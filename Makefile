@@ -8,7 +8,7 @@ PY      := $(VENV)/bin/python
 STORAGE ?= sweep-results
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install data sweep test bench table clean
+.PHONY: install data chromium sweep test bench table clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -21,13 +21,17 @@ data:  # the full Fashion-MNIST, the local default dataset (Debian/Ubuntu)
 	@[ -d /usr/share/datasets/fashion-mnist ] || \
 		{ $(SUDO) apt-get update && $(SUDO) apt-get install -y dataset-fashion-mnist; }
 
+chromium:  # headless Chromium: tests/test_report.py renders the report page (Debian/Ubuntu)
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+		{ $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium; }
+
 sweep: install data  # a second `make sweep` continues the first (--resume): nothing runs twice
 	$(PY) sweeps/vlae.py --budget smoke --storage $(STORAGE) $$([ -d $(STORAGE)/cells ] && echo --resume)
 
 table:
 	$(PY) -m results table vlae --storage $(STORAGE)
 
-test: install
+test: install chromium
 	$(PY) -m ruff check .
 	$(PY) -m pytest
 

@@ -3,6 +3,7 @@ python -m results plot <paper> --storage DIR [--cell NAME] [--study-storage URL]
 python -m results plot samples --storage DIR [--cell NAME]
 python -m results check --storage DIR [--study-storage URL] [--repair]
 python -m results compare <paper> --storage DIR
+python -m results report <paper> --storage DIR [--study-storage URL]
 
 ``table`` regenerates a paper's table (or, for a sweep group such as ``hyperspherical``, each of its
 papers' tables) from the Parquet store, writes it as Markdown, LaTeX and CSV under
@@ -186,6 +187,20 @@ def run_compare(paper: str, storage: str) -> int:
     return 0
 
 
+def run_report(paper: str, storage: str, study_url: str | None) -> int:
+    """One HTML page of a paper's tables, comparison, figures and cells (results.report)."""
+    tables = paper_tables(paper)
+    require_results(storage, tables)
+    warning = consistency_note(storage)
+    from results.report import write_report  # matplotlib: only when drawing
+
+    path, missing = write_report(storage, paper, [warning] if warning else [], study_url)
+    for line in missing:
+        print(line, file=sys.stderr)
+    print(f"wrote {path}")
+    return 0
+
+
 def run_check(storage: str, study_url: str | None, repair: bool) -> int:
     states = check.check(storage, study_url)
     if repair:
@@ -223,6 +238,10 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--storage", default="sweep-results", help="the sweep's --storage")
     c.add_argument("--study-storage", default=None, help="the sweep's --study-storage, if any")
     c.add_argument("--repair", action="store_true", help="rebuild what Tune's records still hold")
+    r = sub.add_parser("report", help="one HTML page: tables, comparison, figures, each cell")
+    r.add_argument("paper", help=f"one of {sorted([*PAPERS, *GROUPS])}")
+    r.add_argument("--storage", default="sweep-results", help="the sweep's --storage")
+    r.add_argument("--study-storage", default=None, help="the sweep's --study-storage, if any")
     cm = sub.add_parser("compare", help="families side by side: LL, budget, Welch t-test, PNGs")
     cm.add_argument("paper", help=f"one of {sorted([*PAPERS, *GROUPS])}")
     cm.add_argument("--storage", default="sweep-results", help="the sweep's --storage")
@@ -232,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
             return plot(args.paper, args.storage, args.cell, args.study_storage)
         if args.command == "check":
             return run_check(args.storage, args.study_storage, args.repair)
+        if args.command == "report":
+            return run_report(args.paper, args.storage, args.study_storage)
         if args.command == "compare":
             return run_compare(args.paper, args.storage)
         return table(args.paper, args.storage, args.format)

@@ -70,7 +70,8 @@ def study_of(storage, cell):
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     """A vlae storage with a healthy cell (evaluated, sample grids), a cell of pruned trials
-    only, a cell with errored trials; the table's VLAE cell is missing. Its report, written
+    only, a cell with errored trials, a cell with a record and no rows; the table's VLAE cell
+    is missing. Its report, written
     once: (storage, exit code, stdout, stderr, page)."""
     root = tmp_path_factory.mktemp("report")
     s = str(root / "store")
@@ -95,6 +96,8 @@ def report(tmp_path_factory):
     add_trial(s, study, iaf, "i0", "completed", {"model/latent_dim": 8, "train/lr": 1e-3},
               [300.0, 290.0])  # fmt: skip
     add_trial(s, study, iaf, "i1", "errored", {"model/latent_dim": 9, "train/lr": 1e-2}, [310.0])
+    hf = cell_of("vae_hf")
+    store.write_cell_record(s, hf["sweep"], {"cell": hf})  # started, its rows lost
     capture = io.StringIO(), io.StringIO()
     import contextlib
 
@@ -124,6 +127,8 @@ def test_the_page_holds_the_tables_notes_cells_and_what_is_missing(report):
     ]:
         assert line in html, line
         assert line in err, line
+    hf = cell_of("vae_hf")["sweep"]
+    assert f"cell {hf}: no trial rows in the storage" in err and f"<h3>{hf}</h3>" in html
     missing = r"no rows for [^<]*\bvlae on fashion_mnist \(gaussian\)"  # the VLAE cell: none
     assert re.search(missing, html) and re.search(missing, err)
     assert "1 × FloatingPointError: the loss is nan" in html  # the errored cell's reason

@@ -25,7 +25,7 @@ import pyarrow.fs as pafs
 
 from results import figures, records, samples, store
 from results.papers import PaperTable, paper_tables
-from results.plots import sample_figure
+from results.plots import fraction, fraction_figure, sample_figure
 from results.tables import cost, layout, numbers, winners, write_files
 
 FOLDER = "report"
@@ -138,23 +138,36 @@ def figure(storage: str, relative_path: str, caption: str, kind: str = "") -> st
             f"<figcaption>{text}</figcaption></figure>")  # fmt: skip
 
 
-def tables_section(storage: str, tables: list[PaperTable], notes_extra: list[str]) -> list[str]:
-    """Each table as on paper (``layout``), its notes, and links to its files."""
+def tables_section(
+    storage: str, tables: list[PaperTable], notes_extra: list[str], trials: pd.DataFrame
+) -> list[str]:
+    """Each table as on paper (``layout``), its notes, links to its files, and its figure
+    against the training fraction when its cells' variants are fractions (spvae_lowdata)."""
     out = []
     for t in tables:
         write_files(storage, t, notes_extra)
         wide, notes = layout(numbers(storage, t), t)
         files = ", ".join(link(storage, f"tables/{t.key}.{ext}") for ext in ("md", "tex", "csv"))
-        out.append(
-            section(
-                f"table-{t.key}",
-                f"Table: {t.title}",
-                frame(wide, "numbers")
-                + bullets([*notes, *notes_extra])
-                + f"<p class=files>Files: {files}</p>",
-            )  # fmt: skip
-        )
+        body = frame(wide, "numbers") + bullets([*notes, *notes_extra])
+        body += f"<p class=files>Files: {files}</p>" + fraction_plot(storage, t, trials)
+        out.append(section(f"table-{t.key}", f"Table: {t.title}", body))
     return out
+
+
+def fraction_plot(storage: str, table: PaperTable, trials: pd.DataFrame) -> str:
+    """The table's test metric against the training fraction (results.plots, as ``plot``
+    draws it into plots/<key>.png), when every cell of it has a fraction such as "5%"."""
+    mine = trials[trials["paper"] == table.key] if not trials.empty else trials
+    try:
+        if mine.empty:
+            return ""
+        [fraction(v) for v in set(mine["variant"])]  # ValueError unless every one is
+        png = fraction_figure(storage, table)
+    except ValueError:  # not fractions, or nothing to draw
+        return ""
+    _, root = store.filesystem(storage)
+    samples.write_bytes(storage, f"{root}/plots/{table.key}.png", png)
+    return gallery([figure(storage, f"plots/{table.key}.png", f"{table.key}: every cell")])
 
 
 def draw_cells(storage: str, paper: str, cells: list[str], trials: pd.DataFrame, study_url):
@@ -363,7 +376,7 @@ def write_report(
     tables = paper_tables(paper)
     trials, evals = store.load(storage, "trials"), store.load(storage, "evaluations")
     cells, coverage = figures.coverage(storage, tables, trials)
-    sections = tables_section(storage, tables, list(notes_extra))
+    sections = tables_section(storage, tables, list(notes_extra), trials)
     compared_html, missing = comparison_section(storage, tables)
     sections.append(compared_html)
     why = draw_cells(storage, paper, cells, trials, study_url)
@@ -375,8 +388,6 @@ def write_report(
         missing += gaps
     absent = [line for line in coverage if line.startswith("no rows")]
     parts.insert(0, bullets(absent, "missing"))
-    for t in tables:
-        parts.insert(0, figure(storage, f"plots/{t.key}.png", f"{t.key}: every cell"))
     sections.append(section("cells", "Cells", "".join(parts)))
     gaps = absent + missing
     held = [line for line in coverage if not line.startswith("no rows")]

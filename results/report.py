@@ -211,8 +211,9 @@ def comparison_section(storage: str, tables: list[PaperTable]) -> tuple[str, lis
             reason = "" if html_text else "results.compare drew nothing"
         if not html_text:
             html_text = compared_files(storage, t)
-        if not html_text:
-            why.append(f"comparison not available for {t.key}: {reason}")
+            older = f"shown from the files an earlier `compare` left ({reason})"
+            why.append(f"comparison of {t.key} {older}" if html_text else
+                       f"comparison not available for {t.key}: {reason}")  # fmt: skip
         body += html_text
     return section("comparison", "Comparison", body + bullets(why, "missing")), why
 
@@ -242,7 +243,7 @@ def compare_files(storage: str, table: PaperTable) -> str:
 
 
 def compared_files(storage: str, table: PaperTable) -> str:
-    """The comparison CSV and figures a earlier ``python -m results compare`` wrote, if any."""
+    """The comparison CSV and figures an earlier ``python -m results compare`` wrote, if any."""
     csv = f"tables/{table.key}-compare.csv"
     if not exists(storage, csv):
         return ""
@@ -273,7 +274,7 @@ def config_table(storage: str, cell: str, winner: pd.Series, study_url) -> tuple
     rows = []
     for key, value in config.items():
         source = sources.get(key) or ("search (the study's parameter)" if key in chosen else "")
-        text = value if isinstance(value, str) else json.dumps(value)  # as it ran, not 32.000
+        text = value if isinstance(value, str) else json.dumps(value, default=str)  # not 32.000
         rows.append((ORDER.get(source.split(" ")[0], 9), key, text, source or "not recorded"))
     rows.sort(key=lambda r: (r[0], r[1]))
     shown = [r[1:] for r in rows if r[0] < 9]
@@ -299,7 +300,7 @@ def when(row: pd.Series, stamp: str, unix: str) -> pd.Timestamp | None:
     return pd.Timestamp(float(seconds), unit="s", tz="UTC")
 
 
-def facts(storage: str, cell: str, trials: pd.DataFrame, evals: pd.DataFrame, win) -> list:
+def facts(trials: pd.DataFrame, evals: pd.DataFrame, win) -> list:
     """(label, html) rows about a cell: its trials by status, the winner, times, costs."""
     role = trials["role"] if "role" in trials else pd.Series("search", index=trials.index)
     search, seeds = trials[role == "search"], trials[role != "search"]
@@ -339,7 +340,7 @@ def cell_section(storage, paper, cell, trials, evals, drawn, study_url) -> tuple
         return section(cell, cell, body + links(storage, cell), level=3), missing
     best = winners(mine, mine["paper"].iloc[0])
     win = best.iloc[0] if not best.empty else None
-    body = facts_table(facts(storage, cell, mine, cell_evals, win))
+    body = facts_table(facts(mine, cell_evals, win))
     if win is not None:
         config, number = config_table(storage, cell, win, study_url)
         body += (f"<h4>Winner: trial {esc(win['trial_id'])}, Optuna trial {esc(number)}"

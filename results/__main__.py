@@ -27,7 +27,7 @@ import sys
 
 from results import check, samples, store
 from results.papers import GROUPS, PAPERS, paper_tables
-from results.tables import EXTENSIONS, write_files
+from results.tables import EXTENSIONS, SELECTIONS, write_files
 
 FIGURES = ("spvae_lowdata",)
 """Tables whose variants are training fractions: ``plot`` draws them."""
@@ -61,11 +61,12 @@ def consistency_note(storage: str) -> str | None:
     )
 
 
-def table(paper: str, storage: str, fmt: str) -> int:
+def table(paper: str, storage: str, fmt: str, selection: str = "validation") -> int:
     tables = paper_tables(paper)
     require_results(storage, tables)
     warning = consistency_note(storage)
-    shown = [write_files(storage, t, [warning] if warning else [])[fmt] for t in tables]
+    extra = [warning] if warning else []
+    shown = [write_files(storage, t, extra, selection)[fmt] for t in tables]
     print("\n".join(shown), end="")
     if warning:
         print(warning, file=sys.stderr)
@@ -229,6 +230,14 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("paper", help=f"one of {sorted([*PAPERS, *GROUPS])}")
     t.add_argument("--storage", default="sweep-results", help="the sweep's --storage")
     t.add_argument("--format", choices=sorted(EXTENSIONS), default="md")
+    t.add_argument(
+        "--selection",
+        choices=SELECTIONS,
+        default="validation",
+        help="how each cell's winner is chosen: validation (best validation loss), or "
+        "param-cap (the SPVAE authors' apparent rule, spvae.md section 6: SPVAE's winner under "
+        "the size of its setting's selected VAE and ConvVAE); written as <paper>-param-cap.*",
+    )
     pl = sub.add_parser("plot", help="draw each cell's curves, history and importances (PNG)")
     pl.add_argument("paper", help=f"one of {[*sorted([*PAPERS, *GROUPS]), SAMPLES]}")
     pl.add_argument("--storage", default="sweep-results", help="the sweep's --storage")
@@ -255,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
             return run_report(args.paper, args.storage, args.study_storage)
         if args.command == "compare":
             return run_compare(args.paper, args.storage)
-        return table(args.paper, args.storage, args.format)
+        return table(args.paper, args.storage, args.format, args.selection)
     except (ValueError, store.StorageError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

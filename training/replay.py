@@ -27,6 +27,7 @@ import re
 import struct
 import sys
 import time
+from importlib import metadata
 
 import pandas as pd
 import torch
@@ -143,10 +144,11 @@ def replay_config(row: pd.Series) -> tuple[Config, int | None]:
             f"the trial ran on {ran['host']} ({ran['machine']}), this is {here[0]} ({here[1]}): "
             "another CPU may round differently"
         )
-    versions = row.get("versions")
+    versions = row.get("versions")  # the installed distributions' versions (sweeps.provenance)
     ran_torch = json.loads(versions).get("torch") if isinstance(versions, str) else None
-    if ran_torch is not None and ran_torch != torch.__version__:
-        print(f"the trial ran torch {ran_torch}, this is {torch.__version__}: kernels may differ")
+    here_torch = metadata.version("torch")
+    if ran_torch is not None and ran_torch != here_torch:
+        print(f"the trial ran torch {ran_torch}, this is {here_torch}: kernels may differ")
     try:
         cfg = Config.from_dict(config)
     except ConfigError as e:
@@ -215,8 +217,8 @@ def report(curve: pd.DataFrame, history: list[dict], ended: str, stored_epochs: 
         diff, key, epoch, rel = max(found, key=lambda f: (f[0], -f[2]))
         print(
             f"largest difference: {key} at epoch {epoch}: {diff:.6g} (relative {rel:.3g}); "
-            f"{len(found)} values differ, the first at "
-            f"epoch {min(f[2] for f in found)}"
+            f"{len(found)} {'value differs' if len(found) == 1 else 'values differ'}, the first "
+            f"at epoch {min(f[2] for f in found)}"
         )
     return 1
 

@@ -27,7 +27,8 @@ import sys
 
 from results import check, samples, store
 from results.papers import GROUPS, PAPERS, paper_tables
-from results.tables import EXTENSIONS, SELECTIONS, write_files
+from results.selection import SELECTIONS
+from results.tables import EXTENSIONS, write_files
 
 FIGURES = ("spvae_lowdata",)
 """Tables whose variants are training fractions: ``plot`` draws them."""

@@ -1,8 +1,8 @@
 """The equal-budget comparison of a paper's families: ``python -m results compare <paper>``.
 
 Per dataset setting (dataset, likelihood, protocol), one row per cell (family x variant): its
-test log-likelihood over training runs (tables.over_seeds), the budget it got (its search trials
-by status, the epochs of all its trial rows, GPU- and CPU-hours: tables.cost), and Welch's t-test
+test log-likelihood over training runs (selection.over_seeds), the budget it got (its search trials
+by status, the epochs of all its trial rows, GPU- and CPU-hours: selection.cost), and Welch's t-test
 of its per-run values against those of the setting's best row (the highest mean). Per setting, an
 anytime figure: the best validation loss so far against the cumulative cost of the cell's search,
 a line per cell, which shows whether a ranking is an artefact of budget.
@@ -25,7 +25,8 @@ from scipy import stats
 from results import samples, store
 from results.papers import PaperTable
 from results.rows import SEARCH
-from results.tables import cost, model_label, over_seeds, row_order, training_runs, winners
+from results.selection import cost, over_seeds, training_runs, winners
+from results.tables import model_label, row_order
 
 LL = "test_log_likelihood"
 ALPHA = 0.05

@@ -8,7 +8,7 @@ pruned trials faded, errored ones dashed, the winner bold), ``history`` (each tr
 validation loss in order of start, coloured by status, with the best-so-far over completed trials)
 and ``importances`` (Optuna's, over the cell study's COMPLETE trials; results.records). Only the
 search's trials are drawn (a trial row whose ``role`` is "seed" re-trains the winner). The winner
-is results.tables.winners': the best-by-validation completed trial.
+is results.selection.winners': the best-by-validation completed trial.
 
 A y-axis covers what a reader compares (completed trials after their first epoch) and says in a
 note what it leaves out, so that one diverging first epoch does not flatten every other curve.
@@ -29,7 +29,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from results import records, store  # noqa: E402
 from results.plots import png  # noqa: E402
-from results.tables import winners  # noqa: E402
+from results.selection import winners  # noqa: E402
 
 if TYPE_CHECKING:
     from results.papers import PaperTable

@@ -26,7 +26,8 @@ import pyarrow.fs as pafs
 from results import figures, records, samples, store
 from results.papers import PaperTable, paper_tables
 from results.plots import fraction, fraction_figure, sample_figure
-from results.tables import cost, layout, numbers, winners, write_files
+from results.selection import cost, winners
+from results.tables import layout, numbers, write_files
 
 FOLDER = "report"
 ORDER = {"search": 0, "cell": 1, "budget": 2, "--set": 3, "winner-seeds": 4}

@@ -17,8 +17,8 @@ from ray.exceptions import RayError
 from ray.tune.error import TuneError
 
 from results import check, records, store
-from results.tables import capped_winners as tables_capped
-from results.tables import winners
+from results.selection import capped_winners as tables_capped
+from results.selection import winners
 from sweeps import preflight
 from sweeps.cells import Budget, Cell
 from sweeps.provenance import provenance
@@ -96,7 +96,7 @@ def run_one(
 def capped_winners(args, cells: list[Cell], budget: Budget, resources: dict, concurrent: int,
                    tables) -> None:  # fmt: skip
     """The second selection rule of the tables that have one (``--selection param-cap``,
-    results.tables.capped_winners): a cell whose winner under it is not its best-by-validation
+    results.selection.capped_winners): a cell whose winner under it is not its best-by-validation
     trial has that trial re-trained with the budget's other seeds and evaluated too, so that
     both tables can be printed. Runs once every cell has ended (the cap needs other cells'
     winners); on --resume it does what is left."""

@@ -25,7 +25,7 @@ import json
 from ray import tune
 
 from results import records, rows, store
-from results.tables import winners
+from results.selection import winners
 from sweeps.cells import Budget, Cell
 from sweeps.trial import trainable
 from sweeps.tune_glue import ParquetWriter, tune_dir

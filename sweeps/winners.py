@@ -15,7 +15,7 @@ import torch
 from ray import tune
 
 from results import samples, store
-from results.tables import training_runs, winners
+from results.selection import training_runs, winners
 from sweeps.cells import Budget, Cell
 from sweeps.provenance import provenance
 from sweeps.trial import setup

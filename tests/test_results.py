@@ -12,7 +12,8 @@ from results import store
 from results.__main__ import main as results_main
 from results.papers import PAPERS
 from results.reference import paper_numbers
-from results.tables import build_table, numbers, render, winners
+from results.selection import winners
+from results.tables import build_table, numbers, render
 
 
 def trial_row(trial_id, best_val, status="completed", sweep="vlae-vae-fashion_mnist-gaussian"):

@@ -281,7 +281,8 @@ def test_a_cells_trials_reuse_one_actor_and_train_as_in_a_fresh_process(
     trials = store.load(str(tmp_path), "trials").set_index("trial_id")
     row = trials.loc[last[0]["trial_id"]]
     threads = int(re.search(r"x(\d+) threads", row["hardware"]).group(1))
-    config = json.loads((Path(row["checkpoint_path"]) / records.CONFIG_FILE).read_text())
+    folder = Path(store.locate(str(tmp_path), row["checkpoint_path"]))
+    config = json.loads((folder / records.CONFIG_FILE).read_text())
     cfg = Config.from_dict(config)
     torch.set_num_threads(threads)
     try:

@@ -263,25 +263,24 @@ def main(
         return 2
     concurrent = args.max_concurrent or fitting_trials(resources)
     node_data.start()  # each dataset read once per node, into its object store
+    # Ctrl-C is a KeyboardInterrupt here, as in the cells' threads: Tune's own handler would
+    # only end the running Tuner, and the sweep would go on to the next step of the cell.
+    os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
     broken = []
-    if args.cells == "sequential" or len(chosen) == 1:
-        for cell in chosen:
-            run_one(args, cell, budget, resources, concurrent, cell in old)
-    else:
-        try:
+    try:
+        if args.cells == "sequential" or len(chosen) == 1:
+            for cell in chosen:
+                run_one(args, cell, budget, resources, concurrent, cell in old)
+        else:
             broken = run_concurrently(args, chosen, budget, resources, concurrent, old)
-        except KeyboardInterrupt:
-            print(
-                f"interrupted: every cell's state so far is saved under {args.storage}; the "
-                "same command with --resume continues it",
-                file=sys.stderr,
-            )
-            return 130
-    try:  # the tables' second selection rule, if any: its winners evaluated too
+        # the tables' second selection rule, if any: its winners evaluated too
         capped_winners(args, chosen, budget, resources, concurrent, paper_tables(paper))
     except KeyboardInterrupt:
-        print(f"interrupted: --resume evaluates what is left under {args.storage}",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"interrupted: every cell's state so far is saved under {args.storage}; the "
+            "same command with --resume continues it",
+            file=sys.stderr,
+        )
         return 130
     try:
         failed = report_failures(args.storage, chosen)

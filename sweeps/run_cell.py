@@ -88,7 +88,8 @@ def run_one(
         retrain_winner(cell, budget, storage, resources, concurrent, args.study_storage, verbose)
     for row in evaluate_winner(cell, budget, storage, resources):
         print(  # the cell named: cells in flight print from one process, interleaved
-            f"   [{cell.name}] test log-likelihood (k={row['k']}, seed {row['seed']}): "
+            f"   [{cell.name}] test log-likelihood of trial {row['trial_id']} (k={row['k']}, "
+            f"IS seed {row['seed']}): "
             f"{row['test_log_likelihood']:.2f}"
         )
 
@@ -124,8 +125,8 @@ def capped_winners(args, cells: list[Cell], budget: Budget, resources: dict, con
                       "tries again", file=sys.stderr)  # fmt: skip
                 continue
             for row in new:
-                print(f"   [{cell.name}] param-cap winner {row['trial_id']}: test "
-                      f"log-likelihood (k={row['k']}, seed {row['seed']}): "
+                print(f"   [{cell.name}] param-cap winner: test log-likelihood of trial "
+                      f"{row['trial_id']} (k={row['k']}, IS seed {row['seed']}): "
                       f"{row['test_log_likelihood']:.2f}")  # fmt: skip
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -181,3 +182,57 @@ def check_cell(storage: Path, cell, experiment: Path, before) -> None:
         assert sorted(c["epoch"]) == list(range(1, 5)), trial_id
     table = json.loads(trials.iloc[0]["config_json"])
     assert table["model/hidden_dim"] == 256  # the budget's fixed keys are not searched over
+
+
+CTRL_C_DRIVER = """
+import sys
+from sweeps import cli, vlae
+from sweeps.cells import Budget
+
+budget = Budget(trials=3, max_epochs=3, grace_epochs=3, reduction_factor=2, patience=3,
+                eval_k=5, eval_seeds=1, winner_seeds=2,
+                fixed={"model/hidden_dim": 64, "train/batch_size": 16})
+sys.exit(cli.main("vlae", [vlae.CELLS[0]], {"smoke": budget}, {}))
+"""
+
+
+@pytest.mark.slow
+def test_ctrl_c_on_a_one_cell_sweep_stops_it_and_resume_finishes(tmp_path):
+    """Ctrl-C (SIGINT to the foreground process group, as a terminal sends it) on a sweep of one
+    cell, whose Tuner runs in the main thread: one line and exit 130 at once (Tune's own
+    handler would only have ended the Tuner, and the sweep gone on to the winner's
+    re-trainings); --resume then finishes with its records consistent."""
+    from results import check
+
+    data = make_mnist_like(tmp_path / "data", "torchvision", n_train=1500, n_test=50)
+    ray_tmp = tempfile.mkdtemp(prefix="rc", dir="/tmp")  # short: unix socket paths are limited
+    env = {**os.environ, "VAE_DATA_ROOT": str(data.parent.parent), "RAY_TMPDIR": ray_tmp,
+           "VAE_CACHE": str(tmp_path / "cache"), "PYTHONPATH": str(REPO)}  # fmt: skip
+    (tmp_path / "driver.py").write_text(CTRL_C_DRIVER)
+    storage = tmp_path / "sweep"
+    cmd = [sys.executable, str(tmp_path / "driver.py"), "--storage", str(storage),
+           "--datasets", "fashion_mnist", "--max-concurrent", "1"]  # fmt: skip
+    driver = None
+    try:
+        driver = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  text=True, start_new_session=True)  # fmt: skip
+        deadline = time.time() + 600
+        while time.time() < deadline and driver.poll() is None:
+            if not store.load(str(storage), "trials").empty:  # one trial ended, more to come
+                break
+            time.sleep(0.2)
+        os.killpg(driver.pid, signal.SIGINT)
+        out = driver.communicate(timeout=120)[0]
+        assert driver.returncode == 130, out[-3000:]
+        assert "interrupted: every cell's state so far is saved" in out
+        assert "--resume continues it" in out
+        resumed = subprocess.run([*cmd, "--resume"], env=env, capture_output=True, text=True,
+                                 timeout=600)  # fmt: skip
+        assert resumed.returncode == 0, (resumed.stdout + resumed.stderr)[-3000:]
+    finally:
+        if driver is not None:
+            kill_process_group(driver.pid)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    trials = store.load(str(storage), "trials")
+    assert (trials["role"] == "search").sum() == 3 and (trials["role"] == "seed").sum() == 1
+    assert check.summary(check.check(str(storage))) == ([], [])

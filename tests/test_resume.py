@@ -184,6 +184,10 @@ def check_cell(storage: Path, cell, experiment: Path, before) -> None:
     assert table["model/hidden_dim"] == 256  # the budget's fixed keys are not searched over
 
 
+def sigint_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 CTRL_C_DRIVER = """
 import sys
 from sweeps import cli, vlae
@@ -214,8 +218,17 @@ def test_ctrl_c_on_a_one_cell_sweep_stops_it_and_resume_finishes(tmp_path):
            "--datasets", "fashion_mnist", "--max-concurrent", "1"]  # fmt: skip
     driver = None
     try:
-        driver = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                  text=True, start_new_session=True)  # fmt: skip
+        # As from a terminal: SIGINT's default action, even if this process ignores it (a
+        # background job of a shell does, and an ignored SIGINT is inherited across exec).
+        driver = subprocess.Popen(
+            cmd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+            preexec_fn=sigint_default,
+        )
         deadline = time.time() + 600
         while time.time() < deadline and driver.poll() is None:
             if not store.load(str(storage), "trials").empty:  # one trial ended, more to come

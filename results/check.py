@@ -11,7 +11,6 @@ aside under <storage>/quarantine/, never deleted.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 
@@ -200,7 +199,7 @@ def rebuild(storage: str, state: SweepState, trial: records.TuneTrial) -> str:
     number = records.optuna_trial(state.study or [], trial.trial_id)
     fixed = record.get("key_sources", {})
     if trial.seed_of:  # a winner's re-training: its keys came as the winner's did, its seed ours
-        fixed = {**winner_sources(state, trial.seed_of, config), "train/seed": "winner-seeds"}
+        fixed = rows.retraining_sources(winner_sources(state, trial.seed_of), config)
     row = rows.trial_row(
         cell,
         trial.trial_id,
@@ -230,12 +229,11 @@ def rebuild(storage: str, state: SweepState, trial: records.TuneTrial) -> str:
     return f"rebuilt {state.sweep} {trial.trial_id} ({row['status']}, {len(history)} epochs)"
 
 
-def winner_sources(state: SweepState, winner: str, config: dict) -> dict[str, str]:
-    """Where the keys of a re-trained winner came from: as its own row says (sweeps.seeds)."""
+def winner_sources(state: SweepState, winner: str) -> str | None:
+    """The ``key_sources`` JSON of a re-trained winner's row, if the storage still has it."""
     trials = state.tables["trials"]
     found = trials[trials["trial_id"] == winner] if "key_sources" in trials else trials.iloc[:0]
-    text = found["key_sources"].iloc[-1] if not found.empty else None
-    return json.loads(text) if isinstance(text, str) and text else dict.fromkeys(config, "winner")
+    return found["key_sources"].iloc[-1] if not found.empty else None
 
 
 def cell_fields(storage: str, state: SweepState) -> dict | None:

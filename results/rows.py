@@ -82,6 +82,14 @@ def key_sources(config: dict, fixed: dict[str, str], given: set[str]) -> dict[st
     return {k: fixed.get(k) or ("search" if k in given else "default") for k in sorted(config)}
 
 
+def retraining_sources(winner_sources, config: dict) -> dict[str, str]:
+    """Where the keys of a winner's re-training (sweeps.seeds) came from: as the winner's row
+    says (its ``key_sources`` JSON; each key "winner" when the row predates it), and its
+    ``train/seed`` from ``--winner-seeds``."""
+    came = json.loads(winner_sources) if isinstance(winner_sources, str) and winner_sources else {}
+    return {**(came or dict.fromkeys(config, "winner")), "train/seed": "winner-seeds"}
+
+
 def timestamp(seconds: float):
     """Unix seconds as a UTC timestamp (NaT when unknown), for people reading the rows."""
     if seconds is None or math.isnan(seconds):

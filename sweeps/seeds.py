@@ -73,11 +73,7 @@ def retrain_winner(
         # an interrupted run of these seeds: finish it (its ended trials stay ended)
         tuner = tune.Tuner.restore(experiment, trainable(resources), resume_errored=False)
     else:
-        # its keys came as the winner's did (its row says how); its seed is ours
-        text = w.get("key_sources")
-        came = json.loads(text) if isinstance(text, str) and text else {}
-        came = came or dict.fromkeys(config, "winner")
-        seed_sources = {**came, "train/seed": "winner-seeds"}
+        seed_sources = rows.retraining_sources(w.get("key_sources"), config)
         writer = ParquetWriter(
             storage, cell, resources, sources=seed_sources, study_storage=study_storage,
             role=rows.SEED, seed_of=w["trial_id"],

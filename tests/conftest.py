@@ -56,6 +56,7 @@ def isolated_cache(tmp_path, monkeypatch):
     """Our loader's cache and data-root lookups confined to the test's temp dir."""
     monkeypatch.setenv("VAE_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("VAE_DATA_ROOT", raising=False)
+    monkeypatch.delenv("VAE_DATA_MIRROR", raising=False)  # downloads only from the test's own
     from training.data import read_images
 
     read_images.cache_clear()

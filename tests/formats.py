@@ -15,10 +15,12 @@ layout:
                          first); 'y' (N, 1) labels 1..10
     CIFAR-10 batches     pickled dict: 'data' uint8 [N, 3072] (each row the R, G, B planes, each
                          row-major), 'labels', 'batch_label', 'filenames'
+    SHA256SUMS           a data mirror's list (training.fetch): "<sha256>  <dataset>/<file>"
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import pickle
 import tarfile
@@ -159,3 +161,13 @@ def tar_folder(archive: Path, folder: Path, extra: dict[str, bytes] | None = Non
 def random_rgb(rng: np.random.Generator, n: int, h: int = 32, w: int = 32) -> np.ndarray:
     """Random uint8 RGB images [N, H, W, 3]: no flip, transpose or channel swap leaves one equal."""
     return rng.integers(0, 256, (n, h, w, 3), dtype=np.uint8)
+
+
+def write_sha256sums(mirror: Path) -> Path:
+    """A data mirror's SHA256SUMS, in sha256sum's format, of every <dataset>/<file> under it."""
+    lines = [
+        f"{hashlib.sha256(f.read_bytes()).hexdigest()}  {f.relative_to(mirror).as_posix()}\n"
+        for f in sorted(mirror.glob("*/*"))
+    ]
+    (mirror / "SHA256SUMS").write_text("".join(lines))
+    return mirror / "SHA256SUMS"

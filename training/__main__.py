@@ -12,6 +12,11 @@ is one ``error:`` line on stderr and exit code 2.
 
 trains a stored trial of a sweep again and compares its learning curve with the stored one, epoch
 by epoch (training/replay.py).
+
+    python -m training data --datasets NAME [NAME ...] [--root DIR] [--mirror URL] | --all | --list
+
+fetches the papers' datasets into a data root, each file verified against its published checksums
+(training/fetch_cli.py).
 """
 
 from __future__ import annotations
@@ -109,6 +114,10 @@ def main(argv: list[str] | None = None) -> int:
         from training import replay
 
         return replay.main(argv[1:])
+    if argv[:1] == ["data"]:  # python -m training data ...: fetch and verify datasets
+        from training import fetch_cli
+
+        return fetch_cli.main(argv[1:])
     try:
         args = parser().parse_args(argv)
         cfg = Config.from_dict(overrides(args))

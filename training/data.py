@@ -22,11 +22,17 @@ then ``<cache>/data`` and the system dir /usr/share/datasets):
     cifar10        cifar-10-batches-py/{data_batch_1..5,test_batch} (torchvision's layout)
 
 The folder names of the S-VAE authors' code (MNIST_static, OMNIGLOT, Caltech101Silhouettes,
-Freyfaces) are accepted as well, and SVHN/ and cifar10/cifar-10-batches-py/. With
-``data/download=true`` missing files are fetched into the first root (torchvision for the IDX
-datasets, the URLs in DATASETS for the others; CIFAR-10's archive is kept in the root and
-extracted safely next to it); without network that is a DatasetError that says where to put a
-hand-downloaded copy.
+Freyfaces) are accepted as well, and SVHN/ and cifar10/cifar-10-batches-py/.
+
+``python -m training data --datasets NAME`` (training.fetch) fetches a dataset's files into a data
+root, verified: each one is checked against the size and checksums published for it (their URLs
+and sources: training.sources) and read by its reader before it is renamed into place; a mirror
+(``--mirror URL`` or $VAE_DATA_MIRROR, with its own SHA256SUMS) serves clusters without internet.
+``data/download=true`` does the same inside a trial, for a dataset found under none of the roots,
+into the first root. The MNIST-format files go to <root>/mnist/ and <root>/fashion-mnist/ (the
+flat .gz layout above); CIFAR-10's archive is kept in the root and unpacked next to it. A failed
+download (no network, HTTP error, truncated, a checksum that differs) is a DatasetError naming the
+URL and the cause, and leaves no file behind.
 
 Splits and binarisation per dataset (reference hyperspherical.md section 5; spvae.md section 3;
 hierarchical.md section 4):

@@ -2,7 +2,8 @@
 
 ``DATASETS`` maps a dataset key to its spec: ``MnistLike`` (IDX files that torchvision reads) or
 ``AuthorsFiles`` (the files the papers' authors used, read by the reader named in the spec).
-training.files finds, downloads and reads them; training.data splits and preprocesses them.
+training.files finds and reads them, training.fetch downloads and verifies them (their URLs and
+checksums: training.sources); training.data splits and preprocesses them.
 
 Orientation: the ``.mat`` files of OMNIGLOT and Caltech-101 store each 28x28 image
 column-major (MATLAB's ``A(:)``), so a stored vector v is read as image[i, j] = v[i + 28 j], the
@@ -88,7 +89,14 @@ def cifar_batch(path: Path) -> np.ndarray:
 
 
 class DatasetError(RuntimeError):
-    """A dataset is missing or unreadable; the message says where we looked and how to fix it."""
+    """A dataset is missing or unreadable; the message says where we looked and how to fix it.
+
+    ``problem`` is what is wrong without the fix (training.fetch words its own fix for a file it
+    has just downloaded and not kept)."""
+
+    def __init__(self, message: str, problem: str = ""):
+        super().__init__(message)
+        self.problem = problem or message
 
 
 @dataclass(frozen=True)
@@ -137,7 +145,8 @@ def _refetch(spec: AuthorsFiles, path: Path) -> str:
 
 def _corrupt(spec: AuthorsFiles, path: Path, problem: str) -> DatasetError:
     return DatasetError(
-        f"{path} is corrupt or not the expected file: {problem}; {_refetch(spec, path)}"
+        f"{path} is corrupt or not the expected file: {problem}; {_refetch(spec, path)}",
+        problem=f"{path.name}: {problem}",
     )
 
 
@@ -201,10 +210,8 @@ def _load_mat(spec: AuthorsFiles, path: Path, keys: tuple[str, ...]) -> dict[str
     try:
         mat = scipy.io.loadmat(str(path), variable_names=keys)
     except Exception as e:  # scipy raises assorted errors on truncated or foreign files
-        raise DatasetError(
-            f"{path} is unreadable as a MATLAB .mat file ({type(e).__name__}: {e}); "
-            f"{_refetch(spec, path)}"
-        ) from None
+        problem = f"{path.name} is unreadable as a MATLAB .mat file ({type(e).__name__}: {e})"
+        raise DatasetError(f"{path.parent}/{problem}; {_refetch(spec, path)}", problem) from None
     missing = [k for k in keys if k not in mat]
     if missing:
         found = sorted(name for name, *_ in scipy.io.whosmat(str(path)))
@@ -315,9 +322,12 @@ def _read_cifar(spec: AuthorsFiles, paths: tuple[Path, ...]) -> tuple[Tensor, ..
 
 DATASETS: dict[str, MnistLike | AuthorsFiles] = {
     "fashion_mnist": MnistLike(
-        "FashionMNIST", "fashion-mnist", "apt-get install dataset-fashion-mnist (Debian/Ubuntu)"
+        "FashionMNIST",
+        "fashion-mnist",
+        "apt-get install dataset-fashion-mnist (Debian/Ubuntu) or "
+        "python -m training data --datasets fashion_mnist",
     ),
-    "mnist": MnistLike("MNIST", "mnist", "torchvision download (set data/download=true)"),
+    "mnist": MnistLike("MNIST", "mnist", "python -m training data --datasets mnist"),
     "static_mnist": AuthorsFiles(
         "static_mnist",
         "MNIST_static",

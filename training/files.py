@@ -1,11 +1,17 @@
-"""Where dataset files are found, fetched, unpacked and read (``read_images``); training.data
-splits and preprocesses what they hold.
+"""Where dataset files are found, unpacked and read (``read_images``); training.data splits and
+preprocesses what they hold.
 
 Lookup order per data root: ``data/root``; else $VAE_DATA_ROOT, then ``<cache>/data`` and the
 system dir /usr/share/datasets (training.data's docstring lists each dataset's files). A flat
 folder of MNIST-format ``.gz`` files (the Debian package's layout) is unpacked once into
 torchvision's layout under ``<cache>/unpacked/<hash of the files' content>/``, so a replaced file
-is always unpacked afresh. Downloads and archive extraction are atomic: concurrent trials may race.
+is always unpacked afresh (atomically: concurrent trials may race).
+
+With ``download=True`` (data/download) a dataset found under none of the roots is fetched into the
+first one by training.fetch, the same verified fetching as ``python -m training data``: from the
+catalogue's URLs (training.sources), or from $VAE_DATA_MIRROR when set, each file checked against
+its published checksums or size and read by its reader before it is renamed into place. Nothing
+is downloaded unverified (torchvision's own download is never used).
 """
 
 from __future__ import annotations
@@ -13,12 +19,8 @@ from __future__ import annotations
 import functools
 import gzip
 import hashlib
-import http.client
 import os
 import shutil
-import tarfile
-import tempfile
-import urllib.request
 import zlib
 from pathlib import Path
 
@@ -89,23 +91,8 @@ def content_key(files: list[Path]) -> str:
     return h.hexdigest()
 
 
-def download(url: str, dest: Path) -> None:
-    """Fetch url to dest atomically (temp file, then rename); a clear error without network."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f"{dest.name}.part{os.getpid()}")
-    try:
-        with urllib.request.urlopen(url, timeout=120) as response, open(tmp, "wb") as f:
-            shutil.copyfileobj(response, f)
-    except (OSError, ValueError, http.client.HTTPException) as e:  # URLError is an OSError
-        tmp.unlink(missing_ok=True)
-        raise DatasetError(
-            f"could not download {url} ({type(e).__name__}: {e}); without network, fetch it "
-            f"elsewhere and put it at {dest}"
-        ) from None
-    os.replace(tmp, dest)
-
-
-def _authors_folder(spec: AuthorsFiles, roots: list[Path]) -> Path | None:
+def authors_folder(spec: AuthorsFiles, roots: list[Path]) -> Path | None:
+    """The first folder (ours or the authors' name for it) under the roots holding every file."""
     for r in roots:
         for folder in (r / spec.folder, r / spec.authors_folder):
             if all((folder / f).is_file() for f in spec.files):
@@ -113,50 +100,37 @@ def _authors_folder(spec: AuthorsFiles, roots: list[Path]) -> Path | None:
     return None
 
 
-def extract_archive(archive: Path, root: Path, spec: AuthorsFiles) -> None:
-    """Unpack a .tar.gz into root/<folder>/, safely (tarfile's "data" filter: no absolute paths,
-    no "..", no links out, no devices) and atomically per file: concurrent trials may race."""
-    tmp = Path(tempfile.mkdtemp(prefix=".extract-", dir=root))
-    try:
-        with tarfile.open(archive, "r:gz") as tar:
-            tar.extractall(tmp, filter="data")
-        missing = [f for f in spec.files if not (tmp / spec.folder / f).is_file()]
-        if missing:
-            raise DatasetError(
-                f"{archive} does not hold {spec.folder}/{missing}; delete it and download it "
-                f"again from {spec.urls[0]}"
-            )
-        (root / spec.folder).mkdir(parents=True, exist_ok=True)
-        for f in (tmp / spec.folder).iterdir():
-            os.replace(f, root / spec.folder / f.name)
-    except (tarfile.TarError, OSError, EOFError) as e:  # FilterError (unsafe member) is a TarError
-        raise DatasetError(
-            f"{archive} is not a safe, readable .tar.gz ({type(e).__name__}: {e}); delete it and "
-            f"download it again from {spec.urls[0]}"
-        ) from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+def locate(dataset: str, roots: list[Path]) -> Path | None:
+    """The folder the loader would read the dataset from, without reading or unpacking anything
+    (training.files' lookup: torchvision's layout or the flat .gz files; the authors' folders)."""
+    spec = DATASETS[dataset]
+    if isinstance(spec, AuthorsFiles):
+        return authors_folder(spec, roots)
+    for r in roots:
+        raw = r / spec.torchvision_name / "raw"  # torchvision's layout; else the flat .gz files
+        for folder, gz in ((raw, ""), (r / spec.debian_dir, ".gz"), (r, ".gz")):
+            if all((folder / f"{f}{gz}").is_file() for f in spec.files):
+                return folder
+    return None
 
 
-def _fetch(spec: AuthorsFiles, root: Path) -> Path:
-    """Download the missing files into root/<folder>/ (an archive is kept in root and unpacked)."""
-    folder = root / spec.folder
-    if spec.archive_files:
-        archive = root / spec.urls[0].rsplit("/", 1)[1]
-        if not archive.is_file():
-            download(spec.urls[0], archive)
-        extract_archive(archive, root, spec)
-        return folder
-    for url, name in zip(spec.urls, spec.files, strict=True):
-        if not (folder / name).is_file():
-            download(url, folder / name)
-    return folder
+def writable(path: Path) -> bool:
+    """Whether path is, or could be created as, a folder this process can write in."""
+    for p in (path, *path.parents):
+        if p.exists():
+            return p.is_dir() and os.access(p, os.W_OK | os.X_OK)
+    return False
 
 
-def read_authors_files(dataset: str, spec: AuthorsFiles, roots: list[Path], fetch: bool):
-    folder = _authors_folder(spec, roots)
-    if folder is None and fetch and roots:
-        folder = _fetch(spec, roots[0])
+def default_root() -> Path | None:
+    """Where ``python -m training data`` fetches to without --root: the first writable data root
+    the loader looks in ($VAE_DATA_ROOT, then <cache>/data; never a system dir)."""
+    roots = [r for r in candidate_roots("") if r not in SYSTEM_ROOTS]
+    return next((r for r in roots if writable(r)), None)
+
+
+def read_authors_files(dataset: str, spec: AuthorsFiles, roots: list[Path]):
+    folder = authors_folder(spec, roots)
     if folder is None:
         root = roots[0] if roots else Path()
         how = (
@@ -167,8 +141,9 @@ def read_authors_files(dataset: str, spec: AuthorsFiles, roots: list[Path], fetc
         raise DatasetError(
             f"dataset {dataset!r} not found: looked for {', '.join(spec.files)} in "
             f"{spec.folder}/ (or {spec.authors_folder}/) under {[str(r) for r in roots]}. "
-            f"{how} (or set data/download=true where there is network), or point data/root "
-            f"(or $VAE_DATA_ROOT) at a folder holding {spec.folder}/"
+            f"Where there is network: python -m training data --datasets {dataset} (or set "
+            f"data/download=true). Else: {how}, or point data/root (or $VAE_DATA_ROOT) at a "
+            f"folder holding {spec.folder}/"
         )
     return spec.read(spec, tuple(folder / f for f in spec.files))
 
@@ -184,22 +159,25 @@ def read_images(dataset: str, root: str = "", download: bool = False) -> tuple[T
     """
     spec = DATASETS[dataset]
     roots = candidate_roots(root)
+    if download and roots and locate(dataset, roots) is None:
+        from training import fetch  # imported here: training.fetch imports this module
+
+        fetch.fetch(dataset, roots[0])  # from $VAE_DATA_MIRROR when it is set
     if isinstance(spec, AuthorsFiles):
-        return read_authors_files(dataset, spec, roots, download)
+        return read_authors_files(dataset, spec, roots)
     import torchvision  # imported here: it is slow to import and only needed once
 
     tv_root = torchvision_root(spec, roots)
-    if tv_root is None and download and roots:
-        tv_root = roots[0]
     if tv_root is None:
         raise DatasetError(
             f"dataset {dataset!r} not found: looked for {spec.torchvision_name}/raw/*-ubyte and "
             f"{spec.debian_dir}/*.gz under {[str(r) for r in roots]}. Get it with: "
-            f"{spec.install_hint}, or point data/root (or $VAE_DATA_ROOT) at a folder holding it"
+            f"{spec.install_hint} (or set data/download=true where there is network), or point "
+            "data/root (or $VAE_DATA_ROOT) at a folder holding it"
         )
     cls = getattr(torchvision.datasets, spec.torchvision_name)
     try:
-        splits = [cls(str(tv_root), train=t, download=download).data for t in (True, False)]
+        splits = [cls(str(tv_root), train=t).data for t in (True, False)]
     except Exception as e:  # torchvision raises bare errors on truncated or foreign files
         raise DatasetError(
             f"dataset {dataset!r} under {tv_root} is unreadable ({type(e).__name__}: {e}); "

@@ -398,3 +398,31 @@ def test_a_package_copy_that_is_not_the_published_file_is_noted_and_fetched_anew
     shutil.copytree(mirror.path / "fashion_mnist", system / "fashion-mnist", dirs_exist_ok=True)
     assert {d.path.parent for d in fetch.fetch("fashion_mnist", "")} == {system / "fashion-mnist"}
     assert not mirror.root.exists()
+
+
+def test_a_package_copy_is_verified_by_its_packages_md5sums(mirror, monkeypatch, capsys, tmp_path):
+    """The recompressed copy a Debian package installed is verified by the md5sums dpkg keeps for
+    it (and by reading it), and used where it is; a byte changed since is not."""
+    system = mirror.server.www / "usr-share-datasets"
+    (system / "fashion-mnist").mkdir(parents=True)
+    lines = []
+    for f in sorted((mirror.path / "fashion_mnist").iterdir()):
+        copy = system / "fashion-mnist" / f.name
+        copy.write_bytes(gzip.compress(gzip.decompress(f.read_bytes()), mtime=0))
+        lines.append(f"{hashlib.md5(copy.read_bytes()).hexdigest()}  {str(copy)[1:]}\n")
+    info = tmp_path / "dpkg-info"
+    info.mkdir()
+    (info / "dataset-fashion-mnist.md5sums").write_text("".join(lines))
+    monkeypatch.setattr("training.files.SYSTEM_ROOTS", (system,))
+    monkeypatch.setattr(fetch, "DPKG_INFO", info)
+    monkeypatch.setenv("VAE_DATA_ROOT", str(mirror.root))
+    code, out, err = run(capsys, "--datasets", "fashion_mnist", "--mirror", mirror.url)
+    assert (code, err) == (0, [])
+    done = [line for line in out if line.startswith("fashion_mnist: ")]
+    assert len(done) == 4 and not mirror.root.exists()  # nothing fetched
+    assert all("verified by md5 of the Debian package dataset-fashion-mnist" in d for d in done)
+    damaged = system / "fashion-mnist" / "t10k-labels-idx1-ubyte.gz"
+    data = bytearray(damaged.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    damaged.write_bytes(bytes(data))
+    assert fetch.package_copy("fashion_mnist", [damaged]) is None

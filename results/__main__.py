@@ -95,7 +95,7 @@ def plot(paper: str, storage: str, cell: str | None = None, study_url: str | Non
     path = f"{root}/plots/{paper}.png"
     with fs.open_output_stream(path) as f:
         f.write(png)
-    print(f"wrote {path}")
+    print(f"wrote {store.uri(storage, path)}")
     return plot_cells(paper, storage, None, study_url)
 
 
@@ -123,7 +123,7 @@ def plot_cells(paper: str, storage: str, cell: str | None, study_url: str | None
         pngs, why = figures.cell_figures(storage, name, mine, curves, study_url)
         for kind, data in pngs.items():
             target = f"{root}/plots/{paper}/{name}-{kind}.png"
-            print(f"wrote {samples.write_bytes(storage, target, data)}")
+            print(f"wrote {store.uri(storage, samples.write_bytes(storage, target, data))}")
             wrote += 1
         for line in why:
             print(f"cell {name}: {line}", file=sys.stderr)
@@ -168,7 +168,8 @@ def plot_samples(storage: str, cell: str | None) -> int:
     _, root = store.filesystem(storage)
     for name, g in sorted(grids.items()):
         target = f"{root}/plots/{SAMPLES}/{name}.png"
-        print(f"wrote {samples.write_bytes(storage, target, sample_figure(g))}")
+        written = samples.write_bytes(storage, target, sample_figure(g))
+        print(f"wrote {store.uri(storage, written)}")
     for line in without_grids(storage, set(grids), cell):
         print(line, file=sys.stderr)
     return 0
@@ -185,7 +186,7 @@ def run_compare(paper: str, storage: str) -> int:
         text, paths = write_comparison(storage, t)
         print(text)
         for path in paths:
-            print(f"wrote {path}")
+            print(f"wrote {store.uri(storage, path)}")
     return 0
 
 
@@ -199,7 +200,7 @@ def run_report(paper: str, storage: str, study_url: str | None) -> int:
     path, missing = write_report(storage, paper, [warning] if warning else [], study_url)
     for line in missing:
         print(line, file=sys.stderr)
-    print(f"wrote {path}")
+    print(f"wrote {store.uri(storage, path)}")
     return 0
 
 

@@ -330,7 +330,8 @@ def write(storage: str, table: PaperTable) -> tuple[str, list[str]]:
             name = f"compare-{d}-{lk}" + ("" if protocol == "project" else f"-{protocol}")
             path = samples.write_bytes(storage, f"{root}/plots/{table.key}/{name}.png", png)
             paths.append(path)
-            notes = [f"anytime figure: {path} (a cell with no completed search trial is not drawn)"]
+            notes = [f"anytime figure: {store.uri(storage, path)} (a cell with no completed "
+                     "search trial is not drawn)"]  # fmt: skip
         else:
             notes = ["no anytime figure: no cell has a completed search trial"]
         parts.append(render_md(markdown_rows(here, table.digits), notes, label))

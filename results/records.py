@@ -5,7 +5,8 @@ status, failures and last result; one file per Tuner run: a resumed run rewrites
 that added trials writes another) and one folder per trial with ``params.json``, ``error.txt`` when
 it failed, and its newest checkpoints (``checkpoint_NNNNNN/`` holding our ``state.pt``,
 ``history.json`` and ``config.json``). Optuna keeps ``<storage>/optuna/<cell>.journal`` (or an RDB
-given as --study-storage). These are the two records the Parquet rows are checked against.
+given as --study-storage; on an object store, a journal synced from the driver's machine:
+results.studies). These are the two records the Parquet rows are checked against.
 """
 
 from __future__ import annotations
@@ -14,13 +15,12 @@ import json
 import math
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import optuna
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from results import store
+from results import store, studies
 
 SEEDS_PREFIX = "seeds-"
 """``ray/<cell>/seeds-<winner>/``: the Tune experiment of a winner's re-trainings with other
@@ -151,28 +151,14 @@ def checkpoint_uri(storage: str, checkpoint: str) -> str:
     return checkpoint if kind == "local" else f"{kind}://{checkpoint}"
 
 
-RDB_SCHEMES = ("postgresql", "mysql", "sqlite")
-
-
 def study_storage(storage: str, sweep: str, study_url: str | None = None, create: bool = True):
-    """The Optuna storage of a cell: an RDB URL (``study_url``, or ``storage`` itself) as given,
-    else the journal file ``<storage>/optuna/<sweep>.journal``.
+    """The Optuna storage of a cell (results.studies.study_storage: a database, the journal
+    file ``<storage>/optuna/<sweep>.journal``, or that journal synced to an object store).
 
     With ``create=False`` (read-only commands) a journal that does not exist is None, never
     created.
     """
-    url = study_url or storage
-    if url.startswith(RDB_SCHEMES):
-        sqlite_file = Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
-        if not create and sqlite_file is not None and not sqlite_file.is_file():
-            return None  # opening it would create the database file
-        return optuna.storages.RDBStorage(url)
-    path = Path(url).expanduser().resolve() / "optuna" / f"{sweep}.journal"
-    if not create and not path.is_file():
-        return None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    backend = optuna.storages.journal.JournalFileBackend(str(path))
-    return optuna.storages.JournalStorage(backend)
+    return studies.study_storage(storage, sweep, study_url, create)
 
 
 def optuna_trial(study: list, tune_trial_id: str) -> int:

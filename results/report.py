@@ -267,8 +267,15 @@ def links(storage: str, cell: str) -> str:
     """Links to what the sweep keeps of a cell: its Optuna journal, Parquet parts, record."""
     fs, root = store.filesystem(storage)
     journal = f"optuna/{cell}.journal"
-    dashboard = (f" (open with <code>optuna-dashboard {esc(f'{root}/{journal}')}</code>)"
-                 if exists(storage, journal) else "")  # fmt: skip
+    where = store.uri(storage, f"{root}/{journal}")
+    if not exists(storage, journal):
+        dashboard = ""
+    elif fs.type_name == "local":
+        dashboard = f" (open with <code>optuna-dashboard {esc(where)}</code>)"
+    else:  # optuna-dashboard reads a journal from a local file
+        copy = esc(f"{cell}.journal")
+        dashboard = (f" (optuna-dashboard opens a local copy: download <code>{esc(where)}</code>"
+                     f" and run <code>optuna-dashboard {copy}</code>)")  # fmt: skip
     parts = ", ".join(link(storage, f"results/{t}/{cell}/", t) for t in store.TABLES)
     return bullets([
         f"Optuna journal: {link(storage, journal)}{dashboard}",
@@ -302,7 +309,7 @@ def write_report(
     summary = bullets(gaps or ["nothing: every cell has its rows and figures"], "missing")
     sections.insert(0, section("missing", "What is missing", summary + bullets(held)))
     title = f"{paper}: sweep report"
-    text = document(title, f"storage {store.filesystem(storage)[1]}", sections)
+    text = document(title, f"storage {store.uri(storage, store.filesystem(storage)[1])}", sections)
     _, root = store.filesystem(storage)
     path = samples.write_bytes(storage, f"{root}/{FOLDER}/{paper}.html", text.encode())
     return path, gaps

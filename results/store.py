@@ -44,7 +44,63 @@ def filesystem(storage: str) -> tuple[pafs.FileSystem, str]:
     try:
         return pafs.FileSystem.from_uri(storage)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as e:
-        raise StorageError(f"cannot open storage {storage!r}: {e}") from None
+        why = one_line(e)
+        if "Unrecognized filesystem type" in why or "Unable to load libjvm" in why:
+            scheme = storage.split("://", 1)[0]
+            why = (f"no filesystem for {scheme}:// here (a local or NFS path, file://, s3:// or "
+                   "gs://; hdfs:// needs Java and Hadoop's libhdfs)")  # fmt: skip
+        raise StorageError(f"cannot open storage {storage!r}: {why}") from None
+
+
+def one_line(e: BaseException, limit: int = 400) -> str:
+    """An error's message as one line (pyarrow's and the AWS SDK's span several), cut to
+    ``limit`` characters."""
+    text = " ".join(part.strip() for part in str(e).splitlines() if part.strip())
+    text = text or type(e).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def uri(storage: str, path: str) -> str:
+    """A path of the storage's filesystem as a person would type it: a local path as it is,
+    an object's key with its scheme (``s3://bucket/...``)."""
+    fs, _ = filesystem(storage)
+    kind = fs.type_name
+    return path if kind == "local" or "://" in path else f"{kind}://{path}"
+
+
+PROBE_TIMEOUT_S = 5.0
+"""How long the storage check waits to connect to an object store, with no retry: a wrong
+endpoint is one line at once, not a minute of the SDK's retries."""
+
+
+def fail_fast(fs: pafs.FileSystem) -> pafs.FileSystem:
+    """The same object-store filesystem (credentials, endpoint, region) with one attempt per
+    request and short timeouts; a local filesystem as it is."""
+    from datetime import timedelta
+
+    rebuild = getattr(fs, "__reduce__", None)
+    if isinstance(fs, pafs.S3FileSystem):
+        _, (kwargs,) = rebuild()
+        return pafs.S3FileSystem(**{
+            **kwargs, "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=1),
+            "connect_timeout": PROBE_TIMEOUT_S, "request_timeout": 4 * PROBE_TIMEOUT_S,
+        })  # fmt: skip
+    if type(fs).__name__ == "GcsFileSystem":
+        _, (kwargs,) = rebuild()
+        return type(fs)(**{**kwargs, "retry_time_limit": timedelta(seconds=PROBE_TIMEOUT_S)})
+    return fs
+
+
+def check_reachable(storage: str) -> None:
+    """Open the storage and ask it about its root (read-only, no retry): a scheme nothing
+    handles, an endpoint that refuses or credentials it rejects are one StorageError line."""
+    fs, root = filesystem(storage)
+    try:
+        fail_fast(fs).get_file_info(root)
+    except (OSError, pa.ArrowException) as e:
+        hint = (" (check AWS_ENDPOINT_URL, the credentials and the network)"
+                if fs.type_name == "s3" else "")  # fmt: skip
+        raise StorageError(f"cannot reach storage {storage!r}: {one_line(e)}{hint}") from None
 
 
 def relative(storage: str, path: str) -> str:
@@ -81,7 +137,7 @@ def check_writable(storage: str) -> None:
         fs.delete_file(probe)
     except (OSError, pa.ArrowException) as e:
         raise StorageError(
-            f"storage {storage!r} is not writable ({e}); choose another --storage"
+            f"storage {storage!r} is not writable ({one_line(e)}); choose another --storage"
         ) from None
 
 
@@ -164,11 +220,12 @@ def load(storage: str, table: str, sweep: str | None = None) -> pd.DataFrame:
 
 def exists(storage: str) -> bool:
     """Whether the storage holds anything a sweep writes (read-only: creates nothing)."""
+    check_reachable(storage)  # not "no sweep" when it did not answer: that, at once
     fs, root = filesystem(storage)
     try:
         infos = fs.get_file_info([f"{root}/{d}" for d in ("results", "ray", "optuna", CELLS)])
-    except (OSError, pa.ArrowException):
-        return False
+    except (OSError, pa.ArrowException) as e:
+        raise StorageError(f"cannot read storage {storage!r}: {one_line(e)}") from None
     return any(i.type == pafs.FileType.Directory for i in infos)
 
 

@@ -13,7 +13,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import signal
 import sys
+import threading
 
 import ray
 from ray._private.services import find_gcs_addresses  # no public API for "is one running"
@@ -31,11 +33,15 @@ from sweeps.nodes import (
     local_shape,
     requested,
     storage_warning,
+    trial_nodes,
+    unreachable,
 )
 from sweeps.run_cell import capped_winners, run_one
 from sweeps.status import progress
 from training.config import ConfigError, parse_override
 from training.data import DatasetError, read_images
+from training.fetch import fetch
+from training.files import candidate_roots, locate
 
 
 def running_cluster() -> str | None:
@@ -50,19 +56,39 @@ def running_cluster() -> str | None:
     return address if address and address in find_gcs_addresses() else None
 
 
+def cluster_address(given: str | None) -> str | None:
+    """The Ray cluster this sweep attaches to: ``given`` (--address or $RAY_ADDRESS; "auto" is
+    the one running here), else a live `ray start` on this machine; None: an embedded instance
+    of its own. An address that answers nothing is refused at once (ray.init would wait minutes).
+    """
+    if given in (None, "", "auto"):
+        found = running_cluster()
+        if given == "auto" and found is None:
+            raise preflight.Refusal(
+                "RAY_ADDRESS=auto, but no Ray cluster runs on this machine: start one (`ray "
+                "start --head`), give its address, or unset RAY_ADDRESS to run on an embedded one"
+            )
+        return found
+    if why := unreachable(given):
+        raise preflight.Refusal(
+            f"no Ray cluster answers at {given} ({why}): give the address the head's `ray start` "
+            "printed (host:6379), or drop --address / unset RAY_ADDRESS to run on this machine"
+        )
+    return given
+
+
 def connect(address: str | None) -> None:
-    """Attach to the given or running cluster (``running_cluster``); otherwise start a fresh
-    local instance of our own."""
+    """Attach to the cluster at ``address`` (see cluster_address); None: start a fresh local
+    instance of our own."""
     if ray.is_initialized():
         return
-    address = address or os.environ.get("RAY_ADDRESS")
     if address:
         try:
             ray.init(address=address)
         except (ConnectionError, RuntimeError) as e:
             raise SystemExit(f"error: cannot reach the Ray cluster at {address!r}: {e}") from None
         return
-    ray.init(address=running_cluster() or "local")
+    ray.init(address="local")
 
 
 def parse_args(
@@ -214,11 +240,17 @@ def plan(
 
 
 def check_storage(args, chosen: list[Cell], budget: Budget) -> list[Cell]:
-    if "://" in args.storage and not args.study_storage:
-        raise preflight.Refusal(
-            f"--storage {args.storage} is an object store, where the Optuna journal "
-            "cannot live: add --study-storage postgresql://... (or mysql://, sqlite:///...)"
-        )
+    """The storage and the study storage, before Ray starts; the cells the storage holds.
+
+    In this order, each failure one line: the storage opens and answers (a scheme nothing
+    handles, an object store that refuses: at once, no retries), --study-storage works (a
+    database is connected to and its schema made), the run fits what the storage holds, and a
+    probe file is written and removed (the first write). Without --study-storage each cell's
+    study is a journal beside the results; on an object store, kept on this machine and synced
+    there (results.studies)."""
+    store.check_reachable(args.storage)
+    if args.study_storage:
+        args.study_storage = preflight.check_study_storage(args.study_storage)
     mode = "resume" if args.resume else "add" if args.add_trials else "new"
     old = preflight.check_storage(args.storage, chosen, budget, mode, args.study_storage)
     store.check_writable(args.storage)
@@ -235,37 +267,37 @@ def main(
 ) -> int:
     args = parse_args(argv, paper, cells, budgets, default_datasets, protocols)
     try:
-        budget, chosen, fixed = plan(args, cells, budgets, protocols)
+        budget, chosen, _ = plan(args, cells, budgets, protocols)
         if args.status:
             return print_status(args, chosen, budget)
-        local = not (args.address or os.environ.get("RAY_ADDRESS"))
-        if local:  # fail before any trial starts; on a cluster the workers fetch their own data
-            for ds in sorted({c.dataset for c in chosen}):
-                read_images(ds, fixed.get("data/root", ""))
-            if not running_cluster():  # else a live `ray start` here: its nodes decide below
-                preflight.check_resources(requested(args, local_shape()), [local_shape()],
-                                          "of this machine")  # fmt: skip
+        attached = ray.is_initialized()  # a caller's own Ray (tests, notebooks): used as it is
+        given = args.address or os.environ.get("RAY_ADDRESS")
+        address = None if attached else cluster_address(given)
+        if address or attached:  # the data where trials will run, and whether a trial fits
+            connect(address)
+            check_cluster_data(datasets_read(chosen, budget))
+            check_cluster_resources(requested(args, ray.cluster_resources()))
+        else:  # an embedded instance: this machine's files and cores, checked before Ray starts
+            check_local_data(datasets_read(chosen, budget))
+            preflight.check_resources(requested(args, local_shape()), [local_shape()],
+                                      "of this machine")  # fmt: skip
         old = check_storage(args, chosen, budget)  # the first write; nothing before it writes
     except (preflight.Refusal, ConfigError, DatasetError, store.StorageError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     # Tune warns on every forced experiment snapshot (num_to_keep checkpoints); it is expected.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    connect(args.address)
+    connect(address)
     hosts = {n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"]}
     if warning := storage_warning(args.storage, hosts):
         print(warning, file=sys.stderr)
     resources = requested(args, ray.cluster_resources())
-    try:
-        check_cluster_resources(resources)
-    except preflight.Refusal as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
     concurrent = args.max_concurrent or fitting_trials(resources)
     node_data.start()  # each dataset read once per node, into its object store
     # Ctrl-C is a KeyboardInterrupt here, as in the cells' threads: Tune's own handler would
     # only end the running Tuner, and the sweep would go on to the next step of the cell.
     os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
+    stop_on_sigterm()
     broken = []
     try:
         if args.cells == "sequential" or len(chosen) == 1:
@@ -291,6 +323,55 @@ def main(
         print(f"error: cannot read the results back from {args.storage}: {e}", file=sys.stderr)
         return 1
     return 1 if failed or broken else 0
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def stop_on_sigterm() -> None:
+    """SIGTERM (`kill`, a scheduler's time limit: cluster/slurm.sbatch) stops the sweep as Ctrl-C
+    does: every cell's state saved, one line, exit 130, and --resume continues it."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
+
+
+def datasets_read(cells: list[Cell], budget: Budget) -> list[tuple[str, str, bool]]:
+    """(dataset, data/root, data/download) of every cell's trials, each once."""
+    read = set()
+    for cell in cells:
+        cfg = cell.base_config(budget)
+        read.add((cell.dataset, cfg.get("data/root", ""), bool(cfg.get("data/download", False))))
+    return sorted(read)
+
+
+def check_local_data(wanted: list[tuple[str, str, bool]]) -> None:
+    """Every dataset read whole here, as a trial will read it (a damaged file fails now, not in
+    every trial); with data/download=true, fetched and verified first, once."""
+    for dataset, root, download in wanted:
+        if download and locate(dataset, candidate_roots(root)) is None:
+            for line in fetch(dataset, root):
+                print(f"data: {line}", file=sys.stderr)
+        read_images(dataset, root)
+
+
+def check_cluster_data(wanted: list[tuple[str, str, bool]]) -> None:
+    """The datasets on the nodes that will run trials, not on the driver's machine (a launcher's
+    head runs no trial and needs no data): a zero-resource task on each (sweeps.node_data)."""
+    nodes = trial_nodes()
+    if not nodes:  # an autoscaler adds them later; their setup commands fetch the data
+        print("data: no node that runs trials is up yet; each reads its datasets when it "
+              "starts (cluster/gpu.yaml's setup fetches them)", file=sys.stderr)  # fmt: skip
+        return
+    here = ray.util.get_node_ip_address()
+    if all(n["NodeManagerAddress"] == here for n in nodes):  # this machine's files: read them
+        check_local_data(wanted)
+        return
+    missing = node_data.check_on_nodes(wanted, nodes)
+    if missing:
+        address, problems = next(iter(missing.items()))
+        others = f" (and {len(missing) - 1} more nodes)" if len(missing) > 1 else ""
+        raise DatasetError(f"on node {address}{others}: {problems[0]}")
 
 
 def report_failures(storage: str, cells: list[Cell]) -> list[str]:

@@ -1,6 +1,7 @@
 """Each dataset read once per node, into the node's object store, read zero-copy by its trials.
 
     start()            driver: one NodeData actor per live node that has none yet
+    check_on_nodes()   driver, before the sweep starts: are the datasets where trials will run
     load_data(cfg, d)  trial:  training.data.load_data with the node's copy of the files' images
 
 Without it every trial process decodes the dataset's files itself (a second per trial for
@@ -25,7 +26,7 @@ import ray
 import torch
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from training.data import Data
+from training.data import Data, DatasetError
 from training.data import load_data as load_in_process
 from training.files import read_images
 
@@ -80,6 +81,42 @@ def start(nodes: list[dict] | None = None) -> list:
             ).remote()
         handles.append(_started[key])
     return handles
+
+
+@ray.remote(num_cpus=0)
+def _missing_here(wanted: list[tuple[str, str, bool]]) -> list[str]:
+    """On a node: what is wrong with each (dataset, root, download) there (training.fetch)."""
+    from training.fetch import check_available
+
+    problems = []
+    for dataset, root, download in wanted:
+        try:
+            check_available(dataset, root, download)
+        except DatasetError as e:
+            problems.append(str(e))
+    return problems
+
+
+def check_on_nodes(
+    wanted: list[tuple[str, str, bool]], nodes: list[dict], timeout: float = 180.0
+) -> dict[str, list[str]]:
+    """{node address: its problems} for every node that lacks a dataset it will read (or cannot
+    fetch it), asked by a zero-resource task pinned to each node, so the data are checked where
+    the trials will read them, not on the driver's machine (a launcher's head needs none)."""
+    refs = {
+        n["NodeManagerAddress"]: _missing_here.options(
+            scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)
+        ).remote(wanted)
+        for n in nodes
+    }
+    ready, _ = ray.wait(list(refs.values()), num_returns=len(refs), timeout=timeout)
+    out = {}
+    for address, ref in refs.items():
+        if ref not in ready:
+            out[address] = [f"the node did not answer a data check in {timeout:g} s"]
+        elif problems := ray.get(ref):
+            out[address] = problems
+    return out
 
 
 def read_on_node(dataset: str, root: str = "", download: bool = False) -> tuple[torch.Tensor, ...]:

@@ -6,6 +6,7 @@ path can serve every node. The sweep's command line (sweeps.cli) calls these onc
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -13,6 +14,31 @@ import ray
 import yaml
 
 from sweeps import preflight
+
+
+def unreachable(address: str, timeout: float = 5.0) -> str | None:
+    """Why nothing answers at a Ray address (``host:port``, ``ray://host:port``), or None when a
+    TCP connection to it opens. ray.init would otherwise wait minutes on a wrong address,
+    repeating its own warnings."""
+    host, _, port = address.split("://", 1)[-1].rstrip("/").rpartition(":")
+    if not host or not port.isdigit():
+        return "not a host:port address"
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            return None
+    except TimeoutError:
+        return f"no answer in {timeout:g} s"
+    except OSError as e:
+        return e.strerror or type(e).__name__
+
+
+def trial_nodes() -> list[dict]:
+    """The live nodes that can run a trial (they have CPUs or GPUs; a launcher's head has none)."""
+    return [
+        n
+        for n in ray.nodes()
+        if n["Alive"] and (n["Resources"].get("CPU") or n["Resources"].get("GPU"))
+    ]
 
 
 def storage_warning(storage: str, hosts: set[str]) -> str | None:

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 
 import optuna
 import torch
 
 import models
 import search_spaces
-from results import records, store
+from results import records, store, studies
 from sweeps.cells import Budget, Cell
 from training.config import Config, ConfigError
 from training.data import image_shape
@@ -111,6 +112,24 @@ def check_model(cell: Cell, cfg: Config) -> None:
             models.build(cfg.family, dataclasses.asdict(cfg.model), image_shape(cfg.data))
     except ValueError as e:
         raise Refusal(f"cell {cell.name}: model/{e}") from None
+
+
+def check_study_storage(url: str) -> str:
+    """``--study-storage``, before Ray starts and before anything is written to the storage: a
+    database URL is connected to and Optuna's schema made in it (results.studies.check_url: a
+    missing driver, a server that refuses, credentials or a database it does not know, an
+    SQLite file that is no database or cannot be made, a scheme nothing handles are each one
+    Refusal line). Returns the URL with a relative SQLite path made absolute: the cells'
+    controllers may run in another working directory."""
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+        path = url.removeprefix("sqlite:///")
+        if path and not path.startswith(":memory:"):
+            url = "sqlite:///" + os.path.abspath(path)
+    try:
+        studies.check_url(url)
+    except store.StorageError as e:
+        raise Refusal(str(e)) from None
+    return url
 
 
 def started(storage: str, cell: Cell, study_url: str | None) -> bool:

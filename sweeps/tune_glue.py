@@ -4,8 +4,9 @@
 
 One cell is one Tune experiment and one Optuna study, both persisted under ``storage``:
 ``ray/<cell>`` (Tune's trials and checkpoints), ``optuna/<cell>.journal`` (the study, readable by
-optuna-dashboard), ``results/`` (Parquet tables), ``samples/<cell>/<trial_id>.npz`` (the winner's
-sample grids, results.samples; sweeps.winners evaluates the winner). The trial itself is
+optuna-dashboard; on an object store, synced there from the driver's machine: results.studies),
+``results/`` (Parquet tables), ``samples/<cell>/<trial_id>.npz`` (the winner's sample grids,
+results.samples; sweeps.winners evaluates the winner). The trial itself is
 sweeps.trial.TrainTrial.
 """
 
@@ -23,7 +24,7 @@ from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
 import search_spaces
-from results import records, rows, store
+from results import records, rows, store, studies
 from sweeps import slots as shared_slots
 from sweeps.cells import Budget, Cell
 from sweeps.provenance import provenance
@@ -251,7 +252,8 @@ def ckpt_uri(ckpt: tune.Checkpoint) -> str:
 
 
 def optuna_storage(storage: str, cell: Cell) -> optuna.storages.BaseStorage:
-    """The study's storage: an RDB URL as given, else a journal file beside the results."""
+    """The study's storage: an RDB URL as given, else a journal file beside the results (on an
+    object store, a journal on this machine synced to it: results.studies)."""
     return records.study_storage(storage, cell.name)
 
 
@@ -359,4 +361,7 @@ def run_cell(
                 verbose=verbose,
             ),
         )
-    return tuner.fit()
+    try:
+        return tuner.fit()
+    finally:  # an object store's journal: what the cell last wrote goes up now, not in seconds
+        studies.flush(study_storage or storage, cell.name)

@@ -173,7 +173,10 @@ def test_the_mirror_variable_serves_data_download_in_a_trial(mirror, monkeypatch
         read_images("caltech101", str(mirror.root))
     train, val, test = read_images("caltech101", str(mirror.root), download=True)
     assert (len(train), len(val), len(test)) == (15, 7, 5)
-    assert files_under(mirror.root) == ["caltech101/caltech101_silhouettes_28_split1.mat"]
+    assert files_under(mirror.root) == [
+        "caltech101/.caltech101.mirror.json",  # the sizes the mirror served (check_available)
+        "caltech101/caltech101_silhouettes_28_split1.mat",
+    ]
     fashion, _ = read_images("fashion_mnist", str(mirror.root), download=True)  # torchvision's
     assert fashion.shape == (30, 1, 28, 28)  # reader, on the flat .gz layout it unpacks
 
@@ -426,3 +429,19 @@ def test_a_package_copy_is_verified_by_its_packages_md5sums(mirror, monkeypatch,
     data[len(data) // 2] ^= 0xFF
     damaged.write_bytes(bytes(data))
     assert fetch.package_copy("fashion_mnist", [damaged]) is None
+
+
+def test_files_a_mirror_served_are_checked_against_the_mirrors_sizes(mirror, monkeypatch, capsys):
+    """A mirror's files are not the published ones (their sizes differ): the sweep's cheap check
+    on a node compares them with the sizes the mirror served, noted when they were fetched."""
+    monkeypatch.setenv("VAE_DATA_ROOT", str(mirror.root))
+    assert run(capsys, "--datasets", "mnist", "--mirror", mirror.url)[0] == 0
+    fetch.check_available("mnist")  # smaller than the published files, as the mirror served them
+    path = mirror.root / "mnist" / "train-images-idx3-ubyte.gz"
+    path.write_bytes(path.read_bytes()[:-10])
+    with pytest.raises(DatasetError, match="bytes, but .* the mirror served .truncated"):
+        fetch.check_available("mnist")
+    # Fetched again through the mirror, it is whole, and the check passes again.
+    path.unlink()
+    assert run(capsys, "--datasets", "mnist", "--mirror", mirror.url)[0] == 0
+    fetch.check_available("mnist")

@@ -17,11 +17,17 @@ FORBIDDEN = {
     "results": {"torch", "ray", "optuna", "models", "training", "sweeps", "search_spaces"},
     "sweeps": set(),
 }
-EXCEPTIONS = {"results/records.py": {"optuna"}, "training/replay.py": {"results"}}
+EXCEPTIONS = {
+    "results/records.py": {"optuna"},
+    "results/studies.py": {"optuna"},
+    "training/replay.py": {"results"},
+}
 """`python -m results check` reads each cell's Optuna study (read-only) to reconcile it with the
-Parquet rows; only this module of results may import optuna. `python -m training replay` reads a
-stored trial's config and curve from the Parquet store: results is pandas/pyarrow only and never
-imports training or torch, so the edge makes no cycle; only this module of training imports it."""
+Parquet rows; only these modules of results may import optuna (records reads the studies,
+studies opens them: a database, a journal file, or a journal synced to an object store).
+`python -m training replay` reads a stored trial's config and curve from the Parquet store:
+results is pandas/pyarrow only and never imports training or torch, so the edge makes no cycle;
+only this module of training imports it."""
 
 
 def imported_modules(path: Path) -> set[str]:

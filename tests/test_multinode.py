@@ -202,3 +202,64 @@ def test_a_trial_no_node_type_can_hold_is_refused_before_it_pends_forever(
     bootstrap.write_text("available_node_types:\n  big: {node_config: {}, max_workers: 2}\n")
     nodes.check_cluster_resources({"cpu": 1, "gpu": 2})
     assert "its node types are unknown here" in capsys.readouterr().err
+
+
+@pytest.fixture
+def data_mirror(tmp_path, monkeypatch):
+    """A dataset mirror on 127.0.0.1 (python -m training data's layout: <dataset>/<file> and
+    SHA256SUMS) serving a small MNIST; yields its URL."""
+    import functools
+    import http.server
+
+    from tests.conftest import make_mnist_like
+    from tests.formats import write_sha256sums
+
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    www = tmp_path / "mirror"
+    make_mnist_like(www / "mnist", "debian")
+    write_sha256sums(www)
+    quiet = type("Quiet", (http.server.SimpleHTTPRequestHandler,), {"log_message": print})
+    httpd = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(quiet, directory=str(www))
+    )
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_port}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join()
+
+
+def test_the_data_is_checked_on_the_nodes_that_run_trials(cluster, data_mirror, tmp_path, capsys):
+    """The sweep checks its datasets on each node that will run trials, at that node's address,
+    not on the driver's machine: a node without them is one line naming it, before anything is
+    written; with data/download=true the check passes and the node's trials fetch them (from a
+    mirror here) and run."""
+    bare = tmp_path / "bare"  # another "machine": its own data root and cache, nothing in them
+    env = {"VAE_DATA_ROOT": str(bare / "data"), "VAE_CACHE": str(bare / "cache"),
+           "VAE_DATA_MIRROR": data_mirror}  # fmt: skip
+    cluster.add_node(num_cpus=1, node_ip_address="127.0.0.2", env_vars=env)
+    ray.init(address=cluster.address)
+    budget = Budget(trials=1, max_epochs=1, grace_epochs=1, reduction_factor=2, patience=1,
+                    eval_k=2, eval_seeds=1, fixed={"model/hidden_dim": 16})  # fmt: skip
+    # MNIST: no system folder holds it (Fashion-MNIST may be in /usr/share/datasets)
+    mnist = [next(c for c in vlae.CELLS if c.family == "vae" and c.dataset == "mnist")]
+
+    def sweep(*extra):
+        argv = ["--storage", str(tmp_path / "s"), "--datasets", "mnist", *extra]
+        return cli.main("vlae", mnist, {"smoke": budget}, {}, argv=argv)
+
+    assert sweep() == 2
+    err = capsys.readouterr().err
+    assert "error: on node 127.0.0.2: dataset 'mnist' not found" in err, err
+    assert "python -m training data --datasets mnist" in err
+    assert not (tmp_path / "s").exists() and not (bare / "data").exists()
+
+    assert sweep("--set", "data/download=true") == 0
+    assert sorted(p.name for p in (bare / "data" / "mnist").iterdir()) == [
+        "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz",
+        "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+    ]  # fmt: skip
+    assert (store.load(str(tmp_path / "s"), "trials")["status"] == "completed").all()

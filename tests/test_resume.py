@@ -201,11 +201,13 @@ sys.exit(cli.main("vlae", [vlae.CELLS[0]], {"smoke": budget}, {}))
 
 
 @pytest.mark.slow
-def test_ctrl_c_on_a_one_cell_sweep_stops_it_and_resume_finishes(tmp_path):
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_ctrl_c_on_a_one_cell_sweep_stops_it_and_resume_finishes(tmp_path, how):
     """Ctrl-C (SIGINT to the foreground process group, as a terminal sends it) on a sweep of one
     cell, whose Tuner runs in the main thread: one line and exit 130 at once (Tune's own
     handler would only have ended the Tuner, and the sweep gone on to the winner's
-    re-trainings); --resume then finishes with its records consistent."""
+    re-trainings); --resume then finishes with its records consistent. SIGTERM to the driver
+    alone (`kill`, cluster/slurm.sbatch near its time limit) stops it the same way."""
     from results import check
 
     data = make_mnist_like(tmp_path / "data", "torchvision", n_train=1500, n_test=50)
@@ -234,11 +236,16 @@ def test_ctrl_c_on_a_one_cell_sweep_stops_it_and_resume_finishes(tmp_path):
             if not store.load(str(storage), "trials").empty:  # one trial ended, more to come
                 break
             time.sleep(0.2)
-        os.killpg(driver.pid, signal.SIGINT)
+        if how == "ctrl-c":
+            os.killpg(driver.pid, signal.SIGINT)
+        else:
+            driver.send_signal(signal.SIGTERM)
         out = driver.communicate(timeout=120)[0]
         assert driver.returncode == 130, out[-3000:]
         assert "interrupted: every cell's state so far is saved" in out
         assert "--resume continues it" in out
+        if how == "sigterm":
+            return  # the resume is the Ctrl-C case's
         resumed = subprocess.run([*cmd, "--resume"], env=env, capture_output=True, text=True,
                                  timeout=600)  # fmt: skip
         assert resumed.returncode == 0, (resumed.stdout + resumed.stderr)[-3000:]

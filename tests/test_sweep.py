@@ -207,8 +207,11 @@ def test_failures_are_recorded_and_asha_stops_become_pruned_in_optuna(
         (["--storage", "/proc/no-such-dir/x"], "is not writable"),
         (["--set", "data/root=/nonexistent"], "not found: looked for"),
         (["--set", "train/lr"], "KEY=VALUE"),
-        (["--storage", "s3://bucket/x"], "add --study-storage"),
+        # no endpoint answers here (no AWS_ENDPOINT_URL, no network): one line, at once
+        (["--storage", "s3://bucket/x"], "storage 's3://bucket/x'"),
         (["--winner-seeds", "0"], "--winner-seeds must be at least 1"),
+        (["--address", "127.0.0.1:1"], "no Ray cluster answers at 127.0.0.1:1 (Connection ref"),
+        (["--address", "nowhere"], "no Ray cluster answers at nowhere (not a host:port address)"),
     ],
 )
 def test_bad_sweep_input_fails_before_ray_starts(

@@ -27,6 +27,7 @@ A mirror (``--mirror URL`` or $VAE_DATA_MIRROR), for clusters without internet, 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -248,9 +249,32 @@ def _fetch_files(dataset, spec, srcs, root: Path, mirror, staging: Staging) -> l
         raise DatasetError(
             f"could not download {url}: it fails the format check ({e.problem}); nothing was kept"
         ) from None
+    if staged:  # noted before the files move in (after a kill between, they are fetched again)
+        sizes = {name: (staging() / name).stat().st_size for name in staged}
+        _note_mirror_sizes(dataset, folder, mirror, sizes)
     for name in staged:
         os.replace(staging() / name, folder / name)
     return [replace(d, verified_by=f"{d.verified_by}+format".lstrip("+")) for d in done]
+
+
+def mirror_record(dataset: str, folder: Path) -> Path:
+    """Where fetch notes the sizes of files a mirror served (they are not the published ones, so
+    check_available compares a file with its record's size instead)."""
+    return folder / f".{dataset}.mirror.json"
+
+
+def _note_mirror_sizes(dataset: str, folder: Path, mirror: Mirror | None, sizes: dict) -> None:
+    """Record the sizes of files a mirror served; forget those of files fetched from their
+    published source (``mirror`` None), which have the published sizes."""
+    record = mirror_record(dataset, folder)
+    noted = json.loads(record.read_text())["sizes"] if record.is_file() else {}
+    noted = noted | sizes if mirror else {k: v for k, v in noted.items() if k not in sizes}
+    if not noted:
+        record.unlink(missing_ok=True)
+        return
+    tmp = record.with_name(f"{record.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"sizes": noted}, indent=1))
+    os.replace(tmp, record)
 
 
 def _fetch_archive(dataset, spec, src: Source, root: Path, mirror, staging: Staging) -> list:
@@ -300,12 +324,15 @@ def check_available(dataset: str, root: str = "", download: bool = False) -> Non
     if folder is not None:
         if any(folder.is_relative_to(r) for r in files.SYSTEM_ROOTS):
             return  # a package's copy: Debian's .gz files are recompressed, their sizes differ
+        record = mirror_record(dataset, folder)  # files a mirror served: its sizes, not these
+        served = json.loads(record.read_text())["sizes"] if record.is_file() else {}
         for src in CATALOGUE.get(dataset, ()):
-            path = folder / src.name
-            if src.size is not None and path.is_file() and path.stat().st_size != src.size:
+            path, size = folder / src.name, served.get(src.name, src.size)
+            if size is not None and path.is_file() and path.stat().st_size != size:
                 home = next(r for r in roots if folder.is_relative_to(r))
+                where = "the mirror served" if src.name in served else "were published"
                 raise DatasetError(
-                    f"{path} is {path.stat().st_size:,} bytes, but {src.size:,} were published "
+                    f"{path} is {path.stat().st_size:,} bytes, but {size:,} {where} "
                     f"(truncated?); delete it and fetch it again ({_again(dataset, home)})"
                 )
         return

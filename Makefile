@@ -1,6 +1,8 @@
 # The two commands of the README:
 #   make sweep   set up, then run the VLAE paper's smoke sweep locally and print its table
 #   make test    set up, then lint and run the test suite (what CI runs)
+# and CI's third:
+#   make cluster rehearse the README's cluster path on this machine (cluster/rehearsal/)
 # Everything installs into a virtual environment (.venv) from pyproject.toml's pinned versions.
 
 VENV    ?= .venv
@@ -8,14 +10,14 @@ PY      := $(VENV)/bin/python
 STORAGE ?= sweep-results
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install data chromium sweep test bench table clean
+.PHONY: install data chromium sweep test bench table clean cluster cluster-tools
 
 $(PY):
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip setuptools wheel
 
 install: $(PY)
-	$(PY) -m pip install -e ".[dev,dashboard]"
+	$(PY) -m pip install -e ".[dev,dashboard,cluster]"
 
 data:  # the full Fashion-MNIST, the local default dataset (Debian/Ubuntu)
 	@[ -d /usr/share/datasets/fashion-mnist ] || \
@@ -31,7 +33,7 @@ sweep: install data  # a second `make sweep` continues the first (--resume): not
 table:
 	$(PY) -m results table vlae --storage $(STORAGE)
 
-test: install chromium
+test: install chromium cluster-tools  # PostgreSQL: tests/test_study_storage.py
 	$(PY) -m ruff check .
 	$(PY) -m pytest
 
@@ -40,3 +42,14 @@ bench: install data
 
 clean:
 	rm -rf $(STORAGE) .pytest_cache
+
+cluster-tools:  # sshd, rsync and PostgreSQL 15 for the rehearsal (Debian/Ubuntu; no service started)
+	@[ -x /usr/sbin/sshd ] && command -v rsync ss >/dev/null && [ -x /usr/lib/postgresql/15/bin/initdb ] || \
+		{ $(SUDO) apt-get update && $(SUDO) apt-get install -y openssh-server rsync iproute2 postgresql-15; }
+
+# `ray up` + `ray submit` of a sweep onto S3 on a 3-node cluster of this machine's loopback
+# addresses, a worker killed mid-sweep, the study in PostgreSQL, then `results` as on a laptop.
+# Needs root (a node user, sshd, PostgreSQL); every process it starts it stops, also on Ctrl-C.
+cluster: install cluster-tools
+	$(SUDO) $(PY) cluster/rehearsal/rehearse.py
+

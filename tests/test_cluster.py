@@ -30,8 +30,17 @@ def test_cluster_launcher_config_passes_rays_validator():
     assert workers["min_workers"] <= workers["max_workers"]
     head_start = " ".join(config["head_start_ray_commands"])
     assert "--dashboard-host=0.0.0.0" in head_start and "--dashboard-port=8265" in head_start
-    assert any("pip install" in c and "vae-sweeps" in c for c in config["setup_commands"])
-    assert "." in config["file_mounts"].values()
+    assert any("pip install" in c and "[cluster]" in c for c in config["setup_commands"])
+    # Workers fetch the datasets their trials read, and may write the storage.
+    assert any("python -m training data" in c for c in config["worker_setup_commands"])
+    assert "IamInstanceProfile" in workers["node_config"]
+    # The project's files, each package a mount (a mount of "." makes `ray up` hash the .venv)
+    import tomllib
+
+    project = tomllib.loads((CLUSTER.parent / "pyproject.toml").read_text())
+    packages = project["tool"]["setuptools"]["packages"]["find"]["include"]
+    mounted = set(config["file_mounts"].values())
+    assert {f"./{p.rstrip('*')}" for p in packages} | {"./pyproject.toml"} == mounted
 
 
 def test_unknown_key_fails_validation_naming_it():
@@ -49,15 +58,25 @@ def test_wrong_head_node_type_fails_validation():
 
 
 def test_kuberay_rayjob_manifest():
-    job = yaml.safe_load((CLUSTER / "rayjob.yaml").read_text())
-    assert job["apiVersion"] == "ray.io/v1" and job["kind"] == "RayJob"
+    documents = list(yaml.safe_load_all((CLUSTER / "rayjob.yaml").read_text()))
+    [job] = [d for d in documents if d["kind"] == "RayJob"]
+    secrets = {d["metadata"]["name"] for d in documents if d["kind"] == "Secret"}
+    assert job["apiVersion"] == "ray.io/v1"
     spec = job["spec"]
     assert spec["entrypoint"].startswith("python -m sweeps.")
+    # The study storage needs no server (the journal beside the results); no pod has data
+    # until its first trial fetches it.
+    assert "--study-storage" not in spec["entrypoint"]
+    assert "data/download=true" in spec["entrypoint"]
     assert spec["shutdownAfterJobFinishes"] is True
     cluster = spec["rayClusterSpec"]
     assert cluster["rayVersion"] == "2.60.0"
     head = cluster["headGroupSpec"]["template"]["spec"]["containers"][0]
     assert head["image"] == IMAGE and {"containerPort": 8265, "name": "dashboard"} in head["ports"]
+    pods = [cluster["headGroupSpec"]] + cluster["workerGroupSpecs"]
+    for pod in pods:  # every pod can write the storage, with a Secret this file defines
+        [container] = pod["template"]["spec"]["containers"]
+        assert {e["secretRef"]["name"] for e in container["envFrom"]} <= secrets != set()
     for group in cluster["workerGroupSpecs"]:
         worker = group["template"]["spec"]["containers"][0]
         assert worker["image"] == IMAGE

@@ -259,6 +259,7 @@ def test_the_data_is_checked_on_the_nodes_that_run_trials(cluster, data_mirror, 
 
     assert sweep("--set", "data/download=true") == 0
     assert sorted(p.name for p in (bare / "data" / "mnist").iterdir()) == [
+        ".mnist.mirror.json",  # the sizes the mirror served, for the check above
         "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz",
         "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
     ]  # fmt: skip

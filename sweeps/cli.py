@@ -33,15 +33,12 @@ from sweeps.nodes import (
     local_shape,
     requested,
     storage_warning,
-    trial_nodes,
     unreachable,
 )
 from sweeps.run_cell import capped_winners, run_one
 from sweeps.status import progress
 from training.config import ConfigError, parse_override
-from training.data import DatasetError, read_images
-from training.fetch import fetch
-from training.files import candidate_roots, locate
+from training.data import DatasetError
 
 
 def running_cluster() -> str | None:
@@ -275,10 +272,10 @@ def main(
         address = None if attached else cluster_address(given)
         if address or attached:  # the data where trials will run, and whether a trial fits
             connect(address)
-            check_cluster_data(datasets_read(chosen, budget))
+            node_data.check_on_cluster(node_data.datasets_read(chosen, budget))
             check_cluster_resources(requested(args, ray.cluster_resources()))
         else:  # an embedded instance: this machine's files and cores, checked before Ray starts
-            check_local_data(datasets_read(chosen, budget))
+            node_data.check_here(node_data.datasets_read(chosen, budget))
             preflight.check_resources(requested(args, local_shape()), [local_shape()],
                                       "of this machine")  # fmt: skip
         old = check_storage(args, chosen, budget)  # the first write; nothing before it writes
@@ -334,44 +331,6 @@ def stop_on_sigterm() -> None:
     does: every cell's state saved, one line, exit 130, and --resume continues it."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _interrupt)
-
-
-def datasets_read(cells: list[Cell], budget: Budget) -> list[tuple[str, str, bool]]:
-    """(dataset, data/root, data/download) of every cell's trials, each once."""
-    read = set()
-    for cell in cells:
-        cfg = cell.base_config(budget)
-        read.add((cell.dataset, cfg.get("data/root", ""), bool(cfg.get("data/download", False))))
-    return sorted(read)
-
-
-def check_local_data(wanted: list[tuple[str, str, bool]]) -> None:
-    """Every dataset read whole here, as a trial will read it (a damaged file fails now, not in
-    every trial); with data/download=true, fetched and verified first, once."""
-    for dataset, root, download in wanted:
-        if download and locate(dataset, candidate_roots(root)) is None:
-            for line in fetch(dataset, root):
-                print(f"data: {line}", file=sys.stderr)
-        read_images(dataset, root)
-
-
-def check_cluster_data(wanted: list[tuple[str, str, bool]]) -> None:
-    """The datasets on the nodes that will run trials, not on the driver's machine (a launcher's
-    head runs no trial and needs no data): a zero-resource task on each (sweeps.node_data)."""
-    nodes = trial_nodes()
-    if not nodes:  # an autoscaler adds them later; their setup commands fetch the data
-        print("data: no node that runs trials is up yet; each reads its datasets when it "
-              "starts (cluster/gpu.yaml's setup fetches them)", file=sys.stderr)  # fmt: skip
-        return
-    here = ray.util.get_node_ip_address()
-    if all(n["NodeManagerAddress"] == here for n in nodes):  # this machine's files: read them
-        check_local_data(wanted)
-        return
-    missing = node_data.check_on_nodes(wanted, nodes)
-    if missing:
-        address, problems = next(iter(missing.items()))
-        others = f" (and {len(missing) - 1} more nodes)" if len(missing) > 1 else ""
-        raise DatasetError(f"on node {address}{others}: {problems[0]}")
 
 
 def report_failures(storage: str, cells: list[Cell]) -> list[str]:

@@ -1,7 +1,8 @@
 """Each dataset read once per node, into the node's object store, read zero-copy by its trials.
 
     start()            driver: one NodeData actor per live node that has none yet
-    check_on_nodes()   driver, before the sweep starts: are the datasets where trials will run
+    check_here(), check_on_cluster()
+                       driver, before the sweep starts: are the datasets where trials will run
     load_data(cfg, d)  trial:  training.data.load_data with the node's copy of the files' images
 
 Without it every trial process decodes the dataset's files itself (a second per trial for
@@ -19,6 +20,7 @@ DatasetError either way.
 
 from __future__ import annotations
 
+import sys
 import warnings
 
 import numpy as np
@@ -26,9 +28,12 @@ import ray
 import torch
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from sweeps.cells import Budget, Cell
+from sweeps.nodes import trial_nodes
 from training.data import Data, DatasetError
 from training.data import load_data as load_in_process
-from training.files import read_images
+from training.fetch import check_available, fetch
+from training.files import candidate_roots, locate, read_images
 
 NAMESPACE = "vae-sweeps"
 
@@ -86,8 +91,6 @@ def start(nodes: list[dict] | None = None) -> list:
 @ray.remote(num_cpus=0)
 def _missing_here(wanted: list[tuple[str, str, bool]]) -> list[str]:
     """On a node: what is wrong with each (dataset, root, download) there (training.fetch)."""
-    from training.fetch import check_available
-
     problems = []
     for dataset, root, download in wanted:
         try:
@@ -117,6 +120,44 @@ def check_on_nodes(
         elif problems := ray.get(ref):
             out[address] = problems
     return out
+
+
+def datasets_read(cells: list[Cell], budget: Budget) -> list[tuple[str, str, bool]]:
+    """(dataset, data/root, data/download) of every cell's trials, each once."""
+    read = set()
+    for cell in cells:
+        cfg = cell.base_config(budget)
+        read.add((cell.dataset, cfg.get("data/root", ""), bool(cfg.get("data/download", False))))
+    return sorted(read)
+
+
+def check_here(wanted: list[tuple[str, str, bool]]) -> None:
+    """Every dataset read whole here, as a trial will read it (a damaged file fails now, not in
+    every trial); with data/download=true, fetched and verified first, once."""
+    for dataset, root, download in wanted:
+        if download and locate(dataset, candidate_roots(root)) is None:
+            for line in fetch(dataset, root):
+                print(f"data: {line}", file=sys.stderr)
+        read_images(dataset, root)
+
+
+def check_on_cluster(wanted: list[tuple[str, str, bool]]) -> None:
+    """The datasets on the nodes that will run trials, not on the driver's machine (a launcher's
+    head runs no trial and needs no data): a zero-resource task on each (check_on_nodes)."""
+    nodes = trial_nodes()
+    if not nodes:  # an autoscaler adds them later; their setup commands fetch the data
+        print("data: no node that runs trials is up yet; each reads its datasets when it "
+              "starts (cluster/gpu.yaml's setup fetches them)", file=sys.stderr)  # fmt: skip
+        return
+    here = ray.util.get_node_ip_address()
+    if all(n["NodeManagerAddress"] == here for n in nodes):  # this machine's files: read them
+        check_here(wanted)
+        return
+    missing = check_on_nodes(wanted, nodes)
+    if missing:
+        address, problems = next(iter(missing.items()))
+        others = f" (and {len(missing) - 1} more nodes)" if len(missing) > 1 else ""
+        raise DatasetError(f"on node {address}{others}: {problems[0]}")
 
 
 def read_on_node(dataset: str, root: str = "", download: bool = False) -> tuple[torch.Tensor, ...]:

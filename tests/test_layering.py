@@ -20,11 +20,13 @@ FORBIDDEN = {
 EXCEPTIONS = {
     "results/records.py": {"optuna"},
     "results/studies.py": {"optuna"},
+    "results/synced_journal.py": {"optuna"},
     "training/replay.py": {"results"},
 }
 """`python -m results check` reads each cell's Optuna study (read-only) to reconcile it with the
 Parquet rows; only these modules of results may import optuna (records reads the studies,
-studies opens them: a database, a journal file, or a journal synced to an object store).
+studies opens them: a database, a journal file, or synced_journal's journal synced to an object
+store).
 `python -m training replay` reads a stored trial's config and curve from the Parquet store:
 results is pandas/pyarrow only and never imports training or torch, so the edge makes no cycle;
 only this module of training imports it."""

@@ -20,7 +20,7 @@ import pyarrow.fs as pafs
 import pytest
 import ray
 
-from results import check, records, store, studies
+from results import check, records, store, studies, synced_journal
 from results.__main__ import main as results_main
 from sweeps import cli, vlae
 from sweeps.cells import Budget
@@ -43,7 +43,7 @@ BUDGET = Budget(trials=2, max_epochs=2, grace_epochs=2, reduction_factor=2, pati
 def no_journal_writers_left():
     """This process's journal writers (results.studies) end with the test: its S3 server does."""
     yield
-    studies._Sync._all.clear()
+    synced_journal.JournalSync._all.clear()
 
 
 def sweep(storage: str, *extra: str) -> int:
@@ -72,12 +72,12 @@ def trials_in(storage) -> int:
 def test_a_journal_on_an_object_store_syncs_pickles_and_moves_to_a_new_head(
     s3, isolated_cache, monkeypatch
 ):
-    monkeypatch.setattr(studies, "SYNC_EVERY_S", 0.5)
+    monkeypatch.setattr(synced_journal, "SYNC_EVERY_S", 0.5)
     storage = "s3://sweeps/unit"
-    backend = studies.SyncedJournalBackend(storage, "cell")
+    backend = synced_journal.SyncedJournalBackend(storage, "cell")
     study = quiet_study(optuna.storages.JournalStorage(backend))
     study.tell(study.ask({"x": optuna.distributions.FloatDistribution(0, 1)}), 0.5)
-    local = studies.local_journal(storage, "cell")
+    local = synced_journal.local_journal(storage, "cell")
     assert local.is_relative_to(isolated_cache / "cache" / "journals")
     remote = "sweeps/unit/optuna/cell.journal"
     deadline = time.monotonic() + 10  # the uploader thread, rate-limited, sends it
@@ -104,13 +104,13 @@ def test_a_journal_on_an_object_store_syncs_pickles_and_moves_to_a_new_head(
     # A local copy that is a strict prefix of the store's (an old head) is replaced by it...
     whole = local.read_bytes()
     local.write_bytes(whole[: whole.index(b"\n") + 1])
-    studies._Sync._all.clear()
+    synced_journal.JournalSync._all.clear()
     assert trials_in(records.study_storage(storage, "cell")) == 2
     # ... one ahead of it (written past the last upload, then the driver died) is kept and sent.
     s3_bytes = whole[: whole.rindex(b"\n", 0, len(whole) - 1) + 1]
     with s3.open_output_stream(remote) as f:
         f.write(s3_bytes)
-    studies._Sync._all.clear()
+    synced_journal.JournalSync._all.clear()
     studies.flush(storage, "cell")  # nothing open in this process: nothing to do
     ahead = records.study_storage(storage, "cell")
     assert local.read_bytes() == whole
@@ -119,7 +119,7 @@ def test_a_journal_on_an_object_store_syncs_pickles_and_moves_to_a_new_head(
         assert f.read() == whole
     # ... and one that disagrees is set aside, never deleted.
     local.write_bytes(b'{"op_code": 0, "worker_id": "other", "study_name": "x"}\n' * 3)
-    studies._Sync._all.clear()
+    synced_journal.JournalSync._all.clear()
     assert trials_in(records.study_storage(storage, "cell")) == 2
     assert len(list(local.parent.glob("cell.journal.set-aside-*"))) == 1
 
@@ -127,12 +127,12 @@ def test_a_journal_on_an_object_store_syncs_pickles_and_moves_to_a_new_head(
 def test_reading_an_object_stores_journal_creates_nothing(s3, isolated_cache):
     storage = "s3://sweeps/read"
     assert records.study_trials(storage, "cell") is None  # no journal: no study
-    writer = studies.SyncedJournalBackend(storage, "cell")
+    writer = synced_journal.SyncedJournalBackend(storage, "cell")
     study = quiet_study(optuna.storages.JournalStorage(writer))
     study.tell(study.ask({"x": optuna.distributions.FloatDistribution(0, 1)}), 1.0)
     writer.flush()
     before = listing(s3, "sweeps")
-    studies._Sync._all.clear()  # another process (a laptop): no writer here
+    synced_journal.JournalSync._all.clear()  # another process (a laptop): no writer here
     cache = isolated_cache / "cache" / "journals"
     import shutil
 
@@ -144,10 +144,10 @@ def test_reading_an_object_stores_journal_creates_nothing(s3, isolated_cache):
 
 def test_a_half_written_last_line_is_left_out_and_a_damaged_one_is_an_error():
     line = b'{"op_code": 0, "worker_id": "w", "study_name": "s", "directions": [1]}\n'
-    backend = studies.BytesJournalBackend(line + b'{"op_code": 4, "wor')
+    backend = synced_journal.BytesJournalBackend(line + b'{"op_code": 4, "wor')
     assert len(list(backend.read_logs(0))) == 1
     with pytest.raises(ValueError):
-        list(studies.BytesJournalBackend(b"{oops\n" + line).read_logs(0))
+        list(synced_journal.BytesJournalBackend(b"{oops\n" + line).read_logs(0))
 
 
 # --- bad input, before Ray starts ---
@@ -284,11 +284,11 @@ def test_a_sweep_on_s3_keeps_its_study_as_a_synced_journal(s3, ray_local, capsys
     assert "warning:" not in out.err, out.err
     remote = f"sweeps/journal/optuna/{CELL.name}.journal"
     assert s3.get_file_info(remote).type == pafs.FileType.File
-    local = studies.local_journal(storage, CELL.name)
+    local = synced_journal.local_journal(storage, CELL.name)
     with s3.open_input_stream(remote) as f:
         assert f.read() == local.read_bytes()  # the last write went up when the cell ended
     trials = store.load(storage, "trials")
-    studies._Sync._all.clear()  # read as another machine would: from the object store
+    synced_journal.JournalSync._all.clear()  # read as another machine would: from the object store
     study = records.study_trials(storage, CELL.name)
     assert sorted(t.user_attrs["tune_trial_id"] for t in study) == sorted(trials["trial_id"])
     assert all(t.state.is_finished() for t in study)

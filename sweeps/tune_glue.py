@@ -53,10 +53,11 @@ class PruneAwareOptunaSearch(OptunaSearch):
 
     def __init__(
         self, *args, experiment: str = "", slots: str | None = None, rank: int = 0,
-        trials: int = 0, **kwargs,
+        trials: int = 0, results: str = "", **kwargs,
     ):  # fmt: skip
         super().__init__(*args, **kwargs)
         self.experiment = experiment
+        self.results = results  # the sweep's storage: its trials' rows (completed_row)
         self._reported: dict[str, set] = defaultdict(set)  # epochs already told to Optuna
         # With cells in flight together (sweeps.in_flight): the sweep's shared slots by name,
         # this cell's priority and its trial count (a cell with trials left keeps a freed slot).
@@ -138,7 +139,13 @@ class PruneAwareOptunaSearch(OptunaSearch):
         result = result or {}
         # Tune hands the final result (the one the scheduler stopped on) only to this method.
         self.on_trial_result(trial_id, result)
-        if error or any(k in result for k in rows.FAILURE_KEYS):
+        results = getattr(self, "results", "")  # a searcher pickled before it had one: none
+        done = completed_row(results, self._study_name, trial_id) if error else None
+        if done is not None:
+            # It finished before a driver restart, reran from an older state and failed (its
+            # checkpoint was gone): it stays completed, as its row does (ParquetWriter).
+            state, value = TrialState.COMPLETE, float(done["best_val_loss"])
+        elif error or any(k in result for k in rows.FAILURE_KEYS):
             state, value = TrialState.FAIL, None
         elif result.get("finished"):
             state, value = TrialState.COMPLETE, result["best_val_loss"]
@@ -146,6 +153,18 @@ class PruneAwareOptunaSearch(OptunaSearch):
             state, value = TrialState.PRUNED, None
         self._ot_study.tell(self._ot_trials[trial_id], value, state=state, skip_if_finished=True)
         self._completed_trials.add(trial_id)
+
+
+def completed_row(storage: str, cell: str, trial_id: str):
+    """The trial's row if it says completed (written when it finished, possibly in an earlier
+    life of the driver), else None."""
+    if not storage:
+        return None
+    rows_ = store.load(storage, "trials", sweep=cell)
+    if rows_.empty:
+        return None
+    done = rows_[(rows_["trial_id"] == trial_id) & (rows_["status"] == "completed")]
+    return None if done.empty else done.iloc[-1]
 
 
 class ParquetWriter(tune.Callback):
@@ -174,13 +193,6 @@ class ParquetWriter(tune.Callback):
     def on_trial_error(self, iteration, trials, trial, **info):
         self._write(trial, str(trial.get_error() or "trial failed"))
 
-    def _completed_before(self, trial_id: str) -> bool:
-        rows_ = store.load(self.storage, "trials", sweep=self.cell.name)
-        return (
-            not rows_.empty
-            and ((rows_["trial_id"] == trial_id) & (rows_["status"] == "completed")).any()
-        )
-
     def _optuna_trial(self, trial_id: str) -> int:
         """The number of the trial's Optuna trial (-1: a seed re-training, which has none, or
         a study that cannot be read now; the row is worth more than the number)."""
@@ -196,7 +208,10 @@ class ParquetWriter(tune.Callback):
     def _write(self, trial, error: str | None) -> None:
         last = trial.last_result or {}
         status, reason = rows.trial_status(last, error)
-        if status == "errored" and self._completed_before(trial.trial_id):
+        if (
+            status == "errored"
+            and completed_row(self.storage, self.cell.name, trial.trial_id) is not None
+        ):
             # A trial that had finished reran after a driver restart and failed (e.g. its
             # checkpoint was gone): its completed row stays; a rerun cannot unfinish it.
             print(f"warning: keeping the completed row of trial {trial.trial_id}: {reason}")
@@ -320,6 +335,7 @@ def run_cell(
         slots=slots,
         rank=rank,
         trials=budget.trials,
+        results=storage,
     )
     name = trainable(resources)  # by name: Tune's registry is not thread-safe (sweeps.trial)
     # Tune's can_restore sees the tuner.pkl it writes first; a driver killed before Tune saved

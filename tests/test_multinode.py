@@ -218,7 +218,7 @@ def data_mirror(tmp_path, monkeypatch):
     www = tmp_path / "mirror"
     make_mnist_like(www / "mnist", "debian")
     write_sha256sums(www)
-    quiet = type("Quiet", (http.server.SimpleHTTPRequestHandler,), {"log_message": print})
+    quiet = type("Quiet", (http.server.SimpleHTTPRequestHandler,), {"log_message": lambda *a: None})
     httpd = http.server.ThreadingHTTPServer(
         ("127.0.0.1", 0), functools.partial(quiet, directory=str(www))
     )

@@ -26,6 +26,7 @@ from sweeps import cli, vlae
 from sweeps.cells import Budget
 from tests import postgres as postgres_server
 from tests import test_object_store
+from tests.test_resume import DRIVER
 
 s3 = test_object_store.s3  # the fixtures: a local S3 server (moto), a PostgreSQL server
 postgres = postgres_server.postgres
@@ -330,17 +331,8 @@ def test_a_sweep_with_a_postgresql_study_storage(postgres, ray_local, tmp_path, 
     assert "1 cells, 0 differences" in capsys.readouterr().out
 
 
-KILLED_DRIVER = """
-import sys
-from sweeps import cli, vlae
-from sweeps.cells import Budget
-
-budget = Budget(trials=3, max_epochs=4, grace_epochs=4, reduction_factor=2, patience=4,
-                eval_k=5, eval_seeds=1,
-                fixed={"model/hidden_dim": 256, "train/batch_size": 16})
-cells = [vlae.CELLS[0], next(c for c in vlae.CELLS if c.family == "vae_hf")]
-sys.exit(cli.main("vlae", cells, {"smoke": budget}, {}))
-"""
+KILLED_DRIVER = DRIVER.replace("trials=4", "trials=3")
+"""tests/test_resume.py's driver (two cells in flight), 3 trials a cell."""
 
 
 @pytest.mark.slow

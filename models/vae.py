@@ -14,8 +14,9 @@ from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, Normal
 
 from models.base import LatentVariableModel
+from models.fields import check_choice
 from models.layers import flat_dim, mlp, vlae_init_
-from models.likelihoods import likelihood_head
+from models.likelihoods import LIKELIHOODS, likelihood_head
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class VAEConfig:
             raise ValueError(
                 f"latent_dim and hidden_dim must be >= 1, got {self.latent_dim}, {self.hidden_dim}"
             )
+        check_choice("likelihood", self.likelihood, tuple(sorted(LIKELIHOODS)), "p(x|z)")
 
 
 class VAE(LatentVariableModel):

@@ -16,8 +16,10 @@ cell's sample grids (stored by its winner's evaluation under <storage>/samples/,
 results.samples) into <storage>/plots/samples/<cell>.png, a row per temperature, skipping a
 damaged file with a line naming it. ``check`` reconciles the Parquet rows with Tune's records
 and the Optuna studies, prints every difference and exits 1 if there is one; with ``--repair``
-it rebuilds what they still hold. None of them creates a storage: on a path with no sweep they
-say so.
+it rebuilds what they still hold (and cuts a journal's damaged tail, results.repair). A
+damaged record (results.damage) is one line naming the file, what is wrong and the repair: a
+``check`` difference; ``table`` refuses a damaged Parquet part and marks a table whose other
+records are damaged. None of them creates a storage: on a path with no sweep they say so.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from results import check, samples, store
+from results import check, lease, samples, store
+from results import repair as repairs
 from results.papers import GROUPS, PAPERS, paper_tables
 from results.selection import SELECTIONS
 from results.tables import EXTENSIONS, write_files
@@ -50,8 +53,18 @@ def require_results(storage: str, tables) -> None:
 
 
 def consistency_note(storage: str) -> str | None:
-    """A line for under the table when the storage disagrees with itself, else None."""
-    diffs, running = check.summary(check.check(storage))
+    """A line for under the table when the storage disagrees with itself, else None.
+
+    A damaged Parquet part refuses the table before this (store.load: a table built without
+    its rows could pick another winner). A damaged record the table does not read (a journal,
+    Tune's state, a cell record, a checkpoint's JSON) leaves the table's numbers as the rows
+    hold them, so the table is printed and marked here, naming the first such file."""
+    states = check.check(storage)
+    diffs, running = check.summary(states)
+    broken = [e for st in states.values() for e in st.broken]
+    if broken:
+        more = f" (and {len(broken) - 1} more)" if len(broken) > 1 else ""
+        return f"WARNING: the numbers above are the Parquet rows' alone; {broken[0]}{more}"
     parts = [f"{len(diffs)} differences between its records"] if diffs else []
     parts += [f"{len(running)} trials not finished"] if running else []
     if not parts:
@@ -205,12 +218,30 @@ def run_report(paper: str, storage: str, study_url: str | None) -> int:
 
 
 def run_check(storage: str, study_url: str | None, repair: bool) -> int:
+    if not repair:
+        return print_check(check.check(storage, study_url), repair)
+    held = lease.acquire(storage)  # --repair writes: never beside a running sweep
+    try:
+        return repaired(storage, study_url)
+    finally:
+        held.release()
+
+
+def repaired(storage: str, study_url: str | None) -> int:
+    """Repair what the other records rebuild, then check again."""
     states = check.check(storage, study_url)
-    if repair:
-        for state in states.values():
-            for line in check.repair(storage, state):
-                print(f"repaired: {line}")
-        states = check.check(storage, study_url)
+    for sweep in states:  # a journal's damaged tail first: the rows are checked against it
+        if line := repairs.journal_tail(storage, sweep, study_url):
+            print(f"repaired: {line}")
+    states = check.check(storage, study_url)
+    for state in states.values():
+        for line in check.repair(storage, state):
+            print(line if line.startswith("cannot ") else f"repaired: {line}")
+    states = check.check(storage, study_url)
+    return print_check(states, repair=True)
+
+
+def print_check(states: dict, repair: bool) -> int:
     diffs, running = check.summary(states)
     for d in diffs:
         print(d.line())

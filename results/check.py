@@ -12,11 +12,11 @@ aside under <storage>/quarantine/, never deleted.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 
-from results import records, rows, store
+from results import damage, records, rows, store
 
 OPTUNA_STATE = {"completed": "COMPLETE", "pruned": "PRUNED", "errored": "FAIL"}
 
@@ -44,20 +44,28 @@ class SweepState:
     study: list | None  # Optuna's FrozenTrials (results.records reads them)
     tables: dict[str, pd.DataFrame]
     damaged: dict[str, str]  # part path -> why
+    broken: list[damage.Damaged] = field(default_factory=list)  # damaged records (not parts)
 
 
 def read_sweep(storage: str, sweep: str, study_url: str | None = None) -> SweepState:
-    tables, damaged = {}, {}
+    """A cell's records, read-only. A damaged record (results.damage) is kept in ``broken``
+    and read as absent; differences() then reports it alone, not what its absence implies."""
+    tables, damaged, broken = {}, {}, []
     for table in store.TABLES:
         frames, bad = store.read_parts(storage, store.part_paths(storage, table, sweep))
         tables[table], damaged = store.newest(frames, table), {**damaged, **bad}
-    return SweepState(
-        sweep,
-        records.tune_trials(storage, sweep),
-        records.study_trials(storage, sweep, study_url),
-        tables,
-        damaged,
-    )
+
+    def read(reader, *args):
+        try:
+            return reader(*args)
+        except damage.Damaged as e:
+            broken.append(e)
+            return None
+
+    read(store.cell_record, storage, sweep)
+    tune = read(records.tune_trials, storage, sweep)
+    study = read(records.study_trials, storage, sweep, study_url)
+    return SweepState(sweep, tune, study, tables, damaged, broken)
 
 
 def expected_status(trial: records.TuneTrial) -> str:
@@ -78,6 +86,10 @@ def differences(state: SweepState) -> list[Difference]:
         )
         trial_id = part.split("-seed")[0]  # evaluations: <trial>-seed<n>
         out.append(Difference(s, trial_id, f"damaged {table} part {path}: {why}", fix))
+    for e in state.broken:
+        out.append(Difference(s, "", str(e)))
+    if state.broken:
+        return out  # the rows cannot be compared with a record that cannot be read
     trials, curves = state.tables["trials"], state.tables["curves"]
     by_id = trials.set_index("trial_id") if not trials.empty else pd.DataFrame()
     curve_ids = set(curves["trial_id"]) if not curves.empty else set()
@@ -175,7 +187,11 @@ def check(storage: str, study_url: str | None = None) -> dict[str, SweepState]:
 
 
 def repair(storage: str, state: SweepState) -> list[str]:
-    """Set damaged parts aside and rebuild every row and curve Tune's records can give back."""
+    """Set damaged parts aside and rebuild every row and curve Tune's records can give back;
+    nothing while another record of the cell is damaged (a row rebuilt from it could differ
+    from the one written)."""
+    if state.broken:
+        return [f"cannot repair {state.sweep} while {e}" for e in state.broken]
     done = [f"set aside {p} as {store.quarantine(storage, p)}" for p in state.damaged]
     if state.damaged:
         state = read_sweep(storage, state.sweep)

@@ -11,16 +11,14 @@ results.studies). These are the two records the Parquet rows are checked against
 
 from __future__ import annotations
 
-import json
 import math
 import warnings
 from dataclasses import dataclass, field
 
 import optuna
-import pyarrow as pa
 import pyarrow.fs as pafs
 
-from results import store, studies
+from results import damage, store, studies
 
 SEEDS_PREFIX = "seeds-"
 """``ray/<cell>/seeds-<winner>/``: the Tune experiment of a winner's re-trainings with other
@@ -51,19 +49,17 @@ class TuneTrial:
 
 
 def _read_text(fs: pafs.FileSystem, path: str) -> str | None:
-    try:
-        with fs.open_input_stream(path) as f:
-            return f.read().decode()
-    except (OSError, pa.ArrowException):
-        return None
+    """A text file (Tune's error.txt); None if absent. Bytes that are not UTF-8 are shown as
+    U+FFFD: the text is for people."""
+    data = store.read_bytes(fs, path)
+    return None if data is None else data.decode(errors="replace")
 
 
-def _read_json(fs: pafs.FileSystem, path: str):
-    text = _read_text(fs, path)
-    try:
-        return None if text is None else json.loads(text)
-    except ValueError:
-        return None
+def _read_checked(storage: str, fs: pafs.FileSystem, path: str, check):
+    """A record checked by ``check`` (a results.damage validator); None if absent, Damaged if
+    it is not what its writer writes."""
+    data = store.read_bytes(fs, path)
+    return None if data is None else check(data, store.uri(storage, path), storage)
 
 
 def _listing(fs: pafs.FileSystem, folder: str) -> list[pafs.FileInfo]:
@@ -103,11 +99,7 @@ def tune_trials(storage: str, sweep: str, seeds: bool = True) -> dict[str, TuneT
     trials: dict[str, TuneTrial] = {}
     for experiment, path in found:  # oldest first: a later Tuner run's word on a trial wins
         where = f"{folder}/{experiment}" if experiment else folder
-        state = _read_json(fs, path)
-        if not isinstance(state, dict):
-            continue  # a half-written state file; Tune keeps the previous one beside it
-        for json_state, runtime in state.get("trial_data", []):
-            t, meta = json.loads(json_state), json.loads(runtime)
+        for t, meta in _read_checked(storage, fs, path, damage.experiment_state) or []:
             trials[t["trial_id"]] = TuneTrial(
                 trial_id=t["trial_id"],
                 status=t["status"],
@@ -118,12 +110,13 @@ def tune_trials(storage: str, sweep: str, seeds: bool = True) -> dict[str, TuneT
                 seed_of=experiment.removeprefix(SEEDS_PREFIX),
             )
     for trial in trials.values():
-        _read_trial_folder(fs, trial)
+        _read_trial_folder(storage, fs, trial)
     return trials
 
 
-def _read_trial_folder(fs: pafs.FileSystem, trial: TuneTrial) -> None:
-    trial.given_config = _read_json(fs, f"{trial.folder}/params.json") or {}
+def _read_trial_folder(storage: str, fs: pafs.FileSystem, trial: TuneTrial) -> None:
+    params = f"{trial.folder}/params.json"
+    trial.given_config = _read_checked(storage, fs, params, damage.json_object) or {}
     trial.error = _read_text(fs, f"{trial.folder}/error.txt")
     checkpoints = sorted(
         i.path
@@ -133,15 +126,22 @@ def _read_trial_folder(fs: pafs.FileSystem, trial: TuneTrial) -> None:
     for path in reversed(checkpoints):
         if fs.get_file_info(f"{path}/state.pt").type == pafs.FileType.File:
             trial.checkpoint = path
+            for name in CHECKED:  # the newest checkpoint's records: what a rebuild reads
+                checkpoint_json(storage, path, name)
             break
 
 
+CHECKED = {HISTORY_FILE: damage.history, CONFIG_FILE: damage.json_object}
+"""A checkpoint's JSON records and their validators (results.damage)."""
+
+
 def checkpoint_json(storage: str, checkpoint: str | None, name: str):
-    """A JSON file (HISTORY_FILE, CONFIG_FILE) of a checkpoint folder; None if absent/unreadable."""
+    """A JSON file (HISTORY_FILE, CONFIG_FILE) of a checkpoint folder; None if absent, Damaged
+    (results.damage) if it is not what training.checkpoint writes."""
     if checkpoint is None:
         return None
     fs, _ = store.filesystem(storage)
-    return _read_json(fs, f"{checkpoint}/{name}")
+    return _read_checked(storage, fs, f"{checkpoint}/{name}", CHECKED[name])
 
 
 def checkpoint_uri(storage: str, checkpoint: str) -> str:

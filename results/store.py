@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from results.crash_points import crash_point
 from results.rows import with_cell_defaults, with_evaluation_defaults
 
 SCHEMA_VERSION = 1
@@ -159,7 +160,33 @@ def write(storage: str, table: str, sweep: str, part: str, rows: pd.DataFrame | 
         fs.move(tmp, path)  # a rename on local and NFS filesystems; object puts are atomic anyway
     except (OSError, pa.ArrowException) as e:
         raise StorageError(f"cannot write {path}: {e}") from None
+    crash_point(f"{table}_part")  # a kill point of the crash-consistency test (crash_points)
     return path
+
+
+def write_text(storage: str, target: str, text: str) -> None:
+    """Write a text file under the storage (a table under <storage>/tables/) atomically; a
+    folder in its path that is a file, or cannot be written, is one StorageError line."""
+    fs, _ = filesystem(storage)
+    folder = target.rsplit("/", 1)[0]
+    shown = uri(storage, folder)
+    try:
+        info = fs.get_file_info(folder)
+        if info.type not in (pafs.FileType.Directory, pafs.FileType.NotFound):
+            raise StorageError(
+                f"{shown} is a file, not the folder {target.rsplit('/', 1)[1]} is written to: "
+                "move it away (nothing in the storage reads it) and run the command again"
+            )
+        fs.create_dir(folder, recursive=True)
+        tmp = f"{folder}/.{target.rsplit('/', 1)[1]}.{uuid.uuid4().hex}.tmp"
+        with fs.open_output_stream(tmp) as out:
+            out.write(text.encode())
+        fs.move(tmp, target)
+    except (OSError, pa.ArrowException) as e:
+        raise StorageError(
+            f"cannot write into {shown} ({one_line(e)}): make it a writable "
+            "folder, or copy the storage somewhere writable and run the command there"
+        ) from None
 
 
 def part_paths(storage: str, table: str, sweep: str | None = None) -> list[str]:
@@ -175,15 +202,37 @@ def part_paths(storage: str, table: str, sweep: str | None = None) -> list[str]:
 
 
 def read_parts(storage: str, paths: list[str]) -> tuple[list[pd.DataFrame], dict[str, str]]:
-    """(frames of the readable parts, {damaged part: why})."""
+    """(frames of the sound parts, {damaged part: why}). A part is damaged when it does not
+    read, or its columns or rows are not those of its table (results.damage): a readable
+    part of another table counts as damaged, never as rows."""
+    from results import damage
+
     fs, _ = filesystem(storage)
     frames, damaged = [], {}
     for p in paths:
+        table = part_table(p)
         try:
-            frames.append(pq.read_table(p, filesystem=fs).to_pandas())
-        except (OSError, pa.ArrowException) as e:
-            damaged[p] = str(e).splitlines()[0] if str(e) else type(e).__name__
+            t = pq.read_table(p, filesystem=fs)
+            t.validate(full=True)  # e.g. a flipped byte that left a string no UTF-8
+            why = damage.part_schema(t.schema, table) if table else None
+            frame = t.to_pandas() if why is None else None
+        except (OSError, pa.ArrowException, ValueError, TypeError) as e:
+            why, frame = one_line(e, 200), None  # pyarrow's own decoding errors included
+        if why is None and table:
+            why = damage.part_values(frame, table)
+        if why is None:
+            frames.append(frame)
+        else:
+            damaged[p] = why
     return frames, damaged
+
+
+def part_table(path: str) -> str | None:
+    """The table of a part's path ``.../results/<table>/<cell>/<part>.parquet``."""
+    parts = path.split("/")
+    if len(parts) >= 4 and parts[-4] == "results" and parts[-3] in TABLES:
+        return parts[-3]
+    return None
 
 
 def newest(frames: list[pd.DataFrame], table: str) -> pd.DataFrame:
@@ -237,8 +286,8 @@ def sweeps(storage: str) -> list[str]:
     folders += [f"{root}/results/{t}" for t in TABLES]
     for folder in folders:
         for i in fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True)):
-            if i.base_name.startswith("."):
-                continue
+            if i.base_name.startswith(".") or ".damaged-" in i.base_name:
+                continue  # a temporary file, or a damaged journal kept by results.repair
             names.add(i.base_name.removesuffix(".journal").removesuffix(".json"))
     return sorted(names)
 
@@ -257,16 +306,33 @@ def write_cell_record(storage: str, sweep: str, record: dict) -> None:
     with fs.open_output_stream(tmp) as f:
         f.write(json.dumps(record, indent=1, sort_keys=True, default=str).encode())
     fs.move(tmp, path)
+    crash_point("cell_record")
 
 
 def cell_record(storage: str, sweep: str) -> dict | None:
-    """A cell's record, or None if the cell was never started here (read-only)."""
+    """A cell's record, or None if the cell was never started here (read-only). A record that
+    is there but is not what run_cell writes is results.damage.Damaged, never None: None would
+    let a resumed cell go on with another target."""
+    from results import damage
+
     fs, root = filesystem(storage)
+    path = f"{root}/{CELLS}/{_safe(sweep)}.json"
+    data = read_bytes(fs, path)
+    return None if data is None else damage.cell_record(data, uri(storage, path), storage)
+
+
+def read_bytes(fs: pafs.FileSystem, path: str) -> bytes | None:
+    """A file's bytes; None when there is no file there (a folder in its place: b"")."""
     try:
-        with fs.open_input_stream(f"{root}/{CELLS}/{_safe(sweep)}.json") as f:
-            return json.loads(f.read())
-    except (OSError, pa.ArrowException, ValueError):
-        return None
+        info = fs.get_file_info(path)
+        if info.type == pafs.FileType.NotFound:
+            return None
+        if info.type != pafs.FileType.File:
+            return b""
+        with fs.open_input_stream(path) as f:
+            return f.read()
+    except (OSError, pa.ArrowException) as e:
+        raise StorageError(f"cannot read {path}: {one_line(e)}") from None
 
 
 def quarantine(storage: str, path: str) -> str:

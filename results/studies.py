@@ -108,6 +108,8 @@ def rdb_error(shown: str, parsed, e: Exception) -> str:
         path = parsed.database or ""
         if "not a database" in low:
             fix = f"{path} is a file but not an SQLite database: give another file"
+        elif "unable to open" in low and Path(path).is_dir():
+            fix = f"{path} is a folder, not a database file: give a file's path"
         elif "unable to open" in low:
             fix = (f"cannot open or create {path}: its folder must exist and be writable "
                    "(an absolute path is sqlite:////abs/path.db)")  # fmt: skip
@@ -169,6 +171,8 @@ def study_storage(storage: str, sweep: str, study_url: str | None = None, create
         path = Path(root) / "optuna" / f"{sweep}.journal"
         if not create and not path.is_file():
             return None
+        if path.exists():
+            checked_journal(url, path.read_bytes() if path.is_file() else b"", str(path))
         path.parent.mkdir(parents=True, exist_ok=True)
         return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
     if create:
@@ -179,7 +183,37 @@ def study_storage(storage: str, sweep: str, study_url: str | None = None, create
     data = remote_bytes(url, sweep)
     if data is None:
         return None
+    checked_journal(url, data, journal_uri(url, sweep))
     return optuna.storages.JournalStorage(BytesJournalBackend(data))
+
+
+def journal_uri(storage: str, sweep: str) -> str:
+    """A cell's journal as a person would type it."""
+    fs, root = store.filesystem(storage)
+    return store.uri(storage, f"{root}/optuna/{sweep}.journal")
+
+
+def checked_journal(storage: str, data: bytes, file: str) -> None:
+    """Damaged (results.damage.journal) unless each complete line of the journal is an
+    operation Optuna can replay. A folder in the journal's place reads as b"": damaged too."""
+    from results import damage
+
+    if not data and Path(file).is_dir():
+        raise damage.Damaged(file, "a folder, not a journal file", damage.restore(storage))
+    damage.journal(data, file, storage)
+
+
+def param_valid(distribution: str, value) -> bool:
+    """Whether a journal's parameter (its distribution's JSON, its internal value) is one
+    Optuna can read back (results.damage.journal)."""
+    from optuna.distributions import json_to_distribution
+
+    try:
+        dist = json_to_distribution(distribution)
+        dist.to_external_repr(value)
+        return bool(dist._contains(value))
+    except (KeyError, ValueError, TypeError, IndexError, AttributeError):
+        return False
 
 
 def flush(storage: str, sweep: str) -> None:

@@ -364,13 +364,10 @@ def write_files(
     notes = notes + selection_notes(storage, table, selection) + list(notes_extra)
     name = table.key if selection == "validation" else f"{table.key}-{selection}"
     frames = {"md": wide, "latex": wide, "csv": long}
-    fs, root = store.filesystem(storage)
-    fs.create_dir(f"{root}/tables", recursive=True)
-    texts = {}
+    _, root = store.filesystem(storage)
+    texts = {fmt: render(frames[fmt], notes, table.title, fmt) for fmt in EXTENSIONS}
     for fmt, ext in EXTENSIONS.items():
-        texts[fmt] = render(frames[fmt], notes, table.title, fmt)
-        with fs.open_output_stream(f"{root}/tables/{name}.{ext}") as out:
-            out.write(texts[fmt].encode())
+        store.write_text(storage, f"{root}/tables/{name}.{ext}", texts[fmt])
     return texts
 
 

@@ -21,7 +21,7 @@ import ray
 from ray._private.services import find_gcs_addresses  # no public API for "is one running"
 from ray._private.utils import read_ray_address  # the address file `ray start` writes
 
-from results import check, store
+from results import check, lease, store
 from results.papers import paper_tables
 from results.tables import write_files
 from sweeps import node_data, preflight
@@ -232,26 +232,42 @@ def plan(
     if args.protocol != PROJECT:
         chosen = [protocols[args.protocol].apply(args.protocol, c) for c in chosen]
     preflight.check_overrides(chosen, fixed)
-    preflight.check_configs(chosen, budget, args.sampler)
+    # no cluster named: trials run here (embedded, or a `ray start` here), in this machine's memory
+    here = not (ray.is_initialized() or args.address or os.environ.get("RAY_ADDRESS"))
+    preflight.check_configs(chosen, budget, args.sampler, machine=here)
     return budget, chosen, fixed
 
 
-def check_storage(args, chosen: list[Cell], budget: Budget) -> list[Cell]:
-    """The storage and the study storage, before Ray starts; the cells the storage holds.
+def check_storage(args, chosen: list[Cell], budget: Budget) -> tuple[list[Cell], lease.Lease]:
+    """The storage and the study storage, before Ray starts; the cells the storage holds and the
+    storage's lease, held from here on (results.lease: one sweep at a time writes there).
 
     In this order, each failure one line: the storage opens and answers (a scheme nothing
-    handles, an object store that refuses: at once, no retries), --study-storage works (a
-    database is connected to and its schema made), the run fits what the storage holds, and a
-    probe file is written and removed (the first write). Without --study-storage each cell's
-    study is a journal beside the results; on an object store, kept on this machine and synced
-    there (results.studies)."""
+    handles, an object store that refuses: at once, no retries), no live sweep holds its lease
+    (read only), --study-storage works (a database is connected to and its schema made), the
+    run fits what the storage holds, the lease is taken (the first write), the fit is checked
+    again under it (another sweep may have come and gone meanwhile), and a probe file is
+    written and removed. Without --study-storage each cell's study is a journal beside the
+    results; on an object store, kept on this machine and synced there (results.studies)."""
     store.check_reachable(args.storage)
+    lease.check_free(args.storage)
     if args.study_storage:
         args.study_storage = preflight.check_study_storage(args.study_storage)
     mode = "resume" if args.resume else "add" if args.add_trials else "new"
-    old = preflight.check_storage(args.storage, chosen, budget, mode, args.study_storage)
-    store.check_writable(args.storage)
-    return old
+    try:
+        preflight.check_storage(args.storage, chosen, budget, mode, args.study_storage)
+    except preflight.Refusal:
+        lease.check_free(args.storage)  # a sweep that started there meanwhile is the reason
+        raise
+    held = lease.acquire(args.storage)
+    try:
+        old = preflight.check_storage(args.storage, chosen, budget, mode, args.study_storage)
+        store.check_writable(args.storage)
+        preflight.repair_storage(args.storage, old, args.study_storage)  # under the lease
+    except BaseException:
+        held.release()
+        raise
+    return old, held
 
 
 def main(
@@ -278,10 +294,19 @@ def main(
             node_data.check_here(node_data.datasets_read(chosen, budget))
             preflight.check_resources(requested(args, local_shape()), [local_shape()],
                                       "of this machine")  # fmt: skip
-        old = check_storage(args, chosen, budget)  # the first write; nothing before it writes
+        old, held = check_storage(args, chosen, budget)  # the first write (the lease)
     except (preflight.Refusal, ConfigError, DatasetError, store.StorageError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    try:  # the lease is released on every way out: an end, an error, Ctrl-C, SIGTERM
+        return run(args, paper, chosen, budget, old, address)
+    finally:
+        held.release()
+
+
+def run(args, paper: str, chosen: list[Cell], budget: Budget, old: list[Cell], address) -> int:
+    """The checked sweep, under the storage's lease: every cell, its winners, the tables."""
+    stop_on_sigterm()  # from here on (ray.init sets its own, a sys.exit, until the next one)
     # Tune warns on every forced experiment snapshot (num_to_keep checkpoints); it is expected.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     connect(address)

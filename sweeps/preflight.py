@@ -1,24 +1,23 @@
 """Everything a sweep can check before Ray starts (and, on a cluster, before its first trial).
 
 Each check raises Refusal with one line that names the problem and the fix; the sweep prints it
-as ``error: ...`` and exits 2. Nothing here starts Ray or writes to the storage.
+as ``error: ...`` and exits 2. Nothing here starts Ray or writes to the storage, but for
+repair_storage (the repairs of a resumed or extended storage's damaged records).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 
 import optuna
-import torch
 
-import models
 import search_spaces
-from results import records, store, studies
+from results import damage, records, repair, store, studies
 from sweeps.cells import Budget, Cell
+from training import memory
 from training.config import Config, ConfigError
-from training.data import image_shape
+from training.trainer import resolve_device
 
 MACHINE_KEYS = frozenset({"data/root", "data/download", "train/device"})
 """Keys that say where a trial runs, not what it computes: they may differ on --resume."""
@@ -86,8 +85,10 @@ def sample_configs(cell: Cell, base: dict, n: int = SAMPLES) -> list[dict]:
         optuna.logging.set_verbosity(level)
 
 
-def check_configs(cells: list[Cell], budget: Budget, sampler: str) -> None:
-    """Every cell's config, with its search space's draws: keys, types, ranges, combinations."""
+def check_configs(cells: list[Cell], budget: Budget, sampler: str, machine: bool = False) -> None:
+    """Every cell's config, with its search space's draws: keys, types, ranges, combinations,
+    the model each builds; with ``machine`` (an embedded run: trials run here) also its memory
+    estimate against this machine's device and its batch against the training set here."""
     for cell in cells:
         base = cell.base_config(budget)
         if sampler == "grid":
@@ -100,18 +101,30 @@ def check_configs(cells: list[Cell], budget: Budget, sampler: str) -> None:
                 cfg = Config.from_dict(config)
             except ConfigError as e:
                 raise Refusal(f"cell {cell.name}: {e}") from None
-            check_model(cell, cfg)
+            check_model(cell, cfg, machine)
 
 
-def check_model(cell: Cell, cfg: Config) -> None:
+def check_model(cell: Cell, cfg: Config, machine: bool = False) -> None:
     """Build the config's model on the meta device (no memory, no compute) for the dataset's image
     shape: what only the shape decides (a latent hierarchy with more scales than the image can be
-    halved, a context larger than the image) is refused here, not in a trial."""
+    halved, a context larger than the image) is refused here, not in a trial. With ``machine``:
+    also the training memory it needs (training.memory: parameters, optimiser state, one batch's
+    activations) against this machine's device, and train/batch_size against the training set
+    of this machine's files."""
     try:
-        with torch.device("meta"):
-            models.build(cfg.family, dataclasses.asdict(cfg.model), image_shape(cfg.data))
-    except ValueError as e:
-        raise Refusal(f"cell {cell.name}: model/{e}") from None
+        if not machine:
+            memory.check_model(cfg)
+            return
+        try:
+            device = resolve_device(cfg.train.device)
+        except RuntimeError as e:  # train/device=cuda here without one, or no such device
+            raise ConfigError(str(e)) from None
+        memory.check_fits(cfg, None, device)
+        n_train = memory.training_size(cfg.data)
+        if n_train is not None:
+            memory.check_batch(cfg, n_train)
+    except ConfigError as e:
+        raise Refusal(f"cell {cell.name}: {e}") from None
 
 
 def check_study_storage(url: str) -> str:
@@ -133,12 +146,16 @@ def check_study_storage(url: str) -> str:
 
 
 def started(storage: str, cell: Cell, study_url: str | None) -> bool:
-    """Whether the storage holds anything of this cell (record, study, Tune run or rows)."""
-    if store.cell_record(storage, cell.name) is not None:
-        return True
-    if records.study_trials(storage, cell.name, study_url):
-        return True
-    if records.tune_trials(storage, cell.name) is not None:
+    """Whether the storage holds anything of this cell (record, study, Tune run or rows); a
+    damaged record of it counts (results.damage: check_storage says what it is)."""
+    try:
+        if store.cell_record(storage, cell.name) is not None:
+            return True
+        if records.study_trials(storage, cell.name, study_url):
+            return True
+        if records.tune_trials(storage, cell.name) is not None:
+            return True
+    except damage.Damaged:
         return True
     return bool(store.part_paths(storage, "trials", cell.name))
 
@@ -155,7 +172,8 @@ def check_storage(
     """The cells already in the storage; refuses a run that would mix or repeat them.
 
     ``mode``: "new" (the default: no cell may exist yet), "resume" or "add" (existing cells must
-    have been started with the same fixed config, machine keys aside).
+    have been started with the same fixed config, machine keys aside, and their records must be
+    whole or repairable by repair_storage: results.repair). Writes nothing.
     """
     if not store.exists(storage):
         if mode == "resume":
@@ -173,9 +191,14 @@ def check_storage(
             f"--resume: none of the {len(cells)} cells has started under {storage}; nothing to "
             "resume (drop --resume to start them)"
         )
+    try:
+        for c in old:  # first every refusal, so that a refused run writes nothing
+            repair.refusal(storage, c.name, study_url)
+    except damage.Damaged as e:
+        raise Refusal(f"{'--resume' if mode == 'resume' else '--add-trials'}: {e}") from None
     for c in old:
         record = store.cell_record(storage, c.name)
-        if record is None:
+        if record is None or "base_config" not in record:
             continue  # a storage from before cell records: nothing to compare with
         diff = differing_keys(record["base_config"], c.base_config(budget))
         if diff:
@@ -184,6 +207,15 @@ def check_storage(
                 "with the same --budget and --set, or choose another --storage"
             )
     return old
+
+
+def repair_storage(storage: str, old: list[Cell], study_url: str | None) -> None:
+    """Repair what the other records of these cells rebuild exactly (a journal's damaged tail,
+    damaged Parquet parts: results.repair), once check_storage passed and under the storage's
+    lease; a line per repair."""
+    for c in old:
+        for line in repair.prepare(storage, c.name, study_url):
+            print(f"repaired: {line}")
 
 
 def fits(resources: dict, shapes: list[dict]) -> bool:

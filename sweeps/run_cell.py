@@ -17,13 +17,15 @@ from ray.exceptions import RayError
 from ray.tune.error import TuneError
 
 from results import check, records, store
+from results.crash_points import crash_point
 from results.selection import capped_winners as tables_capped
 from results.selection import winners
 from sweeps import preflight
 from sweeps.cells import Budget, Cell
 from sweeps.provenance import provenance
 from sweeps.seeds import retrain_winner
-from sweeps.tune_glue import run_cell
+from sweeps.tune_glue import experiment_path, run_cell
+from sweeps.tune_record import Location, close_orphans, locate
 from sweeps.winners import evaluate_winner
 from training.config import parse_override
 
@@ -45,6 +47,8 @@ def run_one(
     ``slots`` names the sweep's shared trial cap (sweeps.slots.Slots) when cells run at
     once, ``rank`` is this cell's priority for a free slot (lower first), ``verbose`` Tune's."""
     storage = args.storage
+    # where pickled Tune objects of this cell write from now on (sweeps.tune_record)
+    locate(cell.name, Location(storage, args.study_storage, experiment_path(storage, cell), slots))
     record = store.cell_record(storage, cell.name)
     if old and args.resume:
         for line in check.repair(storage, check.read_sweep(storage, cell.name, args.study_storage)):
@@ -84,6 +88,10 @@ def run_one(
             verbose=verbose,
             sources=sources,
         )
+    # Optuna trials left RUNNING by a killed driver that no trial adopted (tune_record)
+    for line in close_orphans(storage, cell.name, args.study_storage):
+        print(f"   [{cell.name}] {line}")
+    crash_point("orphans_closed")
     if budget.winner_seeds > 1:
         retrain_winner(cell, budget, storage, resources, concurrent, args.study_storage, verbose)
     for row in evaluate_winner(cell, budget, storage, resources):

@@ -26,6 +26,7 @@ from ray import tune
 
 from results import records, rows, store
 from results.selection import winners
+from sweeps import tune_record
 from sweeps.cells import Budget, Cell
 from sweeps.trial import trainable
 from sweeps.tune_glue import ParquetWriter, tune_dir
@@ -63,13 +64,18 @@ def retrain_winner(
     mine = trials[(trials["role"] == rows.SEED) & (trials["seed_of"] == w["trial_id"])]
     have = set(mine["seed"].astype(int)) if not mine.empty else set()
     missing = [s for s in wanted if s not in have]
-    if not missing:
-        return w["trial_id"]
-    print(f"   [{cell.name}] winner {w['trial_id']}: training again with seeds {missing}")
     folder = f"{tune_dir(storage)}/{cell.name}"
     name = f"{SEEDS_PREFIX}{w['trial_id']}"
     experiment = f"{folder}/{name}"
-    if tune.Tuner.can_restore(experiment) and records.experiment_states(storage, cell.name, name):
+    saved = tune.Tuner.can_restore(experiment) and records.experiment_states(
+        storage, cell.name, name
+    )
+    # A driver killed after a re-training's row, before Tune saved it ended: Tune's record
+    # still has it running, and finishing the experiment ends it (its row written again).
+    if not missing and not (saved and unfinished(storage, cell.name, w["trial_id"])):
+        return w["trial_id"]
+    print(f"   [{cell.name}] winner {w['trial_id']}: training again with seeds {missing}")
+    if saved:
         # an interrupted run of these seeds: finish it (its ended trials stay ended)
         tuner = tune.Tuner.restore(experiment, trainable(resources), resume_errored=False)
     else:
@@ -82,8 +88,9 @@ def retrain_winner(
             trainable(resources),
             param_space=unflatten({**config, "train/seed": tune.grid_search(missing)}),
             tune_config=tune.TuneConfig(
-                num_samples=1, max_concurrent_trials=max_concurrent, reuse_actors=True
-            ),
+                num_samples=1, max_concurrent_trials=max_concurrent, reuse_actors=True,
+                scheduler=tune_record.FIFO(),  # Tune's state names a trial before it starts
+            ),  # fmt: skip
             run_config=tune.RunConfig(
                 name=name,
                 storage_path=folder,
@@ -95,3 +102,9 @@ def retrain_winner(
         )
     tuner.fit()
     return w["trial_id"]
+
+
+def unfinished(storage: str, cell: str, winner: str) -> bool:
+    """Whether Tune's record of a winner's re-trainings has a trial that has not ended."""
+    found = records.tune_trials(storage, cell) or {}
+    return any(t.seed_of == winner and not t.ended for t in found.values())

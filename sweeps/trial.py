@@ -19,6 +19,7 @@ import threading
 import time
 from pathlib import Path
 
+import pyarrow.fs as pafs
 import ray
 import torch
 from ray import tune
@@ -47,7 +48,8 @@ def setup(config: dict, data: Data | None = None) -> tuple[Config, Data, torch.n
     cfg = Config.from_dict(config)
     if data is None:
         data = node_data.load_data(cfg.data, resolve_device(cfg.train.device))  # once per node
-    return cfg, data, build_model(cfg, data.x_shape).to(data.train.device)
+    model = build_model(cfg, data.x_shape, n_train=data.train.shape[0])  # ConfigError: no fit
+    return cfg, data, model.to(data.train.device)
 
 
 class TrainTrial(tune.Trainable):
@@ -122,6 +124,12 @@ class TrainTrial(tune.Trainable):
             shutil.copytree(self._ckpt, checkpoint_dir, dirs_exist_ok=True)
         (Path(checkpoint_dir) / ckpt_io.CONFIG_FILE).write_text(self.config_text)
 
+    def restore(self, checkpoint_path) -> None:
+        """Tune's restore, from the newest checkpoint of the trial when the one its saved
+        experiment state names is gone: a driver killed after a trial's later checkpoints
+        rotated that one away (num_to_keep) left a state that names it."""
+        super().restore(newest_if_gone(checkpoint_path))
+
     def load_checkpoint(self, checkpoint_dir: str) -> None:
         # Copied: the folder Tune gives may be a download that is deleted when this returns,
         # and the first step reads it.
@@ -143,6 +151,26 @@ class TrainTrial(tune.Trainable):
             self._kept.cleanup()
             self._kept = None
         self.model = self.data = None  # a reused GPU actor frees them (_loaded may keep the data)
+
+
+def newest_if_gone(result):
+    """A Tune training result (checkpoint and metrics) whose checkpoint folder is gone, with the
+    newest ``checkpoint_*`` beside it that holds a state instead; anything else as it is."""
+    ckpt = getattr(result, "checkpoint", None)
+    if ckpt is None:
+        return result
+    fs = ckpt.filesystem
+    if fs.get_file_info(ckpt.path).type != pafs.FileType.NotFound:
+        return result
+    folder = ckpt.path.rstrip("/").rsplit("/", 1)[0]
+    found = fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True))
+    newest = sorted(i.path for i in found if i.base_name.startswith("checkpoint_"))
+    for path in reversed(newest):
+        if fs.get_file_info(f"{path}/{ckpt_io.CHECKPOINT_FILE}").type == pafs.FileType.File:
+            print(f"trial checkpoint {ckpt.path} is gone: resuming from {path}")
+            return type(result)(checkpoint=tune.Checkpoint(path, filesystem=fs),
+                                metrics=result.metrics)  # fmt: skip
+    return result
 
 
 _registering = threading.Lock()

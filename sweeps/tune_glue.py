@@ -7,30 +7,32 @@ One cell is one Tune experiment and one Optuna study, both persisted under ``sto
 optuna-dashboard; on an object store, synced there from the driver's machine: results.studies),
 ``results/`` (Parquet tables), ``samples/<cell>/<trial_id>.npz`` (the winner's sample grids,
 results.samples; sweeps.winners evaluates the winner). The trial itself is
-sweeps.trial.TrainTrial.
+sweeps.trial.TrainTrial; the rows are written by sweeps.parquet_writer.ParquetWriter; the order
+of writes that a kill at any instant leaves repairable is results.crash_points', and what keeps
+Tune and Optuna one-to-one across a crash or a move is sweeps.tune_record's.
 """
 
 from __future__ import annotations
 
-import json
 import math
+import pickle
 from collections import defaultdict
 from pathlib import Path
 
 import optuna
 from optuna.trial import TrialState
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
 import search_spaces
 from results import records, rows, store, studies
+from results.crash_points import crash_point
 from sweeps import slots as shared_slots
+from sweeps import tune_record
 from sweeps.cells import Budget, Cell
-from sweeps.provenance import provenance
+from sweeps.parquet_writer import ParquetWriter, completed_row
 from sweeps.trial import METRIC, trainable
-from training import checkpoint as ckpt_io
-from training.config import Config, flatten, unflatten
+from training.config import unflatten
 
 MODE = "min"  # of METRIC, the per-epoch validation -ELBO
 DRAWS = 20
@@ -49,6 +51,10 @@ class PruneAwareOptunaSearch(OptunaSearch):
     through at once, Tune saves its experiment state every few seconds: a driver killed in between
     leaves Optuna trials that the restored experiment never heard of. The next trials Tune asks
     for adopt them (same parameters), so study and experiment stay one-to-one after a resume.
+
+    Pickled (Tune's ``tuner.pkl`` and ``searcher-state-*.pkl``) without its Optuna study: once
+    unpickled or restored it reopens the study where the cell now lies (sweeps.tune_record.here),
+    so a moved or copied storage goes on in place, never in the journal it was copied from.
     """
 
     def __init__(
@@ -84,14 +90,51 @@ class PruneAwareOptunaSearch(OptunaSearch):
         else:
             print(f"warning: {DRAWS} draws in a row repeated a configuration; the space may be "
                   f"exhausted: trial {trial_id} runs one again")  # fmt: skip
+        crash_point("study_asked")
         ot_trial = self._ot_trials[trial_id]
-        ot_trial.set_user_attr("tune_experiment", self.experiment)
+        # relative to the storage ("ray/<cell>"): the storage may move (tune_record)
+        ot_trial.set_user_attr("tune_experiment", store.relative(self.results, self.experiment))
         ot_trial.set_user_attr("tune_trial_id", trial_id)
+        crash_point("study_tied")
         return config
 
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_ot_study"] = state["_storage"] = None  # reopened where the cell lies now
+        state["_ot_trials"] = {k: t._trial_id for k, t in self._ot_trials.items()}
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._reopen()
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump(self.__getstate__(), f)
+
     def restore(self, checkpoint_path: str) -> None:
+        kept = self._storage  # this object's, unless the sweep says where
         super().restore(checkpoint_path)
+        self._reopen(kept)
         self._holding = False  # a new driver's slots know nothing of the resumed trials
+
+    def _reopen(self, storage=None) -> None:
+        """Point at the cell's study, storage and slots as this run of the sweep has them (else
+        at ``storage``; neither: unpickled outside a sweep, nothing to reopen)."""
+        where = tune_record.here(self._study_name)
+        if where is not None and where.optuna_storage is not None:
+            self.experiment, self.results = where.experiment, where.storage
+            self.slots, storage = where.slots, where.optuna_storage
+        if storage is None:
+            return
+        self._storage = storage
+        self._ot_study = optuna.load_study(  # with the sampler's saved state
+            study_name=self._study_name, storage=storage, sampler=self._sampler
+        )
+        self._ot_trials = {
+            k: optuna.Trial(self._ot_study, getattr(t, "_trial_id", t))
+            for k, t in self._ot_trials.items()
+        }
 
     def _twin(self, ot_trial: optuna.Trial) -> int | None:
         """The number of another trial of the study with the same parameters (not a discarded
@@ -110,11 +153,17 @@ class PruneAwareOptunaSearch(OptunaSearch):
         self._ot_study.tell(ot_trial, state=TrialState.FAIL)
 
     def _orphan(self) -> optuna.Trial | None:
+        """A RUNNING trial of the study no trial of this experiment owns: asked by a driver
+        killed before Tune saved its trial (tied to it or not yet)."""
         owned = set(self._ot_trials)
+        mine = {t._trial_id for t in self._ot_trials.values()}
         for t in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             attrs = t.user_attrs
-            if attrs.get("tune_experiment") == self.experiment and (
-                attrs.get("tune_trial_id") not in owned
+            if t._trial_id in mine or "duplicate_of" in attrs:
+                continue
+            if "tune_trial_id" not in attrs or (
+                tune_record.same_experiment(attrs.get("tune_experiment"), self.experiment)
+                and attrs["tune_trial_id"] not in owned
             ):
                 return optuna.Trial(self._ot_study, t._trial_id)
         return None
@@ -129,6 +178,7 @@ class PruneAwareOptunaSearch(OptunaSearch):
                 except optuna.exceptions.UpdateFinishedTrialError:
                     pass  # told before a driver restart; the trial reran from its checkpoint
                 reported.add(epoch)
+                crash_point("study_report")
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
         if self.slots is not None:
@@ -153,117 +203,7 @@ class PruneAwareOptunaSearch(OptunaSearch):
             state, value = TrialState.PRUNED, None
         self._ot_study.tell(self._ot_trials[trial_id], value, state=state, skip_if_finished=True)
         self._completed_trials.add(trial_id)
-
-
-def completed_row(storage: str, cell: str, trial_id: str):
-    """The trial's row if it says completed (written when it finished, possibly in an earlier
-    life of the driver), else None."""
-    if not storage:
-        return None
-    rows_ = store.load(storage, "trials", sweep=cell)
-    if rows_.empty:
-        return None
-    done = rows_[(rows_["trial_id"] == trial_id) & (rows_["status"] == "completed")]
-    return None if done.empty else done.iloc[-1]
-
-
-class ParquetWriter(tune.Callback):
-    """Writes each trial's row and learning curve to the Parquet store as the trial ends.
-
-    The curve comes from the trial's last checkpoint, not from results seen by this driver: a
-    trial retried on another node, or resumed after the driver restarted, still has every epoch.
-    Each row says where its config keys came from (``sources``: what fixed them; the rest the
-    search chose or are defaults), its Optuna trial's number, and its ``role`` (a search trial,
-    or a re-training of ``seed_of`` with another training seed: sweeps.seeds).
-    """
-
-    def __init__(
-        self, storage: str, cell: Cell, resources: dict, sources: dict[str, str] | None = None,
-        study_storage: str | None = None, role: str = rows.SEARCH, seed_of: str = "",
-    ):  # fmt: skip
-        self.storage, self.cell = storage, cell
-        self.cpus, self.gpus = resources.get("cpu", 1.0), resources.get("gpu", 0.0)
-        self.sources, self.study_storage = sources or {}, study_storage
-        self.role, self.seed_of = role, seed_of
-        self.provenance = provenance()
-
-    def on_trial_complete(self, iteration, trials, trial, **info):
-        self._write(trial, None)
-
-    def on_trial_error(self, iteration, trials, trial, **info):
-        self._write(trial, str(trial.get_error() or "trial failed"))
-
-    def _optuna_trial(self, trial_id: str) -> int:
-        """The number of the trial's Optuna trial (-1: a seed re-training, which has none, or
-        a study that cannot be read now; the row is worth more than the number)."""
-        if self.role != rows.SEARCH:
-            return -1
-        try:
-            study = records.study_trials(self.storage, self.cell.name, self.study_storage)
-        except Exception as e:  # noqa: BLE001 - e.g. a database that is down for a moment
-            print(f"warning: trial {trial_id}: its Optuna trial number is unknown ({e})")
-            return -1
-        return records.optuna_trial(study or [], trial_id)
-
-    def _write(self, trial, error: str | None) -> None:
-        last = trial.last_result or {}
-        status, reason = rows.trial_status(last, error)
-        if (
-            status == "errored"
-            and completed_row(self.storage, self.cell.name, trial.trial_id) is not None
-        ):
-            # A trial that had finished reran after a driver restart and failed (e.g. its
-            # checkpoint was gone): its completed row stays; a rerun cannot unfinish it.
-            print(f"warning: keeping the completed row of trial {trial.trial_id}: {reason}")
-            return
-        try:  # the full config with its defaults, as it ran
-            config = Config.from_dict(trial.config).flat()
-        except ValueError:  # the trial failed on its own config: record what it was given
-            config = flatten(trial.config)
-        ckpt = trial.checkpoint
-        history = checkpoint_history(ckpt)
-        # what Tune passed in: the cell's fixed keys and the searcher's draws (rows.key_sources)
-        given = set(flatten(trial.config))
-        row = rows.trial_row(
-            self.cell.fields(),
-            trial.trial_id,
-            config,
-            last,
-            history,
-            error=error,
-            retries=trial.num_failures,
-            checkpoint_path=store.relative(self.storage, ckpt_uri(ckpt)) if ckpt else "",
-            gpus=self.gpus,
-            cpus=self.cpus,
-            provenance=self.provenance,
-            times=rows.tune_times(vars(trial.run_metadata)),
-            sources=rows.key_sources(config, self.sources, given),
-            optuna_trial=self._optuna_trial(trial.trial_id),
-            role=self.role,
-            seed_of=self.seed_of,
-        )
-        store.write(self.storage, "trials", self.cell.name, trial.trial_id, [row])
-        if history:
-            curves = rows.curve_rows(self.cell.name, trial.trial_id, history)
-            store.write(self.storage, "curves", self.cell.name, trial.trial_id, curves)
-
-
-def checkpoint_history(ckpt: tune.Checkpoint | None) -> list[dict]:
-    """The per-epoch metrics stored in a trial's checkpoint (local or object store)."""
-    if ckpt is None:
-        return []
-    path = f"{ckpt.path}/{ckpt_io.HISTORY_FILE}"
-    try:
-        with ckpt.filesystem.open_input_stream(path) as f:
-            return json.loads(f.read())
-    except (OSError, ValueError) as e:  # the row is still worth writing without its curve
-        print(f"warning: no learning curve in {path}: {e}")
-        return []
-
-
-def ckpt_uri(ckpt: tune.Checkpoint) -> str:
-    kind = ckpt.filesystem.type_name
-    return ckpt.path if kind == "local" else f"{kind}://{ckpt.path}"
+        crash_point("study_told")
 
 
 def optuna_storage(storage: str, cell: Cell) -> optuna.storages.BaseStorage:
@@ -313,10 +253,10 @@ def run_cell(
     if sampler == "grid":
         grid = search_spaces.grid_for(cell.family, fixed)
         optuna_sampler = optuna.samplers.GridSampler(grid, seed=seed)
-        scheduler = None  # Tune's FIFO: no pruning
+        scheduler = tune_record.FIFO()  # no pruning
     elif sampler == "tpe":
         optuna_sampler = optuna.samplers.TPESampler(seed=seed)
-        scheduler = ASHAScheduler(
+        scheduler = tune_record.ASHA(
             time_attr="epoch",
             max_t=max_epochs,
             grace_period=min(budget.grace_epochs, max_epochs),
@@ -324,13 +264,18 @@ def run_cell(
         )
     else:
         raise ValueError(f"unknown sampler {sampler!r}; choose 'tpe' or 'grid'")
+    study = optuna_storage(study_storage or storage, cell)
+    # before anything of Tune's is unpickled: it re-points to where the cell lies now
+    tune_record.locate(
+        cell.name, tune_record.Location(storage, study_storage, experiment, slots, study)
+    )
     searcher = PruneAwareOptunaSearch(
         space=search_spaces.space_for(cell.family, fixed),
         metric=METRIC,
         mode=MODE,
         sampler=optuna_sampler,
         study_name=cell.name,
-        storage=optuna_storage(study_storage or storage, cell),
+        storage=study,
         experiment=experiment,
         slots=slots,
         rank=rank,

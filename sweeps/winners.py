@@ -15,6 +15,7 @@ import torch
 from ray import tune
 
 from results import samples, store
+from results.crash_points import crash_point
 from results.selection import training_runs, winners
 from sweeps.cells import Budget, Cell
 from sweeps.provenance import provenance
@@ -139,4 +140,5 @@ def evaluate_winner(
     drawn = next((out[1] for (_, _, d), out in zip(jobs, outs, strict=True) if d), None)
     if draw and (path := write_samples(storage, cell, w["trial_id"], drawn)):
         print(f"   [{cell.name}] sample grids: {path}")
+        crash_point("samples")
     return new

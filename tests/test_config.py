@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-import pytest
+import dataclasses
+import re
 
+import pytest
+import torch
+
+from training import memory
 from training.config import Config, ConfigError, flatten, parse_override, unflatten
+from training.trainer import build_model
 
 
 def test_flat_and_nested_dicts_give_the_same_config():
@@ -218,3 +224,104 @@ def test_an_int_on_the_command_line_is_text_for_a_text_field():
     assert cfg.model.spheres == "5"
     with pytest.raises(ConfigError, match="model/hidden_dims must be str"):
         Config.from_dict({"family": "svae", "data/dataset": "mnist", "model/hidden_dims": True})
+
+
+@pytest.mark.parametrize(
+    "item,range_",
+    [
+        ("train/lr=NaN", "> 0"),  # JSON's spelling: a float nan
+        ("train/lr=nan", "> 0"),  # float()'s spelling: text, refused all the same
+        ("train/ema_rate=Infinity", "in [0, 1) (0 = off)"),
+        ("data/val_fraction=-inf", "in (0, 1)"),
+        ("train/grad_clip=1e999", ">= 0 (0 = off)"),  # JSON reads it as inf
+        ("model/update_lr= +INF ", "in (0, 1]"),
+    ],
+)
+def test_nan_and_infinities_are_refused_where_an_override_is_parsed(item, range_):
+    key = item.partition("=")[0]
+    with pytest.raises(ConfigError) as e:
+        parse_override(item)
+    assert str(e.value).startswith(f"{key}=") and "NaN and infinities" in str(e.value)
+    assert str(e.value).endswith(f"give a finite value {range_}")
+
+
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        ({"train/lr": float("nan")}, r"^train/lr=nan is not a number.*> 0"),
+        ({"train/warmup_epochs": float("inf")}, r"^train/warmup_epochs=inf .*>= 0"),
+        ({"data/logit_lambda": float("-inf")}, r"^data/logit_lambda=-inf .*\[1e-06, 0.5\)"),
+        ({"model/latent_dim": 2**31}, r"model/latent_dim=2147483648 is too large: at most"),
+        ({"model/hidden_dim": 2**63}, r"model/hidden_dim=.* is too large"),
+        ({"train/seed": -1}, r"train/seed=-1: a seed is in \[0, "),
+        ({"model/likelihood": "foo"}, r"likelihood must be one of 'bernoulli', 'gaussian'"),
+    ],
+)
+def test_values_no_model_can_take_are_config_errors(bad, match):
+    with pytest.raises(ConfigError, match=match):
+        Config.from_dict({"family": "vae", **bad})
+
+
+@pytest.mark.parametrize(
+    "family,bad,match",
+    [
+        ("ladder", {"model/num_ch": 2**20}, r"model/num_ch=1048576 is too large"),
+        ("ladder", {"model/enc_blocks": 10**9}, r"model/enc_blocks=1000000000 is too large"),
+        ("ladder", {"model/scale_ch_mult": 1e-300}, r"model/scale_ch_mult must be in"),
+        ("ladder", {"model/num_ch": 1, "model/scale_ch_mult": 0.5}, r"a layer of 0 channels"),
+        ("dct_vae", {"model/unet_heads": 3}, r"UNet width of 32: each must be a multiple"),
+        ("dvp_vae", {"model/unet_channels": 8}, r"model/unet_channels=8 .*multiple of 16"),
+        ("convspvae", {"model/sum_k": 10**9}, r"model/sum_k=1000000000 is too large"),
+        ("psvae", {"model/latent_dim": 10**8}, r"spheres '5' add up to 5"),  # a short message
+        ("spvae", {"model/hidden_dims": "30,99999999999"}, r"each element must be at most"),
+    ],
+)
+def test_each_familys_constructor_limits_are_config_errors(family, bad, match):
+    base = {"data/binarize": True} if family in ("ladder", "dct_vae", "dvp_vae", "psvae") else {}
+    base = {"data/center": False} if "spvae" in family else base
+    with pytest.raises(ConfigError, match=match):
+        Config.from_dict({"family": family, **base, **bad})
+
+
+def test_the_memory_estimate_counts_parameters_optimiser_and_activations():
+    """Parameters, gradients and two Adam moments are 4 copies of the float32 weights; the
+    activations grow with the batch (the meta forward's saved tensors, x2 for backward)."""
+    cfg = Config.from_dict({"family": "vae", "model/latent_dim": 8, "model/hidden_dim": 32})
+    small = memory.estimate(cfg)
+    n = 784 * 32 + 32 + 32 * 32 + 32 + 32 * 16 + 16 + 8 * 32 + 32 + 32 * 32 + 32 + 32 * 784 + 784
+    assert small.parameters == small.gradients == 4 * (n + 1)  # + the Gaussian head's variance
+    assert small.optimiser == 2 * small.parameters and small.ema == 0 and small.complete
+    bigger = dataclasses.replace(cfg.train, batch_size=1280)
+    big = memory.estimate(dataclasses.replace(cfg, train=bigger))
+    assert big.parameters == small.parameters
+    # the batch x 10; what is saved once per step whatever the batch (weights' views) aside
+    assert 8.0 < big.activations / small.activations <= 10.0
+
+
+def test_a_model_that_does_not_fit_is_refused_with_its_estimate():
+    cfg = Config.from_dict({"family": "vae", "model/latent_dim": 10**9})
+    with pytest.raises(ConfigError) as e:
+        memory.check_fits(cfg, None, torch.device("cpu"), have=(16 * 10**9, "this host has 16 GB"))
+    assert re.fullmatch(
+        r"model/latent_dim=1000000000 with train/batch_size=128 needs about [\d.]+ TB \(parameters "
+        r"[\d.]+ TB, gradients [\d.]+ TB, optimiser state [\d.]+ TB, activations of one batch "
+        r"[\d.]+ TB\) but this host has 16 GB: lower (model/latent_dim or train/batch_size|"
+        r"train/batch_size or model/latent_dim)",
+        str(e.value),
+    ), str(e.value)
+    fits = Config.from_dict({"family": "vae"})
+    assert memory.check_fits(fits, None, torch.device("cpu"), have=(10**9, "1 GB")).total < 10**9
+    with pytest.raises(ConfigError, match=r"train/batch_size=128 is larger than the 100 training"):
+        memory.check_batch(fits, 100)
+
+
+def test_the_trainers_setup_refuses_before_allocating():
+    """build_model (a trial's and `python -m training`'s setup): a ConfigError, which a trial
+    reports as its config_error, instead of an allocation of terabytes."""
+    huge = Config.from_dict({"family": "vae", "model/latent_dim": 10**9, "train/device": "cpu"})
+    with pytest.raises(ConfigError, match=r"model/latent_dim=1000000000 .* needs about .* TB"):
+        build_model(huge, (1, 28, 28))
+    cfg = Config.from_dict({"family": "vae", "model/hidden_dim": 16, "train/device": "cpu"})
+    with pytest.raises(ConfigError, match=r"train/batch_size=128 is larger than the 50 training"):
+        build_model(cfg, (1, 28, 28), n_train=50)
+    assert sum(p.numel() for p in build_model(cfg, (1, 28, 28), n_train=128).parameters()) > 0

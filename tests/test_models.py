@@ -151,7 +151,7 @@ def test_unknown_family_and_config_key_are_clear_errors():
         models.build("nope", {}, X_SHAPE)
     with pytest.raises(ValueError, match="unknown config keys.*'latent'"):
         models.build("vae", {"latent": 3}, X_SHAPE)
-    with pytest.raises(ValueError, match="unknown likelihood 'poisson'"):
+    with pytest.raises(ValueError, match="likelihood must be one of .*got 'poisson'"):
         models.build("vae", {"likelihood": "poisson"}, X_SHAPE)
 
 

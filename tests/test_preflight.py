@@ -125,3 +125,31 @@ def test_an_autoscaling_clusters_node_types_come_from_its_published_config(monke
     assert nodes.node_types() == [{"CPU": 8, "GPU": 4}]
     monkeypatch.setattr(state, "get_cluster_config", lambda: None)
     assert nodes.node_types() is None  # nothing published, no launcher config: unknown
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--set", "train/lr=NaN"], "train/lr=nan is not a number a model can use"),
+        (["--set", "train/lr=-inf"], "train/lr=-inf is not a number a model can use"),
+        (["--set", "model/hidden_dim=Infinity"], "model/hidden_dim=inf is not a number"),
+        (["--set", "model/latent_dim=1000000000"], "model/latent_dim=1000000000 with train/"),
+        (["--set", "train/batch_size=10000000"], "train/batch_size=10000000 needs about"),
+        (["--set", "train/batch_size=1000"], "train/batch_size=1000 is larger than the 270 "),
+        (["--set", "model/hidden_dim=4294967296"], "model/hidden_dim=4294967296 is too large"),
+    ],
+)
+def test_a_value_no_model_can_take_is_refused_before_ray_and_writes_nothing(
+    extra, message, tiny_data_root, tmp_path, monkeypatch, capsys
+):
+    """NaN and infinities, a model or a batch too large for this machine's memory (the estimate
+    in the line), a batch larger than the training set: one line, no Ray, no storage."""
+    monkeypatch.setenv("VAE_DATA_ROOT", str(tiny_data_root))
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    storage = tmp_path / "sweep"
+    argv = ["--storage", str(storage), "--families", "vae", *extra]
+    assert cli.main("vlae", CELLS, {"smoke": TINY}, {}, argv=argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
+    assert not ray.is_initialized()
+    assert not storage.exists()

@@ -79,7 +79,8 @@ def test_a_cell_started_under_one_protocol_is_not_resumed_under_another(tmp_path
     project = next(c for c in vlae.CELLS if c.family == "vae")
     budget = vlae.BUDGETS["smoke"]
     storage = str(tmp_path)
-    store.write_cell_record(storage, project.name, {"base_config": project.base_config(budget)})
+    record = {"base_config": project.base_config(budget), "trials": budget.trials}
+    store.write_cell_record(storage, project.name, record)
     authors = vlae.PROTOCOLS["authors"].apply("authors", project)
     with pytest.raises(preflight.Refusal, match="none of the 1 cells has started"):
         preflight.check_storage(storage, [authors], budget, "resume", None)

@@ -256,3 +256,45 @@ def test_ctrl_c_on_a_one_cell_sweep_stops_it_and_resume_finishes(tmp_path, how):
     trials = store.load(str(storage), "trials")
     assert (trials["role"] == "search").sum() == 3 and (trials["role"] == "seed").sum() == 1
     assert check.summary(check.check(str(storage))) == ([], [])
+
+
+def test_a_restored_searcher_reopens_its_study_where_the_storage_now_lies(tmp_path, monkeypatch):
+    """Tune pickles the searcher (tuner.pkl, searcher-state-*.pkl); a storage moved since is
+    resumed in place: the restored searcher tells the journal where it lies now, and the old
+    place is never created again."""
+    import pickle
+
+    from sweeps import tune_record
+
+    monkeypatch.setattr(tune_record, "_here", {})  # this test's locations only
+
+    def journal(root):
+        path = root / "optuna" / "s.journal"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return optuna.storages.JournalStorage(
+            optuna.storages.journal.JournalFileBackend(str(path))
+        )
+
+    def place(root):
+        where = tune_record.Location(str(root), None, f"{root}/ray/s", None, journal(root))
+        tune_record.locate("s", where)
+
+    old, new = tmp_path / "old", tmp_path / "new"
+    place(old)
+    first = searcher(journal(old))
+    first.results = str(old)
+    first.suggest("a")
+    first.save(str(tmp_path / "state.pkl"))
+    pickled = pickle.dumps(first)  # as in tuner.pkl
+    assert str(old / "optuna") not in str(pickle.loads(pickled).__dict__.get("_storage"))
+    old.rename(new)
+
+    place(new)
+    second = pickle.loads(pickled)
+    second.restore(str(tmp_path / "state.pkl"))
+    second.on_trial_complete("a", {"epoch": 1, METRIC: 0.5, "finished": True, "best_val_loss": 0.5})
+    second.suggest("b")
+    assert not old.exists()
+    trials = optuna.load_study(study_name="s", storage=journal(new)).trials
+    assert [t.state.name for t in trials] == ["COMPLETE", "RUNNING"]
+    assert trials[1].user_attrs["tune_experiment"] == "ray/s"  # relative to the storage

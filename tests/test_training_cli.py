@@ -4,6 +4,8 @@ checkpoint is refused, and bad input is one `error:` line with exit code 2, neve
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -228,3 +230,39 @@ def test_a_missing_family_is_one_error_line(tiny_data_root, capsys):
     code, _, err = run(capsys, argv(tiny_data_root, family=False))
     assert code == 2
     assert_one_error_line(err, "--family")
+
+
+@pytest.mark.parametrize(
+    "extra,fragments",
+    [
+        (["--set", "model/likelihood=foo"], ["likelihood must be one of 'bernoulli', 'gaussian'"]),
+        (["--set", "train/lr=NaN"], ["train/lr=nan is not a number", "> 0"]),
+        (["--set", "train/lr=-Infinity"], ["train/lr=-inf is not a number"]),
+        (["--set", "model/latent_dim=1000000000"],
+         ["model/latent_dim=1000000000 with train/batch_size=128 needs about", "(parameters",
+          "free: lower"]),
+        (["--set", "train/batch_size=10000000"], ["train/batch_size=10000000 needs about"]),
+        (["--set", "train/batch_size=5000"], ["train/batch_size=5000 is larger than the 270 "
+                                              "training images of fashion_mnist"]),
+        (["--set", "model/hidden_dim=99999999999"], ["model/hidden_dim=99999999999 is too large"]),
+    ],
+)  # fmt: skip
+def test_a_value_no_model_can_take_is_one_error_line_and_nothing_is_created(
+    tiny_data_root, tmp_path, capsys, extra, fragments
+):
+    run_dir = tmp_path / "run"
+    given = ["--family", "vae", "--set", f"data/root={tiny_data_root}", "--run-dir", str(run_dir)]
+    code, result, err = run(capsys, [*given, *extra])
+    assert code == 2 and result is None
+    assert_one_error_line(err, *fragments)
+    assert not run_dir.exists()
+
+
+def test_the_command_itself_refuses_a_bad_likelihood_in_one_line(tiny_data_root, tmp_path):
+    """`python -m training` as a user runs it: one error line, exit 2, no traceback."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "training", *argv(tiny_data_root, "--set", "model/likelihood=foo")],
+        capture_output=True, text=True, cwd=Path(__file__).parents[1], timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert_one_error_line(proc.stderr.strip().splitlines(), "model: likelihood must be one of")

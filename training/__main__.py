@@ -28,7 +28,7 @@ import tempfile
 from pathlib import Path
 
 import models
-from training import checkpoint
+from training import checkpoint, memory
 from training.config import Config, ConfigError, flatten, parse_override
 from training.data import DatasetError, load_data
 from training.evaluate import estimate_log_likelihood
@@ -121,11 +121,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parser().parse_args(argv)
         cfg = Config.from_dict(overrides(args))
-        check_flags(args)
+        device = resolve_device(cfg.train.device)
+        memory.check_fits(cfg, None, device)  # the model builds, and fits, before any allocation
+        data = load_data(cfg.data, device)
+        memory.check_batch(cfg, data.train.shape[0])
+        check_flags(args)  # may create --run-dir: after every check of the config
         if args.run_dir is not None and not args.restart:
             checkpoint.check_run_dir(args.run_dir, cfg.to_dict())
-        device = resolve_device(cfg.train.device)
-        data = load_data(cfg.data, device)
     except checkpoint.RunDirError as e:
         return error(f"{e}; {RUN_DIR_FIX}")
     except (UsageError, ConfigError, DatasetError, RuntimeError) as e:

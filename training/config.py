@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import numbers
 import typing
 from dataclasses import dataclass, field
 from typing import Any
 
 import models
+from training import limits
 from training.data import DATASETS, VAL_SIZE_DATASETS, MnistLike, channels
 from training.images import PIXELS
 from training.optim import LOSS_SCALES, LR_SCHEDULES, OPTIMIZERS
@@ -310,6 +312,10 @@ class Config:
             train=_parse(TrainConfig, d.get("train", {}), "train"),
         )
         cfg._check_likelihood_fits_data()
+        try:
+            limits.check_derived(cfg.model)
+        except limits.LimitError as e:
+            raise ConfigError(str(e)) from None
         return cfg
 
     def _check_likelihood_fits_data(self) -> None:
@@ -381,9 +387,12 @@ def _parse(cls: type, values: dict, section: str):
         )
     kwargs = {k: _typed(f"{section}/{k}", hints[k], v) for k, v in values.items()}
     try:
+        limits.check_values({f"{section}/{k}": v for k, v in kwargs.items()})  # before cls()
         return cls(**kwargs)
     except ConfigError:
         raise
+    except limits.LimitError as e:
+        raise ConfigError(str(e)) from None
     except ValueError as e:  # a family's own __post_init__ check
         raise ConfigError(f"{section}: {e}") from None
 
@@ -400,6 +409,8 @@ def _typed(key: str, expected: type, value: Any) -> Any:
     elif expected is float:
         ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
         value = float(value) if ok else value
+        if ok and not math.isfinite(value):  # NaN passes every range check: refused first
+            raise ConfigError(limits.non_finite(key, value))
     elif expected is str:
         if isinstance(value, numbers.Integral) and not isinstance(value, bool):
             value = str(value)
@@ -426,7 +437,10 @@ def parse_override(item: str) -> tuple[str, Any]:
     key, sep, value = item.partition("=")
     if not sep or not key:
         raise ConfigError(f"expected KEY=VALUE (e.g. train/lr=1e-3), got {item!r}")
-    return key, parse_value(value)
+    parsed = parse_value(value)
+    if why := limits.non_finite_in(key, parsed):  # NaN, inf: JSON's spellings or float()'s
+        raise ConfigError(why)
+    return key, parsed
 
 
 def unflatten(d: dict) -> dict:

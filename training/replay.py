@@ -125,7 +125,16 @@ def stored_curve(storage: str, row: pd.Series) -> pd.DataFrame:
 def replay_config(row: pd.Series) -> tuple[Config, int | None]:
     """The stored config on the device the trial ran on (the CPU when that device is not here),
     and the trial's torch thread count (None when not recorded: a GPU trial, an old row)."""
-    config = json.loads(row["config_json"])
+    try:
+        config = json.loads(row["config_json"])
+    except (TypeError, ValueError):
+        config = None
+    if not isinstance(config, dict):
+        raise ReplayError(
+            f"the stored config of trial {row['trial_id']} is not a JSON object (its row in "
+            f"cell {row['sweep']} is damaged): python -m results check --repair rebuilds the row "
+            "from Tune's records"
+        )
     ran = CPU_HARDWARE.match(str(row.get("hardware", "")))
     hardware = str(row.get("hardware", "")) or "not recorded"
     device = config.get("train/device", "auto")

@@ -105,7 +105,7 @@ class PSVAEConfig:
             raise ValueError(
                 f"spheres {self.spheres!r} add up to {sum(dims)} but latent_dim is "
                 f"{self.latent_dim}: the sphere dimensions must add up to latent_dim; change "
-                f"spheres (e.g. {','.join(['1'] * self.latent_dim)!r}) or set "
+                f"spheres (e.g. '{self.latent_dim}', one sphere, or parts adding up to it) or set "
                 f"latent_dim={sum(dims)}"
             )
         _check_common(self)

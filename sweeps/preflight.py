@@ -88,7 +88,7 @@ def sample_configs(cell: Cell, base: dict, n: int = SAMPLES) -> list[dict]:
 def check_configs(cells: list[Cell], budget: Budget, sampler: str, machine: bool = False) -> None:
     """Every cell's config, with its search space's draws: keys, types, ranges, combinations,
     the model each builds; with ``machine`` (an embedded run: trials run here) also its memory
-    estimate against this machine's device and its batch against the training set here."""
+    estimate against this machine's device."""
     for cell in cells:
         base = cell.base_config(budget)
         if sampler == "grid":
@@ -109,8 +109,7 @@ def check_model(cell: Cell, cfg: Config, machine: bool = False) -> None:
     shape: what only the shape decides (a latent hierarchy with more scales than the image can be
     halved, a context larger than the image) is refused here, not in a trial. With ``machine``:
     also the training memory it needs (training.memory: parameters, optimiser state, one batch's
-    activations) against this machine's device, and train/batch_size against the training set
-    of this machine's files."""
+    activations) against this machine's device."""
     try:
         if not machine:
             memory.check_model(cfg)
@@ -120,9 +119,6 @@ def check_model(cell: Cell, cfg: Config, machine: bool = False) -> None:
         except RuntimeError as e:  # train/device=cuda here without one, or no such device
             raise ConfigError(str(e)) from None
         memory.check_fits(cfg, None, device)
-        n_train = memory.training_size(cfg.data)
-        if n_train is not None:
-            memory.check_batch(cfg, n_train)
     except ConfigError as e:
         raise Refusal(f"cell {cell.name}: {e}") from None
 

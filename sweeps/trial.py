@@ -48,7 +48,7 @@ def setup(config: dict, data: Data | None = None) -> tuple[Config, Data, torch.n
     cfg = Config.from_dict(config)
     if data is None:
         data = node_data.load_data(cfg.data, resolve_device(cfg.train.device))  # once per node
-    model = build_model(cfg, data.x_shape, n_train=data.train.shape[0])  # ConfigError: no fit
+    model = build_model(cfg, data.x_shape)  # ConfigError: no fit
     return cfg, data, model.to(data.train.device)
 
 

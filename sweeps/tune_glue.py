@@ -99,6 +99,11 @@ class PruneAwareOptunaSearch(OptunaSearch):
         return config
 
     def __getstate__(self) -> dict:
+        # Tune saves the searcher before its experiment state: an object store's journal goes
+        # up now (results.synced_journal), so the study there is at least as new as that state.
+        backend = getattr(self._storage, "_backend", None)
+        if hasattr(backend, "flush"):
+            backend.flush()
         state = self.__dict__.copy()
         state["_ot_study"] = state["_storage"] = None  # reopened where the cell lies now
         state["_ot_trials"] = {k: t._trial_id for k, t in self._ot_trials.items()}

@@ -311,8 +311,6 @@ def test_a_model_that_does_not_fit_is_refused_with_its_estimate():
     ), str(e.value)
     fits = Config.from_dict({"family": "vae"})
     assert memory.check_fits(fits, None, torch.device("cpu"), have=(10**9, "1 GB")).total < 10**9
-    with pytest.raises(ConfigError, match=r"train/batch_size=128 is larger than the 100 training"):
-        memory.check_batch(fits, 100)
 
 
 def test_the_trainers_setup_refuses_before_allocating():
@@ -322,6 +320,4 @@ def test_the_trainers_setup_refuses_before_allocating():
     with pytest.raises(ConfigError, match=r"model/latent_dim=1000000000 .* needs about .* TB"):
         build_model(huge, (1, 28, 28))
     cfg = Config.from_dict({"family": "vae", "model/hidden_dim": 16, "train/device": "cpu"})
-    with pytest.raises(ConfigError, match=r"train/batch_size=128 is larger than the 50 training"):
-        build_model(cfg, (1, 28, 28), n_train=50)
-    assert sum(p.numel() for p in build_model(cfg, (1, 28, 28), n_train=128).parameters()) > 0
+    assert sum(p.numel() for p in build_model(cfg, (1, 28, 28)).parameters()) > 0

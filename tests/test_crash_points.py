@@ -36,13 +36,16 @@ from sweeps.cells import Budget
 
 budget = Budget(trials={TRIALS}, max_epochs=2, grace_epochs=1, reduction_factor=2, patience=2,
                 eval_k=5, eval_seeds=1, fixed={{"model/hidden_dim": 16}})
-cell = dataclasses.replace(vlae.CELLS[0], variant=os.environ["CASE"])
+cell = vlae.CELLS[0]
+if os.environ.get("CASE"):
+    cell = dataclasses.replace(cell, variant=os.environ["CASE"])
 sys.exit(cli.main("vlae", [cell], {{"smoke": budget}}, {{}}))
 """
-"""Each case's cell is the VAE cell under a name of its own (its variant: the case): Tune stages
-an experiment's files on the driver's machine in a folder named after the cluster's session,
-the second the experiment started and the experiment's name, so two drivers of one cell
-starting in the same second on one cluster would share it and upload each other's files."""
+"""In this module each case's cell is the VAE cell under a name of its own (its variant: the
+case, $CASE): Tune stages an experiment's files on the driver's machine in a folder named after
+the cluster's session, the second the experiment started and the experiment's name, so two
+drivers of one cell starting in the same second on one cluster would share it and upload each
+other's files."""
 CASES = [  # (kill point, its pass), in the order a sweep passes them
     ("cell_record", 1),
     ("study_asked", 2),  # the second trial asked, not yet tied to its Tune trial
@@ -101,13 +104,14 @@ def cluster(tmp_path_factory):
             shutil.rmtree(temp_dir, ignore_errors=True)
 
 
-def sweep(env: dict, storage: Path, *extra: str, crash: str | None = None, uri: str = ""):
+def sweep(env: dict, storage: Path, *extra: str, crash: str | None = None, uri: str = "",
+          case: str = ""):  # fmt: skip
     """The tiny sweep into ``storage`` (or the storage ``uri``), its driver script beside it;
-    its cell is named after the storage's folder (the case)."""
+    with ``case``, its cell is the VAE cell with that variant."""
     driver = storage.parent / "driver.py"
     driver.write_text(DRIVER)
     env = {k: v for k, v in env.items() if k != ENV} | ({ENV: crash} if crash else {})
-    env["CASE"] = storage.parent.name.replace("_", "").replace("-", "")
+    env["CASE"] = case
     where = uri or str(storage)
     cmd = [sys.executable, str(driver), "--storage", where, "--max-concurrent", "1", *extra]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
@@ -132,9 +136,10 @@ class Outcome:
 
 
 def killed_then_resumed(env: dict, storage: Path, point: str, n: int, *extra: str) -> Outcome:
-    first = sweep(env, storage, *extra, crash=f"{point}:{n}")
+    case = f"{point.replace('_', '')}{n}"
+    first = sweep(env, storage, *extra, crash=f"{point}:{n}", case=case)
     before = completed(storage) if first.returncode == -signal.SIGKILL else {}
-    second = sweep(env, storage, "--resume", *extra)
+    second = sweep(env, storage, "--resume", *extra, case=case)
     return Outcome(first, before, second, storage)
 
 

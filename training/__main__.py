@@ -124,7 +124,6 @@ def main(argv: list[str] | None = None) -> int:
         device = resolve_device(cfg.train.device)
         memory.check_fits(cfg, None, device)  # the model builds, and fits, before any allocation
         data = load_data(cfg.data, device)
-        memory.check_batch(cfg, data.train.shape[0])
         check_flags(args)  # may create --run-dir: after every check of the config
         if args.run_dir is not None and not args.restart:
             checkpoint.check_run_dir(args.run_dir, cfg.to_dict())

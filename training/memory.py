@@ -4,8 +4,6 @@ checks that refuse a config whose model cannot be built or does not fit.
     need = estimate(cfg, x_shape)            # bytes: parameters, gradients, optimiser, activations
     check_model(cfg)                         # ConfigError: the model cannot be built for the data
     check_fits(cfg, x_shape, device)         # ConfigError: the estimate exceeds the device's memory
-    check_batch(cfg, n_train)                # ConfigError: a batch larger than the training set
-    training_size(cfg.data)                  # that n_train, from this machine's files (or None)
 
 The model is built on the meta device (shapes only, no memory, no compute) and one training batch
 of meta tensors is passed through it with torch.autograd.graph.saved_tensors_hooks adding up the
@@ -30,9 +28,7 @@ import torch
 
 import models
 from training.config import Config, ConfigError
-from training.data import image_shape, split
-from training.files import candidate_roots, locate, read_images
-from training.images import train_rows
+from training.data import image_shape
 
 BACKWARD_FACTOR = 2
 """Activations of one training step = this x the bytes autograd saves in the forward pass."""
@@ -163,27 +159,6 @@ def _grown_keys(cfg: Config) -> list[str]:
         if f.type in ("int", int) and getattr(cfg.model, f.name) > getattr(default, f.name)
     ]
     return [f"model/{name}={value}" for value, name in sorted(out, reverse=True)[:3]]
-
-
-def check_batch(cfg: Config, n_train: int) -> None:
-    """train/batch_size may not exceed the training set (an epoch would be one short batch)."""
-    if cfg.train.batch_size > n_train:
-        raise ConfigError(
-            f"train/batch_size={cfg.train.batch_size} is larger than the {n_train} training "
-            f"images of {cfg.data.dataset}: set train/batch_size={n_train} or less"
-        )
-
-
-def training_size(data_cfg) -> int | None:
-    """The number of training images ``data_cfg`` gives (split, data/train_fraction and
-    data/spvae_train_subset applied), read from this machine's files; None when they are not
-    here (a cluster's nodes, or data/download still to fetch them)."""
-    if locate(data_cfg.dataset, candidate_roots(data_cfg.root)) is None:
-        return None
-    images = read_images(data_cfg.dataset, data_cfg.root)  # cached per process
-    train, _, _ = split(data_cfg.dataset, images, data_cfg,
-                        torch.Generator().manual_seed(data_cfg.split_seed))  # fmt: skip
-    return train_rows(data_cfg, train).shape[0]
 
 
 def size(n: float) -> str:

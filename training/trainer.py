@@ -54,15 +54,12 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def build_model(cfg, x_shape: tuple[int, ...], n_train: int | None = None) -> torch.nn.Module:
+def build_model(cfg, x_shape: tuple[int, ...]) -> torch.nn.Module:
     """The config's model, its initial weights drawn from train/seed (a run is reproducible).
 
-    First, without allocating: ConfigError when the model cannot be built for ``x_shape``, when
-    its estimated training memory exceeds the device's (training.memory), or when
-    train/batch_size exceeds ``n_train`` training images (when given)."""
+    First, without allocating: ConfigError when the model cannot be built for ``x_shape`` or
+    its estimated training memory exceeds the device's (training.memory)."""
     memory.check_fits(cfg, x_shape, resolve_device(cfg.train.device))
-    if n_train is not None:
-        memory.check_batch(cfg, n_train)
     torch.manual_seed(cfg.train.seed)
     return models.build(cfg.family, dataclasses.asdict(cfg.model), x_shape)
 

@@ -1,6 +1,6 @@
 """The papers' reported numbers: one CSV (results/data/paper_tables.csv) with source and confidence.
 
-Printing convention (shared/reference/README.md): confirmed values print as they are; values from an
+Printing convention: confirmed values print as they are; values from an
 author artefact or a secondary source print with a mark, one mark per distinct source note (†, ‡,
 §, ¶, ‖, then ††, ‡‡, ...), and each mark's source in a note; recalled, unconfirmed values print
 with "(unverified)".

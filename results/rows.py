@@ -92,7 +92,7 @@ def retraining_sources(winner_sources, config: dict) -> dict[str, str]:
 
 def timestamp(seconds: float):
     """Unix seconds as a UTC timestamp (NaT when unknown), for people reading the rows."""
-    if seconds is None or math.isnan(seconds):
+    if seconds is None or not math.isfinite(seconds):
         return pd.NaT
     return pd.Timestamp(seconds, unit="s", tz="UTC")
 
@@ -176,9 +176,14 @@ def trial_row(
 
 def tune_times(run_metadata: dict) -> tuple[float, float]:
     """(started_at, ended_at) from Tune's run metadata of a trial, live or as its experiment
-    state saved it, so that a row rebuilt from the storage has the times the first one had."""
-    start, last = run_metadata.get("start_time"), run_metadata.get("last_result_time")
-    return (math.nan if start is None else start, math.nan if last is None else last)
+    state saved it, so that a row rebuilt from the storage has the times the first one had.
+    NaN when unknown: Tune's ``last_result_time`` is -inf for a trial that never reported
+    (its node lost before its first epoch ended)."""
+
+    def known(t):
+        return float(t) if t is not None and math.isfinite(t) else math.nan
+
+    return known(run_metadata.get("start_time")), known(run_metadata.get("last_result_time"))
 
 
 def curve_rows(sweep: str, trial_id: str, history: list[dict]) -> list[dict]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 import os
 
 import pandas as pd
@@ -129,3 +130,27 @@ def test_reference_numbers_carry_source_and_confidence():
     assert {"paper", "model", "value", "source", "confidence"} <= set(ref.columns)
     assert set(ref["confidence"]) <= {"confirmed", "recalled"}
     assert ref["source"].notna().all()
+
+
+def test_a_trial_lost_before_its_first_result_has_unknown_times(tmp_path):
+    """Tune's record of a trial whose node died before it reported has last_result_time -inf:
+    its row says the end time is unknown (it once ended the cell in OutOfBoundsDatetime)."""
+    from ray.tune.trainable.metadata import _TrainingRunMetadata
+
+    from results import rows
+
+    meta = _TrainingRunMetadata()
+    meta.start_time = 1_800_000_000.0
+    times = rows.tune_times(vars(meta))
+    assert times[0] == 1_800_000_000.0 and math.isnan(times[1])
+    cell = {**trial_row("x", 0.0), "protocol": "project", "sweep": "s"}
+    cell = {k: cell.get(k, "-") for k in rows.CELL_FIELDS}
+    row = rows.trial_row(
+        cell, "lost", {"train/seed": 0}, {}, [], error="node lost", retries=0,
+        checkpoint_path="", gpus=1.0, provenance={}, times=times,
+    )  # fmt: skip
+    assert row["start_time"] == pd.Timestamp(1_800_000_000, unit="s", tz="UTC")
+    assert pd.isna(row["end_time"])
+    store.write(str(tmp_path), "trials", "s", "lost", [row])
+    back = store.load(str(tmp_path), "trials")
+    assert back["status"].tolist() == [row["status"]] and pd.isna(back["end_time"].iloc[0])

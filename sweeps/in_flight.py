@@ -33,7 +33,7 @@ import sys
 import time
 
 import ray
-from ray.exceptions import RayError
+from ray.exceptions import RayError, RayTaskError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from sweeps import node_data
@@ -97,6 +97,8 @@ def run_concurrently(
                     ray.get(ref)
                     print(f"== {cell.name}: done ({len(tasks) - len(pending)} of {len(tasks)})")
                 except RayError as e:
+                    if isinstance(e, RayTaskError):  # raised by our code: a bug, its traceback
+                        print(str(e).strip(), file=sys.stderr)
                     why = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
                     print(f"error: cell {cell.name} failed: {why}", file=sys.stderr)
                     failed.append(cell.name)

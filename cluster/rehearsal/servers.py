@@ -94,11 +94,15 @@ class S3:
         self.server = None
         self.env: dict[str, str] = {}
 
-    def start(self, bucket: str) -> str:
-        """Start the server and create the bucket."""
+    def start(self, bucket: str, log: Path) -> str:
+        """Start the server and create the bucket; its request errors go to ``log`` (an upload
+        cut by the killed worker ends in a werkzeug traceback: expected, not the console's)."""
         from moto.server import ThreadedMotoServer
 
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # not a line per request
+        werkzeug = logging.getLogger("werkzeug")
+        werkzeug.setLevel(logging.ERROR)  # not a line per request
+        werkzeug.addHandler(logging.FileHandler(log))
+        werkzeug.propagate = False
         port = free_port()
         self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         self.server.start()

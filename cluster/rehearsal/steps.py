@@ -125,7 +125,7 @@ class Rehearsal:
         with self.steps.step("sshd") as s:
             s["detail"] = self.sshd.start(NODE_IPS, USER)
         with self.steps.step("S3 (moto)") as s:
-            s["detail"] = self.s3.start(BUCKET)
+            s["detail"] = self.s3.start(BUCKET, self.logs / "s3.log")
             self.laptop = Laptop(self.runner, self.s3.env, self.work)
         with self.steps.step("PostgreSQL") as s:
             s["detail"] = self.postgres.start()

@@ -14,7 +14,7 @@ import ray
 import torch
 from ray import tune
 
-from results import samples, store
+from results import rows, samples, store
 from results.crash_points import crash_point
 from results.selection import training_runs, winners
 from sweeps.cells import Budget, Cell
@@ -133,8 +133,7 @@ def evaluate_winner(
             continue
         cost = {"wall_seconds": seconds, "cpu_seconds": seconds * cpus,
                 "gpu_seconds": seconds * gpus}  # fmt: skip
-        row = {"sweep": cell.name, "trial_id": t["trial_id"], "seed": s, **ll, **cost,
-               **provenance()}  # fmt: skip
+        row = rows.evaluation_row(cell.name, t["trial_id"], s, {**ll, **cost}, provenance())
         store.write(storage, "evaluations", cell.name, f"{t['trial_id']}-seed{s}", [row])
         new.append(row)
     drawn = next((out[1] for (_, _, d), out in zip(jobs, outs, strict=True) if d), None)

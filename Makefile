@@ -1,29 +1,37 @@
 # The two commands of the README:
-#   make sweep   set up, then run the VLAE paper's smoke sweep locally and print its table
-#   make test    set up, then lint and run the test suite (what CI runs)
+#   make sweep      set up, then run the VLAE paper's smoke sweep locally and print its table
+#   make test       set up, then lint and run the test suite (what CI runs)
+# the one to run while developing (docs/testing.md):
+#   make test-fast  set up, then lint and run the unit tests (tests/unit: no Ray, sweep or server)
 # and CI's third:
-#   make cluster rehearse the README's cluster path on this machine (cluster/rehearsal/)
+#   make cluster    rehearse the README's cluster path on this machine (cluster/rehearsal/)
 # Everything installs into a virtual environment (.venv) from pyproject.toml's pinned versions.
 
 VENV    ?= .venv
 PY      := $(VENV)/bin/python
+INSTALL := $(PY) -m pip install -e ".[dev,dashboard,cluster]"
 STORAGE ?= sweep-results
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install data chromium sweep test bench table clean cluster cluster-tools
+.PHONY: install data chromium sweep test test-fast bench table clean cluster cluster-tools
 
 $(PY):
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip setuptools wheel
 
 install: $(PY)
-	$(PY) -m pip install -e ".[dev,dashboard,cluster]"
+	$(INSTALL)
+	@touch $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml | $(PY)  # install once, and again after pyproject.toml changes
+	$(INSTALL)
+	@touch $@
 
 data:  # the full Fashion-MNIST, the local default dataset (Debian/Ubuntu)
 	@[ -d /usr/share/datasets/fashion-mnist ] || \
 		{ $(SUDO) apt-get update && $(SUDO) apt-get install -y dataset-fashion-mnist; }
 
-chromium:  # headless Chromium: tests/test_report.py renders the report page (Debian/Ubuntu)
+chromium:  # headless Chromium: tests/unit/test_report.py renders the report page (Debian/Ubuntu)
 	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
 		{ $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium; }
 
@@ -33,9 +41,13 @@ sweep: install data  # a second `make sweep` continues the first (--resume): not
 table:
 	$(PY) -m results table vlae --storage $(STORAGE)
 
-test: install chromium cluster-tools  # PostgreSQL: tests/test_study_storage.py
+test: install chromium cluster-tools  # PostgreSQL: tests/e2e/test_study_storage_journeys.py
 	$(PY) -m ruff check .
 	$(PY) -m pytest
+
+test-fast: $(VENV)/.installed  # tests/unit only (docs/testing.md); without Chromium one test skips
+	$(PY) -m ruff check .
+	$(PY) -m pytest tests/unit
 
 bench: install data
 	$(PY) benchmarks/trainer.py

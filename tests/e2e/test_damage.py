@@ -1,7 +1,7 @@
 """Damaged records of a storage: each reader says what is wrong in one line, never a traceback.
 
-One small sweep is run once per module (tests/test_storage_guarantees.py's fixtures); each test
-damages its own copy of the storage. Generated damage (hypothesis: truncation at any byte, a
+One small sweep is run once per module (tests/e2e/test_storage_guarantees.py's fixtures); each
+test damages its own copy of the storage. Generated damage (hypothesis: truncation at any byte, a
 flipped byte, another file's contents, deletion) of each kind of file must leave ``results
 table``, ``results check``, the sweep's ``--status``, ``training replay --list`` and the
 preflight of ``--resume`` with an exit code of 0, 1 or 2 and no traceback; a refused resume
@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from results import store
 from results.__main__ import main as results_main
 from sweeps import preflight
-from tests.test_storage_guarantees import CELL, TINY, ray_module, sweep, swept  # noqa: F401
+from tests.e2e.test_storage_guarantees import CELL, TINY, ray_module, sweep, swept  # noqa: F401
 from training.__main__ import main as training_main
 
 pytestmark = pytest.mark.slow

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from ray.autoscaler._private.util import prepare_config, validate_config
 
-REHEARSAL = Path(__file__).resolve().parents[1] / "cluster" / "rehearsal"
+REHEARSAL = Path(__file__).resolve().parents[2] / "cluster" / "rehearsal"
 
 
 def load(name: str):

@@ -1,18 +1,16 @@
-"""DVP-VAE's sweep: the cells, their configs, the table beside DCT-VAE's, and end to end."""
+"""DVP-VAE's sweep: the cells, their configs, the table beside DCT-VAE's. End to end on Ray:
+tests/e2e/test_dvp_vae_sweep_journeys.py."""
 
 from __future__ import annotations
 
 import itertools
 
 import optuna
-import pytest
 
 import search_spaces
-from results import store
 from results.papers import PAPERS
 from results.tables import build_table
-from sweeps import cli, dct_vae, dvp_vae
-from sweeps.cells import Budget
+from sweeps import dvp_vae
 from training.config import Config
 
 
@@ -65,28 +63,3 @@ def test_the_table_says_what_is_not_transcribed_and_shows_dct_vae_beside(tmp_pat
     assert rows[("DCT-VAE", "-")]["MNIST (dyn. binarized) NLL: paper"].startswith("76.62 ")
     assert rows[("Ladder VAE (DVP-VAE form)", "-")]["OMNIGLOT params (M): paper"].startswith("1.06")
     assert any("AKuzina/dvp_vae" in n for n in notes)
-
-
-@pytest.mark.slow
-def test_smoke_cells_fill_the_table_beside_a_dct_vae_cell(ray_local, tmp_path, capsys):
-    budget = Budget(trials=1, max_epochs=2, grace_epochs=1, reduction_factor=2, patience=2,
-                    eval_k=2, eval_seeds=1,
-                    fixed={**dvp_vae.BUDGETS["smoke"].fixed, "train/epoch_batches": 2})  # fmt: skip
-    argv = ["--storage", str(tmp_path), "--datasets", "fashion_mnist"]
-    dct = [c for c in dct_vae.CELLS if (c.family, c.dataset) == ("dct_vae", "fashion_mnist")]
-    assert cli.main("dct_vae", dct, {"smoke": budget}, {}, argv=argv) == 0
-    chosen = [c for c in dvp_vae.CELLS if c.dataset == "fashion_mnist"]
-    assert {c.family for c in chosen} == {"ladder", "dvp_vae"}
-    capsys.readouterr()
-    assert cli.main("dvp_vae", chosen, {"smoke": budget}, {}, argv=argv) == 0
-    trials = store.load(str(tmp_path), "trials")
-    assert len(trials) == 3 and set(trials["status"]) == {"completed"}, trials["reason"].tolist()
-    evals = store.load(str(tmp_path), "evaluations")
-    assert len(evals) == 3 and evals["test_nll"].gt(0).all()
-    out = capsys.readouterr().out
-    for label in ("| DVP-VAE | - | project |", "| Ladder VAE (DVP-VAE form) | - | project |",
-                  "| DCT-VAE | - | project |"):  # fmt: skip
-        row = next(line for line in out.splitlines() if line.startswith(label))
-        assert "(n=1, k=2)" in row
-    samples = list((tmp_path / "samples").glob("*dvp_vae*/*.npz"))
-    assert len(samples) == 2  # each winner's sample grids

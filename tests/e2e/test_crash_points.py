@@ -27,7 +27,7 @@ from results import check, store
 from results.crash_points import ENV, POINTS, crash_point, target
 from tests.conftest import make_mnist_like
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TRIALS = 2
 DRIVER = f"""
 import dataclasses, os, sys

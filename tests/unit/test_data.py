@@ -1,7 +1,7 @@
 """Dataset loading through the real loaders (torchvision's IDX parser, the S-VAE authors' .amat and
 .mat files), on small files in the real on-disk formats: lookup, splits, binarisation, downloads
-(the fetching itself: tests/test_fetch.py) and clear errors. SVHN, CIFAR-10 and the pixel
-preprocessing: tests/test_images.py."""
+(the fetching itself: tests/unit/test_fetch.py) and clear errors. SVHN, CIFAR-10 and the pixel
+preprocessing: tests/unit/test_images.py."""
 
 from __future__ import annotations
 

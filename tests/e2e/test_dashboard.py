@@ -18,10 +18,10 @@ import pytest
 
 from results import store
 from tests.conftest import kill_process_group
-from tests.test_multinode import TRIAL_ACTORS
+from tests.e2e.test_multinode import TRIAL_ACTORS
 
 pytestmark = pytest.mark.slow
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 RAY = str(Path(sys.executable).with_name("ray"))
 
 

@@ -2,7 +2,7 @@
 checked and continued where it now lies, and the place it came from is never written again.
 
 Real sweeps (subprocess drivers on one Ray cluster the module starts, as in
-tests/test_crash_points.py), real moves, and moto's S3 server on 127.0.0.1.
+tests/e2e/test_crash_points.py), real moves, and moto's S3 server on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import pytest
 from results import check, store
 from results.__main__ import main as results_main
 from tests.conftest import make_mnist_like
-from tests.test_crash_points import REPO, TRIALS, sweep
+from tests.e2e.test_crash_points import REPO, TRIALS, sweep
 
 pytestmark = pytest.mark.slow
 

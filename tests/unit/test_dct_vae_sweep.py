@@ -1,18 +1,16 @@
-"""DCT-VAE's sweep: the cells, their configs, the table with the authors' numbers, end to end."""
+"""DCT-VAE's sweep: the cells, their configs, the table with the authors' numbers. End to end on
+Ray: tests/e2e/test_dct_vae_sweep_journeys.py."""
 
 from __future__ import annotations
 
 import itertools
 
 import optuna
-import pytest
 
 import search_spaces
-from results import store
 from results.papers import PAPERS
 from results.tables import build_table
-from sweeps import cli, dct_vae
-from sweeps.cells import Budget
+from sweeps import dct_vae
 from training.config import Config
 
 
@@ -65,23 +63,3 @@ def test_the_table_lines_up_the_authors_numbers_and_the_baselines(tmp_path):
     assert rows[("VDVAE", "39M params; mean of 4 seeds (2.879, 2.842, 2.898, 2.864)")][
         "CIFAR-10 bpd: paper"] == "2.87"  # fmt: skip
     assert any("AKuzina/dct_vae README" in n for n in notes)
-
-
-@pytest.mark.slow
-def test_smoke_cells_of_both_families_fill_the_table(ray_local, tmp_path, capsys):
-    chosen = [c for c in dct_vae.CELLS if c.dataset == "fashion_mnist"]
-    assert {c.family for c in chosen} == {"ladder", "dct_vae"}
-    budget = Budget(trials=1, max_epochs=2, grace_epochs=1, reduction_factor=2, patience=2,
-                    eval_k=2, eval_seeds=1,
-                    fixed={**dct_vae.BUDGETS["smoke"].fixed, "train/epoch_batches": 2})  # fmt: skip
-    argv = ["--storage", str(tmp_path), "--datasets", "fashion_mnist"]
-    assert cli.main("dct_vae", chosen, {"smoke": budget}, {}, argv=argv) == 0
-    trials = store.load(str(tmp_path), "trials")
-    assert len(trials) == 2 and set(trials["status"]) == {"completed"}, trials["reason"].tolist()
-    evals = store.load(str(tmp_path), "evaluations")
-    assert len(evals) == 2 and evals["test_nll"].gt(0).all()
-    assert evals["latent_dims"].tolist() and evals["active_units"].between(0, 1).all()
-    out = capsys.readouterr().out
-    for label in ("| DCT-VAE | - | project |", "| hierarchical VAE baseline (no context) | - |"):
-        row = next(line for line in out.splitlines() if line.startswith(label))
-        assert "(n=1, k=2)" in row

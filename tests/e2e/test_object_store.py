@@ -3,48 +3,19 @@ checkpoints, the Parquet tables and the winner's evaluation all go through the o
 
 from __future__ import annotations
 
-import socket
-
 import pyarrow.fs as pafs
 import pytest
 
 from results import store
 from sweeps import cli, vlae
 from sweeps.cells import Budget
+from tests import s3 as s3_server
 
+s3 = s3_server.s3  # the fixture: a local S3 server (moto) on 127.0.0.1
 pytestmark = pytest.mark.slow
 CELL = vlae.CELLS[0]
 BUDGET = Budget(trials=2, max_epochs=2, grace_epochs=2, reduction_factor=2, patience=2,
                 eval_k=5, eval_seeds=1, fixed={"model/hidden_dim": 16})  # fmt: skip
-
-
-@pytest.fixture
-def s3(monkeypatch):
-    """A local S3 endpoint with one bucket; AWS_* variables point every client at it (pyarrow
-    reads AWS_ENDPOINT_URL in s3:// URIs), including Ray's workers when Ray starts after this
-    fixture. Yields a filesystem on it for the test's own checks."""
-    from moto.server import ThreadedMotoServer
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    for key, value in {
-        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(key, value)
-    local = pafs.S3FileSystem(
-        endpoint_override=f"127.0.0.1:{port}", scheme="http", allow_bucket_creation=True
-    )
-    local.create_dir("sweeps")
-    try:
-        yield local
-    finally:
-        server.stop()
 
 
 @pytest.fixture

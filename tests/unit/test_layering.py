@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 OURS = {"models", "training", "search_spaces", "sweeps", "results"}
 # package -> top-level modules it must not import
 FORBIDDEN = {

@@ -1,18 +1,16 @@
-"""The VLAE paper's sweep: every model x T x dataset as cells, the table, end to end on Ray."""
+"""The VLAE paper's sweep: every model x T x dataset as cells, their configs, the table. End to
+end on Ray: tests/e2e/test_vlae_sweep_journeys.py."""
 
 from __future__ import annotations
 
 import itertools
 
 import optuna
-import pytest
 
 import search_spaces
-from results import store
 from results.papers import PAPERS
 from results.tables import build_table
-from sweeps import cli, vlae
-from sweeps.cells import Budget
+from sweeps import vlae
 from training.config import Config
 
 
@@ -51,48 +49,3 @@ def test_the_readme_run_cells_line_up_with_the_authors_numbers(tmp_path):
     assert set(readme) == ours and readme[("VLAE", "n_update=4")] == "-381.20 §"
     for c in vlae.README_CELLS:
         assert Config.from_dict(c.base_config(vlae.BUDGETS["paper"])).data.logit
-
-
-@pytest.mark.slow
-def test_smoke_cells_of_each_model_fill_the_table(ray_local, tmp_path, capsys):
-    wanted = {
-        ("vae", "-"),
-        ("savae", "T=1"),
-        ("vae_hf", "T=1"),
-        ("vae_iaf", "T=1"),
-        ("vlae", "T=1"),
-    }
-    chosen = [
-        c for c in vlae.CELLS if c.dataset == "fashion_mnist" and (c.family, c.variant) in wanted
-    ]
-    assert len(chosen) == 5
-    budget = Budget(
-        trials=1,
-        max_epochs=2,
-        grace_epochs=1,
-        reduction_factor=2,
-        patience=2,
-        eval_k=4,
-        eval_seeds=1,
-        fixed={
-            **vlae.BUDGETS["smoke"].fixed,
-            "train/epoch_batches": 3,
-            "model/hidden_dim": 16,
-            "model/latent_dim": 4,
-        },  # fmt: skip
-    )
-    argv = ["--storage", str(tmp_path), "--datasets", "fashion_mnist"]
-    assert cli.main("vlae", chosen, {"smoke": budget}, {}, argv=argv) == 0
-    trials = store.load(str(tmp_path), "trials")
-    assert len(trials) == 5 and set(trials["status"]) == {"completed"}, trials["reason"].tolist()
-    evals = store.load(str(tmp_path), "evaluations")
-    assert len(evals) == 5 and evals["test_log_likelihood"].notna().all()
-    out = capsys.readouterr().out
-    for label in (
-        "| VLAE | T=1 | ",
-        "| SA-VAE | T=1 | ",
-        "| VAE+IAF | T=1 | ",
-        "| VAE+HF | T=1 | ",
-    ):
-        row = next(line for line in out.splitlines() if line.startswith(label))
-        assert "(n=1, k=4)" in row  # our FashionMNIST number beside the paper's MNIST ones

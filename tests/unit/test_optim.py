@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from tests.test_trainer import Recorder, setup
+from tests.unit.test_trainer import Recorder, setup
 from training import checkpoint
 from training.config import ConfigError, TrainConfig
 from training.optim import learning_rate, loss_divisor

@@ -24,7 +24,7 @@ from models.spvae.spvae import (
     VAEBaseline,
     VAEBaselineConfig,
 )
-from tests.test_spn import induced_trees
+from tests.unit.test_spn import induced_trees
 
 SMALL = {"spvae": {"hidden_dims": "6,6"}, "convspvae": {"n_dense": 6, "filters": "2,3"}}
 

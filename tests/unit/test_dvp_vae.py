@@ -1,7 +1,8 @@
 """DVP-VAE (models/hierarchical/dvp_vae.py) and the backbone's DVP form: the authors'
 configurations' parameter counts (spec 8), each layer's KL and the context's term, the
 stochastic context, where it enters the decoder, and bad input. The model contract (finite
-terms, gradients, IWAE): tests/test_models.py; the diffusion prior: tests/test_vdm.py."""
+terms, gradients, IWAE): tests/unit/test_models.py; the diffusion prior:
+tests/unit/test_vdm.py."""
 
 from __future__ import annotations
 

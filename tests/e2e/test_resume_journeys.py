@@ -1,5 +1,6 @@
 """A killed sweep driver resumes with `--resume`: no trial lost or repeated, in Tune or Optuna,
-with two cells in flight at once (sweeps.in_flight)."""
+with two cells in flight at once (sweeps.in_flight). The restored searcher alone:
+tests/unit/test_resume.py."""
 
 from __future__ import annotations
 
@@ -19,56 +20,12 @@ from ray import tune
 
 from results import store
 from sweeps import vlae
-from sweeps.tune_glue import METRIC, MODE, PruneAwareOptunaSearch, optuna_storage
+from sweeps.tune_glue import optuna_storage
 from tests.conftest import kill_process_group, make_mnist_like
 
 CELL = vlae.CELLS[0]
 HF = next(c for c in vlae.CELLS if c.family == "vae_hf" and c.dataset == CELL.dataset)
-REPO = Path(__file__).resolve().parents[1]
-
-
-def one_float(trial):
-    trial.suggest_float("x", 0.0, 1.0)
-
-
-def searcher(storage, seed=0) -> PruneAwareOptunaSearch:
-    return PruneAwareOptunaSearch(
-        space=one_float,
-        metric=METRIC,
-        mode=MODE,
-        sampler=optuna.samplers.TPESampler(seed=seed),
-        study_name="s",
-        storage=storage,
-        experiment="/runs/exp",
-    )
-
-
-def test_a_restored_searcher_adopts_the_trials_asked_after_its_last_save(tmp_path):
-    storage = optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(str(tmp_path / "s.journal"))
-    )
-    first = searcher(storage)
-    first.suggest("a"), first.suggest("b")
-    first.save(str(tmp_path / "state.pkl"))  # Tune's periodic experiment snapshot
-    done = {"epoch": 1, METRIC: 0.5, "finished": True, "best_val_loss": 0.5}
-    first.on_trial_complete("a", done)
-    c = first.suggest("c")  # ... and the driver dies before the next snapshot
-
-    second = searcher(storage, seed=1)
-    second.restore(str(tmp_path / "state.pkl"))
-    second.on_trial_complete("a", done)  # "a" reran from its checkpoint: told twice, no error
-    assert second.suggest("d") == c  # the orphan asked for "c" is adopted, parameters and all
-    second.suggest("e")  # a fresh one
-
-    everything = optuna.load_study(study_name="s", storage=storage).trials
-    trials = [t for t in everything if "duplicate_of" not in t.user_attrs]
-    assert [t.user_attrs["tune_trial_id"] for t in trials] == ["a", "b", "d", "e"]
-    assert [t.state.name for t in trials] == ["COMPLETE", "RUNNING", "RUNNING", "RUNNING"]
-    # The restored sampler's random state is the snapshot's: its next draw for "e" repeated the
-    # orphan's parameters, was told FAIL as a duplicate of it, and drawn again.
-    repeats = [t for t in everything if "duplicate_of" in t.user_attrs]
-    assert [(t.state.name, t.user_attrs["duplicate_of"]) for t in repeats] == [("FAIL", 2)]
-    assert len({t.params["x"] for t in trials}) == 4
+REPO = Path(__file__).resolve().parents[2]
 
 
 def epochs_logged(trial_dir: Path) -> int:
@@ -256,45 +213,3 @@ def test_ctrl_c_on_a_one_cell_sweep_stops_it_and_resume_finishes(tmp_path, how):
     trials = store.load(str(storage), "trials")
     assert (trials["role"] == "search").sum() == 3 and (trials["role"] == "seed").sum() == 1
     assert check.summary(check.check(str(storage))) == ([], [])
-
-
-def test_a_restored_searcher_reopens_its_study_where_the_storage_now_lies(tmp_path, monkeypatch):
-    """Tune pickles the searcher (tuner.pkl, searcher-state-*.pkl); a storage moved since is
-    resumed in place: the restored searcher tells the journal where it lies now, and the old
-    place is never created again."""
-    import pickle
-
-    from sweeps import tune_record
-
-    monkeypatch.setattr(tune_record, "_here", {})  # this test's locations only
-
-    def journal(root):
-        path = root / "optuna" / "s.journal"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return optuna.storages.JournalStorage(
-            optuna.storages.journal.JournalFileBackend(str(path))
-        )
-
-    def place(root):
-        where = tune_record.Location(str(root), None, f"{root}/ray/s", None, journal(root))
-        tune_record.locate("s", where)
-
-    old, new = tmp_path / "old", tmp_path / "new"
-    place(old)
-    first = searcher(journal(old))
-    first.results = str(old)
-    first.suggest("a")
-    first.save(str(tmp_path / "state.pkl"))
-    pickled = pickle.dumps(first)  # as in tuner.pkl
-    assert str(old / "optuna") not in str(pickle.loads(pickled).__dict__.get("_storage"))
-    old.rename(new)
-
-    place(new)
-    second = pickle.loads(pickled)
-    second.restore(str(tmp_path / "state.pkl"))
-    second.on_trial_complete("a", {"epoch": 1, METRIC: 0.5, "finished": True, "best_val_loss": 0.5})
-    second.suggest("b")
-    assert not old.exists()
-    trials = optuna.load_study(study_name="s", storage=journal(new)).trials
-    assert [t.state.name for t in trials] == ["COMPLETE", "RUNNING"]
-    assert trials[1].user_attrs["tune_experiment"] == "ray/s"  # relative to the storage

@@ -1,6 +1,6 @@
 """The Ladder VAE and DCT-VAE (models/hierarchical/): the authors' configurations' parameter
 counts (spec 8), each layer's KL, the context's place in the objective, and bad input.
-The model contract (finite terms, gradients, IWAE): tests/test_models.py."""
+The model contract (finite terms, gradients, IWAE): tests/unit/test_models.py."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from ray.autoscaler._private.util import prepare_config, validate_config
 
-CLUSTER = Path(__file__).resolve().parents[1] / "cluster"
+CLUSTER = Path(__file__).resolve().parents[2] / "cluster"
 IMAGE = "rayproject/ray:2.60.0-py311-gpu"
 
 
@@ -99,7 +99,7 @@ def test_slurm_script_is_valid_bash_and_starts_head_workers_and_the_sweep():
 def test_a_sweep_script_runs_alone_from_the_installed_package(tmp_path):
     """`ray submit` uploads only the script: it must import nothing from beside it."""
     lonely = tmp_path / "vlae.py"
-    shutil.copy(Path(__file__).resolve().parents[1] / "sweeps" / "vlae.py", lonely)
+    shutil.copy(Path(__file__).resolve().parents[2] / "sweeps" / "vlae.py", lonely)
     out = subprocess.run([sys.executable, str(lonely), "--help"], capture_output=True, text=True,
                          cwd=tmp_path, timeout=120)  # fmt: skip
     assert out.returncode == 0, out.stderr

@@ -1,21 +1,17 @@
 """One writer per storage (results.lease): a sweep's lease on ``<storage>/lease.json``.
 
-- Unit, with real processes and files: acquire, refuse, release; a holder that died (SIGKILL), a
-  pid that now names another process, another host's fresh and stale leases, damaged lease files
-  (listed and generated), a lease taken away from its holder, every way a holder ends (end,
-  error, SIGTERM: released; SIGKILL: left, then taken over), sweeps racing for one storage; the
-  same on s3:// against a local S3 server (moto).
-- End to end: two tiny sweeps started at once into one storage: one runs, the other exits 2 with
-  one line before writing anything; read-only commands work beside the running one and leave
-  its lease alone; the runner SIGKILLed leaves its lease, and `--resume` takes it over with a
-  line, finishes, and `results check` finds 0 differences and the target's 2 rows.
+Unit, with real processes and files: acquire, refuse, release; a holder that died (SIGKILL), a
+pid that now names another process, another host's fresh and stale leases, damaged lease files
+(listed and generated), a lease taken away from its holder, every way a holder ends (end, error,
+SIGTERM: released; SIGKILL: left, then taken over), sweeps racing for one storage; the same on
+s3:// against a local S3 server (moto, in this process). Two real sweeps racing for a storage:
+tests/e2e/test_lease_journeys.py.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -30,14 +26,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from results import lease, store
-from results.__main__ import main as results_main
-from sweeps import cli, vlae
-from sweeps.cells import Budget
-from tests import test_object_store
-from tests.conftest import kill_process_group, make_mnist_like
+from tests import s3 as s3_server
 
-s3 = test_object_store.s3  # the fixture: a local S3 server (moto) on 127.0.0.1
-REPO = Path(__file__).resolve().parents[1]
+s3 = s3_server.s3  # the fixture: a local S3 server (moto) on 127.0.0.1
+REPO = Path(__file__).resolve().parents[2]
 HOST = socket.gethostname()
 FAST = {"settle_s": 0.1, "refresh_s": 3600.0}  # no refresh unless a test asks for it
 
@@ -144,8 +136,9 @@ DAMAGED = {
     "not JSON": b"garbage\x00\xff",
     "cut short": holder().encode()[:40],
     "a list": b"[1, 2]",
-    "no pid": json.dumps({k: v for k, v in json.loads(holder().encode()).items()
-                          if k != "pid"}).encode(),  # fmt: skip
+    "no pid": json.dumps(
+        {k: v for k, v in json.loads(holder().encode()).items() if k != "pid"}
+    ).encode(),
     "pid 0": holder(pid=0).encode(),
     "pid too large": holder(pid=10**30).encode(),
     "refreshed NaN": holder(host="x").encode().replace(b'"refreshed": ', b'"refreshed": NaN, "_":'),
@@ -174,10 +167,12 @@ def test_any_lease_file_content_is_refused_or_taken_over_never_a_traceback(conte
 
 VALUE = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20)
 RECORD = st.fixed_dictionaries(
-    {**{key: VALUE for key in lease.FIELDS},
-     "host": st.sampled_from([HOST, "another-host", "two\nlines"]) | VALUE,
-     "pid": st.integers(min_value=-2, max_value=2**40) | VALUE,
-     "refreshed": st.sampled_from([time.time(), 0.0]) | VALUE},  # fmt: skip
+    {
+        **{key: VALUE for key in lease.FIELDS},
+        "host": st.sampled_from([HOST, "another-host", "two\nlines"]) | VALUE,
+        "pid": st.integers(min_value=-2, max_value=2**40) | VALUE,
+        "refreshed": st.sampled_from([time.time(), 0.0]) | VALUE,
+    },
 )
 
 
@@ -278,83 +273,3 @@ def test_of_sweeps_racing_for_a_storage_exactly_one_holds_it(request, tmp_path, 
     assert len(won) == 1 and len(refused) == 5
     assert json.loads(lease_bytes(storage))["id"] == won[0].holder.id
     won[0].release()
-
-
-DRIVER = """
-import sys
-from sweeps import cli, vlae
-from sweeps.cells import Budget
-budget = Budget(trials=2, max_epochs=2, grace_epochs=1, reduction_factor=2, patience=2,
-                eval_k=5, eval_seeds=1, fixed={"model/hidden_dim": 16})
-sys.exit(cli.main("vlae", [vlae.CELLS[0]], {"smoke": budget}, {}))
-"""
-CELL = vlae.CELLS[0]
-BUDGET = Budget(trials=2, max_epochs=2, grace_epochs=1, reduction_factor=2, patience=2,
-                eval_k=5, eval_seeds=1, fixed={"model/hidden_dim": 16})  # fmt: skip
-
-
-@pytest.mark.slow
-def test_two_sweeps_at_once_one_runs_and_a_killed_ones_lease_is_taken_over(tmp_path, capsys):
-    data = make_mnist_like(tmp_path / "data", "torchvision")
-    ray_tmp = tempfile.mkdtemp(prefix="rl", dir="/tmp")  # short: unix socket paths are limited
-    env = {**os.environ, "VAE_DATA_ROOT": str(data), "VAE_CACHE": str(tmp_path / "cache"),
-           "RAY_TMPDIR": ray_tmp, "PYTHONPATH": str(REPO)}  # fmt: skip
-    (tmp_path / "driver.py").write_text(DRIVER)
-    storage = str(tmp_path / "sweep")
-    cmd = [sys.executable, str(tmp_path / "driver.py"), "--storage", storage]
-    record = Path(storage) / "cells" / f"{CELL.name}.json"
-    procs = []
-    try:
-        for name in ("a", "b"):  # started at the same instant
-            out, err = open(tmp_path / f"{name}.out", "w"), open(tmp_path / f"{name}.err", "w")
-            with out, err:
-                procs.append(subprocess.Popen(cmd, env=env, stdout=out, stderr=err,
-                                              start_new_session=True))  # fmt: skip
-        deadline = time.time() + 300
-        while all(p.poll() is None for p in procs) and time.time() < deadline:
-            time.sleep(0.1)
-        loser = next(p for p in procs if p.poll() is not None)
-        winner = next(p for p in procs if p is not loser)
-        name = "ab"[procs.index(loser)]
-        err = (tmp_path / f"{name}.err").read_text()
-        assert loser.returncode == 2, err[-3000:]
-        assert err.splitlines() == [
-            next(line for line in err.splitlines() if line.startswith("error: storage "))
-        ]
-        assert f"is in use by a sweep (pid {winner.pid} on host {HOST}" in err
-        assert not (tmp_path / f"{name}.out").read_text()
-        held = json.loads(lease_bytes(storage))
-        assert held["pid"] == winner.pid
-
-        while not record.exists() and winner.poll() is None and time.time() < deadline:
-            time.sleep(0.1)
-        assert winner.poll() is None, (tmp_path / f"{'ba'[procs.index(loser)]}.err").read_text()
-        # Read-only commands beside the running sweep: they work and leave its lease alone.
-        capsys.readouterr()
-        assert cli.main("vlae", [CELL], {"smoke": BUDGET}, {},
-                        argv=["--storage", storage, "--status"]) == 0  # fmt: skip
-        assert results_main(["check", "--storage", storage]) in (0, 1)
-        out = capsys.readouterr()
-        assert "fashion_mnist" in out.out and "1 cells" in out.out, out
-        assert json.loads(lease_bytes(storage))["id"] == held["id"]
-
-        kill_process_group(winner.pid)  # a crash: no chance to release the lease
-        winner.wait()
-        assert json.loads(lease_bytes(storage))["id"] == held["id"]
-        resumed = subprocess.run([*cmd, "--resume"], env=env, capture_output=True, text=True,
-                                 timeout=600, start_new_session=True)  # fmt: skip
-        assert resumed.returncode == 0, resumed.stderr[-3000:]
-        notes = [line for line in resumed.stderr.splitlines() if line.startswith("note: ")]
-        assert len(notes) == 1 and notes[0].startswith(
-            f"note: storage {storage}: the sweep that held it (pid {winner.pid} on host {HOST}, ")
-        assert f"no process {winner.pid} on this host); taking over its lease" in notes[0]
-    finally:
-        for p in procs:
-            kill_process_group(p.pid)
-        shutil.rmtree(ray_tmp, ignore_errors=True)
-
-    assert lease_bytes(storage) is None
-    capsys.readouterr()
-    assert results_main(["check", "--storage", storage]) == 0
-    assert "1 cells, 0 differences" in capsys.readouterr().out
-    assert len(store.load(storage, "trials", sweep=CELL.name)) == BUDGET.trials

@@ -260,7 +260,7 @@ def test_the_command_itself_refuses_a_bad_likelihood_in_one_line(tiny_data_root,
     """`python -m training` as a user runs it: one error line, exit 2, no traceback."""
     proc = subprocess.run(
         [sys.executable, "-m", "training", *argv(tiny_data_root, "--set", "model/likelihood=foo")],
-        capture_output=True, text=True, cwd=Path(__file__).parents[1], timeout=120,
+        capture_output=True, text=True, cwd=Path(__file__).parents[2], timeout=120,
     )  # fmt: skip
     assert proc.returncode == 2 and proc.stdout == ""
     assert_one_error_line(proc.stderr.strip().splitlines(), "model: likelihood must be one of")

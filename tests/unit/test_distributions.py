@@ -1,5 +1,5 @@
 """The hyperspherical distributions (models/hyperspherical/distributions.py) against scipy, mpmath
-and the maths (the Bessel functions: tests/test_bessel.py).
+and the maths (the Bessel functions: tests/unit/test_bessel.py).
 
 Samplers: the law of w = mu.z against its density (Kolmogorov-Smirnov), moments, pathwise
 gradients against finite differences with common random numbers. Densities: normalisation by
@@ -22,7 +22,7 @@ from models.hyperspherical.distributions import (
     log_sphere_area,
     log_vmf_normaliser,
 )
-from tests.test_bessel import F64, KAPPAS, t64
+from tests.unit.test_bessel import F64, KAPPAS, t64
 
 
 def unit(x: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""End to end on a real local Ray instance: Optuna + ASHA sweep -> Parquet -> the paper's table."""
+"""End to end on a real local Ray instance: Optuna + ASHA sweep -> Parquet -> the paper's table.
+The sweep's checks before Ray starts: tests/unit/test_sweep.py."""
 
 from __future__ import annotations
 
@@ -14,10 +15,10 @@ import torch
 
 import search_spaces
 from results import check, records, store
-from sweeps import cli, nodes, vlae
+from sweeps import cli, vlae
 from sweeps.cells import Budget
 from sweeps.tune_glue import optuna_storage
-from tests.test_replay import assert_replays
+from tests.replays import assert_replays
 from training.config import Config
 from training.data import load_data
 from training.trainer import build_model, fit
@@ -117,7 +118,7 @@ def test_two_trial_sweep_lands_in_parquet_and_renders_the_table(
     best = trials[trials["status"] == "completed"]["best_val_loss"].min()
     assert float(fields[12]) == pytest.approx(best, abs=1e-3)
 
-    # python -m training replay on this storage (last: it edits a curve; tests/test_replay.py)
+    # python -m training replay on this storage (last: it edits a curve; tests/replays.py)
     assert_replays(str(tmp_path), trials, capsys)
 
 
@@ -199,54 +200,6 @@ def test_failures_are_recorded_and_asha_stops_become_pruned_in_optuna(
             row = by_id.loc[t.user_attrs["tune_trial_id"]]
             assert t.value == pytest.approx(row["best_val_loss"])
             assert sorted(t.intermediate_values) == list(range(1, budget.max_epochs + 1))
-
-
-@pytest.mark.parametrize(
-    "extra,message",
-    [
-        (["--storage", "/proc/no-such-dir/x"], "is not writable"),
-        (["--set", "data/root=/nonexistent"], "not found: looked for"),
-        (["--set", "train/lr"], "KEY=VALUE"),
-        # no endpoint answers here (no AWS_ENDPOINT_URL, no network): one line, at once
-        (["--storage", "s3://bucket/x"], "storage 's3://bucket/x'"),
-        (["--winner-seeds", "0"], "--winner-seeds must be at least 1"),
-        (["--address", "127.0.0.1:1"], "no Ray cluster answers at 127.0.0.1:1 (Connection ref"),
-        (["--address", "nowhere"], "no Ray cluster answers at nowhere (not a host:port address)"),
-    ],
-)
-def test_bad_sweep_input_fails_before_ray_starts(
-    extra, message, tmp_path, capsys, monkeypatch, tiny_data_root
-):
-    import ray
-
-    monkeypatch.setenv("VAE_DATA_ROOT", str(tiny_data_root))
-    argv = ["--storage", str(tmp_path / "s"), *extra]
-    assert cli.main("vlae", [CELL], {"smoke": TINY}, {}, argv=argv) == 2
-    assert message in capsys.readouterr().err
-    assert not ray.is_initialized()
-
-
-def test_a_local_storage_path_on_several_machines_is_warned_about():
-    one, two = {"10.0.0.1"}, {"10.0.0.1", "10.0.0.2"}
-    assert nodes.storage_warning("/data/sweeps", one) is None  # one machine: any path will do
-    assert nodes.storage_warning("s3://bucket/sweeps", two) is None
-    warning = nodes.storage_warning("/data/sweeps", two)
-    assert "2 machines" in warning and "shared mount (NFS)" in warning
-
-
-def test_hyperspherical_cells_cover_the_papers_grids():
-    from sweeps import hyperspherical as h
-
-    assert len(h.partitions(5)) == 7 and len(h.partitions(9)) == 30  # reference section 6
-    assert h.partitions(3) == [(3,), (2, 1), (1, 1, 1)]
-    uai = [c for c in h.CELLS if c.paper == "svae18" and c.dataset == "mnist"]
-    assert sorted((c.family, c.fixed["model/latent_dim"]) for c in uai) == sorted(
-        (f, d) for f in ("nvae", "svae") for d in (2, 5, 10, 20, 40)
-    )
-    names = [c.name for c in h.CELLS]
-    assert len(names) == len(set(names))  # one Tune experiment and Optuna study per cell
-    for c in h.CELLS:  # every cell's fixed config is a valid config
-        Config.from_dict(c.base_config(h.BUDGETS["smoke"]))
 
 
 def test_hyperspherical_smoke_sweep_fills_both_papers_tables(ray_local, tmp_path, capsys):

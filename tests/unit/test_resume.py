@@ -1,0 +1,93 @@
+"""A restored searcher (sweeps.tune_glue.PruneAwareOptunaSearch), as a resumed sweep's driver
+gets it: it adopts the trials asked after its last save and reopens its study where the storage
+now lies. A killed driver resumed end to end: tests/e2e/test_resume_journeys.py."""
+
+from __future__ import annotations
+
+import optuna
+
+from sweeps.tune_glue import METRIC, MODE, PruneAwareOptunaSearch
+
+
+def one_float(trial):
+    trial.suggest_float("x", 0.0, 1.0)
+
+
+def searcher(storage, seed=0) -> PruneAwareOptunaSearch:
+    return PruneAwareOptunaSearch(
+        space=one_float,
+        metric=METRIC,
+        mode=MODE,
+        sampler=optuna.samplers.TPESampler(seed=seed),
+        study_name="s",
+        storage=storage,
+        experiment="/runs/exp",
+    )
+
+
+def test_a_restored_searcher_adopts_the_trials_asked_after_its_last_save(tmp_path):
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(tmp_path / "s.journal"))
+    )
+    first = searcher(storage)
+    first.suggest("a"), first.suggest("b")
+    first.save(str(tmp_path / "state.pkl"))  # Tune's periodic experiment snapshot
+    done = {"epoch": 1, METRIC: 0.5, "finished": True, "best_val_loss": 0.5}
+    first.on_trial_complete("a", done)
+    c = first.suggest("c")  # ... and the driver dies before the next snapshot
+
+    second = searcher(storage, seed=1)
+    second.restore(str(tmp_path / "state.pkl"))
+    second.on_trial_complete("a", done)  # "a" reran from its checkpoint: told twice, no error
+    assert second.suggest("d") == c  # the orphan asked for "c" is adopted, parameters and all
+    second.suggest("e")  # a fresh one
+
+    everything = optuna.load_study(study_name="s", storage=storage).trials
+    trials = [t for t in everything if "duplicate_of" not in t.user_attrs]
+    assert [t.user_attrs["tune_trial_id"] for t in trials] == ["a", "b", "d", "e"]
+    assert [t.state.name for t in trials] == ["COMPLETE", "RUNNING", "RUNNING", "RUNNING"]
+    # The restored sampler's random state is the snapshot's: its next draw for "e" repeated the
+    # orphan's parameters, was told FAIL as a duplicate of it, and drawn again.
+    repeats = [t for t in everything if "duplicate_of" in t.user_attrs]
+    assert [(t.state.name, t.user_attrs["duplicate_of"]) for t in repeats] == [("FAIL", 2)]
+    assert len({t.params["x"] for t in trials}) == 4
+
+
+def test_a_restored_searcher_reopens_its_study_where_the_storage_now_lies(tmp_path, monkeypatch):
+    """Tune pickles the searcher (tuner.pkl, searcher-state-*.pkl); a storage moved since is
+    resumed in place: the restored searcher tells the journal where it lies now, and the old
+    place is never created again."""
+    import pickle
+
+    from sweeps import tune_record
+
+    monkeypatch.setattr(tune_record, "_here", {})  # this test's locations only
+
+    def journal(root):
+        path = root / "optuna" / "s.journal"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+
+    def place(root):
+        where = tune_record.Location(str(root), None, f"{root}/ray/s", None, journal(root))
+        tune_record.locate("s", where)
+
+    old, new = tmp_path / "old", tmp_path / "new"
+    place(old)
+    first = searcher(journal(old))
+    first.results = str(old)
+    first.suggest("a")
+    first.save(str(tmp_path / "state.pkl"))
+    pickled = pickle.dumps(first)  # as in tuner.pkl
+    assert str(old / "optuna") not in str(pickle.loads(pickled).__dict__.get("_storage"))
+    old.rename(new)
+
+    place(new)
+    second = pickle.loads(pickled)
+    second.restore(str(tmp_path / "state.pkl"))
+    second.on_trial_complete("a", {"epoch": 1, METRIC: 0.5, "finished": True, "best_val_loss": 0.5})
+    second.suggest("b")
+    assert not old.exists()
+    trials = optuna.load_study(study_name="s", storage=journal(new)).trials
+    assert [t.state.name for t in trials] == ["COMPLETE", "RUNNING"]
+    assert trials[1].user_attrs["tune_experiment"] == "ray/s"  # relative to the storage

@@ -13,7 +13,7 @@ INSTALL := $(PY) -m pip install -e ".[dev,dashboard,cluster]"
 STORAGE ?= sweep-results
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install data chromium sweep test test-fast bench table clean cluster cluster-tools
+.PHONY: install data chromium sweep test test-fast docs bench table clean cluster cluster-tools
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -48,6 +48,9 @@ test: install chromium cluster-tools  # PostgreSQL: tests/e2e/test_study_storage
 test-fast: $(VENV)/.installed  # tests/unit only (docs/testing.md); without Chromium one test skips
 	$(PY) -m ruff check .
 	$(PY) -m pytest tests/unit
+
+docs: $(VENV)/.installed  # the docs site into site/; --strict: a broken link or anchor fails
+	$(PY) -m mkdocs build --strict
 
 bench: install data
 	$(PY) benchmarks/trainer.py

@@ -70,23 +70,24 @@ Differences between the two sides, every one known:
    always dithers), so u can differ between the k passes; ours has no dither in evaluation.
 4. Context at test: both sides compute u from the image they are scored on, the binarised test
    image (their code computes it from the grey test image in its loader, side information that a
-   likelihood of the binarised image does not model; README deviation). Their model is trained on
+   likelihood of the binarised image does not model;
+   docs/specs/hierarchical.md#10-deviations-from-the-authors-code). Their model is trained on
    contexts of grey images (their protocol) and tested on contexts of binarised ones; ours is
    trained and tested on contexts of binarised images (our deviation, models/hierarchical/
-   dct_vae.py). Their dct_scale comes from the driver's training images; in their run it comes
-   from all 60,000 MNIST training images (before their random train/validation split).
+   dct_vae.py). Their dct_scale comes from the driver's training images; in their run it comes from
+   all 60,000 MNIST training images (before their random train/validation split).
 5. Validation: both on the driver's validation images, binarised once (their loader gives grey
    images, binarised afresh each pass); their DCT-VAE's validation contexts are of those binarised
    images too. Their validation loss is the ELBO with the diffusion bound over all T steps (their
    "val" mode), ours our validation ELBO (our bound over all T steps).
 6. Their Bernoulli clamps p to [1e-7, 1 - 1e-7] (at most -16.1 nats per pixel); ours uses logits.
 7. Batches: theirs drop the last incomplete batch (drop_last), ours keep it.
-8. Initialisation: each side its own code's (their init and ours are the same scheme, reference
-   section 1.3; not weight-for-weight). Their DiffusionPrior draws its training step t with numpy,
-   seeded here with the run's seed. Trainable parameters: theirs 656,617 (ladder) / 696,439
-   (DCT-VAE), ours 644,633 / 687,789; the difference is what their modules build and never use
-   (the skip conv and gate of their non-residual prior and posterior blocks, the DCT decoder's
-   y_block; tests/test_hierarchical.py), which get no gradient.
+8. Initialisation: each side its own code's (their init and ours are the same scheme,
+   docs/specs/hierarchical.md#13-decoder; not weight-for-weight). Their DiffusionPrior draws its
+   training step t with numpy, seeded here with the run's seed. Trainable parameters: theirs 656,617
+   (ladder) / 696,439 (DCT-VAE), ours 644,633 / 687,789; the difference is what their modules build
+   and never use (the skip conv and gate of their non-residual prior and posterior blocks, the DCT
+   decoder's y_block; tests/test_hierarchical.py), which get no gradient.
 9. Cost: 1 makes each of their DCT-VAE importance samples 70 UNet passes (10 bounds x T = 7), so
    their DCT-VAE evaluation is ~5x ours at k = 20 on a CPU; the measured runs use a smaller k for
    dct_vae than for ladder.

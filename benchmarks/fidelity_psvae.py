@@ -12,9 +12,10 @@ loaders read MNIST-family files from ./data; ours give the tensors): seeds, Adam
 best checkpoint. Their ``test`` is replaced by our estimator.
 
 Data: the Fashion-MNIST tensors our loader gives. Their MNIST loaders pass the unscaled 0..255
-pixels to ``x > U(0, 1)`` (switch 4, data/svae_no_rescale_255); this comparison feeds both sides
-grey levels / 255 with Bernoulli(x) per batch (the UAI paper's and our default data), so that it
-tests the model code, not the loader defect, which is a data-only switch with its own test.
+pixels to ``x > U(0, 1)`` (data/svae_no_rescale_255, docs/specs/hyperspherical.md#5-data); this
+comparison feeds both sides grey levels / 255 with Bernoulli(x) per batch (the UAI paper's and our
+default data), so that it tests the model code, not the loader defect, which is a data-only switch
+with its own test.
 The pseudo-family ``psvae_unscaled`` (our psvae) runs their defect on both sides instead: our
 loader's threshold x > 0 of the unscaled pixels (data/svae_no_rescale_255) on every split, fed
 to both (their ``x > U(0, 1)`` leaves those 0/1 images as they are).
@@ -80,7 +81,8 @@ X_SHAPE = (1, 28, 28)
 
 
 def our_config(family: str, seed: int, epochs: int, root: str) -> Config:
-    """Ours as their code behaves; ``psvae_unscaled``: with their loaders' defect (switch 4)."""
+    """Ours as their code behaves; ``psvae_unscaled``: with their loaders' defect
+    (docs/specs/hyperspherical.md#5-data)."""
     dims = [int(d) for d in SPHERES.split(",")]
     return Config.from_dict({
         "family": "psvae", "data/dataset": "fashion_mnist", "data/root": root,

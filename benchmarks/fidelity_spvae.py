@@ -25,8 +25,8 @@ Both runs store their settings (seeds, epochs, epoch batches, sizes, lr, k, test
 own code's estimator at k samples per leaf (theirs: ``model_output`` with their k_samples
 variables set to k, as their ``get_evaluation``; ours: ``SPVAE.log_likelihood``); both estimate
 the same quantity,
-E log SPN(p^_k) <= log P(x) (spec 1.6), so the per-image difference averaged over seeds has a
-paired standard error (benchmarks/fidelity.summarise).
+E log SPN(p^_k) <= log P(x) (docs/specs/spvae.md#16-objective-and-estimator), so the per-image
+difference averaged over seeds has a paired standard error (benchmarks/fidelity.summarise).
 With the weight files of step 2, ``compare`` also loads their trained weights into our model
 (``load_authors_weights``) and evaluates them by our estimator: the per-image difference between
 the two estimators on the same weights checks the estimators (and the weight mapping).
@@ -39,11 +39,11 @@ theirs on their weights -0.06 +- 0.14 nats per image.
 Protocol, both sides: SPVAE with MLP leaves on a 4x4 grid of 7-pixel cells, Gaussian leaves on
 'perturbed' pixels, sumK = leafK = 2, K = 5 in training, Adam lr 0.01, batch 128, 128-batch epochs,
 validation after each epoch (K = 5), the best validation epoch evaluated. Their iterator restarts
-each epoch behind a 1,000-image shuffle buffer (spec 4), so their training sees about the first
-17,384 rows of the training array: ours runs with ``data/spvae_train_subset=true`` (the same
-rows). Their validation is 10 chunks of a shuffled repeating stream (about the whole set), ours
-the whole set; their early stopping (11 strikes) and ours (patience 11) never trigger within a
-budget of a few epochs.
+each epoch behind a 1,000-image shuffle buffer (docs/specs/spvae.md#4-training-protocol), so their
+training sees about the first 17,384 rows of the training array: ours runs with
+``data/spvae_train_subset=true`` (the same rows). Their validation is 10 chunks of a shuffled
+repeating stream (about the whole set), ours the whole set; their early stopping (11 strikes) and
+ours (patience 11) never trigger within a budget of a few epochs.
 """
 
 from __future__ import annotations

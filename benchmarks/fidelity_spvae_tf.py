@@ -12,8 +12,9 @@ unchanged and nothing of theirs copied here:
 
 ``--data`` is the arrays our loader produced (``benchmarks/fidelity_spvae.py prepare``), so both
 sides see the same images; without it the Fashion-MNIST idx files are read with numpy and
-preprocessed here the spec's way (min-max, Gaussian perturbation with reflection, min-max again;
-a seeded 10% validation split), which is NOT pixel-identical to our loader's split and noise.
+preprocessed here as docs/specs/spvae.md#3-data-and-preprocessing describes (min-max, Gaussian
+perturbation with reflection, min-max again; a seeded 10% validation split), which is NOT
+pixel-identical to our loader's split and noise.
 
 What is theirs: the graph (``scripts/sp_iwae._make_computationgraph``: their PoonRegionGraph,
 SPNTFLayer, IWAETFLayer_Factory_globalinference with GaussianIWAE leaves, DenseNetArchitecture),
@@ -175,7 +176,8 @@ def _perturb(x, rs):
 
 
 def idx_data(root: Path, seed: int = 0) -> dict[str, np.ndarray]:
-    """Fashion-MNIST from the idx files, preprocessed the spec's 'perturbed' way (section 3)."""
+    """Fashion-MNIST from the idx files, preprocessed the 'perturbed' way
+    (docs/specs/spvae.md#3-data-and-preprocessing)."""
     train = _idx(root / "train-images-idx3-ubyte.gz").astype(np.float32) / 255.0
     test = _idx(root / "t10k-images-idx3-ubyte.gz").astype(np.float32) / 255.0
     rs = np.random.RandomState(seed)

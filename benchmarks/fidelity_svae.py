@@ -15,8 +15,8 @@ and no model selection, so here it runs ``epochs`` epochs and the last one is ev
 Data: the Fashion-MNIST tensors our loader gives (grey levels in [0, 1]; the training split, or
 its first ``--train-images`` rows), Bernoulli(x) per batch on both sides. Their example reads
 MNIST through torchvision's ``ToTensor`` (grey levels / 255), so this library does *not* have
-the unscaled-pixel defect of switch 4 (data/svae_no_rescale_255 is the product-space repository's
-loaders): both sides get rescaled pixels, our default.
+the unscaled-pixel defect of docs/specs/hyperspherical.md#5-data (data/svae_no_rescale_255 is the
+product-space repository's loaders): both sides get rescaled pixels, our default.
 
 Ours runs their protocol: d = 5 (their Z_DIM; S^5 in R^6 for the S-VAE, R^5 for the N-VAE),
 hidden 256-128 (their H_DIM = 128: layers 2 H and H), exact Bessel ratio, Adam 1e-3, batch 64, no

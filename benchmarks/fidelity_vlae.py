@@ -9,22 +9,24 @@ driver's ``--train-images`` first ones on both sides). Their trained model is pu
 contract by fidelity_vlae_models.
 
 Ours runs the authors' protocol: ``data/validation=test`` (train on everything, select the epoch on
-the test set, as they do; reference switch 11), their single-sample Monte-Carlo KL
-(``model/analytic_kl=false`` where the family has the field: vae, savae, vae_hf, vlae; IAF's KL is
-always Monte-Carlo), z = 50, H = 500, batch 128, Adam 5e-4, no early stopping, and for
+the test set, as they do; docs/specs/vlae.md#12-deviations-from-the-authors-code), their
+single-sample Monte-Carlo KL (``model/analytic_kl=false`` where the family has the field: vae,
+savae, vae_hf, vlae; IAF's KL is always Monte-Carlo), z = 50, H = 500, batch 128, Adam 5e-4, no
+early stopping, and for
 
     savae    T SVI steps (model/svi_steps), svi_lr 5e-4 (their default), and all three
              repository switches on: savae_repo_sign (their step adds the gradient of the loss
-             -ELBO: descent on the ELBO, switch 7), savae_batch_mean_grad (their gradient of the
-             batch-mean loss in training and test-set selection, per example in importance
-             sampling, switch 8; validation in batches of 128 as their test pass, so the 1/B is
+             -ELBO: descent on the ELBO, docs/specs/vlae.md#3-sa-vae), savae_batch_mean_grad (their
+             gradient of the batch-mean loss in training and test-set selection, per example in
+             importance sampling; validation in batches of 128 as their test pass, so the 1/B is
              theirs), savae_squared_norm_clip (their utils.clip_grad_norm g / max(1, |g|^2 / 5),
-             |g|^2 per example, switch 9)
+             |g|^2 per example)
     vae_hf   T reflections (model/flows)
     vae_iaf  T IAF steps, iaf_dim 500, iaf_mask_context on (their MADE masks zero the context h,
-             switch 10); their MADE degrees come from numpy, seeded here with the run's seed
+             docs/specs/vlae.md#5-inverse-autoregressive-flow); their MADE degrees come from numpy,
+             seeded here with the run's seed
     vlae     T updates (model/updates), update_lr 0.5, vlae_eta_schedule harmonic (0.5 / (t + 1),
-             their code at HEAD, switch 12)
+             their code at HEAD, docs/specs/vlae.md#62-mode-search)
 
 Before training, each run copies their freshly initialised weights into our model of the same
 switches and prints the largest per-image log p(x) difference from one random stream

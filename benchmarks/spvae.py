@@ -1,11 +1,12 @@
 """SPVAE against the plain VAE of the same parameter count: training and k = 5000 evaluation.
 
 The issue's goal: the SPN layer (the sum-product network alone, without the leaf VAEs) takes under
-20% of a training step. Setting: the paper's MNIST configuration (spvae.md 7.2: hidden 30,30, nz 25,
-cell 7, sumK 2, leafK 2), x_shape (1, 28, 28), Gaussian likelihood, batch 128, K = 5 importance
-samples per leaf; the baseline is the paper's MLP VAE ("spvae_vae") with "w,w" hidden layers and a
-latent size found by a small search so that its parameter count is the SPVAE's within a few %.
-``--conv`` adds ConvSPVAE (n_dense 64, nz 25) against a ConvVAE matched the same way.
+20% of a training step. Setting: the paper's MNIST configuration
+(docs/specs/spvae.md#72-configurations-behind-the-numbers: hidden 30,30, nz 25, cell 7, sumK 2,
+leafK 2), x_shape (1, 28, 28), Gaussian likelihood, batch 128, K = 5 importance samples per leaf;
+the baseline is the paper's MLP VAE ("spvae_vae") with "w,w" hidden layers and a latent size found
+by a small search so that its parameter count is the SPVAE's within a few %. ``--conv`` adds
+ConvSPVAE (n_dense 64, nz 25) against a ConvVAE matched the same way.
 
 Measures, in one run, the models alternating step by step (evaluation: batch by batch) so a change
 in machine load hits all of them:
@@ -45,7 +46,8 @@ X_SHAPE, BATCH, SAMPLES = (1, 28, 28), 128, 5
 SPN_GOAL = 0.20
 SPVAE = {"hidden_dims": "30,30", "latent_dim": 25, "cell_size": 7, "sum_k": 2, "leaf_k": 2}
 CONVSPVAE = {"n_dense": 64, "latent_dim": 25, "cell_size": 7, "sum_k": 2, "leaf_k": 2}
-LR = {"spvae": 1e-2, "convspvae": 1e-2, "spvae_vae": 1e-3, "spvae_convvae": 1e-3}  # spec 4
+# docs/specs/spvae.md#4-training-protocol
+LR = {"spvae": 1e-2, "convspvae": 1e-2, "spvae_vae": 1e-3, "spvae_convvae": 1e-3}
 
 
 @dataclass

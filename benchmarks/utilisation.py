@@ -40,7 +40,8 @@ reading the files itself against mapping its node's copy (sweeps.node_data), 3 t
 Run:  python benchmarks/utilisation.py [--data] [--nodes 4] [--gpus-per-node 2] [--cells 9]
       [--trials 6] [--trial-seconds 60] [--epochs 5] [--steps 20]
       [--modes sequential concurrent plain]
-The defaults are the README's: a 9-cell sweep of one-minute trials on 8 slots (about 25 min).
+The defaults are those of docs/benchmarks.md#keeping-a-cluster-busy: a 9-cell sweep of one-minute
+trials on 8 slots (about 25 min).
 """
 
 from __future__ import annotations

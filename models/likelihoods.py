@@ -54,7 +54,8 @@ class BernoulliImage(_FlatImageDistribution):
 
 
 class GaussianImage(_FlatImageDistribution):
-    """Independent Gaussian pixels with one shared variance exp(log_var) (VLAE paper, sec. 1)."""
+    """Independent Gaussian pixels with one shared variance exp(log_var)
+    (docs/specs/vlae.md#1-shared-backbone)."""
 
     support = constraints.real
 
@@ -116,7 +117,7 @@ BINS = 256
 """Grey levels of 8-bit data; the logistic mixture's pixels are their centres on [-1, 1]."""
 SCALES = ("log", "softplus")
 """The logistic mixture's scale parameterisations: DVP-VAE's log s clamped to [-8, 1] (VDVAE),
-DCT-VAE's s = softplus_{beta=0.4}(raw) (hierarchical.md, 1.4)."""
+DCT-VAE's s = softplus_{beta=0.4}(raw) (docs/specs/hierarchical.md#14-output-and-likelihoods)."""
 
 
 class DiscretizedLogisticMixture(Distribution):

@@ -2,9 +2,10 @@
 
 ``diagonal_normal``: the encoder's q(z|x) = N(mu, diag exp(log_var)) (VAE, SA-VAE, HF, IAF base).
 ``PrecisionGaussian``: N(loc, Lambda^-1) held by the Cholesky factor U of its precision,
-Lambda = U U^T (VLAE's Laplace posterior, reference sec. 6.3). Sampling and the density use
-triangular solves with U, never an explicit inverse of Lambda; its KL to a diagonal Gaussian (the
-prior) is registered, so ``kl_divergence(q_z, p_z)`` and the shared IWAE estimator work unchanged.
+Lambda = U U^T (VLAE's Laplace posterior, docs/specs/vlae.md#63-posterior-and-elbo). Sampling and
+the density use triangular solves with U, never an explicit inverse of Lambda; its KL to a diagonal
+Gaussian (the prior) is registered, so ``kl_divergence(q_z, p_z)`` and the shared IWAE estimator
+work unchanged.
 """
 
 from __future__ import annotations

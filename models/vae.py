@@ -1,8 +1,8 @@
 """The Gaussian VAE (Kingma & Welling 2014) on the VLAE paper's MLP backbone.
 
 Encoder x -> Linear(D, H) -> ReLU -> Linear(H, H) -> ReLU -> (mu, log sigma^2) heads;
-decoder z -> Linear(z, H) -> ReLU -> Linear(H, H) -> ReLU -> Linear(H, D)  (Park et al. 2019, sec. 1
-of the reference). Prior N(0, I), diagonal Gaussian posterior.
+decoder z -> Linear(z, H) -> ReLU -> Linear(H, H) -> ReLU -> Linear(H, D)  (Park et al. 2019;
+docs/specs/vlae.md#1-shared-backbone). Prior N(0, I), diagonal Gaussian posterior.
 """
 
 from __future__ import annotations

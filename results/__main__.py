@@ -268,7 +268,8 @@ def main(argv: list[str] | None = None) -> int:
         choices=SELECTIONS,
         default="validation",
         help="how each cell's winner is chosen: validation (best validation loss), or "
-        "param-cap (the SPVAE authors' apparent rule, spvae.md section 6: SPVAE's winner under "
+        "param-cap (the SPVAE authors' apparent rule, "
+        "docs/specs/spvae.md#6-search-space-and-model-selection: SPVAE's winner under "
         "the size of its setting's selected VAE and ConvVAE); written as <paper>-param-cap.*",
     )
     pl = sub.add_parser("plot", help="draw each cell's curves, history and importances (PNG)")

@@ -40,7 +40,8 @@ class PaperTable:
     "<paper>/<family>" (the DVP-VAE table shows our DCT-VAE sweep's rows beside its own)."""
     missing: str = "–"
     """What a paper column prints for one of ``models``' rows where the paper's number is absent
-    (the DVP-VAE table: "not transcribed", since its paper's values are not in the reference)."""
+    (the DVP-VAE table: "not transcribed", since its paper's values are not in
+    docs/specs/hierarchical.md)."""
     paper_datasets: tuple[str, ...] = ()
     """The datasets the paper reports, where ``missing`` applies (() = every dataset)."""
     caps: dict[str, tuple[str, ...]] = field(default_factory=dict)
@@ -143,9 +144,10 @@ PAPERS: dict[str, PaperTable] = {
             "discrete": "discrete (Binomial likelihood)",
         },
         reference_tables=(SPVAE_GRID,),
-        # spvae.md section 6: the authors' SPVAE-MLP picks follow "best validation among SPVAE
-        # configurations with no more parameters than the smaller of that dataset's selected
-        # VAE and ConvVAE" (the paper's stated rule is unknown): both rules are reported
+        # docs/specs/spvae.md#6-search-space-and-model-selection: the authors' SPVAE-MLP picks
+        # follow "best validation among SPVAE configurations with no more parameters than the
+        # smaller of that dataset's selected VAE and ConvVAE" (the paper's stated rule is unknown):
+        # both rules are reported
         caps={"spvae": ("spvae_vae", "spvae_convvae")},
     ),
     "spvae_lowdata": PaperTable(

@@ -3,9 +3,9 @@
     fraction_figure(storage, table) -> PNG bytes   test metric against the training fraction
     sample_figure(grids) -> PNG bytes              a winner's samples, one row per temperature
 
-The low-data experiment (SPVAE paper, reference spvae.md section 8) has one cell per (setting,
-model, fraction) whose variant is the fraction ("1%"); the figure draws one panel per setting, a
-line per model, and the paper's values where it has them as hollow markers.
+The low-data experiment (SPVAE paper, docs/specs/spvae.md#8-low-data-experiment) has one cell per
+(setting, model, fraction) whose variant is the fraction ("1%"); the figure draws one panel per
+setting, a line per model, and the paper's values where it has them as hollow markers.
 
 The sample figure draws the grids a winner's evaluation stored (results.samples): the first
 ``per_row`` images of each temperature side by side, a row per temperature labelled "T = 1.0",

@@ -92,7 +92,8 @@ def chosen(trials: pd.DataFrame, table: PaperTable, selection: str) -> tuple[pd.
         capped = sorted(k for k, t in PAPERS.items() if t.caps)
         raise ValueError(f"table {table.key} has no parameter-cap rule; tables with one: {capped}")
     best, notes = capped_winners(trials, table)
-    rule = (f"selection: param-cap (spvae.md section 6): {', '.join(table.caps)} chosen as the "
+    rule = (f"selection: param-cap (docs/specs/spvae.md#6-search-space-and-model-selection): "
+            f"{', '.join(table.caps)} chosen as the "
             "best validation among trials with no more parameters than the smallest selected "
             f"{' / '.join(sorted({f for c in table.caps.values() for f in c}))} of the same "
             "setting; the others by best validation")  # fmt: skip

@@ -276,7 +276,8 @@ def table_notes(metrics: list[str], marks: dict[str, str]) -> list[str]:
         + "trials and evaluations held, in hours. "
         + "Protocol: project (seeded validation split, the papers' algorithms) or the sweep's "
         + "--protocol (authors: the authors' data use, validation rule and KL estimator; "
-        + "authors-code: also the defects of their code; the README lists the keys)."
+        + "authors-code: also the defects of their code; docs/running-sweeps.md#protocols lists "
+        + "the keys)."
     )
     return [ours, *(f"{mark} {source}" for source, mark in marks.items())]
 

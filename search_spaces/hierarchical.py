@@ -1,6 +1,6 @@
-"""Search spaces of the hierarchical VAEs (reference hierarchical.md, section 7).
+"""Search spaces of the hierarchical VAEs (docs/specs/hierarchical.md#7-search-space).
 
-The authors published no search procedure; the ranges are the spec's, anchored on their values.
+The authors published no search procedure; the ranges are this project's, anchored on their values.
 A cell's fixed keys (sweeps/dct_vae.py, sweeps/dvp_vae.py: the authors' architecture and training
 settings per dataset) keep their value, so on CIFAR-10 and SVHN only the optimiser is searched.
 

@@ -1,7 +1,7 @@
 """Define-by-run search space of the hyperspherical families (S-VAE, product-space S-VAE, N-VAE).
 
 The papers fix the architecture (MLP 256-128), Adam at 1e-3, batch 64 or 100 and a 100-epoch KL
-warm-up (reference hyperspherical.md, sections 3 and 6); what a cell compares (the latent
+warm-up (docs/specs/hyperspherical.md, sections 3 and 6); what a cell compares (the latent
 dimension, the partition into spheres, the Gaussian covariance) is fixed by the cell. The search
 brackets the authors' training settings.
 """

@@ -1,4 +1,5 @@
-"""Search spaces of the SPVAE paper's four models: the authors' grids (reference spvae.md, 6).
+"""Search spaces of the SPVAE paper's four models: the authors' grids
+(docs/specs/spvae.md#6-search-space-and-model-selection).
 
 The authors ran an exhaustive grid per (dataset, likelihood) pair, with encoder and decoder of the
 same size and the learning rate, batch size and SPN sizes fixed (the sweep's cells fix those). Here

@@ -1,4 +1,5 @@
-"""Search spaces of the VLAE paper's models beyond the VAE (reference vlae.md, section 10).
+"""Search spaces of the VLAE paper's models beyond the VAE
+(docs/specs/vlae.md#10-cells-and-search-space).
 
 Every model searches what the VAE searches (search_spaces.vae: z, H, Adam's lr, batch, KL
 warm-up; the paper budget fixes z = 50, H = 500 and batch 128) plus its own knob. The number of

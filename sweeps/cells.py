@@ -13,7 +13,7 @@ from training.config import config_keys
 
 PROJECT = "project"
 """The project's protocol: a seeded validation split, selection never on test, the papers'
-intended algorithms (reference README, "Deviations worth a switch")."""
+intended algorithms (the deviations sections of docs/specs/)."""
 
 
 @dataclass(frozen=True)

@@ -4,18 +4,19 @@
     ray submit cluster/gpu.yaml sweeps/dct_vae.py --budget paper
     python -m results table dct_vae
 
-Cells (reference hierarchical.md, sections 2, 4, 5): ``ladder`` and ``dct_vae`` on dynamically
+Cells (docs/specs/hierarchical.md, sections 2, 4, 5): ``ladder`` and ``dct_vae`` on dynamically
 binarised MNIST and OMNIGLOT (Bernoulli) and on 8-bit CIFAR-10 and SVHN (the discretised
 mixture of 10 logistics). Every paper cell fixes the authors' architecture (ARCH, their
 ``configs/experiment/*.yaml``; tests/test_hierarchical.py checks its parameter count against
-spec 8) and their training settings (TRAIN: optimiser, cosine schedule, clip and skip
-thresholds, epochs, early stopping) and data (the papers' splits with seed 123, CIFAR-10's
-horizontal flip). What is left to search is search_spaces.hierarchical without those keys: the
-learning rate, weight decay and EMA, plus the clip and batch size on MNIST and OMNIGLOT.
+docs/specs/hierarchical.md#8-parameter-counts) and their training settings (TRAIN: optimiser, cosine
+schedule, clip and skip thresholds, epochs, early stopping) and data (the papers' splits with seed
+123, CIFAR-10's horizontal flip). What is left to search is search_spaces.hierarchical without those
+keys: the learning rate, weight decay and EMA, plus the clip and batch size on MNIST and OMNIGLOT.
 
 The smoke budget runs both families on Fashion-MNIST with a small network (SMOKE_ARCH) in
 minutes on a CPU. The paper budget evaluates the winner with K = 1000 importance samples (full
-stochastic passes; spec 6) over 3 seeds; the authors used K = 100 on CIFAR-10 and SVHN.
+stochastic passes; docs/specs/hierarchical.md#6-evaluation) over 3 seeds; the authors used K = 100
+on CIFAR-10 and SVHN.
 """
 
 import sys
@@ -28,7 +29,8 @@ PAPER = "dct_vae"
 LIKELIHOOD = {"mnist": "bernoulli", "omniglot": "bernoulli", "fashion_mnist": "bernoulli",
               "cifar10": "logistic_mixture", "svhn": "logistic_mixture"}  # fmt: skip
 
-DATA = {  # spec 4: the papers' splits (seed 123), binarisation or 8-bit levels, CIFAR's flip
+# docs/specs/hierarchical.md#4-data
+DATA = {  # the papers' splits (seed 123), binarisation or 8-bit levels, CIFAR's flip
     "mnist": {"data/binarize": True, "data/val_size": 5000, "data/split_seed": 123},
     "omniglot": {"data/binarize": True, "data/val_size": 1000, "data/split_seed": 123},
     "cifar10": {"data/pixels": "discrete", "data/val_size": 5000, "data/split_seed": 123,
@@ -52,7 +54,8 @@ _BINARY_DCT = {"model/ctx_bits": 2, "model/diffusion_steps": 7,
                "model/unet_mult": "1", "model/unet_dropout": 0.1}  # fmt: skip
 CIFAR_STANDARDISATION = {"model/input_mean": 120.63838, "model/input_std": 64.16736}
 
-ARCH = {  # (dataset, family): the authors' experiment configs (spec 2)
+# docs/specs/hierarchical.md#2-latent-hierarchies
+ARCH = {  # (dataset, family): the authors' experiment configs
     ("mnist", "ladder"): {**_BINARY, "model/latent_scales": "4,4", "model/scale_ch_mult": 1.25},
     ("mnist", "dct_vae"): {**_BINARY, **_BINARY_DCT, "model/latent_scales": "4,3",
                          "model/ctx_size": 7},
@@ -71,7 +74,8 @@ ARCH = {  # (dataset, family): the authors' experiment configs (spec 2)
 }  # fmt: skip
 
 _ADAMW = {"train/optimizer": "adamw", "train/lr_schedule": "cosine", "train/skip_nan_steps": True}
-TRAIN = {  # spec 5, DCT-VAE columns; the loss in bits per dim, as the thresholds assume
+# docs/specs/hierarchical.md#5-training, DCT-VAE columns
+TRAIN = {  # the loss in bits per dim, as the thresholds assume
     "mnist": {**_ADAMW, "train/lr_cosine_epochs": 600, "train/min_lr": 1e-5,
               "train/max_epochs": 600, "train/patience": 300, "train/grad_skip": 100.0,
               "train/eval_batch_size": 512, "train/loss_scale": "bpd"},

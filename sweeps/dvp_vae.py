@@ -5,23 +5,23 @@
     python -m results table dvp_vae
     python -m results plot samples --storage sweep-results
 
-Cells (reference hierarchical.md, sections 2, 4, 5; the DVP-VAE columns): ``ladder`` and
+Cells (docs/specs/hierarchical.md, sections 2, 4, 5; the DVP-VAE columns): ``ladder`` and
 ``dvp_vae`` on dynamically binarised MNIST and OMNIGLOT (Bernoulli) and on 8-bit CIFAR-10 (the
 discretised mixture of 10 logistics with the RGB mean coefficients). Every paper cell fixes the
 authors' architecture (ARCH, their ``configs/experiment/*/*.yaml``; tests/test_dvp_vae.py checks
-its parameter count against spec 8) and training settings (TRAIN: Adamax, the cosine schedule
-with its warm-up, the clip thresholds of the bits-per-dim loss, epochs, early stopping), with the
-papers' splits (seed 123). Their ladder is the "ladder" family with the DVP form's keys
-(models.hierarchical.dvp_vae.DVP_FORM): the same backbone without the context. The authors have
-no CIFAR-10 ladder config; the project's is DVP-VAE's CIFAR-10 architecture without the context
-[P]. Searched (search_spaces.hierarchical without the fixed keys): the Adamax learning rate,
-weight decay and EMA, and on MNIST and OMNIGLOT the clip and batch size.
+its parameter count against docs/specs/hierarchical.md#8-parameter-counts) and training settings
+(TRAIN: Adamax, the cosine schedule with its warm-up, the clip thresholds of the bits-per-dim loss,
+epochs, early stopping), with the papers' splits (seed 123). Their ladder is the "ladder" family
+with the DVP form's keys (models.hierarchical.dvp_vae.DVP_FORM): the same backbone without the
+context. The authors have no CIFAR-10 ladder config; the project's is DVP-VAE's CIFAR-10
+architecture without the context [P]. Searched (search_spaces.hierarchical without the fixed keys):
+the Adamax learning rate, weight decay and EMA, and on MNIST and OMNIGLOT the clip and batch size.
 
 The winner is tested on its best-validation EMA weights; ``--set train/test_last_epoch=true``
 tests the last epoch's, as the authors' code does. The smoke budget runs both families on
 Fashion-MNIST with a small network (SMOKE_ARCH) in minutes on a CPU. The paper budget evaluates
-the winner with K = 1000 importance samples (spec 6), each with the T-point grid bound of log p(u),
-over 3 seeds.
+the winner with K = 1000 importance samples (docs/specs/hierarchical.md#6-evaluation), each with the
+T-point grid bound of log p(u), over 3 seeds.
 """
 
 import sys
@@ -35,7 +35,8 @@ PAPER = "dvp_vae"
 LIKELIHOOD = {"mnist": "bernoulli", "omniglot": "bernoulli", "fashion_mnist": "bernoulli",
               "cifar10": "logistic_mixture"}  # fmt: skip
 
-DATA = {  # spec 4: the papers' splits (seed 123); DVP-VAE's CIFAR-10 runs without the flip
+# docs/specs/hierarchical.md#4-data
+DATA = {  # the papers' splits (seed 123); DVP-VAE's CIFAR-10 runs without the flip
     "mnist": {"data/binarize": True, "data/val_size": 5000, "data/split_seed": 123},
     "omniglot": {"data/binarize": True, "data/val_size": 1000, "data/split_seed": 123},
     "cifar10": {"data/pixels": "discrete", "data/val_size": 5000, "data/split_seed": 123},
@@ -50,7 +51,8 @@ CIFAR = {**_FORM, "model/num_ch": 128, "model/block_ch_mult": 0.75,
          "model/latent_scales": "10,8,6,4", "model/latent_width": 3,
          "model/start_scale_at_x": True, "model/enc_blocks": 4, "model/num_mix": 10,
          "model/input_mean": 120.63838, "model/input_std": 64.16736}  # fmt: skip
-CONTEXT = {  # the context and its prior per dataset (spec 3.1, 3.3)
+# docs/specs/hierarchical.md, sections 3.1, 3.3
+CONTEXT = {  # the context and its prior per dataset
     "mnist": {"model/ctx_size": 7, "model/gamma_min": -6.0, "model/gamma_max": 7.0,
               "model/diffusion_steps": 25, "model/unet_channels": 16, "model/unet_blocks": 2,
               "model/unet_dropout": 0.0},
@@ -69,11 +71,13 @@ _SIZES = {
 ARCH = {(d, "ladder"): _SIZES[d] for d in _SIZES} | {
     (d, "dvp_vae"): {**_SIZES[d], **CONTEXT[d]} for d in _SIZES
 }
-"""(dataset, family): the authors' experiment configs (spec 2)."""
+"""(dataset, family): the authors' experiment configs
+(docs/specs/hierarchical.md#2-latent-hierarchies)."""
 
 _ADAMAX = {"train/optimizer": "adamax", "train/lr_schedule": "cosine", "train/ema_rate": 0.999,
            "train/skip_nan_steps": True, "train/loss_scale": "bpd"}  # fmt: skip
-TRAIN = {  # spec 5, DVP-VAE columns; the loss in bits per dim, as the clip thresholds assume
+# docs/specs/hierarchical.md#5-training, DVP-VAE columns
+TRAIN = {  # the loss in bits per dim, as the clip thresholds assume
     "mnist": {**_ADAMAX, "train/lr_cosine_epochs": 300, "train/min_lr": 1e-5,
               "train/lr_warmup_epochs": 2, "train/max_epochs": 300, "train/patience": 150,
               "train/eval_batch_size": 500},

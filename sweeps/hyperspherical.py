@@ -4,7 +4,7 @@ product-space S-VAE (Davidson, Tomczak, Gavves, 2019).
     python sweeps/hyperspherical.py --budget smoke      # minutes on a CPU, Fashion-MNIST
     ray submit cluster/gpu.yaml sweeps/hyperspherical.py --budget paper
 
-Cells (reference hyperspherical.md, sections 6 and 7):
+Cells (docs/specs/hyperspherical.md, sections 6 and 7):
 - ``svae18``: N-VAE and S-VAE at latent (manifold) dimension d = 2, 5, 10, 20, 40 on dynamically
   binarised MNIST (the UAI table); the same grid on Fashion-MNIST is the smoke run.
 - ``psvae19``: every integer partition of d = 5 and d = 9 into spheres on static MNIST; the
@@ -123,7 +123,7 @@ def product_space_code(cell: Cell) -> dict:
     return {**unscaled_pixels(cell), **approx}
 
 
-PROTOCOLS = {  # reference README, switches 4-5
+PROTOCOLS = {  # docs/specs/hyperspherical.md#8-deviations-from-the-authors-code
     "authors": Protocol(
         "the S-VAE authors' data use: MNIST and Fashion-MNIST binarised by the fixed threshold "
         "x > 0 of unscaled pixels (data/svae_no_rescale_255)",

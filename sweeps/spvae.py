@@ -1,5 +1,5 @@
 """The SPVAE paper's sweep (Tan & Peharz, ICML 2019): SPVAE, ConvSPVAE and the VAE / ConvVAE
-baselines on six settings (reference spvae.md).
+baselines on six settings (docs/specs/spvae.md).
 
     python sweeps/spvae.py --budget smoke                    # minutes on a CPU, Fashion-MNIST
     ray submit cluster/gpu.yaml sweeps/spvae.py --budget paper
@@ -7,12 +7,13 @@ baselines on six settings (reference spvae.md).
 
 Cells: 4 models x 6 settings, a setting being a dataset (MNIST, SVHN and CIFAR-10 in greyscale)
 with a likelihood: "perturbed" (Gaussian on noise-perturbed pixels) or "discrete" (Binomial(255)
-on pixels rounded to 256 levels), every image min-max scaled (spec section 3). Fashion-MNIST in
-both settings is the smoke run. What the authors fixed, the cells fix: Adam at 1e-2 for the SP
-models and 1e-3 for the baselines, batch 128, K = 5, sumK = leafK = 2 (spec section 4); the
-search space is the authors' grid (search_spaces.spvae). The ``paper`` budget keeps the authors'
-epoch of 128 batches and their early stopping after 11 epochs without improvement, and evaluates
-the winner with 5,000 importance samples per leaf (spec section 5).
+on pixels rounded to 256 levels), every image min-max scaled
+(docs/specs/spvae.md#3-data-and-preprocessing). Fashion-MNIST in both settings is the smoke run.
+What the authors fixed, the cells fix: Adam at 1e-2 for the SP models and 1e-3 for the baselines,
+batch 128, K = 5, sumK = leafK = 2 (docs/specs/spvae.md#4-training-protocol); the search space is
+the authors' grid (search_spaces.spvae). The ``paper`` budget keeps the authors' epoch of 128
+batches and their early stopping after 11 epochs without improvement, and evaluates the winner with
+5,000 importance samples per leaf (docs/specs/spvae.md#5-evaluation).
 """
 
 import sys
@@ -23,7 +24,8 @@ from sweeps.cli import main
 PAPER = "spvae"
 
 MODELS = {"spvae_vae": 1e-3, "spvae": 1e-2, "spvae_convvae": 1e-3, "convspvae": 1e-2}
-"""The four models and the learning rate the authors fixed for each (spec section 4)."""
+"""The four models and the learning rate the authors fixed for each
+(docs/specs/spvae.md#4-training-protocol)."""
 
 SP_MODELS = ("spvae", "convspvae")
 
@@ -97,12 +99,14 @@ DEFAULT_DATASETS = {"smoke": ["fashion_mnist"], "paper": ["mnist", "svhn", "cifa
 
 
 def svhn_unrounded(cell: Cell) -> dict:
-    """The authors' SVHN script leaves 'discrete' SVHN off the 1/255 grid (spec 3)."""
+    """The authors' SVHN script leaves 'discrete' SVHN off the 1/255 grid
+    (docs/specs/spvae.md#3-data-and-preprocessing)."""
     discrete_svhn = cell.dataset == "svhn" and cell.fixed.get("data/pixels") == "discrete"
     return {"data/spvae_svhn_skip_discretise": True} if discrete_svhn else {}
 
 
-PROTOCOLS = {  # reference README, switches 1-2; the MLPs start as theirs (TF1 variance scaling)
+# docs/specs/spvae.md#9-deviations-from-the-authors-code
+PROTOCOLS = {  # the MLPs start as theirs (TF1 variance scaling)
     "authors": Protocol(
         "the SPVAE authors' data use: training only ever reads the first ~17.4k rows of the "
         "shuffled training array (data/spvae_train_subset), discrete SVHN not rounded",

@@ -1,5 +1,5 @@
-"""The SPVAE paper's low-data experiment (reference spvae.md, section 8): SPVAE and the VAE trained
-on the first 1% ... 90% of the training set, with the configuration fixed per setting.
+"""The SPVAE paper's low-data experiment (docs/specs/spvae.md#8-low-data-experiment): SPVAE and the
+VAE trained on the first 1% ... 90% of the training set, with the configuration fixed per setting.
 
     python sweeps/spvae_lowdata.py --budget smoke            # Fashion-MNIST at 4 fractions
     ray submit cluster/gpu.yaml sweeps/spvae_lowdata.py --budget paper
@@ -25,7 +25,8 @@ FRACTIONS = [i / 100 for i in range(1, 10)] + [i / 10 for i in range(1, 10)]
 SMOKE_FRACTIONS = [0.01, 0.1, 0.5]
 
 CONFIGS = {
-    # (dataset, variant): {family: (hidden_dims, latent_dim)}, spec section 8's table
+    # (dataset, variant): {family: (hidden_dims, latent_dim)}, the table of
+    # docs/specs/spvae.md#8-low-data-experiment
     ("mnist", "perturbed"): {"spvae_vae": ("300,300", 200), "spvae": ("32,32", 25)},
     ("mnist", "discrete"): {"spvae_vae": ("300,300", 200), "spvae": ("32,32", 25)},
     ("svhn", "perturbed"): {"spvae_vae": ("300,300", 100), "spvae": ("32,32", 50)},

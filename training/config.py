@@ -44,9 +44,9 @@ class DataConfig:
     """Dynamic binarisation: each training pixel resampled as Bernoulli(intensity) per batch."""
     hflip: bool = False
     """Random horizontal flip of each training image with probability 1/2, drawn per training
-    batch on the device (the hierarchical VAEs' CIFAR-10 augmentation, hierarchical.md 4);
-    flipped first, then binarised, dequantised (data/logit) or centred. Validation and test
-    images are never flipped."""
+    batch on the device (the hierarchical VAEs' CIFAR-10 augmentation,
+    docs/specs/hierarchical.md#4-data); flipped first, then binarised, dequantised (data/logit) or
+    centred. Validation and test images are never flipped."""
     center: bool = True
     """Continuous data only: subtract the per-pixel training mean (VLAE preprocessing). Ignored
     with data/logit, which always subtracts the mean of the transformed training set."""
@@ -58,8 +58,8 @@ class DataConfig:
     """0: the split above (data/val_fraction, or the dataset's own rule). n > 0: exactly n
     validation images, cut as torch.utils.data.random_split(train, [N - n, n],
     generator=torch.Generator().manual_seed(data/split_seed)) cuts them; with split_seed=123 the
-    hierarchical-VAE authors' split (hierarchical.md 4): MNIST 55k/5k and CIFAR-10 45k/5k
-    (5000), OMNIGLOT N - 1k/1k (1000, instead of its last-1,345 rule). Only for
+    hierarchical-VAE authors' split (docs/specs/hierarchical.md#4-data): MNIST 55k/5k and CIFAR-10
+    45k/5k (5000), OMNIGLOT N - 1k/1k (1000, instead of its last-1,345 rule). Only for
     training.data.VAL_SIZE_DATASETS (fashion_mnist, mnist, omniglot, cifar10); must be below the
     training-set size (checked when the data is loaded)."""
     split_seed: int = 0
@@ -68,8 +68,9 @@ class DataConfig:
     download: bool = False
     """Download missing files into ``root`` (needs network): torchvision's, or the authors' URLs."""
     svae_no_rescale_255: bool = False
-    """S-VAE authors' defect (reference switch 4): their MNIST loaders skip the /255, so x > U(0,1)
-    is the fixed threshold x > 0 on every split. Needs data/binarize=true; mnist, fashion_mnist."""
+    """S-VAE authors' defect (docs/specs/hyperspherical.md#8-deviations-from-the-authors-code):
+    their MNIST loaders skip the /255, so x > U(0,1) is the fixed threshold x > 0 on every split.
+    Needs data/binarize=true; mnist, fashion_mnist."""
     greyscale: bool = False
     """RGB -> one channel by ITU-R 601-2 luma on the uint8 levels, exactly PIL's convert("L"):
     L = (19595 R + 38470 G + 7471 B + 0x8000) >> 16 (SPVAE: SVHN, CIFAR-10). A no-op on
@@ -83,16 +84,19 @@ class DataConfig:
     reflected into [0, 1], then min-max again: the Gaussian likelihood). Not with data/binarize
     or data/center."""
     spvae_svhn_skip_discretise: bool = False
-    """SPVAE authors' SVHN script (spec 3): no rounding after min-max, so 'discrete' SVHN values
-    are off the 1/255 grid. Only with data/dataset=svhn and data/pixels=discrete."""
+    """SPVAE authors' SVHN script (docs/specs/spvae.md#3-data-and-preprocessing): no rounding after
+    min-max, so 'discrete' SVHN values are off the 1/255 grid. Only with data/dataset=svhn and
+    data/pixels=discrete."""
     train_fraction: float = 1.0
     """Keep the first round(train_fraction * N) rows (at least one) of the training split, after
-    the seeded split and the preprocessing (SPVAE low-data experiment's take_frac, spec 8)."""
+    the seeded split and the preprocessing (SPVAE low-data experiment's take_frac,
+    docs/specs/spvae.md#8-low-data-experiment)."""
     spvae_train_subset: bool = False
-    """SPVAE authors' pipeline quirk (spec 4): their iterator restarts at the array's start every
-    128-batch epoch behind a 1,000-image shuffle buffer, so training only ever sees the first
-    16,384 + 1,000 rows. True keeps the first 17,384 (training.images.SPVAE_SUBSET_ROWS)
-    training rows, after data/train_fraction; False (default) trains on the whole split."""
+    """SPVAE authors' pipeline quirk (docs/specs/spvae.md#4-training-protocol): their iterator
+    restarts at the array's start every 128-batch epoch behind a 1,000-image shuffle buffer, so
+    training only ever sees the first 16,384 + 1,000 rows. True keeps the first 17,384
+    (training.images.SPVAE_SUBSET_ROWS) training rows, after data/train_fraction; False (default)
+    trains on the whole split."""
 
     validation: str = "split"
     """Which images select the model and stop training early: 'split' (the project's protocol: a
@@ -101,17 +105,18 @@ class DataConfig:
     the whole training split and validate on the test set, as their code does)."""
 
     logit: bool = False
-    """The VLAE authors' optional "Gaussian + logit" pixels (reference vlae.md 7; their README
-    says the paper did not use it): x' = (255 x + u) / 256 with fresh u ~ U(0, 1) noise for every
-    training batch, x'' = lam + (1 - 2 lam) x', logit(x''), minus the per-pixel mean of the
-    equally transformed training set. It replaces data/center's plain centring (data/center's
-    value does not matter then); validation and test are transformed once, with noise drawn from
-    data/split_seed. Continuous grey levels only: not with data/binarize or data/pixels other
-    than 'continuous'."""
+    """The VLAE authors' optional "Gaussian + logit" pixels
+    (docs/specs/vlae.md#7-data-and-preprocessing; their README says the paper did not use it):
+    x' = (255 x + u) / 256 with fresh u ~ U(0, 1) noise for every training batch,
+    x'' = lam + (1 - 2 lam) x', logit(x''), minus the per-pixel mean of the equally transformed
+    training set. It replaces data/center's plain centring (data/center's value does not matter
+    then); validation and test are transformed once, with noise drawn from data/split_seed.
+    Continuous grey levels only: not with data/binarize or data/pixels other than 'continuous'."""
     logit_lambda: float = 0.05
     """lam of data/logit, in [LOGIT_LAMBDA_MIN, 0.5): the authors' HEAD uses 0.05 everywhere,
-    their first commits 1e-6 (reference vlae.md 7). Not below 1e-6: float32 resolves 1 - lam ever
-    more coarsely, and below ~6e-8 rounds it to 1, where the brightest pixels' logit is infinite."""
+    their first commits 1e-6 (docs/specs/vlae.md#7-data-and-preprocessing). Not below 1e-6: float32
+    resolves 1 - lam ever more coarsely, and below ~6e-8 rounds it to 1, where the brightest pixels'
+    logit is infinite."""
 
     def __post_init__(self):
         if self.dataset not in DATASETS:

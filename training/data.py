@@ -34,8 +34,8 @@ flat .gz layout above); CIFAR-10's archive is kept in the root and unpacked next
 download (no network, HTTP error, truncated, a checksum that differs) is a DatasetError naming the
 URL and the cause, and leaves no file behind.
 
-Splits and binarisation per dataset (reference hyperspherical.md section 5; spvae.md section 3;
-hierarchical.md section 4):
+Splits and binarisation per dataset (docs/specs/hyperspherical.md, section 5;
+docs/specs/spvae.md, section 3; docs/specs/hierarchical.md, section 4):
 
     fashion_mnist, mnist  seeded validation split of ``data/val_fraction`` of the training set
                           (or of ``data/val_size`` images, below); grey levels /255;
@@ -53,8 +53,9 @@ hierarchical.md section 4):
                           (FREY_SPLIT; the authors re-draw it every run); grey levels /255, shape
                           [1, 28, 20]; continuous (data/binarize would binarise it dynamically).
     svhn                  train file / the first SVHN_N_VAL (26,032) images of the extra file
-                          (all of it if it holds fewer) / test file (SPVAE spec 3); uint8 RGB
-                          [3, 32, 32]; only that start of the 1.3 GB extra file is kept.
+                          (all of it if it holds fewer) / test file
+                          (docs/specs/spvae.md#3-data-and-preprocessing); uint8 RGB [3, 32, 32];
+                          only that start of the 1.3 GB extra file is kept.
     cifar10               seeded ``data/val_fraction`` split (the SPVAE cells: 0.2, 40k/10k) or
                           ``data/val_size`` images (the hierarchical VAEs: 5,000, 45k/5k);
                           uint8 RGB [3, 32, 32].
@@ -67,8 +68,8 @@ split: MNIST 55,000/5,000 (n = 5,000), CIFAR-10 45,000/5,000 (5,000), OMNIGLOT N
 (1,000, replacing the last-1,345 rule). It replaces data/val_fraction; the datasets whose files
 carry their own split (FILES_SPLIT) and Frey Faces refuse it.
 
-``data/hflip`` (the hierarchical VAEs' CIFAR-10 augmentation, hierarchical.md section 4): each
-training image of a batch is mirrored left-right with probability 1/2, drawn per batch on the
+``data/hflip`` (the hierarchical VAEs' CIFAR-10 augmentation, docs/specs/hierarchical.md#4-data):
+each training image of a batch is mirrored left-right with probability 1/2, drawn per batch on the
 device by Data.train_batch (torch's default generator there, like dynamic binarisation), before
 binarisation, dequantisation or centring (a centred image is flipped about its uncentred levels);
 validation and test images are never flipped.
@@ -79,9 +80,10 @@ levels in [0, 1] -> data/minmax -> data/pixels -> data/train_fraction, data/spva
 (those transforms in training.images) -> binarisation, centring (data/center) or the logit
 transform -> the device.
 
-The logit transform (data/logit, VLAE reference section 7; continuous grey levels only):
-x' = (255 x + u) / 256, u ~ U(0, 1) -> x'' = lam + (1 - 2 lam) x' (lam = data/logit_lambda) ->
-logit(x''), minus the per-pixel mean of the transformed training set (this replaces data/center).
+The logit transform (data/logit, docs/specs/vlae.md#7-data-and-preprocessing; continuous grey
+levels only): x' = (255 x + u) / 256, u ~ U(0, 1) -> x'' = lam + (1 - 2 lam) x'
+(lam = data/logit_lambda) -> logit(x''), minus the per-pixel mean of the transformed training set
+(this replaces data/center).
 Data keeps the training grey levels (``train_levels``) and re-draws u for every training batch;
 ``train`` is one seeded draw of the transformed, centred training set (what the Gaussian head's
 variance is initialised from), ``pixel_mean`` its mean before centring; validation and test are
@@ -218,8 +220,9 @@ def load_data(cfg, device: torch.device | str = "cpu", read=read_images) -> Data
         raw = tuple(greyscale(s) for s in raw)
     binarize_train = cfg.binarize and not spec.binary  # binary data are never resampled
     if cfg.binarize and cfg.svae_no_rescale_255:
-        # The S-VAE loaders' defect (reference switch 4): x > U(0,1) on unscaled 0..255 pixels,
-        # i.e. the fixed threshold x > 0 on every split, never resampled.
+        # The S-VAE loaders' defect
+        # (docs/specs/hyperspherical.md#8-deviations-from-the-authors-code): x > U(0,1) on unscaled
+        # 0..255 pixels, i.e. the fixed threshold x > 0 on every split, never resampled.
         train, val, test = ((s > 0).to(torch.float32) for s in raw)
         binarize_train = False
     else:
@@ -287,8 +290,9 @@ def to_unit(images: Tensor) -> Tensor:
 
 
 def binarise_evaluation(dataset: str, val: Tensor, test: Tensor, g: torch.Generator):
-    """Validation and test images binarised once (reference switch 17), so every evaluation sees
-    the same images; training batches are binarised afresh by Data.train_batch."""
+    """Validation and test images binarised once (docs/specs/hyperspherical.md#4-evaluation), so
+    every evaluation sees the same images; training batches are binarised afresh by
+    Data.train_batch."""
     if dataset == "omniglot":
         # The authors' one-off binarisation: numpy's legacy stream seeded 777, validation then
         # test (so the test images are the authors' own, whatever the shuffle).

@@ -30,8 +30,8 @@ OMNIGLOT_N_VAL = 1345
 FREY_SPLIT = (1565, 200, 200)
 """Frey Faces train / validation / test sizes (the file holds exactly their sum, 1,965)."""
 SVHN_N_VAL = 26032
-"""SVHN validation images: the first ones of extra_32x32.mat (SPVAE spec 3), as many as the test
-set."""
+"""SVHN validation images: the first ones of extra_32x32.mat
+(docs/specs/spvae.md#3-data-and-preprocessing), as many as the test set."""
 
 
 CIFAR_SIDE = 32

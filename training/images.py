@@ -1,7 +1,8 @@
-"""The pixel transforms of the data pipeline: the SPVAE paper's preprocessing (reference
-spvae.md, 3) and the VLAE authors' logit transform (vlae.md, 7). Torch tensors [N, C, H, W] in,
-tensors out; training.data.load_data applies them in this order, after the split and before
-binarisation or centring (each a DataConfig key, all off by default):
+"""The pixel transforms of the data pipeline: the SPVAE paper's preprocessing
+(docs/specs/spvae.md#3-data-and-preprocessing) and the VLAE authors' logit transform
+(docs/specs/vlae.md#7-data-and-preprocessing). Torch tensors [N, C, H, W] in, tensors out;
+training.data.load_data applies them in this order, after the split and before binarisation or
+centring (each a DataConfig key, all off by default):
 
     data/greyscale       uint8 RGB -> uint8 luma, bit for bit PIL's Image.convert("L")
     (grey levels / 255)
@@ -9,16 +10,18 @@ binarisation or centring (each a DataConfig key, all off by default):
     data/pixels          "discrete": round(255 x) / 255 (Binomial(255) likelihood);
                          "perturbed": + N(0, 1/255^2) noise, reflected into [0, 1], min-max again
                          (Gaussian likelihood); noise drawn once per split, seeded
-    data/train_fraction  the first rows of the training split (low-data experiment, spec 8)
-    data/spvae_train_subset  at most the first SPVAE_SUBSET_ROWS of them (spec 4)
+    data/train_fraction  the first rows of the training split (low-data experiment,
+                         docs/specs/spvae.md#8-low-data-experiment)
+    data/spvae_train_subset  at most the first SPVAE_SUBSET_ROWS of them
+                         (docs/specs/spvae.md#4-training-protocol)
 
 Then, instead of data/center's plain centring, the logit transform (data/logit):
 logit_dequantise below, whose training-set mean training.data subtracts from every split;
 training batches are re-dequantised on each draw.
 
 Per training batch, on the device (training.data.Data.train_batch): data/hflip's random_hflip,
-the hierarchical VAEs' CIFAR-10 augmentation (hierarchical.md section 4), before binarisation or
-dequantisation.
+the hierarchical VAEs' CIFAR-10 augmentation (docs/specs/hierarchical.md#4-data), before
+binarisation or dequantisation.
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ PIXELS = ("continuous", "discrete", "perturbed")
 """data/pixels values: as read; on the 1/255 grid (Binomial); noise-perturbed (Gaussian)."""
 SPVAE_SUBSET_ROWS = 16384 + 1000
 """Training rows the SPVAE authors' pipeline ever reads: one 128-batch epoch (16,384 images)
-through a 1,000-element shuffle buffer, restarted from the array's start every epoch (spec 4)."""
+through a 1,000-element shuffle buffer, restarted from the array's start every epoch
+(docs/specs/spvae.md#4-training-protocol)."""
 LUMA = (19595, 38470, 7471)
 """ITU-R 601-2 luma weights (0.299, 0.587, 0.114) times 2^16, as in PIL's RGB -> L conversion."""
 
@@ -68,8 +72,9 @@ def discretise(x: Tensor) -> Tensor:
 
 
 def perturb(x: Tensor, g: torch.Generator) -> Tensor:
-    """The SPVAE 'perturbed' pixels (spec 3): x + N(0, (1/255)^2) noise, values below 0 reflected
-    to -x and above 1 to 2 - x, then per-image min-max scaling again."""
+    """The SPVAE 'perturbed' pixels (docs/specs/spvae.md#3-data-and-preprocessing):
+    x + N(0, (1/255)^2) noise, values below 0 reflected to -x and above 1 to 2 - x, then per-image
+    min-max scaling again."""
     x = x + torch.randn(x.shape, generator=g) / 255
     x = torch.where(x < 0, -x, x)
     x = torch.where(x > 1, 2 - x, x)
@@ -102,9 +107,9 @@ def scale_pixels(cfg, splits: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
 def logit_dequantise(
     x: Tensor, lam: float, generator: torch.Generator | None = None, noise: Tensor | None = None
 ) -> Tensor:
-    """The VLAE authors' "Gaussian + logit" pixels (reference vlae.md, 7; their datasets.py):
-    x' = (255 x + u) / 256 with u ~ U(0, 1) per pixel (uniform dequantisation of the 1/255 grid),
-    x'' = lam + (1 - 2 lam) x', then logit(x'') = log(x'' / (1 - x'')).
+    """The VLAE authors' "Gaussian + logit" pixels (docs/specs/vlae.md#7-data-and-preprocessing;
+    their datasets.py): x' = (255 x + u) / 256 with u ~ U(0, 1) per pixel (uniform dequantisation of
+    the 1/255 grid), x'' = lam + (1 - 2 lam) x', then logit(x'') = log(x'' / (1 - x'')).
 
     x: grey levels in [0, 1], any shape, on any device; the noise is drawn there from
     ``generator`` (a generator of that device; None = torch's default one), or taken from
@@ -123,8 +128,9 @@ def logit_dequantise(
 
 
 def train_rows(cfg, train: Tensor) -> Tensor:
-    """The first round(data/train_fraction * N) training rows (at least one; spec 8's take_frac),
-    then at most SPVAE_SUBSET_ROWS of them with data/spvae_train_subset (spec 4)."""
+    """The first round(data/train_fraction * N) training rows (at least one; the take_frac of
+    docs/specs/spvae.md#8-low-data-experiment), then at most SPVAE_SUBSET_ROWS of them with
+    data/spvae_train_subset (docs/specs/spvae.md#4-training-protocol)."""
     n = max(1, round(cfg.train_fraction * train.shape[0]))
     if cfg.spvae_train_subset:
         n = min(n, SPVAE_SUBSET_ROWS)

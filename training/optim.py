@@ -1,7 +1,7 @@
 """What the trainer steps with: the optimiser, the learning-rate schedule, the EMA of the weights,
 and the rule for skipping a step. All off (plain Adam, a constant rate, no EMA, no skipping)
-unless a TrainConfig key says otherwise; the hierarchical VAEs' settings (reference
-hierarchical.md, 5) are what they are for.
+unless a TrainConfig key says otherwise; the hierarchical VAEs' settings
+(docs/specs/hierarchical.md#5-training) are what they are for.
 
     train/optimizer       adam | adamw | adamax, with train/weight_decay (eps 1e-8 throughout)
     train/lr_schedule     constant | cosine: per epoch from train/lr down to train/min_lr over

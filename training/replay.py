@@ -8,7 +8,7 @@ hardware it ran on; its ``curves`` rows hold each epoch's metrics. The replay tr
 number of epochs as the trial (a pruned trial's too: the epochs stop there, train/max_epochs is
 left as it ran, since a schedule may depend on it), with torch's thread count set to the trial's,
 and compares every metric of every epoch bit for bit. On a CPU, the same hardware and thread count
-give the same curve; on a GPU they need not (README, "Replay a trial").
+give the same curve; on a GPU they need not (docs/running-sweeps.md#replaying-a-trial).
 
 Exit code: 0 when every metric of every epoch is identical, 1 when one differs (or the replay
 diverged or stopped where the trial did not), 2 on bad input (one ``error:`` line).

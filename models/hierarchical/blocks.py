@@ -1,5 +1,5 @@
-"""The residual blocks of the top-down hierarchical VAEs (reference hierarchical.md, 1.2-1.3; the
-authors' utils/nn.py and utils/vae_layers.py, shared by DCT-VAE and DVP-VAE).
+"""The residual blocks of the top-down hierarchical VAEs (docs/specs/hierarchical.md, sections
+1.2-1.3; the authors' utils/nn.py and utils/vae_layers.py, shared by DCT-VAE and DVP-VAE).
 
     EncoderBlock   pre-activation bottleneck: [act, 1x1 in->hid], 2 x [act, 3x3 hid->hid],
                    [act, 1x1 hid->out]; hid = in * block_ch_mult
@@ -11,8 +11,9 @@ the channels change, and beta the gate: ``gate="learned"``, a learned scalar tha
 (DCT-VAE's _ResBlock: every residual block starts as its skip path), or ``gate="one"``, beta
 fixed at 1 (DVP-VAE's _ResBlock, where it is a frozen parameter). Without, it returns net(x)
 (DCT-VAE's prior and posterior nets). DCT-VAE's prior nets use "1x5", its authors' default mode:
-the parameter counts of spec 8 are those of "1x5" prior nets and "2x3" posterior and state nets
-(tests/test_hierarchical.py); DVP-VAE's configs set "2x3" everywhere.
+the parameter counts of docs/specs/hierarchical.md#8-parameter-counts are those of "1x5" prior nets
+and "2x3" posterior and state nets (tests/test_hierarchical.py); DVP-VAE's configs set "2x3"
+everywhere.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The DCT context of DCT-VAE and DVP-VAE (reference hierarchical.md, 3.1).
+"""The DCT context of DCT-VAE and DVP-VAE (docs/specs/hierarchical.md#31-dct-context).
 
 The context u of an image x in [0, 1] is its top-left k x k block of 2-D DCT-II coefficients per
 channel, each divided by a per-coefficient scale from the training set and clamped to [-1, 1];

@@ -1,5 +1,5 @@
-"""DCT-VAE (Kuzina & Tomczak, arXiv 2302.09976; reference hierarchical.md, 3.1, 3.2, 3.4): the
-Ladder VAE with a deterministic context u on top, u = the b-bit quantised, normalised top-left
+"""DCT-VAE (Kuzina & Tomczak, arXiv 2302.09976; docs/specs/hierarchical.md, sections 3.1, 3.2, 3.4):
+the Ladder VAE with a deterministic context u on top, u = the b-bit quantised, normalised top-left
 k x k DCT-II coefficients of x, and a discrete-time diffusion prior over u.
 
     q(u | x) = delta(u(x)),  p(x, z, u) = p(x | z, u) prod_l p(z_l | z_>l, u) p_DDPM(u)
@@ -12,11 +12,12 @@ diffusion prior's -log p(u) bound is one step per example in training (times T),
 validation (models.hierarchical.ddpm); ``log_likelihood`` adds log p(u) estimated once per image
 from ``test_repeats`` draws.
 
-Deviations (README): u is computed from the image the model is given, i.e. from the binarised
-image under dynamic binarisation; the authors compute it from the grey levels in their data
-loader (information the binarised likelihood does not model). log p(u) is estimated once per test
-image and shared by the k importance samples, not re-estimated inside each of them: the same
-estimator in expectation, k times cheaper. The authors' unused ``y_block`` conv is not built.
+Deviations (docs/specs/hierarchical.md#10-deviations-from-the-authors-code): u is computed from the
+image the model is given, i.e. from the binarised image under dynamic binarisation; the authors
+compute it from the grey levels in their data loader (information the binarised likelihood does not
+model). log p(u) is estimated once per test image and shared by the k importance samples, not
+re-estimated inside each of them: the same estimator in expectation, k times cheaper. The authors'
+unused ``y_block`` conv is not built.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""DCT-VAE's prior over its quantised context: a discrete-time diffusion model (reference
-hierarchical.md, 3.2; Ho et al. 2020; the authors' model/ddgm.py, class DiffusionPrior).
+"""DCT-VAE's prior over its quantised context: a discrete-time diffusion model
+(docs/specs/hierarchical.md#32-dct-vae-prior-discrete-time-diffusion; Ho et al. 2020; the authors'
+model/ddgm.py, class DiffusionPrior).
 
 Forward process on u (values on the 2^b bin centres in [-1, 1]), steps i = 0 ... T-1:
 x_i = sqrt(abar_i) u + sqrt(1 - abar_i) eps, abar_i = prod_{j <= i} (1 - beta_j). The reverse

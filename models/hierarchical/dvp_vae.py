@@ -1,6 +1,6 @@
 """DVP-VAE, the hierarchical VAE with a diffusion-based VampPrior (Kuzina & Tomczak, TMLR 2024;
-reference hierarchical.md, 1 (DVP-VAE column), 3.1, 3.3, 3.4): the Ladder VAE in its DVP form
-with a stochastic context u on top.
+docs/specs/hierarchical.md, sections 1 (the DVP-VAE column), 3.1, 3.3, 3.4): the Ladder VAE
+in its DVP form with a stochastic context u on top.
 
     q(u | x) = N(u; DCT_norm(x), diag sigma_u^2),  p(x, z, u) = p(x|z) prod_l p(z_l|z_>l, u) p(u)
     ELBO     = E_q[log p(x | z)] - sum_l KL(q(z_l | z_>l, x) || p(z_l | z_>l, u))
@@ -15,7 +15,8 @@ input; it reaches q only through the state the prior net updates. p(u) is the co
 diffusion model of models.hierarchical.vdm; training and validation draw one t per example, a
 test pass (``log_likelihood``) averages T stratified points (``test_grid``). Each importance
 sample of the test NLL draws its own u ~ q(u | x), so its weight is log p(x|z) + sum_l log
-p(z_l)/q(z_l) + log p(u) - log q(u | x), with log p(u) by that T-point bound (spec 6).
+p(z_l)/q(z_l) + log p(u) - log q(u | x), with log p(u) by that T-point bound
+(docs/specs/hierarchical.md#6-evaluation).
 
 The backbone's DVP form (models.hierarchical.ladder, the defaults below): constant-ones initial
 state, posterior nets on (s_enc + s) / sqrt(2), residual prior and posterior nets with 1x1 skips
@@ -23,10 +24,10 @@ and zero-initialised last convs, residual gates fixed at 1, "2x3" prior nets, bi
 log-variances clamped to [-10, 1], and the latent-aggregation output path. The Ladder baseline of
 the DVP-VAE paper is the "ladder" family with the same keys (sweeps/dvp_vae.py).
 
-Deviations (README): u is computed from the image the model is given (the binarised one under
-dynamic binarisation; the authors' loader uses the grey levels). The active units leave u out, as
-its authors do. Not built, because nothing reads them: the authors' last layer's z projection and
-state block under latent aggregation.
+Deviations (docs/specs/hierarchical.md#10-deviations-from-the-authors-code): u is computed from the
+image the model is given (the binarised one under dynamic binarisation; the authors' loader uses the
+grey levels). The active units leave u out, as its authors do. Not built, because nothing reads
+them: the authors' last layer's z projection and state block under latent aggregation.
 """
 
 from __future__ import annotations

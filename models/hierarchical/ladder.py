@@ -1,5 +1,6 @@
 """The top-down hierarchical VAE of Kuzina & Tomczak, which alone is the Ladder VAE baseline
-(reference hierarchical.md, section 1; the authors' model/encoder.py and model/decoder.py).
+(docs/specs/hierarchical.md#1-top-down-backbone; the authors' model/encoder.py and
+model/decoder.py).
 
 A deterministic bottom-up encoder gives one feature map per latent layer; a top-down decoder
 state s is shared by the prior and the posterior. From the top latent down, per layer l:
@@ -26,9 +27,10 @@ Initialisation as the authors': the prior net's last conv is zero (every prior s
 N(0, 1) after the clamp, and h = 0), the posterior net's last conv weights uniform(-1, 1), and the
 last conv of each layer's state block and the z projection scaled by sqrt(1 / L) (L latents).
 
-Deviations (README): the importance weights of ``log_likelihood`` are log p(x|z) + log p(z) -
-log q(z) at the sampled z, the intended IWAE; the authors' estimator log-mean-exps ELBOs whose
-KLs are the analytic ones (``iwae_weights="authors"``), which is no importance weight.
+Deviations (docs/specs/hierarchical.md#10-deviations-from-the-authors-code): the importance weights
+of ``log_likelihood`` are log p(x|z) + log p(z) - log q(z) at the sampled z, the intended IWAE; the
+authors' estimator log-mean-exps ELBOs whose KLs are the analytic ones (``iwae_weights="authors"``),
+which is no importance weight.
 """
 
 from __future__ import annotations
@@ -428,8 +430,9 @@ class LadderVAE(nn.Module):
 
     @torch.no_grad()
     def log_likelihood(self, x: Tensor, k: int, max_rows: int = DEFAULT_MAX_ROWS) -> Tensor:
-        """log (1/k) sum_k w_k over k full stochastic passes [B] (spec 6), chunked over k; always
-        of the evaluation-mode model (no dropout, no context dither), whatever its mode."""
+        """log (1/k) sum_k w_k over k full stochastic passes [B]
+        (docs/specs/hierarchical.md#6-evaluation), chunked over k; always of the evaluation-mode
+        model (no dropout, no context dither), whatever its mode."""
         chunk = max(1, max_rows // x.shape[0])
         was_training = self.training
         self.eval()

@@ -7,12 +7,12 @@ Sinusoidal step embedding -> Linear, SiLU, Linear (width = ``channels``, the aut
 than guided-diffusion's x4); a 3x3 stem; per level of ``mult``, ``blocks`` residual blocks then a
 strided 3x3 convolution (not after the last level); a middle of residual block, self-attention,
 residual block (the middle always attends, even with no attention resolutions: as in the
-authors' code, so the parameter counts of reference hierarchical.md 8 hold); the mirror image
-upwards with skip connections (``blocks + 1`` residual blocks per level, nearest-neighbour
-upsampling and a 3x3 convolution); GroupNorm(16), SiLU and a zero-initialised 3x3 output conv.
-Each residual block: GroupNorm(16), SiLU, 3x3 conv; the step embedding as a scale and shift of
-the second GroupNorm (``use_scale_shift_norm``); SiLU, dropout, zero-initialised 3x3 conv; a 1x1
-skip where the width changes. Every width must be a multiple of 16 (the group count).
+authors' code, so the parameter counts of docs/specs/hierarchical.md#8-parameter-counts hold); the
+mirror image upwards with skip connections (``blocks + 1`` residual blocks per level,
+nearest-neighbour upsampling and a 3x3 convolution); GroupNorm(16), SiLU and a zero-initialised 3x3
+output conv. Each residual block: GroupNorm(16), SiLU, 3x3 conv; the step embedding as a scale and
+shift of the second GroupNorm (``use_scale_shift_norm``); SiLU, dropout, zero-initialised 3x3 conv;
+a 1x1 skip where the width changes. Every width must be a multiple of 16 (the group count).
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""DVP-VAE's prior over its context: a continuous-time variational diffusion model (reference
-hierarchical.md, 3.3; Kingma et al. 2021; the DVP-VAE authors' model/ddgm.py, ``cont_time``).
+"""DVP-VAE's prior over its context: a continuous-time variational diffusion model
+(docs/specs/hierarchical.md#33-dvp-vae-prior-continuous-time-diffusion; Kingma et al. 2021; the
+DVP-VAE authors' model/ddgm.py, ``cont_time``).
 
 Noise schedule gamma(t) = gamma_min + (gamma_max - gamma_min) t on t in [0, 1], fixed;
 alpha_t^2 = sigmoid(-gamma(t)), sigma_t^2 = sigmoid(gamma(t)), z_t = alpha_t u + sigma_t eps.
@@ -20,9 +21,10 @@ largest (small-noise data tells least about its noise), so it is biased low and 
 ``sample`` runs T ancestral steps of the model's reverse process q(z_s | z_t, u = u_hat), u_hat
 clamped to [-1, 1], then draws u from p(u | z_0).
 
-Deviations (README): the test grid (DVPVAEConfig.test_grid); the authors' sampler returns z_0
-itself, ours draws u ~ p(u | z_0) = N(z_0 / alpha_0, e^gamma_min), the distribution L_0 scores
-(at gamma_min = -6 they differ by a factor alpha_0 = 0.9988 and noise of std 0.05).
+Deviations (docs/specs/hierarchical.md#10-deviations-from-the-authors-code): the test grid
+(DVPVAEConfig.test_grid); the authors' sampler returns z_0 itself, ours draws
+u ~ p(u | z_0) = N(z_0 / alpha_0, e^gamma_min), the distribution L_0 scores (at gamma_min = -6
+they differ by a factor alpha_0 = 0.9988 and noise of std 0.05).
 """
 
 from __future__ import annotations

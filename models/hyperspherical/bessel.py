@@ -2,7 +2,7 @@
 (CPU and CUDA, float32 and float64 in, computed in float64 inside):
 
     log_ive(v, k)      log(I_v(k) e^-k); finite where ive underflows (v = 250, k = 1e-3)
-    ive(v, k)          I_v(k) e^-k, the reference's op (scipy.special.ive)
+    ive(v, k)          I_v(k) e^-k, the authors' op (scipy.special.ive)
     bessel_ratio(v, k) I_{v+1}(k) / I_v(k); A_m(k) with v = m/2 - 1
     log_hyp0f1(v, k)   log 0F1(; v+1; k^2/4) = log(Gamma(v+1) (2/k)^v I_v(k)); gives KL(vMF || U)
                        without cancellation as k -> 0
@@ -42,8 +42,10 @@ from torch import Tensor
 # to 3e-7 relative for x <= 1e4 (1.5e-5 at x = 1e5: there it is an O(1/x^2) difference of O(1/x)
 # terms).
 # Derivatives in x from the same ratio r = I_{v+1}/I_v:
-#     d/dx log I_v = r + v/x   (so d ive/dx = ive (r + v/x - 1), identical to the reference's
-#                               ive(v-1) - ive(v) (v + x)/x by I_{v-1} = I_{v+1} + (2v/x) I_v)
+#     d/dx log I_v = r + v/x   (so d ive/dx = ive (r + v/x - 1), identical to the
+#                               ive(v-1) - ive(v) (v + x)/x of
+#                               docs/specs/hyperspherical.md#14-bessel-function-and-its-gradient
+#                               by I_{v-1} = I_{v+1} + (2v/x) I_v)
 #     d/dx r       = 1 - r^2 - (2v + 1) r / x
 #     d/dx log 0F1 = r.
 
@@ -201,7 +203,9 @@ class _Ive(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
-        x, value, ratio = ctx.saved_tensors  # = ive(v-1) - ive(v) (v + x)/x, reference 1.4
+        x, value, ratio = ctx.saved_tensors
+        # slope = ive(v-1) - ive(v) (v + x)/x
+        # (docs/specs/hyperspherical.md#14-bessel-function-and-its-gradient)
         slope = value * (ratio + ctx.v / x.to(torch.float64) - 1)
         return grad * slope.to(grad.dtype), None
 
@@ -227,8 +231,9 @@ def ive(v: float, kappa: Tensor) -> Tensor:
 
 
 def _ratio_approx(v: float, kappa: Tensor) -> Tensor:
-    """The product-space code's approximation of I_{v+1}/I_v (reference section 1.3, whose v is
-    our v + 1): the mean of the bounds B_0 and B_2 of Ruiz-Antolin and Segura."""
+    """The product-space code's approximation of I_{v+1}/I_v
+    (docs/specs/hyperspherical.md#13-bessel-ratio, whose v is our v + 1): the mean of the bounds B_0
+    and B_2 of Ruiz-Antolin and Segura."""
     nu = v + 1
 
     def bound(a: float) -> Tensor:
@@ -242,7 +247,8 @@ def _ratio_approx(v: float, kappa: Tensor) -> Tensor:
 def bessel_ratio(v: float, kappa: Tensor, approx: bool = False) -> Tensor:
     """I_{v+1}(kappa) / I_v(kappa); with v = m/2 - 1 this is A_m(kappa), the mean resultant
     length of a vMF in R^m. Exact by default (the UAI library); ``approx=True`` is the
-    product-space code's closed-form approximation (reference section 1.3)."""
+    product-space code's closed-form approximation
+    (docs/specs/hyperspherical.md#13-bessel-ratio)."""
     v = _check_order(v)
     if approx:
         return _ratio_approx(v, kappa.to(torch.float64)).to(kappa.dtype)

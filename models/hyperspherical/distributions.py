@@ -1,5 +1,6 @@
 """Distributions on the unit sphere: the von Mises-Fisher posterior and the uniform prior of the
-hyperspherical VAEs (Davidson et al. 2018; reference: hyperspherical.md section 1).
+hyperspherical VAEs (Davidson et al. 2018;
+docs/specs/hyperspherical.md#1-the-von-mises-fisher-distribution).
 
 Dimension convention: ``m`` is always the *ambient* dimension. A vMF or uniform distribution with
 ``m`` lives on the sphere S^{m-1} in R^m (the papers' "S^d" is m = d + 1). The Bessel order of a
@@ -34,7 +35,8 @@ def log_sphere_area(m: int) -> float:
 
 
 def log_vmf_normaliser(m: int, kappa: Tensor) -> Tensor:
-    """log C_m(kappa) of the vMF in R^m; derivative -A_m(kappa). Reference section 1.1 writes it
+    """log C_m(kappa) of the vMF in R^m; derivative -A_m(kappa).
+    docs/specs/hyperspherical.md#11-density-and-normaliser writes it
     (m/2 - 1) log kappa - (m/2) log 2 pi - (kappa + log ive(m/2 - 1, kappa)); computed here as the
     equal -log|S^{m-1}| - log 0F1(; m/2; kappa^2/4), whose value and gradient do not cancel as
     kappa -> 0."""
@@ -72,15 +74,15 @@ class VonMisesFisher(Distribution):
 
     ``rsample`` is Wood's (1994) rejection sampler, vectorised, reparameterised through the
     accepted w(eps, kappa) and a Householder reflection, without the score-function correction
-    term (reference sections 1.5-1.6). Parameters are checked at construction whatever
-    ``validate_args`` says: kappa must be finite and positive, loc unit-norm.
+    term (docs/specs/hyperspherical.md, sections 1.5-1.6). Parameters are checked at construction
+    whatever ``validate_args`` says: kappa must be finite and positive, loc unit-norm.
     """
 
     arg_constraints = {"loc": constraints.real_vector, "scale": constraints.positive}
     support = sphere
     has_rsample = True
     proposals = 4
-    """Beta proposals per row per round of the rejection sampler. The reference uses 20; the law
+    """Beta proposals per row per round of the rejection sampler. The authors' code uses 20; the law
     of the samples does not depend on it. Wood's acceptance rate is >= 0.65 for every m and
     kappa, so 4 leave ~1% of the rows to a second round and cost ~2x less on a CPU than 20."""
 
@@ -215,10 +217,11 @@ def _sample_one_minus_w(kappa: Tensor, m: int, proposals: int) -> Tensor:
         log_large = torch.logaddexp(torch.log1p(-r), torch.log(r) - 2 * k_large) / k_large
         return -torch.where(kappa < 1, log_small, log_large)
     # Wood's envelope parameter b = (-2 kappa + c) / (m - 1), written without the cancellation
-    # at large kappa. The reference instead blends in b_app = (m - 1) / (4 kappa) for kappa > 10;
-    # with any b but this one the acceptance ratio exceeds 1 somewhere (4ab/(1+b) != m - 1) and
-    # the samples are biased unless kappa >> m: at m = 50, kappa = 50 the mean of w comes out 35
-    # standard errors low in 20000 samples (KS p ~ 1e-227); see test_wood_b_is_exact.
+    # at large kappa. The authors' code instead blends in b_app = (m - 1) / (4 kappa) for
+    # kappa > 10; with any b but this one the acceptance ratio exceeds 1 somewhere
+    # (4ab/(1+b) != m - 1) and the samples are biased unless kappa >> m: at m = 50, kappa = 50 the
+    # mean of w comes out 35 standard errors low in 20000 samples (KS p ~ 1e-227); see
+    # test_wood_b_is_exact.
     m1 = m - 1
     c = torch.sqrt(4 * kappa * kappa + m1 * m1)
     b = m1 / (2 * kappa + c)

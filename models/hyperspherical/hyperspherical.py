@@ -1,15 +1,17 @@
-"""Hyperspherical VAEs and their Gaussian baseline (reference: hyperspherical.md, sections 2-3).
+"""Hyperspherical VAEs and their Gaussian baseline (docs/specs/hyperspherical.md, sections 2-3).
 
     "svae"   S-VAE (Davidson et al. 2018): one von Mises-Fisher posterior on S^d, uniform prior.
     "psvae"  product-space S-VAE (Davidson et al. 2019): z = (z_1, ..., z_K), z_i on S^{d_i}.
     "nvae"   N-VAE: the Gaussian baseline of the same papers on the same MLP (not the NVAE of
              Vahdat & Kautz 2020), with a diagonal, single shared or full covariance.
 
-Dimension convention (reference 2.1): ``latent_dim`` is the *manifold* dimension. A sphere S^d lives
-in R^(d+1), so the UAI "d = 10" S-VAE has an 11-dimensional ambient latent, and a product of spheres
-(d_1, ..., d_K) feeds sum_i (d_i + 1) numbers to the decoder. The N-VAE with latent_dim d uses R^d.
+Dimension convention (docs/specs/hyperspherical.md#21-dimension-convention): ``latent_dim`` is the
+*manifold* dimension. A sphere S^d lives in R^(d+1), so the UAI "d = 10" S-VAE has an 11-dimensional
+ambient latent, and a product of spheres (d_1, ..., d_K) feeds sum_i (d_i + 1) numbers to the
+decoder. The N-VAE with latent_dim d uses R^d.
 
-Architecture, shared by the three (reference 2.2-2.3), with ``hidden_dims`` "256,128":
+Architecture, shared by the three (docs/specs/hyperspherical.md, sections 2.2-2.3), with
+``hidden_dims`` "256,128":
     encoder  x (D) -> Linear(D, 256) -> ReLU -> Linear(256, 128) -> ReLU -> heads
     vMF      loc_head:   Linear(128, sum_i (d_i + 1)), normalised per sphere  -> mu_i
              kappa_head: Linear(128, K), softplus + 1 (one kappa per sphere)  -> kappa_i
@@ -67,7 +69,8 @@ class SVAEConfig:
     likelihood: str = "bernoulli"
     """p(x|z): 'bernoulli' (binarised data, the papers) or 'gaussian' (one learned variance)."""
     bessel_ratio: str = "exact"
-    """A_m(kappa) in the KL: 'exact' (UAI library) or 'approx' (product-space code, ref. 1.3)."""
+    """A_m(kappa) in the KL: 'exact' (UAI library) or 'approx' (product-space code,
+    docs/specs/hyperspherical.md#13-bessel-ratio)."""
 
     def __post_init__(self):
         check_positive_int("latent_dim", self.latent_dim, "the manifold dimension d of S^d")
@@ -96,7 +99,8 @@ class PSVAEConfig:
     likelihood: str = "bernoulli"
     """p(x|z): 'bernoulli' (binarised data, the papers) or 'gaussian' (one learned variance)."""
     bessel_ratio: str = "exact"
-    """A_m(kappa) in the KL: 'exact' (UAI library) or 'approx' (product-space code, ref. 1.3)."""
+    """A_m(kappa) in the KL: 'exact' (UAI library) or 'approx' (product-space code,
+    docs/specs/hyperspherical.md#13-bessel-ratio)."""
 
     def __post_init__(self):
         check_positive_int("latent_dim", self.latent_dim, "the total manifold dimension")
@@ -309,7 +313,8 @@ class ProductSpaceSVAE(LatentVariableModel):
         """Per group of ``layout``: (loc [B, n, m] unit-norm, kappa [B, n, 1] >= 1)."""
         h = self.encoder(x.flatten(1))
         locs = self.loc_head(h)
-        kappas = F.softplus(self.kappa_head(h)) + 1  # +1 prevents collapse (reference 2.2)
+        # +1 prevents collapse (docs/specs/hyperspherical.md#22-encoder)
+        kappas = F.softplus(self.kappa_head(h)) + 1
         out, i, k = [], 0, 0
         for m, n in self.layout:
             loc = F.normalize(locs[:, i : i + n * m].unflatten(-1, (n, m)), dim=-1)

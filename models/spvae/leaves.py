@@ -1,4 +1,5 @@
-"""The leaf VAEs of SPVAE and its baselines (Tan & Peharz 2019, spec spvae.md 1.4, 1.5, 1.7, 2).
+"""The leaf VAEs of SPVAE and its baselines (Tan & Peharz 2019, docs/specs/spvae.md, sections
+1.4, 1.5, 1.7, 2).
 
 Every leaf is a small VAE on one image patch, with its own encoder and decoder. All leaves of a
 model have the same shapes, so their parameters are stacked along a leading group dim and evaluated
@@ -15,8 +16,8 @@ MLP blocks: softplus hidden layers, linear output, zero biases. Initialisation a
 code (their ``MLP2``: ``tf.layers.Dense(kernel_initializer=
 tf.contrib.layers.variance_scaling_initializer())``, i.e. the contrib *defaults*): factor 2,
 fan-in, ``truncated_normal(0, sqrt(1.3 * 2 / fan_in))`` cut at two of its stddevs, so
-|w| < 2 sqrt(2.6 / fan_in) and Var w = 2.6 * 0.7737 / fan_in ~ 2.01 / fan_in (He-like). The
-spec's "scale 1" comes from their unused ``MLP`` class (``factor=1.``, also the only place with an
+|w| < 2 sqrt(2.6 / fan_in) and Var w = 2.6 * 0.7737 / fan_in ~ 2.01 / fan_in (He-like). A
+"scale 1" reading comes from their unused ``MLP`` class (``factor=1.``, also the only place with an
 ``l2_regularizer(0.1)``); no regulariser reaches their loss (``tf.losses.get_regularization_loss``
 sums an empty collection), and ours has none. ``MLPLeaves.log_weights`` gives the importance
 log-weights log p(x_s|z) + log p(z) - log q(z|x_s) from which ``models.spvae.spvae`` forms
@@ -60,7 +61,8 @@ def tf_glorot_uniform_(w: Tensor, fan_in: int, fan_out: int) -> Tensor:
 
 class GroupedMLP(nn.Module):
     """``groups`` independent MLPs of equal shape: x [G, N, in] -> [G, N, out], one batched
-    matmul per layer; softplus between layers, linear output (spec 1.4)."""
+    matmul per layer; softplus between layers, linear output
+    (docs/specs/spvae.md#14-mlp-leaf-vaes)."""
 
     def __init__(self, groups: int, sizes: list[int], init_factor: float = VS_FACTOR):
         super().__init__()
@@ -92,7 +94,8 @@ def _patch_log_prob(likelihood: str, out: Tensor, x: Tensor) -> Tensor:
         return -F.binary_cross_entropy_with_logits(
             logits, x.expand_as(logits), reduction="none"
         ).sum(-1)
-    # Binomial(255) on n = 255 x; the lgamma form also accepts non-integer n (spec 1.5)
+    # Binomial(255) on n = 255 x; the lgamma form also accepts non-integer n
+    # (docs/specs/spvae.md#15-likelihoods)
     n = BINOMIAL_N * x
     log_choose = (
         math.lgamma(BINOMIAL_N + 1) - torch.lgamma(n + 1) - torch.lgamma(BINOMIAL_N + 1 - n)
@@ -114,7 +117,8 @@ def _patch_sample(likelihood: str, out: Tensor, mean: bool) -> Tensor:
 
 
 class MLPLeaves(nn.Module):
-    """``n_leaves`` independent leaf VAEs on patches of ``patch_dim`` values (spec 1.4)."""
+    """``n_leaves`` independent leaf VAEs on patches of ``patch_dim`` values
+    (docs/specs/spvae.md#14-mlp-leaf-vaes)."""
 
     def __init__(self, n_leaves: int, patch_dim: int, cfg, patch_shape=None):
         super().__init__()
@@ -186,10 +190,10 @@ def tf_conv_init_(convs: nn.ModuleList, groups: int) -> None:
 
 
 class GroupedConvEncoder(nn.Module):
-    """``groups`` conv-dense encoders of equal shape (spec 1.7): [G, N, C*h*w] -> [G, N, out].
-    Convs kxk 'same' (stride ``cfg.stride``: 1 in the leaves, 2 in the ConvVAE baseline) with
-    softplus, flatten, Dense(n_dense) softplus, linear head; all groups in one grouped convolution
-    (``groups=G``) per layer. ``cell``: an int (square patch) or (h, w)."""
+    """``groups`` conv-dense encoders of equal shape (docs/specs/spvae.md#17-convolutional-leaves):
+    [G, N, C*h*w] -> [G, N, out]. Convs kxk 'same' (stride ``cfg.stride``: 1 in the leaves, 2 in the
+    ConvVAE baseline) with softplus, flatten, Dense(n_dense) softplus, linear head; all groups in
+    one grouped convolution (``groups=G``) per layer. ``cell``: an int (square patch) or (h, w)."""
 
     def __init__(self, groups: int, channels: int, cell, cfg, out: int):
         super().__init__()
@@ -216,10 +220,11 @@ class GroupedConvEncoder(nn.Module):
 
 
 class GroupedConvDecoder(nn.Module):
-    """The mirror image (spec 1.7, order derived): z -> Dense(n_dense) softplus -> Dense(last
-    filters x h' x w') softplus -> transposed convs (filters reversed) with softplus between ->
-    transposed conv to C channels, linear: [G, N, nz] -> [G, N, C*h*w]. With stride > 1 each
-    transposed conv's ``output_padding`` restores the encoder's size at that depth exactly."""
+    """The mirror image (docs/specs/spvae.md#17-convolutional-leaves, order derived): z ->
+    Dense(n_dense) softplus -> Dense(last filters x h' x w') softplus -> transposed convs (filters
+    reversed) with softplus between -> transposed conv to C channels, linear: [G, N, nz] -> [G, N,
+    C*h*w]. With stride > 1 each transposed conv's ``output_padding`` restores the encoder's size at
+    that depth exactly."""
 
     def __init__(self, groups: int, channels: int, cell, cfg):
         super().__init__()
@@ -264,11 +269,12 @@ class GroupedConvDecoder(nn.Module):
 
 
 class ConvLeaves(MLPLeaves):
-    """Leaf VAEs with conv-dense encoders and decoders (spec 1.7); same heads and likelihoods.
-    Separate networks per head as in the MLP leaves (two encoders: mean, precision; one or two
-    decoders). Initialisation as the authors' ``src/tfconvnet.py``: (transposed) convolutions TF1
-    ``glorot_uniform`` with zero biases (``tf.layers`` defaults), dense layers contrib variance
-    scaling (factor 2, module docstring).
+    """Leaf VAEs with conv-dense encoders and decoders
+    (docs/specs/spvae.md#17-convolutional-leaves); same heads and likelihoods. Separate networks per
+    head as in the MLP leaves (two encoders: mean, precision; one or two decoders). Initialisation
+    as the authors' ``src/tfconvnet.py``: (transposed) convolutions TF1 ``glorot_uniform`` with zero
+    biases (``tf.layers`` defaults), dense layers contrib variance scaling (factor 2, module
+    docstring).
 
     Known architecture differences from ``tfconvnet.IWAEABC_conv`` (not changed here): theirs
     shares one conv-dense trunk between the mean and precision heads (encoder: two Dense heads;

@@ -1,6 +1,6 @@
 """The Poon-Domingos region graph of SPVAE and its sum-product network, evaluated in log space.
 
-Reference: spvae.md sections 1.2-1.3 (Tan & Peharz 2019; authors' ``src/scope.py`` and
+Reference: docs/specs/spvae.md, sections 1.2-1.3 (Tan & Peharz 2019; authors' ``src/scope.py`` and
 ``src/tflayer_spn.py``).
 
 Region graph. The image is a grid of ``rows x cols`` cells. A *region* is an axis-aligned rectangle
@@ -13,7 +13,7 @@ SPN. A leaf region holds ``leaf_k`` leaves (the leaf VAEs, evaluated elsewhere),
 ``sum_k`` sum nodes, and the root region a single sum node. A partition with children of ``K_a`` and
 ``K_b`` nodes holds ``K_a * K_b`` product nodes (the outer sum of the children's log-values). A sum
 node of a region mixes all product nodes of all of the region's partitions with weights
-``log_softmax`` of free logits (initialised N(0, 1), spec 1.3).
+``log_softmax`` of free logits (initialised N(0, 1), docs/specs/spvae.md#13-sum-product-network).
 
 Node table. Nodes live in one table of log-values ``[..., n_nodes]``: first the leaves (leaf ``j``
 of cell ``i``, raster order over the grid, is entry ``i * leaf_k + j``), then the sum nodes layer by
@@ -97,7 +97,8 @@ class RegionGraph:
             )
         self.rows, self.cols = rows, cols
         root: Rect = (0, rows, 0, cols)
-        # Breadth-first from the full image, sharing identical child rectangles (spec 1.2).
+        # Breadth-first from the full image, sharing identical child rectangles
+        # (docs/specs/spvae.md#12-region-graph).
         seen: set[Rect] = {root}
         queue, splits = [root], {}
         while queue:
@@ -154,7 +155,8 @@ class _SumLayer(nn.Module):
             grouped = getattr(self, name)[self.index].flatten()
             self.register_buffer(f"grouped_{name}", grouped, persistent=False)
         self.k, self.first_node = k, first_node
-        # Sum logits W_{r,k,j}, i.i.d. N(0, 1) (spec 1.3); padded columns are masked out.
+        # Sum logits W_{r,k,j}, i.i.d. N(0, 1) (docs/specs/spvae.md#13-sum-product-network); padded
+        # columns are masked out.
         self.logits = nn.Parameter(torch.randn(n_regions, k, self.index.shape[1]))
 
     def log_weights(self) -> Tensor:

@@ -1,16 +1,20 @@
 """SPVAE (Tan & Peharz, ICML 2019): a sum-product network whose leaves are small VAEs on patches.
 
-Reference: spvae.md, sections 1.1-1.7. The region graph and SPN are in ``models/spvae/spn.py``.
+Reference: docs/specs/spvae.md, sections 1.1-1.7. The region graph and SPN are in
+``models/spvae/spn.py``.
 
-    "spvae"      MLP leaf VAEs (spec 1.4)
-    "convspvae"  conv-dense leaf VAEs (spec 1.7), all leaves in grouped convolutions
-    "spvae_vae"      baseline (spec 2.1): one MLP leaf VAE on the whole image, no SPN
-    "spvae_convvae"  baseline (spec 2.2): one conv leaf VAE (filters 32,64, stride 2), no SPN
+    "spvae"      MLP leaf VAEs (docs/specs/spvae.md#14-mlp-leaf-vaes)
+    "convspvae"  conv-dense leaf VAEs (docs/specs/spvae.md#17-convolutional-leaves), all leaves
+                 in grouped convolutions
+    "spvae_vae"      baseline (docs/specs/spvae.md#21-vae): one MLP leaf VAE on the whole
+                     image, no SPN
+    "spvae_convvae"  baseline (docs/specs/spvae.md#22-convvae): one conv leaf VAE (filters
+                     32,64, stride 2), no SPN
 
 Baselines. The paper trains VAE and ConvVAE with the same K = 5 IWAE bound as the SP models
-(spec 2.1, 2.2, 4), so they follow the same contract: ``forward`` returns Terms(log_px_z = the
-K-sample estimate log p^(x), kl = 0), and ``log_likelihood(x, k)`` streams k samples in chunks.
-They are the leaf classes with a single leaf whose patch is the whole image.
+(docs/specs/spvae.md, sections 2, 4), so they follow the same contract: ``forward`` returns
+Terms(log_px_z = the K-sample estimate log p^(x), kl = 0), and ``log_likelihood(x, k)`` streams k
+samples in chunks. They are the leaf classes with a single leaf whose patch is the whole image.
 
 Leaves. The image (C x H x W) is cut into a grid of ``cell_size x cell_size`` cells; every cell
 holds ``leaf_k`` independent leaf VAEs on its patch (C * cell_size^2 values), each with its own
@@ -28,8 +32,9 @@ N(0, 1); no weight regulariser (none reaches the authors' loss either).
 
 Objective and the model contract. Leaf j returns the K-sample importance-weighted estimate
     log p^_j(x_s) = logsumexp_k [log p(x_s|z_k) + log p(z_k) - log q(z_k|x_s)] - log K,
-independent samples per leaf; the SPN combines them bottom-up into log P^(x) (spec 1.6). The SPN's
-value does not split into a reconstruction and a KL term, so ``forward`` returns
+independent samples per leaf; the SPN combines them bottom-up into log P^(x)
+(docs/specs/spvae.md#16-objective-and-estimator). The SPN's value does not split into a
+reconstruction and a KL term, so ``forward`` returns
     Terms(log_px_z = log P^(x) with K = ``samples``,  kl = 0),
 and the trainer's loss -(log_px_z - beta * kl).mean() is exactly the paper's loss -mean log P^(x)
 whatever beta is (no KL warm-up exists in the paper). ``log_likelihood(x, k)`` is the same estimator
@@ -159,13 +164,15 @@ class ConvSPVAEConfig(_ConvFields, _SPNFields):
 
     @property
     def stride(self) -> int:
-        """Convolution stride: 1 for the leaves (spec 1.7), not configurable."""
+        """Convolution stride: 1 for the leaves (docs/specs/spvae.md#17-convolutional-leaves), not
+        configurable."""
         return 1
 
 
 @dataclass(frozen=True)
 class VAEBaselineConfig(_MLPFields, _LeafFields):
-    """The paper's MLP VAE baseline (spec 2.1); defaults: its MNIST pick (300,300), nz 200."""
+    """The paper's MLP VAE baseline (docs/specs/spvae.md#21-vae); defaults: its MNIST pick
+    (300,300), nz 200."""
 
     latent_dim: int = 200
     """Size of z (``nz``; grid 1, 2, 5, 25, 50, 100, 150, 200; MNIST pick: 200)."""
@@ -180,7 +187,8 @@ class VAEBaselineConfig(_MLPFields, _LeafFields):
 
 @dataclass(frozen=True)
 class ConvVAEBaselineConfig(_ConvFields, _LeafFields):
-    """The paper's ConvVAE baseline (spec 2.2); defaults: its MNIST pick n_dense 64, nz 200."""
+    """The paper's ConvVAE baseline (docs/specs/spvae.md#22-convvae); defaults: its MNIST pick
+    n_dense 64, nz 200."""
 
     latent_dim: int = 200
     """Size of z (``nz``; grid 1, 2, 5, 25, 50, 100, 150, 200; MNIST pick: 200)."""
@@ -226,7 +234,7 @@ class _LeafEstimator(nn.Module):
         raise NotImplementedError
 
     def initialise(self, x_train: Tensor) -> None:
-        """No data-dependent initialisation (spec: none)."""
+        """No data-dependent initialisation (none: docs/specs/spvae.md#14-mlp-leaf-vaes)."""
 
     def leaf_log_values(self, x: Tensor, k: int, max_rows: int | None = None) -> Tensor:
         """Every leaf's k-sample importance-weighted log-estimate, [B, V]; streamed over chunks of
@@ -298,7 +306,8 @@ class SPVAE(_LeafEstimator):
 
     @torch.no_grad()
     def log_likelihood(self, x: Tensor, k: int, max_rows: int = DEFAULT_MAX_ROWS) -> Tensor:
-        """log P^(x) with k importance samples per leaf, combined through the SPN (spec 5), [B]."""
+        """log P^(x) with k importance samples per leaf, combined through the SPN
+        (docs/specs/spvae.md#5-evaluation), [B]."""
         return self.spn(self.leaf_log_values(x, k, max_rows))
 
     @torch.no_grad()
@@ -313,17 +322,19 @@ class SPVAE(_LeafEstimator):
 
 
 class ConvSPVAE(SPVAE):
-    """SPVAE with convolutional leaf VAEs (spec 1.7): same SPN, heads, likelihoods, estimator."""
+    """SPVAE with convolutional leaf VAEs (docs/specs/spvae.md#17-convolutional-leaves): same SPN,
+    heads, likelihoods, estimator."""
 
     Config = ConvSPVAEConfig
     Leaves = ConvLeaves
 
 
-# --- Baselines (spec 2) -----------------------------------------------------------------------
+# --- Baselines (docs/specs/spvae.md#2-baselines) --------------------------------------------------
 
 
 class VAEBaseline(_LeafEstimator):
-    """The paper's VAE baseline (spec 2.1): the leaf VAE of spec 1.4 on the whole image, i.e. one
+    """The paper's VAE baseline (docs/specs/spvae.md#21-vae): the leaf VAE of
+    docs/specs/spvae.md#14-mlp-leaf-vaes on the whole image, i.e. one
     ``MLPLeaves`` leaf whose patch is all C*H*W values, no SPN. Trained with the K-sample IWAE
     bound like the SP models: ``forward`` gives Terms(log_px_z = log p^(x) with K = ``samples``,
     kl = 0), see the module docstring."""
@@ -348,7 +359,8 @@ class VAEBaseline(_LeafEstimator):
 
     @torch.no_grad()
     def log_likelihood(self, x: Tensor, k: int, max_rows: int = DEFAULT_MAX_ROWS) -> Tensor:
-        """log p^(x) with k importance samples on the whole image (spec 5), chunked, [B]."""
+        """log p^(x) with k importance samples on the whole image
+        (docs/specs/spvae.md#5-evaluation), chunked, [B]."""
         return self.leaf_log_values(x, k, max_rows)[:, 0]
 
     @torch.no_grad()
@@ -358,9 +370,9 @@ class VAEBaseline(_LeafEstimator):
 
 
 class ConvVAEBaseline(VAEBaseline):
-    """The paper's ConvVAE baseline (spec 2.2): one ``ConvLeaves`` leaf on the whole image, convs
-    32, 64 filters 3x3 stride 2 'same', Dense(n_dense), mirrored decoder; same heads, likelihoods
-    and K-sample objective."""
+    """The paper's ConvVAE baseline (docs/specs/spvae.md#22-convvae): one ``ConvLeaves`` leaf on the
+    whole image, convs 32, 64 filters 3x3 stride 2 'same', Dense(n_dense), mirrored decoder; same
+    heads, likelihoods and K-sample objective."""
 
     Config = ConvVAEBaselineConfig
     Leaves = ConvLeaves

@@ -1,4 +1,5 @@
-"""Normalising flows on the VAE posterior sample: VAE+HF and VAE+IAF, reference sec. 4 and 5.
+"""Normalising flows on the VAE posterior sample: VAE+HF and VAE+IAF, docs/specs/vlae.md,
+sections 4 and 5.
 
 On the VAE's MLP backbone and likelihood heads (models/vae.py). z_0 ~ q_0(z|x) = N(mu, diag sigma^2)
 from the encoder, z_T = f_T o ... o f_1 (z_0), each f conditioned on the encoder's last hidden
@@ -88,7 +89,8 @@ class IAFConfig(FlowConfig):
 
 
 class HouseholderFlow(nn.Module):
-    """T reflections z <- z - 2 v (v . z) / |v|^2; the v_k depend on h only (reference sec. 4)."""
+    """T reflections z <- z - 2 v (v . z) / |v|^2; the v_k depend on h only
+    (docs/specs/vlae.md#4-householder-flow)."""
 
     def __init__(self, context_dim: int, latent_dim: int, steps: int):
         super().__init__()
@@ -106,7 +108,8 @@ class HouseholderFlow(nn.Module):
 
 
 class MADE(nn.Module):
-    """One IAF step's autoregressive network: [z; h] -> PReLU hidden -> (m, s) (reference sec. 5).
+    """One IAF step's autoregressive network: [z; h] -> PReLU hidden -> (m, s)
+    (docs/specs/vlae.md#5-inverse-autoregressive-flow).
 
     Degrees: z_i has degree i in 1..d, hidden unit k a degree m(k) drawn from 1..d-1 (from torch's
     seeded generator; masks are buffers, saved in checkpoints). M_W[k, i] = [m(k) >= i],
@@ -207,7 +210,7 @@ class FlowVAE(VAE):
 
 
 class VAEHF(FlowVAE):
-    """VAE+HF (reference sec. 4)."""
+    """VAE+HF (docs/specs/vlae.md#4-householder-flow)."""
 
     Config = HFConfig
 
@@ -218,7 +221,7 @@ class VAEHF(FlowVAE):
 
 
 class VAEIAF(FlowVAE):
-    """VAE+IAF (reference sec. 5)."""
+    """VAE+IAF (docs/specs/vlae.md#5-inverse-autoregressive-flow)."""
 
     Config = IAFConfig
 

@@ -1,4 +1,5 @@
-"""SA-VAE: the semi-amortised VAE (Kim et al. 2018) as the VLAE paper's baseline, reference sec. 3.
+"""SA-VAE: the semi-amortised VAE (Kim et al. 2018) as the VLAE paper's baseline,
+docs/specs/vlae.md#3-sa-vae.
 
 On the VAE's MLP backbone and likelihood heads (models/vae.py). The encoder's lambda_0 = (mu,
 log sigma^2) is refined by T steps of stochastic variational inference, each ascending a
@@ -13,9 +14,10 @@ and q(z|x) = N(mu_T, diag exp(logvar_T)). In training the steps stay in the auto
 T steps. Evaluation (no grad: validation ELBO, importance sampling) runs the same steps with the
 graph dropped after each one.
 
-The authors' code differs in three ways, each changing the reported SA-VAE numbers (reference
-sec. 3 and 11.3: SA-VAE below the VAE): the ``savae_*`` switches of ``SAVAEConfig`` reproduce them.
-Numerics: non-finite gradients propagate to a NaN ELBO (the trainer records "diverged").
+The authors' code differs in three ways, each changing the reported SA-VAE numbers
+(docs/specs/vlae.md, sections 3 and 11: SA-VAE below the VAE): the ``savae_*`` switches of
+``SAVAEConfig`` reproduce them. Numerics: non-finite gradients propagate to a NaN ELBO (the trainer
+records "diverged").
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""VLAE: the Variational Laplace Autoencoder (Park, Kim & Kim, ICML 2019), reference sec. 6.
+"""VLAE: the Variational Laplace Autoencoder (Park, Kim & Kim, ICML 2019),
+docs/specs/vlae.md#6-vlae.
 
 On the VAE's MLP backbone and likelihood heads (models/vae.py). The encoder's mean mu_0 starts an
 iterative mode search of log p(x|z) + log p(z) that linearises the decoder with its Jacobian J:
@@ -7,12 +8,13 @@ iterative mode search of log p(x|z) + log p(z) that linearises the decoder with 
     mu_{t+1} = (1 - eta_t) mu_t + eta_t mu*_t,   t = 0 .. T-1,
 
 Gaussian output (sigma^2 = exp(log_var)): W = I / sigma^2, r = (x - g(mu_t)) / sigma^2; mu*_t is
-then the exact posterior mode of the linearised model, the reference's
+then the exact posterior mode of the linearised model, docs/specs/vlae.md#62-mode-search's
 Lambda^-1 J^T (x - b_t) / sigma^2 with b_t = g(mu_t) - J_t mu_t, rearranged.
 Bernoulli output (J of the logits): p = sigmoid clamped to [1e-5, 1 - 1e-5],
 W = diag(p (1 - p) + 1e-5), r = x - p; mu*_t is a Newton step on log p(x|z) + log p(z).
-q(z|x) = N(mu_T, Lambda_T^-1), Lambda_T recomputed at mu_T (ref. 6.3). Gradients flow through the
-unrolled updates, the solves and the Jacobians (no stop-gradient, as the paper and its code do).
+q(z|x) = N(mu_T, Lambda_T^-1), Lambda_T recomputed at mu_T
+(docs/specs/vlae.md#63-posterior-and-elbo). Gradients flow through the unrolled updates, the solves
+and the Jacobians (no stop-gradient, as the paper and its code do).
 
 Numerics: Lambda >= I is never singular in exact arithmetic. Non-finite values (an overflowing
 Jacobian, sigma^2 -> 0) make its Cholesky factorisation fail; those examples get a NaN factor and
@@ -68,7 +70,7 @@ def tangent_forward(layers: nn.Sequential, z: Tensor) -> tuple[Tensor, Tensor]:
 
     Forward mode over the d latent directions: returns f(z) [B, n] and J^T [B, d, n]. Each Linear
     maps all B*d tangents in one matmul (as a batch of B*d inputs); ReLU zeroes those of inactive
-    units (J = W_L diag(r) ... diag(r) W_1, reference sec. 6.1).
+    units (J = W_L diag(r) ... diag(r) W_1, docs/specs/vlae.md#61-decoder-jacobian).
     """
     out, jac_t = z, None
     for layer in layers:
@@ -121,7 +123,8 @@ def cholesky_or_nan(a: Tensor) -> Tensor:
 
 
 class VLAE(VAE):
-    """VAE backbone + Laplace posterior at the iteratively searched mode (reference sec. 6).
+    """VAE backbone + Laplace posterior at the iteratively searched mode
+    (docs/specs/vlae.md#6-vlae).
 
     ``posterior(x)`` is the full-covariance q(z|x) = N(mu_T, Lambda^-1) as a ``PrecisionGaussian``,
     so the shared ELBO (``forward``) and IWAE estimator (``log_likelihood``) apply unchanged.
@@ -132,7 +135,8 @@ class VLAE(VAE):
 
     def __init__(self, cfg: VLAEConfig, x_shape: tuple[int, ...]):
         super().__init__(cfg, x_shape)
-        # The encoder's log-variance head is unused by VLAE (ref. 6.2): a mean-only head.
+        # The encoder's log-variance head is unused by VLAE (docs/specs/vlae.md#62-mode-search): a
+        # mean-only head.
         self.q_head = nn.Linear(cfg.hidden_dim, cfg.latent_dim)
         vlae_init_(self.q_head)
         self.updates, self.update_lr = cfg.updates, cfg.update_lr
@@ -140,7 +144,7 @@ class VLAE(VAE):
         self.curvature = CURVATURES[type(self.p_x)]
 
     def eta(self, t: int) -> float:
-        """Damping of update t = 0 .. T-1 (ref. 6.2)."""
+        """Damping of update t = 0 .. T-1 (docs/specs/vlae.md#62-mode-search)."""
         return self.update_lr * 0.9**t if self.geometric else self.update_lr / (t + 1)
 
     def laplace(self, x_flat: Tensor, mu: Tensor) -> tuple[Tensor, Tensor]:

@@ -63,7 +63,7 @@ def test_a_sweep_job_seen_through_the_token_protected_dashboard(tmp_path, tiny_d
         assert done.returncode == 0 or not check, f"ray {args[0]}: {done.stdout}{done.stderr}"
         return done
 
-    # The README's way to get the token: generate it once, print it whenever it is needed.
+    # docs/monitoring.md's way to get the token: generate it once, print it whenever it is needed.
     token = ray("get-auth-token", "--generate").stdout.strip()
     assert token and (home / ".ray" / "auth_token").read_text().strip() == token
     assert ray("get-auth-token").stdout.strip() == token

@@ -80,7 +80,7 @@ def test_bessel_ratio_exact(v):
 def test_bessel_ratio_approx_is_the_product_space_formula():
     k = torch.logspace(-3, 5, 40, dtype=F64)
     for m in (3, 10, 50, 1000):
-        v = m / 2  # reference section 1.3 writes A_m = I_v / I_{v-1} with v = m/2
+        v = m / 2  # docs/specs/hyperspherical.md#13-bessel-ratio: A_m = I_v / I_{v-1} with v = m/2
         lam = [v + (a - 1) / 2 for a in (0, 2)]
         delta = [(v - 0.5) + la / (2 * torch.sqrt(la * la + k * k)) for la in lam]
         ref = sum(k / (d + torch.sqrt(d * d + k * k)) for d in delta) / 2
@@ -109,7 +109,8 @@ def test_ive_gradient_is_the_reference_formula(v):
     x = t64(KAPPAS).requires_grad_()
     (grad,) = torch.autograd.grad(ive(v, x).sum(), x)
     xn = x.detach().numpy()
-    ref = sp.ive(v - 1, xn) - sp.ive(v, xn) * (v + xn) / xn  # reference section 1.4
+    # docs/specs/hyperspherical.md#14-bessel-function-and-its-gradient
+    ref = sp.ive(v - 1, xn) - sp.ive(v, xn) * (v + xn) / xn
     # the formula cancels at large x (ref ~ ive / (2x)); compare at the scale of its terms
     scale = sp.ive(v - 1, xn) + sp.ive(v, xn) * (v + xn) / xn
     assert (np.abs(grad.numpy() - ref) <= 1e-12 * scale).all()

@@ -93,7 +93,8 @@ def test_corrupt_gzip_is_a_clear_error(isolated_cache):
 
 # ---- S-VAE datasets: the authors' files (.amat text, MATLAB .mat), written by tests/formats ----
 
-# The authors' own reading of each file (reference section 5; product-space utils/load_data.py):
+# The authors' own reading of each file (docs/specs/hyperspherical.md#5-data;
+# product-space utils/load_data.py):
 AUTHORS = {
     "omniglot": lambda m: m["testdata"].T.reshape((-1, 28, 28), order="F"),
     "caltech101": lambda m: 1.0 - m["test_data"].reshape((-1, 28, 28), order="F"),

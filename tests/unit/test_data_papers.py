@@ -1,4 +1,4 @@
-"""The hierarchical VAEs' data (reference hierarchical.md sections 1.4 and 4) through the real
+"""The hierarchical VAEs' data (docs/specs/hierarchical.md, sections 1.4 and 4) through the real
 loaders, on small files in the real formats: data/val_size (the authors' random_split cut),
 data/hflip (CIFAR-10's random horizontal flip of training batches), and the config errors of a
 likelihood that does not fit the data (logistic_mixture, bernoulli on RGB)."""

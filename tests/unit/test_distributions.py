@@ -249,7 +249,8 @@ def test_rsample_gradients_match_finite_differences(m, kappa):
 
 def test_m3_pathwise_gradient_is_unbiased_for_the_mean():
     # m = 3 samples by inversion, so d/dk E[mu.z] = E[d w/dk] = A_3'(k) exactly in expectation.
-    # (Wood's sampler without the g_cor term, m != 3, is biased in this sense: reference 1.6.)
+    # (Wood's sampler without the g_cor term, m != 3, is biased in this sense:
+    # docs/specs/hyperspherical.md#16-gradient-estimator.)
     torch.manual_seed(5)
     n, mu = 20_000, unit(t64([0.3, -1.0, 2.0]))
     for kappa in (0.5, 5.0, 50.0):

@@ -1,5 +1,6 @@
 """DVP-VAE (models/hierarchical/dvp_vae.py) and the backbone's DVP form: the authors'
-configurations' parameter counts (spec 8), each layer's KL and the context's term, the
+configurations' parameter counts (docs/specs/hierarchical.md#8-parameter-counts), each layer's KL
+and the context's term, the
 stochastic context, where it enters the decoder, and bad input. The model contract (finite
 terms, gradients, IWAE): tests/unit/test_models.py; the diffusion prior:
 tests/unit/test_vdm.py."""
@@ -20,7 +21,8 @@ from training.config import Config, ConfigError
 
 # Trainable parameters of the authors' modules (AKuzina/dvp_vae 2d38877), counted by building
 # their classes with each experiment config: (encoder, decoder incl. prior nets, diffusion
-# prior, total). Spec 8 lists the same in millions. Ours lack one tensor pair they build and
+# prior, total). docs/specs/hierarchical.md#8-parameter-counts lists the same in millions. Ours
+# lack one tensor pair they build and
 # never use: the last layer's z projection (latent_width x its channels + its bias), which
 # latent aggregation bypasses.
 AUTHORS = {

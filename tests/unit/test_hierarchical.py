@@ -1,5 +1,6 @@
 """The Ladder VAE and DCT-VAE (models/hierarchical/): the authors' configurations' parameter
-counts (spec 8), each layer's KL, the context's place in the objective, and bad input.
+counts (docs/specs/hierarchical.md#8-parameter-counts), each layer's KL, the context's place in the
+objective, and bad input.
 The model contract (finite terms, gradients, IWAE): tests/unit/test_models.py."""
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from training.config import Config, ConfigError
 
 # Trainable parameters of the authors' modules, counted by instantiating their classes
 # (AKuzina/dct_vae b86d22f: model/encoder.py, model/decoder.py, model/context_decoder.py) with
-# each experiment's config; spec 8 lists the same totals in millions.
+# each experiment's config; docs/specs/hierarchical.md#8-parameter-counts lists the same totals in
+# millions.
 AUTHORS = {  # (dataset, family): (encoder, decoder incl. prior nets and diffusion prior)
     ("mnist", "ladder"): (201_176, 455_441),  # 0.66 M
     ("mnist", "dct_vae"): (144_327, 552_112),  # 0.70 M

@@ -1,5 +1,5 @@
 """S-VAE, product-space S-VAE and N-VAE (models/hyperspherical/hyperspherical.py; reference
-hyperspherical.md)."""
+docs/specs/hyperspherical.md)."""
 
 from __future__ import annotations
 

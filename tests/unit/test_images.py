@@ -398,7 +398,8 @@ def test_an_spvae_cell_config_loads_svhn_for_the_binomial_likelihood(spvae):
     assert data.x_shape == (1, 32, 32) and on_grid(data.train) and data.pixel_mean is None
 
 
-# ---- data/logit: the VLAE authors' "Gaussian + logit" pixels (reference vlae.md section 7) ----
+# ---- data/logit: the VLAE authors' "Gaussian + logit" pixels
+# (docs/specs/vlae.md#7-data-and-preprocessing)
 
 
 def logit(p: float) -> float:

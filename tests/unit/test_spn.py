@@ -44,7 +44,8 @@ def induced_trees(spn: SPN, region: int, node: int) -> list[tuple[torch.Tensor, 
         (2, 2, (9, 4, 6, 24, 9, 8)),
         # 1x3: cells, two 1x2 (1 partition, 4 products each), root (2 partitions, 4 products each)
         (1, 3, (6, 3, 4, 16, 5, 6)),
-        (4, 4, (100, 16, 200, 800, 167, 32)),  # the paper's MNIST grid (spec 1.2)
+        # the paper's MNIST grid (docs/specs/spvae.md#12-region-graph)
+        (4, 4, (100, 16, 200, 800, 167, 32)),
     ],
 )
 def test_counts_follow_from_the_grid(rows, cols, expected):

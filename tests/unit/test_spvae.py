@@ -262,7 +262,7 @@ def test_config_defaults_follow_the_paper():
     assert (cfg.cell_size, cfg.sum_k, cfg.leaf_k, cfg.samples) == (7, 2, 2, 5)
 
 
-# --- baselines (spec 2) -----------------------------------------------------------------------
+# --- baselines (docs/specs/spvae.md#2-baselines) --------------------------------------------------
 
 BASELINE_SMALL = {
     "spvae_vae": {"hidden_dims": "6,6"},
@@ -294,7 +294,8 @@ def test_baseline_terms_are_finite_and_gradients_reach_every_parameter(family, l
 
 @pytest.mark.parametrize("family", ["spvae_vae", "spvae_convvae"])
 def test_baseline_forward_is_the_k_sample_estimate(family):
-    # spec 2: baselines train on the same K-sample IWAE bound, so forward = log_likelihood(x, K)
+    # docs/specs/spvae.md#2-baselines: baselines train on the same K-sample IWAE bound, so forward
+    # = log_likelihood(x, K)
     model, x = tiny_baseline(family, samples=3), data("gaussian", 4)
     torch.manual_seed(7)
     ll = model.log_likelihood(x, k=3)
@@ -312,7 +313,8 @@ def test_baseline_estimate_rises_with_k(family):
 
 
 def test_convvae_follows_the_spec_architecture():
-    # spec 2.2: Conv 32 then 64 filters, 3x3, stride 2, 'same' (28 -> 14 -> 7), Dense(n_dense);
+    # docs/specs/spvae.md#22-convvae: Conv 32 then 64 filters, 3x3, stride 2, 'same' (28 -> 14 ->
+    # 7), Dense(n_dense);
     # the mirrored transposed convolutions restore 7 -> 14 -> 28
     model = models.build("spvae_convvae", {}, (1, 28, 28))
     enc, dec = model.leaves.encoder, model.leaves.decoder
@@ -330,7 +332,8 @@ def test_convvae_follows_the_spec_architecture():
 
 
 def test_baseline_parameter_counts_at_the_paper_mnist_configs():
-    # spec 7.2, MNIST perturbed: VAE (300,300) nz 200, SPVAE (30,30) nz 25, ConvVAE n_dense 64
+    # docs/specs/spvae.md#72-configurations-behind-the-numbers, MNIST perturbed: VAE (300,300) nz
+    # 200, SPVAE (30,30) nz 25, ConvVAE n_dense 64
     # nz 200, ConvSPVAE n_dense 64 nz 25
     def count(family, cfg):
         model = models.build(family, {"likelihood": "gaussian", **cfg}, (1, 28, 28))

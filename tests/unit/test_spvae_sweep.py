@@ -31,7 +31,8 @@ def test_the_cells_are_four_models_by_six_settings_plus_the_smoke_settings():
     assert len(names) == len(set(names))
     for c in spvae.CELLS:
         lr = c.fixed["train/lr"]
-        assert lr == (1e-2 if c.family in ("spvae", "convspvae") else 1e-3)  # spec section 4
+        # docs/specs/spvae.md#4-training-protocol
+        assert lr == (1e-2 if c.family in ("spvae", "convspvae") else 1e-3)
         assert c.likelihood == {"perturbed": "gaussian", "discrete": "binomial"}[c.variant]
     cell_sizes = {c.dataset: c.fixed["model/cell_size"] for c in paper if c.family == "spvae"}
     assert cell_sizes == {"mnist": 7, "svhn": 8, "cifar10": 8}

@@ -59,7 +59,8 @@ def test_a_local_storage_path_on_several_machines_is_warned_about():
 def test_hyperspherical_cells_cover_the_papers_grids():
     from sweeps import hyperspherical as h
 
-    assert len(h.partitions(5)) == 7 and len(h.partitions(9)) == 30  # reference section 6
+    # docs/specs/hyperspherical.md#6-cells-and-search-space
+    assert len(h.partitions(5)) == 7 and len(h.partitions(9)) == 30
     assert h.partitions(3) == [(3,), (2, 1), (1, 1, 1)]
     uai = [c for c in h.CELLS if c.paper == "svae18" and c.dataset == "mnist"]
     assert sorted((c.family, c.fixed["model/latent_dim"]) for c in uai) == sorted(

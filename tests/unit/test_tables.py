@@ -216,7 +216,8 @@ def spvae_run(storage, family, trial_id, val, params, lls=(), variant="perturbed
 
 
 def test_the_param_cap_rule_picks_spvae_under_its_settings_smaller_baseline(tmp_path):
-    """spvae.md section 6: SPVAE's winner is the best validation among its trials with no more
+    """docs/specs/spvae.md#6-search-space-and-model-selection: SPVAE's winner is the best
+    validation among its trials with no more
     parameters than the smaller of the selected VAE (1000) and ConvVAE (800): the 700-parameter
     trial, not the best-by-validation 1200-parameter one nor the 900 one above the cap."""
     s = str(tmp_path)

@@ -215,7 +215,8 @@ def logit_setup(root, **train):
 
 def test_gaussian_variance_is_initialised_from_the_logit_data(tiny_data_root, monkeypatch):
     """fit() initialises the head from data.train, the transformed centred training set
-    (reference vlae.md 7: l = log mean (x - mean)^2 on the preprocessed training set)."""
+    (docs/specs/vlae.md#7-data-and-preprocessing: l = log mean (x - mean)^2 on the preprocessed
+    training set)."""
     cfg, data, model = logit_setup(tiny_data_root, max_epochs=1)
     seen = {}
     initialise = model.initialise

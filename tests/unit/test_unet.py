@@ -1,4 +1,5 @@
-"""The diffusion priors' UNet: the DCT-VAE authors' sizes (reference hierarchical.md 8), their
+"""The diffusion priors' UNet: the DCT-VAE authors' sizes
+(docs/specs/hierarchical.md#8-parameter-counts), their
 zero-initialised outputs, and a clear error for a width GroupNorm(16) cannot split."""
 
 from __future__ import annotations

@@ -17,10 +17,10 @@ from datetime import datetime
 
 import pyarrow as pa
 
-from results import store
+from results.errors import StorageError
 
 
-class Damaged(store.StorageError):
+class Damaged(StorageError):
     """A record of the storage is not what its writer writes."""
 
     def __init__(self, file: str, what: str, fix: str):
@@ -123,9 +123,20 @@ def _op_error(op) -> str | None:
     return None
 
 
-def _param_error(op: dict) -> str | None:
-    from results.studies import param_valid  # the one module here that reads Optuna's types
+def param_valid(distribution: str, value) -> bool:
+    """Whether a journal's parameter (its distribution's JSON, its internal value) is one
+    Optuna can read back."""
+    from optuna.distributions import json_to_distribution  # imported here: only journals need it
 
+    try:
+        dist = json_to_distribution(distribution)
+        dist.to_external_repr(value)
+        return bool(dist._contains(value))
+    except (KeyError, ValueError, TypeError, IndexError, AttributeError):
+        return False
+
+
+def _param_error(op: dict) -> str | None:
     if param_valid(op["distribution"], op.get("param_value_internal")):
         return None
     return f"parameter {op['param_name']!r} has no valid distribution and value"

@@ -20,6 +20,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from results.crash_points import crash_point
+from results.errors import StorageError
 from results.rows import with_cell_defaults, with_evaluation_defaults
 
 SCHEMA_VERSION = 1
@@ -30,10 +31,6 @@ KEYS = {
     "curves": ["trial_id", "epoch"],
     "evaluations": ["trial_id", "seed"],
 }
-
-
-class StorageError(RuntimeError):
-    """The storage location cannot be used; the message names it and what to do."""
 
 
 def filesystem(storage: str) -> tuple[pafs.FileSystem, str]:

@@ -203,19 +203,6 @@ def checked_journal(storage: str, data: bytes, file: str) -> None:
     damage.journal(data, file, storage)
 
 
-def param_valid(distribution: str, value) -> bool:
-    """Whether a journal's parameter (its distribution's JSON, its internal value) is one
-    Optuna can read back (results.damage.journal)."""
-    from optuna.distributions import json_to_distribution
-
-    try:
-        dist = json_to_distribution(distribution)
-        dist.to_external_repr(value)
-        return bool(dist._contains(value))
-    except (KeyError, ValueError, TypeError, IndexError, AttributeError):
-        return False
-
-
 def flush(storage: str, sweep: str) -> None:
     """Upload a cell's journal now if this process changed it since its last upload (a cell's
     end); nothing for a database or a local journal."""

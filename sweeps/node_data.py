@@ -7,7 +7,7 @@
 
 Without it every trial process decodes the dataset's files itself (a second per trial for
 Fashion-MNIST's 70,000 images here, and one copy in memory per trial). With it the first trial on
-a node asks that node's actor, which reads the files once (training.files.read_images) and puts
+a node asks that node's actor, which reads the files once (training.reader.read_images) and puts
 the decoded arrays into the node's object store; every trial on the node maps them read-only,
 without a copy, and runs the rest of the pipeline (split, scaling, binarisation: training.data)
 on them, so it gets the tensors it would have made itself, bit for bit (tests/test_node_data.py).
@@ -33,7 +33,8 @@ from sweeps.nodes import trial_nodes
 from training.data import Data, DatasetError
 from training.data import load_data as load_in_process
 from training.fetch import check_available, fetch
-from training.files import candidate_roots, locate, read_images
+from training.files import candidate_roots, locate
+from training.reader import read_images
 
 NAMESPACE = "vae-sweeps"
 

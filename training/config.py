@@ -19,6 +19,7 @@ from typing import Any
 import models
 from training import limits
 from training.data import DATASETS, VAL_SIZE_DATASETS, MnistLike, channels
+from training.errors import ConfigError
 from training.images import PIXELS
 from training.optim import LOSS_SCALES, LR_SCHEDULES, OPTIMIZERS
 
@@ -28,10 +29,6 @@ LOGIT_LAMBDA_MIN = 1e-6
 
 VALIDATION = ("split", "test")
 """data/validation: the project's held-out validation split, or the authors' test-set rule."""
-
-
-class ConfigError(ValueError):
-    """A configuration key or value is wrong; the message names the key and what would be right."""
 
 
 @dataclass(frozen=True)

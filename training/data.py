@@ -104,7 +104,7 @@ from torch import Tensor
 
 from training import datasets
 from training.datasets import DATASETS, DatasetError, MnistLike
-from training.files import read_images
+from training.errors import ConfigError
 from training.images import (
     greyscale,
     logit_dequantise,
@@ -113,6 +113,7 @@ from training.images import (
     split_generators,
     train_rows,
 )
+from training.reader import read_images
 
 __all__ = [
     "DATASETS",
@@ -266,8 +267,6 @@ def split_by_rule(dataset: str, images: tuple[Tensor, ...], cfg, g: torch.Genera
     train, test = images
     n = train.shape[0]
     if cfg.val_size >= n:
-        from training.config import ConfigError  # here: training.config imports this module
-
         raise ConfigError(
             f"data/val_size={cfg.val_size} must be smaller than the {n} training images of "
             f"{dataset} (at least one is left for training)"

@@ -14,22 +14,18 @@ FORBIDDEN = {
     "models": OURS - {"models"} | {"ray", "optuna", "pandas", "pyarrow"},
     "training": {"ray", "optuna", "sweeps", "results", "search_spaces"},
     "search_spaces": OURS - {"search_spaces"} | {"ray", "torch"},
-    "results": {"torch", "ray", "optuna", "models", "training", "sweeps", "search_spaces"},
+    "results": {"torch", "ray", "models", "training", "sweeps", "search_spaces"},
     "sweeps": set(),
 }
+"""results reads a storage: its Parquet tables, Tune's records and the cells' Optuna studies
+(journal files, databases, journals synced to an object store), so it may import optuna, never
+torch or Ray."""
 EXCEPTIONS = {
-    "results/records.py": {"optuna"},
-    "results/studies.py": {"optuna"},
-    "results/synced_journal.py": {"optuna"},
     "training/replay.py": {"results"},
 }
-"""`python -m results check` reads each cell's Optuna study (read-only) to reconcile it with the
-Parquet rows; only these modules of results may import optuna (records reads the studies,
-studies opens them: a database, a journal file, or synced_journal's journal synced to an object
-store).
-`python -m training replay` reads a stored trial's config and curve from the Parquet store:
-results is pandas/pyarrow only and never imports training or torch, so the edge makes no cycle;
-only this module of training imports it."""
+"""`python -m training replay` reads a stored trial's config and curve from the Parquet store:
+results never imports training or torch, so the edge makes no circle; only this module of training
+imports it."""
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -93,3 +89,69 @@ def test_no_module_shadows_the_standard_library():
     assert len(ours) > 20
     shadowing = sorted(str(p.relative_to(ROOT)) for p in ours if p.stem in sys.stdlib_module_names)
     assert not shadowing, f"rename these: they hide the standard library's modules: {shadowing}"
+
+
+def module_graph(root: Path, packages) -> dict[str, set[str]]:
+    """Each module of ``packages`` -> the modules of ours it imports, anywhere in the file (an
+    import inside a function is still an edge: a lazy import only hides a circle)."""
+    files = {
+        ".".join(f.relative_to(root).with_suffix("").parts).removesuffix(".__init__"): f
+        for p in packages
+        for f in (root / p).rglob("*.py")
+    }
+
+    def ours(name: str) -> str | None:
+        while name and name not in files:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    graph = {}
+    for name, f in files.items():
+        package = name if f.name == "__init__.py" else name.rpartition(".")[0]
+        edges = set()
+        for node in ast.walk(ast.parse(f.read_text(), filename=str(f))):
+            if isinstance(node, ast.Import):
+                edges |= {ours(a.name) for a in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    up = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join([*up, base] if base else up)
+                edges |= {ours(f"{base}.{a.name}") or ours(base) for a in node.names}
+        graph[name] = edges - {None, name}
+    return graph
+
+
+def reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    reach, todo = {start}, [start]
+    while todo:
+        for m in graph.get(todo.pop(), ()):
+            if m not in reach:
+                reach.add(m)
+                todo.append(m)
+    return reach
+
+
+def circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The import circles of ``graph``: its strongly connected parts of two modules or more."""
+    seen, found = set(), []
+    for start in sorted(graph):
+        if start not in seen:
+            part = {m for m in reachable(graph, start) if start in reachable(graph, m)}
+            seen |= part
+            if len(part) > 1:
+                found.append(sorted(part))
+    return found
+
+
+def test_the_circle_finder_finds_a_circle():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert circles(graph) == [["a", "b", "c"]]
+    assert circles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_circle():
+    """No module of ours imports, at any depth and however lazily, a module that imports it."""
+    graph = module_graph(ROOT, sorted(OURS))
+    assert len(graph) > 50 and graph["training.data"], "the graph reads the files"
+    assert not circles(graph), circles(graph)

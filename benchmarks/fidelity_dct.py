@@ -87,7 +87,7 @@ Differences between the two sides, every one known:
    training step t with numpy, seeded here with the run's seed. Trainable parameters: theirs 656,617
    (ladder) / 696,439 (DCT-VAE), ours 644,633 / 687,789; the difference is what their modules build
    and never use (the skip conv and gate of their non-residual prior and posterior blocks, the DCT
-   decoder's y_block; tests/test_hierarchical.py), which get no gradient.
+   decoder's y_block; tests/unit/test_hierarchical.py), which get no gradient.
 9. Cost: 1 makes each of their DCT-VAE importance samples 70 UNet passes (10 bounds x T = 7), so
    their DCT-VAE evaluation is ~5x ours at k = 20 on a CPU; the measured runs use a smaller k for
    dct_vae than for ladder.

@@ -7,7 +7,7 @@
 Cells (docs/specs/hierarchical.md, sections 2, 4, 5): ``ladder`` and ``dct_vae`` on dynamically
 binarised MNIST and OMNIGLOT (Bernoulli) and on 8-bit CIFAR-10 and SVHN (the discretised
 mixture of 10 logistics). Every paper cell fixes the authors' architecture (ARCH, their
-``configs/experiment/*.yaml``; tests/test_hierarchical.py checks its parameter count against
+``configs/experiment/*.yaml``; tests/unit/test_hierarchical.py checks its parameter count against
 docs/specs/hierarchical.md#8-parameter-counts) and their training settings (TRAIN: optimiser, cosine
 schedule, clip and skip thresholds, epochs, early stopping) and data (the papers' splits with seed
 123, CIFAR-10's horizontal flip). What is left to search is search_spaces.hierarchical without those

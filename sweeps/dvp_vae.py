@@ -8,12 +8,12 @@
 Cells (docs/specs/hierarchical.md, sections 2, 4, 5; the DVP-VAE columns): ``ladder`` and
 ``dvp_vae`` on dynamically binarised MNIST and OMNIGLOT (Bernoulli) and on 8-bit CIFAR-10 (the
 discretised mixture of 10 logistics with the RGB mean coefficients). Every paper cell fixes the
-authors' architecture (ARCH, their ``configs/experiment/*/*.yaml``; tests/test_dvp_vae.py checks
-its parameter count against docs/specs/hierarchical.md#8-parameter-counts) and training settings
-(TRAIN: Adamax, the cosine schedule with its warm-up, the clip thresholds of the bits-per-dim loss,
-epochs, early stopping), with the papers' splits (seed 123). Their ladder is the "ladder" family
-with the DVP form's keys (models.hierarchical.dvp_vae.DVP_FORM): the same backbone without the
-context. The authors have no CIFAR-10 ladder config; the project's is DVP-VAE's CIFAR-10
+authors' architecture (ARCH, their ``configs/experiment/*/*.yaml``; tests/unit/test_dvp_vae.py
+checks its parameter count against docs/specs/hierarchical.md#8-parameter-counts) and training
+settings (TRAIN: Adamax, the cosine schedule with its warm-up, the clip thresholds of the
+bits-per-dim loss, epochs, early stopping), with the papers' splits (seed 123). Their ladder is the
+"ladder" family with the DVP form's keys (models.hierarchical.dvp_vae.DVP_FORM): the same backbone
+without the context. The authors have no CIFAR-10 ladder config; the project's is DVP-VAE's CIFAR-10
 architecture without the context [P]. Searched (search_spaces.hierarchical without the fixed keys):
 the Adamax learning rate, weight decay and EMA, and on MNIST and OMNIGLOT the clip and batch size.
 

@@ -10,7 +10,8 @@ Fashion-MNIST's 70,000 images here, and one copy in memory per trial). With it t
 a node asks that node's actor, which reads the files once (training.reader.read_images) and puts
 the decoded arrays into the node's object store; every trial on the node maps them read-only,
 without a copy, and runs the rest of the pipeline (split, scaling, binarisation: training.data)
-on them, so it gets the tensors it would have made itself, bit for bit (tests/test_node_data.py).
+on them, so it gets the tensors it would have made itself, bit for bit
+(tests/e2e/test_node_data.py).
 
 The actors belong to the sweep's driver and die with it (never detached), and ask for no CPU. A
 trial on a node without one (an autoscaler added the node after start(), or the actor died) or
@@ -174,7 +175,7 @@ def read_on_node(dataset: str, root: str = "", download: bool = False) -> tuple[
     with warnings.catch_warnings():
         # The arrays are read-only shared memory. torch warns that writing to them would be
         # undefined; nothing does: load_data's pipeline makes new tensors of them (split,
-        # to_unit), never writes into what a reader returns (tests/test_node_data.py).
+        # to_unit), never writes into what a reader returns (tests/e2e/test_node_data.py).
         warnings.simplefilter("ignore", UserWarning)
         return tuple(torch.from_numpy(np.asarray(a)) for a in arrays)
 

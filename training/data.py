@@ -135,7 +135,7 @@ VAL_SIZE_DATASETS = ("fashion_mnist", "mnist", "omniglot", "cifar10")
 applies (the rest are FILES_SPLIT and frey_faces, cut by FREY_SPLIT)."""
 RGB_DATASETS = ("svhn", "cifar10")
 """The datasets whose images are RGB [N, 3, H, W]; every other one's have one channel
-(tests/test_data_papers.py checks this against the images read)."""
+(tests/unit/test_data_papers.py checks this against the images read)."""
 
 
 def channels(dataset: str) -> int:

@@ -14,7 +14,7 @@ Exit code: 0 when every metric of every epoch is identical, 1 when one differs (
 diverged or stopped where the trial did not), 2 on bad input (one ``error:`` line).
 
 The one module of training that reads the Parquet store: results is pandas/pyarrow only and never
-imports training or torch, so the edge makes no cycle (tests/test_layering.py).
+imports training or torch, so the edge makes no cycle (tests/unit/test_layering.py).
 """
 
 from __future__ import annotations

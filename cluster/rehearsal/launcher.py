@@ -18,7 +18,7 @@ from nodes import HOME, NODE_VENV
 from processes import processes
 from runner import BIN, REPO, Runner, StepFailed, say
 
-TRIAL_ACTORS = {"TrainTrial", "ResourceTrainable"}  # as in tests/test_multinode.py
+TRIAL_ACTORS = {"TrainTrial", "ResourceTrainable"}  # as in tests/e2e/test_multinode.py
 
 
 class Launcher:

@@ -1,7 +1,7 @@
 """The rehearsal's cluster-launcher config, made from cluster/gpu.yaml; the node user's shell init.
 
 Pure helpers (stdlib + yaml), no I/O but reading gpu.yaml: rehearse.py writes what they return, and
-tests/test_rehearsal_config.py checks it against Ray's own validator.
+tests/unit/test_rehearsal_config.py checks it against Ray's own validator.
 
 The config is gpu.yaml with exactly these substitutions, each listed in the generated file's
 header (``substitutions``):

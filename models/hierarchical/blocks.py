@@ -12,7 +12,7 @@ the channels change, and beta the gate: ``gate="learned"``, a learned scalar tha
 fixed at 1 (DVP-VAE's _ResBlock, where it is a frozen parameter). Without, it returns net(x)
 (DCT-VAE's prior and posterior nets). DCT-VAE's prior nets use "1x5", its authors' default mode:
 the parameter counts of docs/specs/hierarchical.md#8-parameter-counts are those of "1x5" prior nets
-and "2x3" posterior and state nets (tests/test_hierarchical.py); DVP-VAE's configs set "2x3"
+and "2x3" posterior and state nets (tests/unit/test_hierarchical.py); DVP-VAE's configs set "2x3"
 everywhere.
 """
 

@@ -185,7 +185,7 @@ class DiscreteDiffusionPrior(nn.Module):
         (a stochastic lower bound that tightens with repeats); "authors", the log-mean-exp of
         full bounds (the authors' test). A full bound is no importance weight, so the authors'
         estimate can exceed log p(u): on 4 coordinates of known entropy 4.57 nats, a prior
-        trained as in tests/test_ddpm.py scored 4.26 nats by it (below the entropy, which no
+        trained as in tests/unit/test_ddpm.py scored 4.26 nats by it (below the entropy, which no
         model can), 4.65 by importance weights and 4.73 by its full bound (1,000 points)."""
         if estimator == "importance":
             draws = [self.log_weight(u) for _ in range(repeats)]

@@ -17,7 +17,7 @@ sees, as in the authors' code). The bound, per example and summed over u's dimen
 ((i - 1)/T, i/T] (test): the same expectation, with less variance. ``"authors_grid"`` takes the
 authors' points t_i = i/T, a right Riemann sum: it leaves out (0, 1/T], where the integrand is
 largest (small-noise data tells least about its noise), so it is biased low and no bound
-(tests/test_vdm.py: 0.40 nats against an entropy of 0.86 on a 4-dimensional Gaussian, T = 25).
+(tests/unit/test_vdm.py: 0.40 nats against an entropy of 0.86 on a 4-dimensional Gaussian, T = 25).
 ``sample`` runs T ancestral steps of the model's reverse process q(z_s | z_t, u = u_hat), u_hat
 clamped to [-1, 1], then draws u from p(u | z_0).
 

@@ -85,7 +85,9 @@ def test_no_module_shadows_the_standard_library():
     sweeps/concurrent.py once hid the standard library's concurrent package from torch and Ray."""
     import sys
 
-    ours = [p for d in (*OURS, "benchmarks", "cluster") for p in (ROOT / d).glob("*.py")]
+    ours = [
+        p for d in (*OURS, "benchmarks", "cluster", "fidelity") for p in (ROOT / d).glob("*.py")
+    ]
     assert len(ours) > 20
     shadowing = sorted(str(p.relative_to(ROOT)) for p in ours if p.stem in sys.stdlib_module_names)
     assert not shadowing, f"rename these: they hide the standard library's modules: {shadowing}"

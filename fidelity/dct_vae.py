@@ -1,15 +1,16 @@
-"""The DCT-VAE authors' side of benchmarks/fidelity.py (AKuzina/dct_vae, the user's checkout): our
+"""The DCT-VAE authors' side of the fidelity driver (AKuzina/dct_vae, the user's checkout): our
 ``ladder`` and ``dct_vae`` against their LADDER_VAE and CTX_LADDER_VAE with the MNIST experiment
 configs (configs/experiment/mnist_ladder.yaml, mnist_dct_ladder.yaml).
 
 Their code is imported from the checkout (the driver's import_authors). Its folders ``model``,
 ``utils`` and ``datasets`` have no ``__init__.py`` (namespace packages), so MODULES names the
-submodules used besides the three top-level names. Their modules import hydra, wandb, omegaconf
-and torchmetrics, which this environment does not have and which nothing used here needs: while
-the checkout is on sys.path (only during import_authors) a meta-path finder of this module serves
-empty stand-ins for those names (``wandb.log`` a no-op, the rest raising when called); they are
-dropped from sys.modules afterwards. Nothing else is shimmed: their modules run as released on
-CPU under torch 2.x (the driver's ``.cuda()`` shim is not even reached).
+submodules used besides the three top-level names (common.LADDER_MODULES). Their modules import
+hydra, wandb, omegaconf and torchmetrics, which this environment does not have and which nothing
+used here needs: while the checkout is on sys.path (only during import_authors) a meta-path
+finder (common.serve_stand_ins) serves empty stand-ins for those names (``wandb.log`` a no-op, the
+rest raising when called); they are dropped from sys.modules afterwards. Nothing else is shimmed:
+their modules run as released on CPU under torch 2.x (the driver's ``.cuda()`` shim is not even
+reached).
 
 Their side, as their run_experiment.py would build and train it, without hydra: the encoder,
 decoder and VAE classes (LadderEncoder; LadderDecoder given their config's Gaussian z_L prior,
@@ -43,8 +44,8 @@ dynamically binarised (data/binarize, data/center=false), AdamW 1e-3 / 1e-2, con
 clip 1.0 and skip 100 on the bits-per-dim loss (train/loss_scale=bpd), NaN steps skipped, ema 0,
 batch 128, best-validation epoch (the driver's train_ours), our defaults for everything else.
 
-The estimator, behind our contract (AuthorsHierarchical.log_likelihood): log-mean-exp over k of
-single-pass importance weights from their ``forward(batch, mode="test")``:
+The estimator, behind our contract (AuthorsHierarchical.log_likelihood, common.AuthorsLadder's):
+log-mean-exp over k of single-pass importance weights from their ``forward(batch, mode="test")``:
 
     log w = log p(x | z[, u]) + sum_l [log p(z_l | z_>l[, u]) - log q(z_l | z_>l, x)]  (+ log p(u))
 
@@ -105,27 +106,21 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import importlib.abc
-import importlib.machinery
 import io
-import sys
 import time
-from pathlib import Path
-from types import ModuleType, SimpleNamespace
+from types import SimpleNamespace
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
-from models.base import DEFAULT_MAX_ROWS, streaming_iwae
+from fidelity import common
+from fidelity.common import LADDER_MODULES, X_SHAPE, AuthorsLadder, authors_val_loss
 from sweeps.dct_vae import ARCH
 from training.config import Config
 
 REPO = "AKuzina/dct_vae"
 MARKER = "model/context_ladder_vae.py"
-MODULES = ("model", "utils", "datasets", "model.vae", "model.context_ladder_vae", "model.encoder",
-           "model.decoder", "model.context_decoder", "model.ddgm", "utils.distribution",
-           "utils.thirdparty.unet", "utils.trainer", "datasets.dct")  # fmt: skip
+MODULES = LADDER_MODULES
 FAMILIES = ("ladder", "dct_vae")
 BATCH, EVAL_BATCH, LR, WEIGHT_DECAY, CLIP, SKIP = 128, 512, 1e-3, 1e-2, 1.0, 100.0
 BUDGET = (
@@ -133,56 +128,7 @@ BUDGET = (
     f"AdamW {LR:g} wd {WEIGHT_DECAY:g}, constant lr, clip {CLIP:g} / skip {SKIP:g} (bpd loss), "
     "best validation epoch on both sides"
 )
-X_SHAPE = (1, 28, 28)
-
-# --- stand-ins for the packages their modules import but nothing here uses ----------------------
-STUB_NAMES = ("hydra", "hydra.utils", "wandb", "omegaconf", "torchmetrics",
-              "torchmetrics.image", "torchmetrics.image.fid")  # fmt: skip
-
-
-def _unavailable(name: str):
-    def refuse(*args, **kwargs):
-        raise RuntimeError(f"{name} is a stand-in of benchmarks/fidelity_dct.py (not installed)")
-
-    return refuse
-
-
-class _StubLoader(importlib.abc.Loader):
-    def create_module(self, spec):
-        return None
-
-    def exec_module(self, module: ModuleType) -> None:
-        module.__dict__["__fidelity_dct_stub__"] = True
-        module.__path__ = []  # a package, so that the dotted names below it import too
-        if module.__name__ == "hydra.utils":
-            module.instantiate = _unavailable("hydra.utils.instantiate")
-        if module.__name__ == "wandb":
-            module.log = lambda *args, **kwargs: None  # their optim_step logs every step
-            for attr in ("Image", "Histogram", "init", "save", "watch"):
-                setattr(module, attr, _unavailable(f"wandb.{attr}"))
-
-
-class _StubFinder(importlib.abc.MetaPathFinder):
-    """Serves the stand-ins only while a checkout of their repository is on sys.path (the
-    driver's import_authors) and only for names no installed package provides (it is last on
-    sys.meta_path)."""
-
-    def find_spec(self, name, path=None, target=None):
-        if name not in STUB_NAMES:
-            return None
-        if not any(isinstance(p, str) and (Path(p) / MARKER).is_file() for p in sys.path):
-            return None
-        return importlib.machinery.ModuleSpec(name, _StubLoader(), is_package=True)
-
-
-if not any(isinstance(f, _StubFinder) for f in sys.meta_path):
-    sys.meta_path.append(_StubFinder())
-
-
-def drop_stubs() -> None:
-    for name in STUB_NAMES:
-        if getattr(sys.modules.get(name), "__fidelity_dct_stub__", False):
-            del sys.modules[name]
+common.serve_stand_ins(MARKER)
 
 
 # --- our side -----------------------------------------------------------------------------------
@@ -261,24 +207,11 @@ def batches(authors, family: str, x01: Tensor) -> list[Tensor]:
     return parts
 
 
-@torch.no_grad()
-def authors_val_loss(net: nn.Module, val: list[Tensor]) -> float:
-    """Their validation loss: train_step in "val" mode, the mean of per-batch ``loss`` (nats per
-    image) over batches of EVAL_BATCH, as their run_epoch(mode="val") averages it."""
-    net.eval()
-    losses = []
-    for i in range(0, val[0].shape[0], EVAL_BATCH):
-        _, logs = net.train_step([t[i : i + EVAL_BATCH] for t in val], mode="val")
-        losses.append(float(logs["loss"]))
-    return sum(losses) / len(losses)
-
-
 def train_authors(authors, family: str, data, seed: int, epochs: int, save_dir: str):
     """Their model built and trained their way on our tensors; the best validation epoch behind
     our contract, and the seconds per epoch (training and validation)."""
-    drop_stubs()
-    torch.manual_seed(seed)
-    np.random.seed(seed)
+    common.drop_stand_ins()
+    common.seed(seed)
     with contextlib.redirect_stdout(io.StringIO()):  # their constructors print their shapes
         net = build_authors(authors, family)
     train = batches(authors, family, data.train)  # grey levels: their loss binarises them
@@ -297,7 +230,7 @@ def train_authors(authors, family: str, data, seed: int, epochs: int, save_dir: 
     start = time.perf_counter()
     for epoch in range(epochs):
         authors.utils_trainer.run_epoch(args, epoch, net, loader, optimizer, mode="train")
-        loss = authors_val_loss(net, val)
+        loss = authors_val_loss(net, val, EVAL_BATCH)  # nats per image
         if loss < best_loss:
             best, best_loss = copy.deepcopy(net.state_dict()), loss
     seconds = (time.perf_counter() - start) / epochs
@@ -306,31 +239,10 @@ def train_authors(authors, family: str, data, seed: int, epochs: int, save_dir: 
     return AuthorsHierarchical(authors, family, net), seconds
 
 
-class AuthorsHierarchical(nn.Module):
-    """Their trained LADDER_VAE / CTX_LADDER_VAE behind our contract: log_likelihood(x, k)."""
+class AuthorsHierarchical(AuthorsLadder):
+    """Their trained LADDER_VAE / CTX_LADDER_VAE behind our contract: log_likelihood(x, k); for
+    the context their log p(u) estimate (eval_is_ll) minus log delta = 0."""
 
-    def __init__(self, authors, family: str, net: nn.Module):
-        super().__init__()
-        self.authors, self.family, self.net = authors, family, net
-
-    def log_weight(self, x: Tensor) -> Tensor:
-        """One pass of their forward(mode="test"): log p(x|z) + sum_l log p(z_l) - log q(z_l) at
-        the sampled z; for the context their log p(u) estimate (eval_is_ll) minus log delta = 0."""
-        batch = batches(self.authors, self.family, x)  # x binarised: their encoder sees 2 x - 1
-        _, p_xz, z_samples, q_dist, p_dist = self.net(batch, mode="test")
-        log_w = p_xz.log_prob(x)
-        for z, q, p in zip(z_samples, q_dist, p_dist, strict=True):
-            log_p = p.log_prob(z) if hasattr(p, "log_prob") else p.reshape(z.shape[0], -1).sum(1)
-            log_w = log_w + log_p - q.log_prob(z)
-        return log_w
-
-    @torch.no_grad()
-    def log_likelihood(self, x: Tensor, k: int, max_rows: int = DEFAULT_MAX_ROWS) -> Tensor:
-        chunk = max(1, max_rows // x.shape[0])
-        self.net.eval()
-
-        def log_w(c: int) -> Tensor:
-            rows = x.repeat(c, *([1] * (x.dim() - 1)))
-            return self.log_weight(rows).view(c, x.shape[0])
-
-        return streaming_iwae(log_w, k, chunk)
+    def batch(self, x: Tensor) -> list[Tensor]:
+        """x binarised: their encoder sees 2 x - 1; the DCT-VAE's context from x (module doc, 4)."""
+        return batches(self.authors, self.family, x)

@@ -1,4 +1,4 @@
-"""The product-space S-VAE repository's side of benchmarks/fidelity.py
+"""The product-space S-VAE repository's side of the fidelity driver
 (trdavidson/increasing-expressivity-s-vae, the user's checkout): our ``psvae`` against their
 ``ProductSpaceVAE``.
 
@@ -36,7 +36,7 @@ total weight (ours with their exact staircase, kl_weight patched, gave the same 
 Selection: ours by validation ELBO, theirs the last epoch (above); at the measured budget ours is
 the last epoch too (best epoch 10 of 10).
 
-Names: their ``models`` (models.py) and ours share a name, and the UAI library (fidelity_svae)
+Names: their ``models`` (models.py) and ours share a name, and the UAI library (fidelity.svae)
 has a ``hyperspherical_vae`` package too. The driver runs one adapter per process and
 import_authors takes their modules out of sys.modules after the import, so neither collides;
 their classes stay reachable through the returned namespace (``authors.models``, ...).
@@ -54,14 +54,12 @@ import time
 from argparse import Namespace
 from pathlib import Path
 
-import numpy as np
 import torch
-from torch import nn
 
-from models.base import LatentVariableModel
+from fidelity import common
+from fidelity.common import AuthorsModel, bernoulli_of_decode
 from models.hyperspherical.distributions import HypersphericalUniform, VonMisesFisher
 from models.hyperspherical.hyperspherical import Concatenated
-from models.likelihoods import BernoulliImage
 from training.config import Config
 
 REPO = "trdavidson/increasing-expressivity-s-vae"
@@ -77,7 +75,6 @@ BUDGET = (
     f"(theirs) / {WARMUP_EPOCHS + 1} (ours), approximate Bessel ratio, last epoch (theirs) / "
     "best validation (ours)"
 )
-X_SHAPE = (1, 28, 28)
 
 
 def our_config(family: str, seed: int, epochs: int, root: str) -> Config:
@@ -109,16 +106,12 @@ def their_flags(seed: int, epochs: int) -> Namespace:
     )  # fmt: skip
 
 
-class AuthorsPSVAE(LatentVariableModel):
+class AuthorsPSVAE(AuthorsModel):
     """Their trained ProductSpaceVAE behind our contract: per sphere (their sorted order, which
     is also the order of the decoder's input) our VonMisesFisher from their encode()'s (mu,
     kappa), concatenated; the product of uniforms; Bernoulli(their decode(z))."""
 
     analytic_kl = True
-
-    def __init__(self, net: nn.Module):
-        super().__init__()
-        self.net = net
 
     def posterior(self, x):
         mus, kappas = self.net.encode(x.flatten(1))
@@ -133,8 +126,7 @@ class AuthorsPSVAE(LatentVariableModel):
         )
 
     def likelihood(self, z):
-        logits = self.net.decode(z.reshape(-1, z.shape[-1]))
-        return BernoulliImage(logits.reshape(*z.shape[:-1], -1), X_SHAPE)
+        return bernoulli_of_decode(self.net, z)
 
 
 def loaders(authors, data, batch_size: int):
@@ -151,8 +143,7 @@ def train_authors(authors, family: str, data, seed: int, epochs: int, save_dir: 
     checkpoint, behind our contract; and the seconds per epoch."""
     tu = authors.utils_training_utils
     flags = their_flags(seed, epochs)
-    torch.manual_seed(flags.rs)
-    np.random.seed(flags.rs)
+    common.seed(flags.rs)
     train_loader, val_loader = loaders(authors, data, flags.batch_size)
     model = tu.init_model(flags, flags.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=flags.lr)  # name != 'vmf': no model.r

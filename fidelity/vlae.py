@@ -1,4 +1,4 @@
-"""The VLAE repository's side of benchmarks/fidelity.py (yookoon/VLAE, the user's checkout).
+"""The VLAE repository's side of the fidelity driver (yookoon/VLAE, the user's checkout).
 
 Their modules are imported from the checkout and run unchanged but for the driver's CPU shim and
 ``torch_compat_shim`` (their torch 1.0 ``torch.cholesky``, now removed): their model classes (VAE,
@@ -6,7 +6,7 @@ SAVAE, HF, IAF, VLAE), their initialisation (``Experiment.initialize_params``), 
 and their test-set model selection (``Experiment.train_epoch``, ``Experiment.test``), fed the same
 Fashion-MNIST tensors our loader gives (all 60,000 training images as their code uses, or the
 driver's ``--train-images`` first ones on both sides). Their trained model is put behind our
-contract by fidelity_vlae_models.
+contract by fidelity.vlae_wrappers.
 
 Ours runs the authors' protocol: ``data/validation=test`` (train on everything, select the epoch on
 the test set, as they do; docs/specs/vlae.md#12-deviations-from-the-authors-code), their
@@ -30,7 +30,7 @@ early stopping, and for
 
 Before training, each run copies their freshly initialised weights into our model of the same
 switches and prints the largest per-image log p(x) difference from one random stream
-(fidelity_vlae_models.same_weights_gap): ~1e-4 nats (float32 rounding) for every family, i.e. ours
+(fidelity.vlae_wrappers.same_weights_gap): ~1e-4 nats (float32 rounding) for every family, i.e. ours
 computes what theirs does; so do the training losses and parameter gradients (checked to ~1e-7
 relative for savae, vae_hf, vae_iaf on used MADE entries; their VLAE draws its training sample with
 a Cholesky factor of the covariance, ours of the precision: same distribution, mean loss over 300
@@ -41,11 +41,6 @@ PReLU 0.25, the VLAE's mean head (tests/unit/test_vlae.py).
 
 T (the driver's ``--t``) defaults to STEPS = 2 here: their README runs T = 4, but T = 2 keeps the
 VLAE's per-step Jacobians (H = 500) affordable on a CPU and still exercises every step's code.
-
-An adapter exposes: REPO (what the checkout is), MARKER (a file it must have), MODULES (its
-top-level modules, imported under their own names), FAMILIES, BUDGET (one line for the report),
-``our_config(family, seed, epochs, root, t=STEPS)`` and ``train_authors(authors, family, data,
-seed, epochs, save_dir, t=STEPS) -> (model behind our contract, seconds per epoch)``.
 """
 
 from __future__ import annotations
@@ -53,11 +48,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
-from fidelity_vlae_models import WRAPPERS, X_SHAPE, same_weights_gap
 from torch import nn
 
+from fidelity import common
+from fidelity.common import X_SHAPE
+from fidelity.vlae_wrappers import WRAPPERS, same_weights_gap
 from models.base import LatentVariableModel
 from training.config import Config
 from training.trainer import build_model
@@ -146,13 +142,13 @@ def build_authors(authors, family: str, ds, t: int = STEPS) -> nn.Module:
 
 
 def wrap(family: str, net: nn.Module) -> LatentVariableModel:
-    """Their trained model behind our contract (fidelity_vlae_models)."""
+    """Their trained model behind our contract (fidelity.vlae_wrappers)."""
     return WRAPPERS[family](net)
 
 
 def check_same_weights(family: str, net: nn.Module, data, seed: int, epochs: int, t: int) -> None:
     """Print how far our model with their initial weights is from theirs on 8 test images
-    (fidelity_vlae_models.same_weights_gap); torch's random state is left as it was."""
+    (fidelity.vlae_wrappers.same_weights_gap); torch's random state is left as it was."""
     state = torch.get_rng_state()
     ours = build_model(our_config(family, seed, epochs, "", t), X_SHAPE)
     gap = same_weights_gap(family, net, ours, data.test[:8])
@@ -165,8 +161,7 @@ def train_authors(authors, family: str, data, seed: int, epochs: int, save_dir: 
     """Their model, initialisation, epochs and test-set selection; the best epoch's model behind
     our contract, and the seconds per epoch."""
     torch_compat_shim()
-    torch.manual_seed(seed)
-    np.random.seed(seed)  # their MADE mask degrees (unseeded numpy in their code)
+    common.seed(seed)  # numpy: their MADE mask degrees (unseeded numpy in their code)
     ds = authors_dataset(authors, data)
     net = build_authors(authors, family, ds, t)
     exp = authors.experiment.Experiment.__new__(authors.experiment.Experiment)

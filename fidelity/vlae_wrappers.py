@@ -1,4 +1,4 @@
-"""The authors' trained VLAE-repository models behind our model contract (benchmarks/fidelity_vlae).
+"""The authors' trained VLAE-repository models behind our model contract (fidelity.vlae).
 
 Each wrapper holds their trained ``nn.Module`` and computes q(z|x) with THEIR networks and
 functions, exactly as their ``importance_sample`` does; our estimator (the same streaming IWAE as
@@ -21,10 +21,9 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Independent, Normal
 
-from models.base import DEFAULT_MAX_ROWS, LatentVariableModel, streaming_iwae
+from fidelity.common import X_SHAPE, AuthorsModel, standard_normal
+from models.base import DEFAULT_MAX_ROWS, streaming_iwae
 from models.posteriors import PrecisionGaussian
-
-X_SHAPE = (1, 28, 28)
 
 
 def their_module(net: nn.Module, name: str):
@@ -37,23 +36,18 @@ def diagonal(mu: Tensor, logvar: Tensor) -> Independent:
     return Independent(Normal(mu, torch.exp(0.5 * logvar), validate_args=False), 1)
 
 
-class AuthorsVAE(LatentVariableModel):
+class AuthorsVAE(AuthorsModel):
     """The authors' trained encoder and decoder behind our model contract, so that our estimator
     (LatentVariableModel.log_likelihood) evaluates them exactly as it evaluates ours."""
 
     analytic_kl = False
-
-    def __init__(self, net: nn.Module):
-        super().__init__()
-        self.net = net
 
     def posterior(self, x):
         q, _ = self.net.encoder(x.flatten(1))
         return diagonal(q.mu, q.logvar)
 
     def prior(self):
-        zeros = torch.zeros(self.net.z_dim)
-        return Independent(Normal(zeros, torch.ones_like(zeros)), 1)
+        return standard_normal(self.net.z_dim)
 
     def likelihood(self, z):
         p = self.net.decoder(z.reshape(-1, z.shape[-1]))

@@ -1,4 +1,4 @@
-"""The S-VAE library's side of benchmarks/fidelity.py (nicola-decao/s-vae-pytorch, the user's
+"""The S-VAE library's side of the fidelity driver (nicola-decao/s-vae-pytorch, the user's
 checkout): our ``svae`` and ``nvae`` against the MLP VAE of their ``examples/mnist.py``.
 
 Their package ``hyperspherical_vae`` is imported from the checkout (the driver's import_authors).
@@ -35,14 +35,12 @@ import ast
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
-from torch import nn
 from torch.distributions import Independent, Normal
 
-from models.base import LatentVariableModel
+from fidelity import common
+from fidelity.common import AuthorsModel, bernoulli_of_decode, standard_normal
 from models.hyperspherical.distributions import HypersphericalUniform, VonMisesFisher
-from models.likelihoods import BernoulliImage
 from training.config import Config
 
 REPO = "nicola-decao/s-vae-pytorch"
@@ -56,7 +54,6 @@ BUDGET = (
     f"Fashion-MNIST dynamically binarised (x/255), d {LATENT_DIM}, MLP 256-128, batch {BATCH}, "
     f"Adam {LR:g}, no warm-up, last epoch (theirs) / best validation (ours)"
 )
-X_SHAPE = (1, 28, 28)
 LATENT = {"svae": "vmf", "nvae": "normal"}
 
 
@@ -90,15 +87,11 @@ def example_namespace(authors) -> dict:
     return ns
 
 
-class AuthorsSVAE(LatentVariableModel):
+class AuthorsSVAE(AuthorsModel):
     """Their trained ModelVAE behind our contract: q(z|x) from their encode() as our
     VonMisesFisher (S-VAE) or Normal (N-VAE), the matching prior, Bernoulli(their decode(z))."""
 
     analytic_kl = True
-
-    def __init__(self, net: nn.Module):
-        super().__init__()
-        self.net = net
 
     def posterior(self, x):
         mu, scale = self.net.encode(x.flatten(1))
@@ -110,20 +103,17 @@ class AuthorsSVAE(LatentVariableModel):
         m = self.net.z_dim
         if self.net.distribution == "vmf":
             return HypersphericalUniform(m, validate_args=False)
-        zeros = torch.zeros(m)
-        return Independent(Normal(zeros, torch.ones_like(zeros)), 1)
+        return standard_normal(m)
 
     def likelihood(self, z):
-        logits = self.net.decode(z.reshape(-1, z.shape[-1]))
-        return BernoulliImage(logits.reshape(*z.shape[:-1], -1), X_SHAPE)
+        return bernoulli_of_decode(self.net, z)
 
 
 def train_authors(authors, family: str, data, seed: int, epochs: int, save_dir: str):
     """Their ModelVAE, optimiser and epoch function on our training tensor, ``epochs`` times; the
     last epoch's model behind our contract, and the seconds per epoch."""
     ns = example_namespace(authors)
-    torch.manual_seed(seed)
-    np.random.seed(seed)
+    common.seed(seed)
     distribution = LATENT[family]
     z_dim = LATENT_DIM + 1 if distribution == "vmf" else LATENT_DIM  # as their script
     net = ns["ModelVAE"](h_dim=H_DIM, z_dim=z_dim, distribution=distribution)

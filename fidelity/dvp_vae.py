@@ -1,19 +1,21 @@
-"""The DVP-VAE authors' side of benchmarks/fidelity.py (AKuzina/dvp_vae, the user's checkout): our
+"""The DVP-VAE authors' side of the fidelity driver (AKuzina/dvp_vae, the user's checkout): our
 ``ladder`` in its DVP form and ``dvp_vae`` against their LADDER_VAE and CTX_LADDER_VAE with their
 MNIST experiment configs (configs/experiment/mnist/ladder.yaml, mnist/dvp_vae.yaml).
 
-    python benchmarks/fidelity.py --authors-repo PATH --family dvp_ladder|dvp_vae ...
+    python -m fidelity --authors-repo PATH --family dvp_ladder|dvp_vae ...
 
 On the driver's command line the families are ``dvp_ladder`` (our ``ladder`` with
-models.hierarchical.dvp_vae.DVP_FORM) and ``dvp_vae``: ``ladder`` is fidelity_dct's DCT-VAE form.
+models.hierarchical.dvp_vae.DVP_FORM) and ``dvp_vae``: ``ladder`` is fidelity.dct_vae's DCT-VAE
+form.
 
 Their code is imported from the checkout (the driver's import_authors); ``model`` and ``utils``
-have no ``__init__.py`` (namespace packages), so MODULES names every submodule used. Their
-modules import hydra, omegaconf, wandb and torchmetrics, which nothing used here needs: while the
-checkout is on sys.path a meta-path finder serves fidelity_dct's empty stand-ins for them
-(``wandb.log`` a no-op, the rest raising when called), dropped from sys.modules afterwards. One
-shim (torch_compat_shim): their noise schedule's derivative at t = 1, which torch 2.14 changed
-(below, 4). Otherwise their modules run as released, on CPU.
+have no ``__init__.py`` (namespace packages), so MODULES names every submodule used
+(common.LADDER_MODULES, the DCT-VAE repository's layout). Their modules import hydra, omegaconf,
+wandb and torchmetrics, which nothing used here needs: while the checkout is on sys.path a
+meta-path finder serves common's empty stand-ins for them (common.serve_stand_ins: ``wandb.log``
+a no-op, the rest raising when called), dropped from sys.modules afterwards. One shim
+(torch_compat_shim): their noise schedule's derivative at t = 1, which torch 2.14 changed (below,
+4). Otherwise their modules run as released, on CPU.
 
 Their side, as their run_experiment.py builds and trains it, without hydra: the experiment config
 composed from their yaml files as hydra would (the experiment's choices of dataset, model,
@@ -50,8 +52,8 @@ to thousands of nats, 4e-6 bpd on the loss, 2e-7 on the gradients (float32 round
 computes what theirs does, the DCT context, diffusion bound and UNet included; what is left to
 differ is the initial weights, the noise draws and the data order.
 
-The estimator, behind our contract (AuthorsDVP.log_likelihood): log-mean-exp over k of
-single-pass importance weights from their ``forward(batch, mode="test")``:
+The estimator, behind our contract (AuthorsDVP.log_likelihood, common.AuthorsLadder's):
+log-mean-exp over k of single-pass importance weights from their ``forward(batch, mode="test")``:
 
     log w = log p(x | z) + sum_l [log p(z_l | z_>l[, u]) - log q(z_l | z_>l, x)]
             [+ log p^(u) - log q(u | x)]
@@ -118,7 +120,7 @@ Differences between the two sides, every one known (removed for the comparison, 
 Measured on 2026-12-03 (1 epoch of the first 3,000 training images, i.e. 12 steps, 500
 validation images, the first 100 test images, 1 thread on a shared 2-core CPU):
 
-    python benchmarks/fidelity.py --authors-repo PATH --family dvp_ladder --seeds 0 1 2 \
+    python -m fidelity --authors-repo PATH --family dvp_ladder --seeds 0 1 2 \
         --epochs 1 --train-images 3000 --val-images 500 --test-images 100 --k 100 --threads 1
 
 and the same with ``--family dvp_vae --k 20``. dvp_ladder, seeds 0 1 2: authors' code -395.13 +-
@@ -138,21 +140,18 @@ from __future__ import annotations
 import contextlib
 import copy
 import importlib
-import importlib.abc
-import importlib.machinery
 import io
 import re
-import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
 
-import fidelity_dct
-import numpy as np
 import torch
 import yaml
 from torch import Tensor, nn
 
+from fidelity import common
+from fidelity.common import LADDER_MODULES, AuthorsLadder, authors_val_loss
 from sweeps.dvp_vae import ARCH, AUTHORS_TRAIN, TRAIN
 from training.config import Config
 from training.optim import loss_divisor
@@ -160,9 +159,7 @@ from training.trainer import build_model
 
 REPO = "AKuzina/dvp_vae"
 MARKER = "configs/experiment/mnist/dvp_vae.yaml"
-MODULES = ("model", "utils", "datasets", "model.vae", "model.context_ladder_vae", "model.encoder",
-           "model.decoder", "model.context_decoder", "model.ddgm", "utils.distribution",
-           "utils.thirdparty.unet", "utils.trainer", "datasets.dct")  # fmt: skip
+MODULES = LADDER_MODULES
 FAMILIES = ("dvp_ladder", "dvp_vae")
 OURS = {"dvp_ladder": "ladder", "dvp_vae": "dvp_vae"}
 EXPERIMENTS = {"dvp_ladder": "mnist/ladder", "dvp_vae": "mnist/dvp_vae"}
@@ -179,20 +176,7 @@ MAX_DCT_IMAGES = 50_000
 """Their DCT_dataset's i_max: it stops after image i_max + 1."""
 
 
-# --- stand-ins for hydra, omegaconf, wandb, torchmetrics (fidelity_dct's) -----------------------
-class _StubFinder(importlib.abc.MetaPathFinder):
-    """fidelity_dct's stand-ins, served while a checkout of this repository is on sys.path."""
-
-    def find_spec(self, name, path=None, target=None):
-        if name not in fidelity_dct.STUB_NAMES:
-            return None
-        if not any(isinstance(p, str) and (Path(p) / MARKER).is_file() for p in sys.path):
-            return None
-        return importlib.machinery.ModuleSpec(name, fidelity_dct._StubLoader(), is_package=True)
-
-
-if not any(isinstance(f, _StubFinder) for f in sys.meta_path):
-    sys.meta_path.append(_StubFinder())
+common.serve_stand_ins(MARKER)
 
 
 def torch_compat_shim(authors) -> None:
@@ -395,24 +379,12 @@ def dct_scale(authors, x01: Tensor) -> Tensor:
     return torch.floor(coeffs).abs().max(0)[0]
 
 
-@torch.no_grad()
-def authors_val_loss(net: nn.Module, val: list[Tensor], batch: int) -> float:
-    """Their validation loss: train_step in "val" mode, the mean of per-batch ``loss``."""
-    net.eval()
-    losses = []
-    for i in range(0, val[0].shape[0], batch):
-        _, logs = net.train_step([t[i : i + batch] for t in val], mode="val")
-        losses.append(float(logs["loss"]))
-    return sum(losses) / len(losses)
-
-
 def build_authors(authors, family: str, data, seed: int, ema_rate: float):
     """Their model (and EMA model, with ema_rate > 0) as their run_experiment.init_model makes
     them, and their composed config."""
     cfg = authors_config(checkout(authors), EXPERIMENTS[family])
     check_protocol(cfg, our_config(family, 0, 1, "", authors=True))
-    torch.manual_seed(seed)
-    np.random.seed(seed)
+    common.seed(seed)
     ema = None
     with contextlib.redirect_stdout(io.StringIO()):  # their constructors print their shapes
         net = instantiate(authors, cfg["model"])
@@ -430,7 +402,7 @@ def train_authors(authors, family: str, data, seed: int, epochs: int, save_dir: 
     """Their model built and trained their way (their trainer's loop) on our tensors; the last
     epoch's model (its EMA, with one) behind our contract, and the seconds per epoch (training
     and validation)."""
-    fidelity_dct.drop_stubs()
+    common.drop_stand_ins()
     torch_compat_shim(authors)
     protocol = our_config(family, seed, epochs, "").train  # their values but for COMPARISON
     net, ema, cfg = build_authors(authors, family, data, seed, protocol.ema_rate)
@@ -582,16 +554,8 @@ def same_weights_gap(authors, family: str, net: nn.Module, data) -> tuple[float,
     return log_w.abs().max().item(), loss_gap, _gradient_gap(theirs, ours)
 
 
-class AuthorsDVP(fidelity_dct.AuthorsHierarchical):
-    """Their trained LADDER_VAE / CTX_LADDER_VAE behind our contract: log_likelihood(x, k)."""
-
-    def log_weight(self, x: Tensor) -> Tensor:
-        """One pass of their forward(mode="test"): log p(x|z) + sum_l log p(z_l) - log q(z_l) at
-        the sampled z; for u their log p(u) estimate (eval_is_ll) minus log q(u | x)."""
-        batch = [2 * x - 1, torch.zeros(x.shape[0], dtype=torch.long)]  # x binary: 2 x - 1
-        _, p_xz, z_samples, q_dist, p_dist = self.net(batch, mode="test")
-        log_w = p_xz.log_prob(x)
-        for z, q, p in zip(z_samples, q_dist, p_dist, strict=True):
-            log_p = p.log_prob(z) if hasattr(p, "log_prob") else p.reshape(z.shape[0], -1).sum(1)
-            log_w = log_w + log_p - q.log_prob(z)
-        return log_w
+class AuthorsDVP(AuthorsLadder):
+    """Their trained LADDER_VAE / CTX_LADDER_VAE behind our contract: log_likelihood(x, k) from
+    one pass of their forward(mode="test") per sample: log p(x|z) + sum_l log p(z_l) - log q(z_l)
+    at the sampled z; for u their log p(u) estimate (eval_is_ll) minus log q(u | x). Their batch
+    is (2 x - 1, label) of the binary x."""

@@ -1,16 +1,17 @@
 """The SPVAE authors' side of the SPVAE fidelity check (cambridge-mlg/SPVAE, TensorFlow 1 code).
 
 Run with a TensorFlow 2 interpreter OUTSIDE this repository's venv (TF 1.x has no Python 3.11
-wheel); their code runs under ``tf.compat.v1`` with a small runtime shim (below), their files
+wheel), from the repository's root; it imports nothing of ours (fidelity/__init__.py imports
+nothing). Their code runs under ``tf.compat.v1`` with a small runtime shim (below), their files
 unchanged and nothing of theirs copied here:
 
     python3 -m venv /tmp/tfenv && /tmp/tfenv/bin/pip install tensorflow-cpu tf_keras numpy \
         matplotlib   # tested: tensorflow-cpu 2.21.0, tf_keras 2.21.0, numpy 2.4.6
-    /tmp/tfenv/bin/python benchmarks/fidelity_spvae_tf.py \
+    /tmp/tfenv/bin/python -m fidelity.spvae_tf \
         --authors-repo /tmp/authors/cambridge-mlg+SPVAE --data /tmp/spvae_fid/data.npz \
         --seeds 0 1 2 --epochs 3 --epoch-batches 32 --k 100 --out /tmp/spvae_fid/authors.npz
 
-``--data`` is the arrays our loader produced (``benchmarks/fidelity_spvae.py prepare``), so both
+``--data`` is the arrays our loader produced (``python -m fidelity.spvae prepare``), so both
 sides see the same images; without it the Fashion-MNIST idx files are read with numpy and
 preprocessed here as docs/specs/spvae.md#3-data-and-preprocessing describes (min-max, Gaussian
 perturbation with reflection, min-max again; a seeded 10% validation split), which is NOT
@@ -44,7 +45,7 @@ samples per leaf, ``seeds``, ``k``, ``best_val`` and ``seconds`` per seed, ``reg
 many regularisation losses their graph collected: 0), ``init`` statistics of the freshly
 initialised weights, and the run's settings (json in ``meta``); beside it, per seed,
 ``<out>_weights_seed<s>.npz``: their best checkpoint's variables by TF name and the built SPN's
-structure (json), from which ``fidelity_spvae.py`` loads their weights into our model to evaluate
+structure (json), from which ``fidelity/spvae.py`` loads their weights into our model to evaluate
 them with our estimator too.
 """
 
@@ -320,9 +321,10 @@ def run_seed(authors, data_dir: str, seed: int, args, x_test: np.ndarray) -> dic
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m fidelity.spvae_tf",
+                                description=__doc__.splitlines()[0])  # fmt: skip
     p.add_argument("--authors-repo", type=Path, required=True)
-    p.add_argument("--data", type=Path, help="npz from fidelity_spvae.py prepare")
+    p.add_argument("--data", type=Path, help="npz from fidelity.spvae prepare")
     p.add_argument("--idx-root", type=Path, default=Path("/usr/share/datasets/fashion-mnist"))
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--epochs", type=int, default=3)

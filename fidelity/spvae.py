@@ -1,22 +1,23 @@
 """SPVAE beside the authors' TensorFlow 1 code (cambridge-mlg/SPVAE): a two-step flow.
 
-benchmarks/fidelity.py imports an authors' PyTorch repository into our process; the SPVAE
-authors' code is TensorFlow 1 and runs only in a separate TensorFlow 2 venv under
-``tf.compat.v1`` (benchmarks/fidelity_spvae_tf.py). So the comparison runs in three steps, the
-middle one in that venv, with the same images, seeds, budget and k on both sides:
+The fidelity driver (python -m fidelity) imports an authors' PyTorch repository into our
+process; the SPVAE authors' code is TensorFlow 1 and runs only in a separate TensorFlow 2 venv
+under ``tf.compat.v1`` (fidelity/spvae_tf.py). So the comparison runs in three steps from the
+repository's root, the middle one in that venv, with the same images, seeds, budget and k on both
+sides:
 
     # 1. our loader's arrays (Fashion-MNIST, min-max, perturbed pixels, our seeded split)
-    .venv/bin/python benchmarks/fidelity_spvae.py prepare --out /tmp/spvae_fid/data.npz
+    .venv/bin/python -m fidelity.spvae prepare --out /tmp/spvae_fid/data.npz
     # 2. their model, their training loop, their estimator (TensorFlow venv, see its docstring)
-    /tmp/tfenv/bin/python benchmarks/fidelity_spvae_tf.py \
+    /tmp/tfenv/bin/python -m fidelity.spvae_tf \
         --authors-repo /tmp/authors/cambridge-mlg+SPVAE --data /tmp/spvae_fid/data.npz \
         --seeds 0 1 2 --epochs 3 --nnodes 16 16 --nz 5 --k 100 --test-images 500 \
         --out /tmp/spvae_fid/authors.npz
     # 3. ours with the same settings (our venv; may run beside step 2), then the comparison
-    .venv/bin/python benchmarks/fidelity_spvae.py ours --data /tmp/spvae_fid/data.npz \
+    .venv/bin/python -m fidelity.spvae ours --data /tmp/spvae_fid/data.npz \
         --seeds 0 1 2 --epochs 3 --nnodes 16 16 --nz 5 --k 100 --test-images 500 \
         --out /tmp/spvae_fid/ours.npz
-    .venv/bin/python benchmarks/fidelity_spvae.py compare --ours /tmp/spvae_fid/ours.npz \
+    .venv/bin/python -m fidelity.spvae compare --ours /tmp/spvae_fid/ours.npz \
         --authors /tmp/spvae_fid/authors.npz
     # (several runs per side with the same settings and other seeds: pass all files, pooled)
 
@@ -26,7 +27,7 @@ own code's estimator at k samples per leaf (theirs: ``model_output`` with their 
 variables set to k, as their ``get_evaluation``; ours: ``SPVAE.log_likelihood``); both estimate
 the same quantity,
 E log SPN(p^_k) <= log P(x) (docs/specs/spvae.md#16-objective-and-estimator), so the per-image
-difference averaged over seeds has a paired standard error (benchmarks/fidelity.summarise).
+difference averaged over seeds has a paired standard error (fidelity.common.summarise).
 With the weight files of step 2, ``compare`` also loads their trained weights into our model
 (``load_authors_weights``) and evaluates them by our estimator: the per-image difference between
 the two estimators on the same weights checks the estimators (and the weight mapping).
@@ -55,10 +56,10 @@ import math
 import sys
 from pathlib import Path
 
-import fidelity
 import numpy as np
 import torch
 
+from fidelity.common import per_image_difference, per_image_ll, summarise, train_ours
 from training.config import Config
 from training.data import load_data
 from training.trainer import build_model
@@ -115,9 +116,9 @@ def ours(args) -> int:
             data.train.numpy().reshape(-1, 784), arrays["train"][:rows]
         )
         assert same, "our loader's images differ from step 1's arrays"
-        model, s = fidelity.train_ours(cfg, data)
+        model, s = train_ours(cfg, data)
         seconds.append(s)
-        lls.append(fidelity.per_image_ll(model, x, args.k, seed=1000 + seed).numpy())
+        lls.append(per_image_ll(model, x, args.k, seed=1000 + seed).numpy())
         print(f"seed {seed}: ours {lls[-1].mean():.2f} ({s:.0f} s/epoch)", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     np.savez(args.out, ll=np.stack(lls), seeds=np.array(args.seeds), k=args.k,
@@ -138,7 +139,7 @@ def _rect(pixels: list[int], cell: int = 7, width: int = 28) -> tuple[int, int, 
 
 @torch.no_grad()
 def load_authors_weights(model, path: Path) -> None:
-    """Their best checkpoint (fidelity_spvae_tf.py's ``*_weights_seed<s>.npz``) into our SPVAE of
+    """Their best checkpoint (fidelity/spvae_tf.py's ``*_weights_seed<s>.npz``) into our SPVAE of
     the same sizes: leaf t of their leaf region over cell i is our leaf i * leaf_k + t (encoder
     groups: var_mean_mlp -> head 0, var_sigma_mlp -> head 1; decoder: gen_mlp -> 0, var_mlp -> 1;
     TF kernels are [in, out] like ours); their sum weights W [1, J, K] of a region go to our logits
@@ -209,7 +210,7 @@ def authors_by_our_estimator(args, runs: list[tuple[Path, int]], meta: dict):
         model = build_model(cfg, data.x_shape)
         load_authors_weights(model, weights)
         x = data.test[: meta["test_images"]]
-        lls.append(fidelity.per_image_ll(model, x, meta["k"], seed=1000 + seed))
+        lls.append(per_image_ll(model, x, meta["k"], seed=1000 + seed))
     return lls
 
 
@@ -248,7 +249,7 @@ def compare(args) -> int:
           f"{meta['epochs']} epochs of {meta['epoch_batches']} batches, lr {meta['lr']}; test "
           f"log P^ (k = {meta['k']} per leaf, each side's own estimator) of the first "
           f"{meta['test_images']} test images, 1 thread")  # fmt: skip
-    print("\n".join(fidelity.summarise(ours_ll, theirs_ll)))
+    print("\n".join(summarise(ours_ll, theirs_ll)))
     # The paired SE above is over images for these seeds; between seeds the means move more.
     means = [torch.stack([r.mean() for r in side]) for side in (ours_ll, theirs_ll)]
     se = math.sqrt(sum(m.var().item() / m.numel() for m in means))
@@ -258,16 +259,16 @@ def compare(args) -> int:
     by_ours = authors_by_our_estimator(args, theirs_where, meta)
     if by_ours is not None:
         print("\ntheir trained weights loaded into our model, by OUR estimator (same k, images):")
-        print("\n".join(fidelity.summarise(ours_ll, by_ours)))
+        print("\n".join(summarise(ours_ll, by_ours)))
         print("our estimator on their weights minus their estimator on their weights, per image:")
-        d = torch.stack(by_ours).mean(0) - torch.stack(theirs_ll).mean(0)
-        se = (d.std() / d.numel() ** 0.5).item()
+        d, se = per_image_difference(by_ours, theirs_ll)
         print(f"  {d.mean():+.3f} ± {se:.3f} (paired SE over {d.numel()} images)")
     return 0
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m fidelity.spvae",
+                                description=__doc__.splitlines()[0])  # fmt: skip
     sub = p.add_subparsers(dest="step", required=True)
     pp = sub.add_parser("prepare", help="write our loader's arrays for the TensorFlow side")
     pp.add_argument("--out", type=Path, required=True)

@@ -256,9 +256,9 @@ def cell_fields(storage: str, state: SweepState) -> dict | None:
     """The cell's identity columns, from its record or from any surviving row."""
     record = store.cell_record(storage, state.sweep)
     if record is not None:
-        cell = {**rows.CELL_DEFAULTS, **record["cell"]}
+        cell = record["cell"]  # with its protocol, as results.migrate gives an older record's
         return {"sweep": state.sweep, **{k: cell[k] for k in rows.CELL_FIELDS[1:]}}
-    trials = rows.with_cell_defaults(state.tables["trials"])
+    trials = state.tables["trials"]
     return None if trials.empty else trials.iloc[0][list(rows.CELL_FIELDS)].to_dict()
 
 

@@ -54,9 +54,9 @@ CELL_RECORD = {
     "budget": ("str",), "sampler": ("str",), "seed": ("int",), "resources": ("dict",),
     "provenance": ("dict",),
 }  # fmt: skip
-"""The keys sweeps.run_cell.cell_record writes and their JSON types. A record written before a
-key existed lacks it; another key, or a key with another type, is damage (a resumed cell needs
-RESUMED_KEYS as well)."""
+"""The keys sweeps.run_cell.cell_record writes and their JSON types. A key may be absent (a
+record written before it existed: results.migrate fills it in as the store reads the record);
+another key, or a key with another type, is damage (a resumed cell needs RESUMED_KEYS as well)."""
 RESUMED_KEYS = ("trials", "base_config")
 """What a resumed or extended cell takes from its record: its target and its fixed config."""
 CELL_FIELDS = ("family", "dataset", "likelihood", "paper")
@@ -282,8 +282,9 @@ PART_COLUMNS = {
                     {"sweep": STR}),
 }  # fmt: skip
 """Per table: (the columns every part has, the columns a part may lack, having been written
-before they existed) and their types, as results.rows builds them and results.store.write
-writes them (which adds schema_version and written_at to every part)."""
+before they existed: results.migrate fills them after this check) and their types, as
+results.rows builds them and results.store.write writes them (which adds schema_version and
+written_at to every part)."""
 STATUSES = ("completed", "pruned", "errored")
 
 

@@ -19,25 +19,10 @@ FAILURE_KEYS = ("diverged", "config_error")
 """Result keys with which a trial reports that it failed on its own (not retried: a rerun of the
 same config fails the same way)."""
 CELL_FIELDS = ("sweep", "paper", "family", "dataset", "likelihood", "variant", "protocol")
-CELL_DEFAULTS = {"protocol": "project"}
-"""The value of a cell field that rows and cell records written before it existed lack."""
 SEARCH, SEED = "search", "seed"
 """A trial row's ``role``: a trial of the cell's search, or a re-training of the search's winner
 with another training seed (sweeps.seeds; ``seed_of`` names the winner). Only search trials
 compete to be the winner; a table's mean ± std is over the winner and its re-trainings."""
-TRIAL_DEFAULTS = {**CELL_DEFAULTS, "role": SEARCH, "seed_of": ""}
-"""The value of a trials column that rows written before it existed lack."""
-
-
-def with_cell_defaults(trials):
-    """A trials frame with every CELL_FIELDS and TRIAL_DEFAULTS column (rows from before a
-    column get its default)."""
-    if trials.empty:
-        return trials
-    return trials.assign(**{
-        k: trials[k].fillna(v) if k in trials.columns else v for k, v in TRIAL_DEFAULTS.items()
-    })  # fmt: skip
-
 
 EVALUATION_DEFAULTS = {
     "test_bpd": math.nan,
@@ -45,26 +30,9 @@ EVALUATION_DEFAULTS = {
     "active_units_per_batch": math.nan,
     "latent_dims": -1,
 }
-"""The value of an evaluations column that rows written before it existed lack (also a family's
-value when it has no posterior means: NaN fractions, -1 dimensions, as training.evaluate)."""
-
-
-def with_evaluation_defaults(evaluations):
-    """An evaluations frame with every EVALUATION_DEFAULTS column (old rows get the default; an
-    integer column stays integer although old and new rows were concatenated with NaN), and
-    test_nll = -test_log_likelihood."""
-    if evaluations.empty:
-        return evaluations
-
-    def filled(k, v):
-        if k not in evaluations.columns:
-            return v
-        col = evaluations[k].fillna(v)
-        return col.astype("int64") if isinstance(v, int) else col
-
-    filled_in = evaluations.assign(**{k: filled(k, v) for k, v in EVALUATION_DEFAULTS.items()})
-    # the NLL the hierarchical papers print, derived on load (never stored twice)
-    return filled_in.assign(test_nll=-filled_in["test_log_likelihood"])
+"""An evaluations row's values where a family has no posterior means (NaN fractions, -1
+dimensions, as training.evaluate); also what rows written before these columns read as
+(results.migrate)."""
 
 
 def evaluation_row(sweep: str, trial_id: str, seed: int, out: dict, provenance: dict) -> dict:
@@ -84,8 +52,8 @@ def key_sources(config: dict, fixed: dict[str, str], given: set[str]) -> dict[st
 
 def retraining_sources(winner_sources, config: dict) -> dict[str, str]:
     """Where the keys of a winner's re-training (sweeps.seeds) came from: as the winner's row
-    says (its ``key_sources`` JSON; each key "winner" when the row predates it), and its
-    ``train/seed`` from ``--winner-seeds``."""
+    says (its ``key_sources`` JSON; each key "winner" when it records none, or the row is gone:
+    results.check's rebuild), and its ``train/seed`` from ``--winner-seeds``."""
     came = json.loads(winner_sources) if isinstance(winner_sources, str) and winner_sources else {}
     return {**(came or dict.fromkeys(config, "winner")), "train/seed": "winner-seeds"}
 

@@ -9,10 +9,11 @@ training.evaluate.sample_grids and writes one file per winner: ``np.savez_compre
 uint8 array [n, C, H, W] per temperature, keyed "t1.0", "t0.8", ..., beside plain fields:
 ``temperatures`` (float64, the keys' order), ``family``, ``cell``, ``trial_id``, ``decoder_mean``
 (True: the decoder's mean image; False: a draw of pixels), ``written_at`` (Unix seconds) and
-``schema_version``. Only numpy reads them back (no pickles, no torch), so ``python -m results plot
-samples`` draws them anywhere. A file is written to a temporary name and moved into place, so a
-re-run replaces a trial's file whole and a reader never sees half of one. A family that cannot
-sample leaves no file.
+``schema_version`` (1, the one format these files have had: results.migrate). Only numpy
+reads them back (no pickles, no torch), so ``python -m results plot samples`` draws them
+anywhere. A file is written to a temporary name and moved into place, so a re-run replaces a
+trial's file whole and a reader never sees half of one. A family that cannot sample leaves no
+file.
 """
 
 from __future__ import annotations

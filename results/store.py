@@ -19,11 +19,11 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from results import migrate
 from results.crash_points import crash_point
 from results.errors import StorageError
-from results.rows import with_cell_defaults, with_evaluation_defaults
+from results.migrate import SCHEMA_VERSION
 
-SCHEMA_VERSION = 1
 TABLES = ("trials", "curves", "evaluations")
 # Rows that describe the same thing; when a part was re-written, the newest row wins.
 KEYS = {
@@ -111,7 +111,8 @@ def relative(storage: str, path: str) -> str:
 
 def locate(storage: str, path: str) -> str:
     """The full location of a path a row stores (``relative``): under the storage if it is
-    relative; as it is if it is absolute (rows written before paths were relative)."""
+    relative; as it is if it is absolute (a path outside the storage, or one in a row written
+    before paths were relative: results.migrate)."""
     if not path or "://" in path or path.startswith("/"):
         return path
     fs, root = filesystem(storage)
@@ -199,9 +200,9 @@ def part_paths(storage: str, table: str, sweep: str | None = None) -> list[str]:
 
 
 def read_parts(storage: str, paths: list[str]) -> tuple[list[pd.DataFrame], dict[str, str]]:
-    """(frames of the sound parts, {damaged part: why}). A part is damaged when it does not
-    read, or its columns or rows are not those of its table (results.damage): a readable
-    part of another table counts as damaged, never as rows."""
+    """(frames of the sound parts, each in the current format: results.migrate, {damaged part:
+    why}). A part is damaged when it does not read, or its columns or rows are not those of its
+    table (results.damage): a readable part of another table counts as damaged, never as rows."""
     from results import damage
 
     fs, _ = filesystem(storage)
@@ -218,7 +219,7 @@ def read_parts(storage: str, paths: list[str]) -> tuple[list[pd.DataFrame], dict
         if why is None and table:
             why = damage.part_values(frame, table)
         if why is None:
-            frames.append(frame)
+            frames.append(migrate.part(frame, table) if table else frame)
         else:
             damaged[p] = why
     return frames, damaged
@@ -259,9 +260,10 @@ def load(storage: str, table: str, sweep: str | None = None) -> pd.DataFrame:
             "records and the trial's checkpoint"
         )
     df = newest(frames, table)
-    if table == "evaluations":
-        return with_evaluation_defaults(df)
-    return with_cell_defaults(df) if table == "trials" else df
+    if table == "evaluations" and not df.empty:
+        # the NLL the hierarchical papers print, derived on load (never stored twice)
+        return df.assign(test_nll=-df["test_log_likelihood"])
+    return df
 
 
 def exists(storage: str) -> bool:
@@ -315,7 +317,9 @@ def cell_record(storage: str, sweep: str) -> dict | None:
     fs, root = filesystem(storage)
     path = f"{root}/{CELLS}/{_safe(sweep)}.json"
     data = read_bytes(fs, path)
-    return None if data is None else damage.cell_record(data, uri(storage, path), storage)
+    if data is None:
+        return None
+    return migrate.cell_record(damage.cell_record(data, uri(storage, path), storage))
 
 
 def read_bytes(fs: pafs.FileSystem, path: str) -> bytes | None:

@@ -194,8 +194,8 @@ def check_storage(
         raise Refusal(f"{'--resume' if mode == 'resume' else '--add-trials'}: {e}") from None
     for c in old:
         record = store.cell_record(storage, c.name)
-        if record is None or "base_config" not in record:
-            continue  # a storage from before cell records: nothing to compare with
+        if record is None:  # a cell from before cell records: nothing to compare with (one
+            continue  # without base_config was refused above: damage.resumable_record)
         diff = differing_keys(record["base_config"], c.base_config(budget))
         if diff:
             raise Refusal(

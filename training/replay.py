@@ -201,7 +201,7 @@ def same(a: float, b: float) -> bool:
 def differences(curve: pd.DataFrame, history: list[dict]) -> list[tuple[float, str, int, float]]:
     """(|difference|, metric, epoch, relative difference) of every metric that is not identical."""
     out = []
-    keys = [k for k in COMPARED if k in curve and curve[k].notna().any()]  # older rows lack some
+    keys = [k for k in COMPARED if curve[k].notna().any()]  # all NaN: not recorded (migrate)
     for m in history:
         for key in keys:
             a, b = float(curve.loc[m["epoch"], key]), float(m[key])

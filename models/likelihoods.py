@@ -2,11 +2,18 @@
 
 Decoders produce flat parameters [..., D]; these distributions take images [..., C, H, W] (or any
 shape whose trailing dims flatten to D) and return one log-probability per example.
+
+Every likelihood a config can name (``model/likelihood=...``) has one ``Likelihood`` here, looked up
+by that name (``likelihood_spec``): its support and what it asks of the data (training.config's
+rules read these, never the name). How a family parametrises it is the family's own object, found
+by the same name: the heads below (MLP families), models.hierarchical.ladder's outputs (conv maps),
+models.spvae.leaves' patch likelihoods.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -80,8 +87,6 @@ class GaussianImage(_FlatImageDistribution):
 class BernoulliHead(nn.Module):
     """Turns decoder outputs into a Bernoulli image distribution."""
 
-    continuous_data = False
-
     def __init__(self, x_shape: tuple[int, ...]):
         super().__init__()
         self.x_shape = tuple(x_shape)
@@ -95,8 +100,6 @@ class BernoulliHead(nn.Module):
 
 class GaussianHead(nn.Module):
     """Gaussian image distribution with a single learned log-variance, initialised from the data."""
-
-    continuous_data = True
 
     def __init__(self, x_shape: tuple[int, ...]):
         super().__init__()
@@ -254,3 +257,42 @@ def likelihood_head(name: str, x_shape: tuple[int, ...]) -> nn.Module:
     if name not in LIKELIHOODS:
         raise ValueError(f"unknown likelihood {name!r}; choose one of {sorted(LIKELIHOODS)}")
     return LIKELIHOODS[name](x_shape)
+
+
+@dataclass(frozen=True)
+class Likelihood:
+    """A likelihood by its config name: what it scores and what it needs of the data."""
+
+    name: str
+    """Its config value (model/likelihood=...; stored in checkpoints and result rows)."""
+    support: str
+    """The values it scores: "binary" ({0, 1}), "continuous" (reals), "8-bit" (the 256 levels
+    n / 255 of [0, 1])."""
+    requires_binary_data: bool = False
+    """Only binarised one-channel data (data/binarize=true; RGB needs data/greyscale=true)."""
+    rejects_binary_data: bool = False
+    """Never binarised data (data/binarize=false)."""
+    requires_discrete_pixels: bool = False
+    """Pixels on the 1/255 grid (data/pixels=discrete)."""
+    requires_uncentred_data: bool = False
+    """The levels themselves, not centred or logit-transformed (data/center and data/logit off;
+    the families with ``unit_interval_data`` ask the same of every likelihood)."""
+
+
+SPECS: dict[str, Likelihood] = {
+    spec.name: spec
+    for spec in (
+        Likelihood("bernoulli", "binary", requires_binary_data=True),
+        Likelihood("gaussian", "continuous", rejects_binary_data=True),
+        Likelihood("binomial", "8-bit", requires_discrete_pixels=True),
+        Likelihood("logistic_mixture", "8-bit", rejects_binary_data=True,
+                   requires_discrete_pixels=True, requires_uncentred_data=True),
+    )
+}  # fmt: skip
+"""Every likelihood any family accepts; each family's own choices are a subset."""
+
+
+def likelihood_spec(name: str) -> Likelihood:
+    if name not in SPECS:
+        raise ValueError(f"unknown likelihood {name!r}; choose one of {sorted(SPECS)}")
+    return SPECS[name]

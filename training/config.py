@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import models
+from models.likelihoods import Likelihood, likelihood_spec
 from training import limits
 from training.data import DATASETS, VAL_SIZE_DATASETS, MnistLike, channels
 from training.errors import ConfigError
@@ -321,48 +322,55 @@ class Config:
         return cfg
 
     def _check_likelihood_fits_data(self) -> None:
-        likelihood = getattr(self.model, "likelihood", None)
-        rgb = channels(self.data.dataset) == 3 and not self.data.greyscale
-        if likelihood == "bernoulli" and rgb:  # before the binarisation advice below
-            raise ConfigError(
-                f"model/likelihood=bernoulli on the RGB images of {self.data.dataset}: set "
-                "model/likelihood=logistic_mixture (with data/binarize=false, "
-                "data/pixels=discrete, data/center=false), or data/greyscale=true"
-            )
-        if likelihood == "bernoulli" and not self.data.binarize:
-            raise ConfigError(
-                "model/likelihood=bernoulli needs binarised data: set data/binarize=true "
-                "(or use model/likelihood=gaussian for continuous pixels)"
-            )
-        if likelihood == "gaussian" and self.data.binarize:
-            raise ConfigError(
-                "model/likelihood=gaussian on binarised data: set model/likelihood=bernoulli "
-                "(or data/binarize=false)"
-            )
+        """The data the model's likelihood needs (models.likelihoods.Likelihood), then the data
+        its family needs."""
         # binarised data is never centred; logit data always is
         centred = (self.data.center and not self.data.binarize) or self.data.logit
-        if likelihood == "logistic_mixture" and self.data.binarize:
-            raise ConfigError(
-                "model/likelihood=logistic_mixture models the 256 8-bit levels, not binarised "
-                "data: set data/binarize=false with data/pixels=discrete (and data/center=false), "
-                "or use model/likelihood=bernoulli"
-            )
-        if likelihood == "logistic_mixture" and (self.data.pixels != "discrete" or centred):
-            raise ConfigError(
-                "model/likelihood=logistic_mixture models the 256 8-bit levels n / 255: set "
-                "data/pixels=discrete and data/center=false (and data/logit=false), got "
-                f"data/pixels={self.data.pixels}, data/center={self.data.center}, "
-                f"data/logit={self.data.logit}"
-            )
-        if likelihood == "binomial" and self.data.pixels != "discrete":
-            raise ConfigError(
-                "model/likelihood=binomial needs pixels on the 1/255 grid: set "
-                f"data/pixels=discrete (and data/center=false), got data/pixels={self.data.pixels}"
-            )
+        name = getattr(self.model, "likelihood", None)
+        if name is not None:
+            self._check_data_for(likelihood_spec(name), centred)
         if getattr(type(self.model), "unit_interval_data", False) and centred:
             raise ConfigError(
                 f"family {self.family!r} models pixels in [0, 1] (sigmoid means): set "
                 "data/center=false (and data/logit=false)"
+            )
+
+    def _check_data_for(self, lik: Likelihood, centred: bool) -> None:
+        rgb = channels(self.data.dataset) == 3 and not self.data.greyscale
+        if lik.requires_binary_data and rgb:  # before the binarisation advice below
+            raise ConfigError(
+                f"model/likelihood={lik.name} on the RGB images of {self.data.dataset}: set "
+                "model/likelihood=logistic_mixture (with data/binarize=false, "
+                "data/pixels=discrete, data/center=false), or data/greyscale=true"
+            )
+        if lik.requires_binary_data and not self.data.binarize:
+            raise ConfigError(
+                f"model/likelihood={lik.name} needs binarised data: set data/binarize=true "
+                "(or use model/likelihood=gaussian for continuous pixels)"
+            )
+        if lik.rejects_binary_data and self.data.binarize and not lik.requires_discrete_pixels:
+            raise ConfigError(
+                f"model/likelihood={lik.name} on binarised data: set model/likelihood=bernoulli "
+                "(or data/binarize=false)"
+            )
+        if lik.rejects_binary_data and self.data.binarize and lik.requires_discrete_pixels:
+            raise ConfigError(
+                f"model/likelihood={lik.name} models the 256 8-bit levels, not binarised "
+                "data: set data/binarize=false with data/pixels=discrete (and data/center=false), "
+                "or use model/likelihood=bernoulli"
+            )
+        off_grid = lik.requires_discrete_pixels and self.data.pixels != "discrete"
+        if lik.requires_uncentred_data and (off_grid or centred):
+            raise ConfigError(
+                f"model/likelihood={lik.name} models the 256 8-bit levels n / 255: set "
+                "data/pixels=discrete and data/center=false (and data/logit=false), got "
+                f"data/pixels={self.data.pixels}, data/center={self.data.center}, "
+                f"data/logit={self.data.logit}"
+            )
+        if off_grid:
+            raise ConfigError(
+                f"model/likelihood={lik.name} needs pixels on the 1/255 grid: set "
+                f"data/pixels=discrete (and data/center=false), got data/pixels={self.data.pixels}"
             )
 
     def to_dict(self) -> dict:

@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from models.fields import check_choice, check_positive_int, parse_int_list
 from models.hierarchical.dct import DCTContext, check_ctx_size, quantise
 from models.hierarchical.ddpm import SCHEDULES, DiscreteDiffusionPrior
-from models.hierarchical.ladder import LadderConfig, LadderVAE
+from models.hierarchical.ladder import Context, LadderConfig, LadderVAE
 from models.hierarchical.unet import UNet
 
 ESTIMATORS = ("importance", "authors")
@@ -110,16 +110,16 @@ class DCTVAE(LadderVAE):
         """The DCT coefficients' scales from the training images."""
         self.context.initialise(x_train)
 
-    def top(self, s: Tensor, x: Tensor | None, n: int, terms: bool) -> tuple[Tensor, dict]:
+    def top(self, s: Tensor, x: Tensor | None, n: int, terms: bool) -> tuple[Tensor, Context]:
         if x is None:  # a draw from the diffusion prior, onto the same 2^b bin centres
             shape = (self.x_shape[0], self.cfg.ctx_size, self.cfg.ctx_size)
             u = quantise(self.prior.sample(n, shape), self.cfg.ctx_bits)
         else:
             u = self.context(x)
         image = self.context.to_image(u)
-        context = {"u": u, "condition": image}
+        context = Context(u=u, condition=image)
         if terms:
-            context["nll_bound"] = self.prior.nll_bound(u, "train" if self.training else "full")
+            context.nll_bound = self.prior.nll_bound(u, "train" if self.training else "full")
         return s + self.ctx_in(image), context
 
     @torch.no_grad()

@@ -41,7 +41,7 @@ from torch import Tensor, nn
 from models.fields import check_choice, check_positive_int, parse_int_list
 from models.hierarchical.dct import DCTContext, check_ctx_size
 from models.hierarchical.ddpm import normal_log_prob
-from models.hierarchical.ladder import LadderConfig, LadderVAE
+from models.hierarchical.ladder import Context, LadderConfig, LadderVAE
 from models.hierarchical.unet import UNet
 from models.hierarchical.vdm import ContinuousDiffusionPrior
 
@@ -143,25 +143,25 @@ class DVPVAE(LadderVAE):
         mean = self.context(x)
         return mean, self.q_logvar.expand_as(mean)
 
-    def top(self, s: Tensor, x: Tensor | None, n: int, terms: bool) -> tuple[Tensor, dict]:
+    def top(self, s: Tensor, x: Tensor | None, n: int, terms: bool) -> tuple[Tensor, Context]:
         if x is None:
             u = self.prior.sample(n, self.ctx_shape, s.device)
-            context = {"u": u}
+            context = Context(u=u)
         else:
             mean, log_var = self.context_posterior(x)
             u = mean + torch.exp(0.5 * log_var) * torch.randn_like(mean)
-            context = {"u": u, "q_u": (mean, log_var)}
+            context = Context(u=u, q_u=(mean, log_var))
             if terms:  # log q(u | x) - log p(u): one sample, log p by one t per example
-                context["nll_bound"] = normal_log_prob(u, mean, log_var) + self.prior.nll_bound(u)
-        context["image"] = self.context.to_image(u)
+                context.nll_bound = normal_log_prob(u, mean, log_var) + self.prior.nll_bound(u)
+        context.image = self.context.to_image(u)
         return s, context
 
-    def layer_condition(self, context: dict, s: Tensor) -> Tensor:
+    def layer_condition(self, context: Context, s: Tensor) -> Tensor:
         """The context image average-pooled to the layer's resolution."""
-        return F.avg_pool2d(context["image"], self.x_shape[-1] // s.shape[-1])
+        return F.avg_pool2d(context.image, self.x_shape[-1] // s.shape[-1])
 
-    def context_log_weight(self, context: dict) -> Tensor:
-        mean, log_var = context["q_u"]
-        u = context["u"]
+    def context_log_weight(self, context: Context) -> Tensor:
+        mean, log_var = context.q_u
+        u = context.u
         bound = self.prior.nll_bound(u, TEST_GRIDS[self.cfg.test_grid])
         return -bound - normal_log_prob(u, mean, log_var)

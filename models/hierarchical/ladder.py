@@ -46,12 +46,16 @@ from models.base import DEFAULT_MAX_ROWS, Terms, streaming_iwae
 from models.fields import check_choice, check_positive_int, parse_int_list
 from models.hierarchical.blocks import ACTIVATIONS, GATES, DecoderBlock, EncoderBlock
 from models.hierarchical.ddpm import gaussian_kl, normal_log_prob
-from models.likelihoods import SCALES, BernoulliImage, logistic_mixture
+from models.likelihoods import (
+    SCALES,
+    BernoulliImage,
+    DiscretizedLogisticMixture,
+    logistic_mixture,
+)
 
 ENCODERS = ("per_latent", "per_scale")
 VAR_MODES = ("softplus", "log")
 UPSAMPLING = ("nearest", "bilinear")
-LIKELIHOODS = ("bernoulli", "logistic_mixture")
 IWAE_WEIGHTS = ("sampled", "authors")
 INIT_STATES = ("zeros", "ones")
 POSTERIOR_INPUTS = ("sum", "scaled")
@@ -149,6 +153,95 @@ class LadderConfig:
                              f"{self.logvar_max}")  # fmt: skip
         if self.input_std <= 0:
             raise ValueError(f"input_std must be > 0, got {self.input_std}")
+
+
+@dataclass(frozen=True)
+class BernoulliOutput:
+    """p(x | z) as Bernoulli pixels: the output conv gives one logit map per image channel; the
+    data (binarised) is scored as it is."""
+
+    x_shape: tuple[int, ...]
+
+    @classmethod
+    def from_config(cls, cfg: LadderConfig, x_shape: tuple[int, ...]) -> BernoulliOutput:
+        return cls(tuple(x_shape))
+
+    @property
+    def channels(self) -> int:
+        """The output conv's channels."""
+        return self.x_shape[0]
+
+    def distribution(self, out: Tensor) -> BernoulliImage:
+        return BernoulliImage(out.flatten(1), self.x_shape)
+
+    def log_prob(self, out: Tensor, x: Tensor) -> Tensor:
+        """log p(x | z) [B] of data x in [0, 1]."""
+        return self.distribution(out).log_prob(x)
+
+    def to_data(self, x: Tensor) -> Tensor:
+        """A draw (or mean) of the distribution as data in [0, 1]."""
+        return x
+
+
+@dataclass(frozen=True)
+class MixtureOutput:
+    """p(x | z) as the discretised logistic mixture over the 8-bit levels: the output conv gives
+    K (1 + 2 C) parameter maps (+ 3 K with RGB coefficients); the data's levels n / 255 are the
+    mixture's bins on [-1, 1]."""
+
+    x_shape: tuple[int, ...]
+    components: int
+    coefficients: bool
+    scale: str
+
+    @classmethod
+    def from_config(cls, cfg: LadderConfig, x_shape: tuple[int, ...]) -> MixtureOutput:
+        if cfg.mix_coeffs and x_shape[0] != 3:
+            raise ValueError(f"mix_coeffs (RGB mean coefficients) needs 3 channels, the data has "
+                             f"{x_shape[0]}; set mix_coeffs=false")  # fmt: skip
+        return cls(tuple(x_shape), cfg.num_mix, cfg.mix_coeffs, cfg.mix_scale)
+
+    @property
+    def channels(self) -> int:
+        return self.components * (1 + 2 * self.x_shape[0] + (3 if self.coefficients else 0))
+
+    def distribution(self, out: Tensor) -> DiscretizedLogisticMixture:
+        return logistic_mixture(out, self.x_shape[0], self.components, self.coefficients,
+                                self.scale)  # fmt: skip
+
+    def log_prob(self, out: Tensor, x: Tensor) -> Tensor:
+        return self.distribution(out).log_prob(2 * x - 1)  # the mixture's bins live on [-1, 1]
+
+    def to_data(self, x: Tensor) -> Tensor:
+        return (x + 1) / 2
+
+
+OUTPUTS: dict[str, type[BernoulliOutput | MixtureOutput]] = {
+    "bernoulli": BernoulliOutput,
+    "logistic_mixture": MixtureOutput,
+}
+"""The ladder's likelihoods by their config name (model/likelihood)."""
+LIKELIHOODS = tuple(OUTPUTS)
+
+
+@dataclass
+class Context:
+    """What the top of a pass hands down the decoder: a context family's context u and its terms
+    (LadderVAE.top), and the conditioning of ``condition_on_last``. The plain ladder has no u; its
+    conditioning is the top latent, set by the pass."""
+
+    u: Tensor | None = None
+    """The context: DCT-VAE's quantised DCT coefficients, DVP-VAE's draw from q(u | x) or p(u)."""
+    condition: Tensor | None = None
+    """Added at every scale change with condition_on_last: DCT-VAE's context image; else the top
+    latent (the pass sets it)."""
+    nll_bound: Tensor | None = None
+    """The context's term of the KL [B] (when the pass computes terms): DCT-VAE's -log p(u)
+    bound, DVP-VAE's log q(u | x) - log p(u)."""
+    q_u: tuple[Tensor, Tensor] | None = None
+    """DVP-VAE: q(u | x)'s mean and log-variance (encoding passes)."""
+    image: Tensor | None = None
+    """DVP-VAE: u as an image, read by every prior net."""
 
 
 @dataclass
@@ -301,9 +394,7 @@ class LadderVAE(nn.Module):
     def __init__(self, cfg: LadderConfig, x_shape: tuple[int, ...]):
         super().__init__()
         self.cfg, self.x_shape = cfg, tuple(x_shape)
-        if cfg.likelihood == "logistic_mixture" and cfg.mix_coeffs and x_shape[0] != 3:
-            raise ValueError(f"mix_coeffs (RGB mean coefficients) needs 3 channels, the data has "
-                             f"{x_shape[0]}; set mix_coeffs=false")  # fmt: skip
+        self.output = OUTPUTS[cfg.likelihood].from_config(cfg, self.x_shape)
         scales = hierarchy(cfg, self.x_shape)
         self.encoder = LadderEncoder(cfg, self.x_shape)
         # top-down: (channels, size) of every latent, then where each layer's state goes next
@@ -327,10 +418,7 @@ class LadderVAE(nn.Module):
                 for i in range(cfg.post_blocks)]  # fmt: skip
         if cfg.aggregate_latents:  # the latents, summed at the image size, to features
             post.insert(0, nn.Conv2d(cfg.latent_width, bottom, 1))
-        channels = x_shape[0]
-        if cfg.likelihood == "logistic_mixture":
-            channels = cfg.num_mix * (1 + 2 * x_shape[0] + (3 if cfg.mix_coeffs else 0))
-        self.out = nn.Sequential(*post, nn.Conv2d(bottom, channels, 3, padding=1))
+        self.out = nn.Sequential(*post, nn.Conv2d(bottom, self.output.channels, 3, padding=1))
         nn.init.zeros_(self.out[-1].bias)
         self.cond_at = nn.ModuleDict()  # what is added to the state after a scale change, by size
         if cfg.condition_on_last:
@@ -349,26 +437,26 @@ class LadderVAE(nn.Module):
         """Channels every prior net reads beside the state (DVP-VAE: the context image's)."""
         return 0
 
-    def layer_condition(self, context: dict, s: Tensor) -> Tensor | None:
+    def layer_condition(self, context: Context, s: Tensor) -> Tensor | None:
         """What the prior net of the layer whose input state is ``s`` reads beside it."""
         return None
 
-    def context_log_weight(self, context: dict) -> Tensor | float:
+    def context_log_weight(self, context: Context) -> Tensor | float:
         """log p(u) - log q(u | x) of a stochastic context in one pass's weight (0 without)."""
         return 0.0
 
     def initialise(self, x_train: Tensor) -> None:
         """Data-dependent initialisation before the first step (none for the plain ladder)."""
 
-    def top(self, s: Tensor, x: Tensor | None, n: int, terms: bool) -> tuple[Tensor, dict]:
+    def top(self, s: Tensor, x: Tensor | None, n: int, terms: bool) -> tuple[Tensor, Context]:
         """The state before the first latent layer and the context (none here); with ``terms``
         the context's -log p(u) bound too."""
-        return s, {}
+        return s, Context()
 
-    def condition(self, s: Tensor, context: dict, scale_changed: bool) -> Tensor:
+    def condition(self, s: Tensor, context: Context, scale_changed: bool) -> Tensor:
         """After a scale change (with condition_on_last): the state plus the conditioning."""
         if scale_changed and self.cfg.condition_on_last:
-            return s + self.cond_at[str(s.shape[-1])](context["condition"])
+            return s + self.cond_at[str(s.shape[-1])](context.condition)
         return s
 
     # --- the pass ------------------------------------------------------------------------------
@@ -376,15 +464,10 @@ class LadderVAE(nn.Module):
         return (255.0 * x - self.cfg.input_mean) / self.cfg.input_std
 
     def likelihood(self, out: Tensor):
-        if self.cfg.likelihood == "bernoulli":
-            return BernoulliImage(out.flatten(1), self.x_shape)
-        return logistic_mixture(out, self.x_shape[0], self.cfg.num_mix, self.cfg.mix_coeffs,
-                                self.cfg.mix_scale)  # fmt: skip
+        return self.output.distribution(out)
 
     def log_px_z(self, out: Tensor, x: Tensor) -> Tensor:
-        if self.cfg.likelihood == "bernoulli":
-            return self.likelihood(out).log_prob(x)
-        return self.likelihood(out).log_prob(2 * x - 1)  # the mixture's bins live on [-1, 1]
+        return self.output.log_prob(out, x)
 
     def decode(self, x: Tensor | None, n: int, temperature: float = 1.0, terms: bool = True):
         """One top-down pass: (likelihood parameters, layers, context). With x, every latent
@@ -398,7 +481,8 @@ class LadderVAE(nn.Module):
             cond = self.layer_condition(context, s)
             s, layer = block(s, None if feats is None else feats[i], temperature, cond)
             layers.append(layer)
-            context.setdefault("condition", layer.z)  # the top latent, unless a context is set
+            if context.condition is None:  # the top latent, unless a context is set
+                context.condition = layer.z
             if i + 1 < len(self.layers):
                 s = self.condition(s, context, s.shape[-1] != size)
         if self.cfg.aggregate_latents:
@@ -411,9 +495,9 @@ class LadderVAE(nn.Module):
         out, layers, context = self.decode(x, x.shape[0])
         extras = {f"kl_z{i}": layer.kl for i, layer in enumerate(layers)}
         kl = torch.stack([layer.kl for layer in layers]).sum(0)
-        if "nll_bound" in context:
-            extras["context_nll"] = context["nll_bound"]
-            kl = kl + context["nll_bound"]
+        if context.nll_bound is not None:
+            extras["context_nll"] = context.nll_bound
+            kl = kl + context.nll_bound
         return Terms(log_px_z=self.log_px_z(out, x), kl=kl, extras=extras)
 
     def log_weight(self, x: Tensor) -> Tensor:
@@ -455,8 +539,8 @@ class LadderVAE(nn.Module):
         """E_q[z_l] of every layer at the sampled upper layers, flattened [B, D] (active units)."""
         _, layers, context = self.decode(x, x.shape[0], terms=False)
         means = [layer.q[0].flatten(1) for layer in layers]
-        if "u" in context and self.context_in_units:  # DCT-VAE's authors count it; DVP-VAE's not
-            means.insert(0, context["u"].flatten(1))
+        if context.u is not None and self.context_in_units:  # DCT-VAE's authors count it; not DVP's
+            means.insert(0, context.u.flatten(1))
         return torch.cat(means, dim=1)
 
     @torch.no_grad()
@@ -468,5 +552,4 @@ class LadderVAE(nn.Module):
                              f"deviations; 1 = the model itself), got {temperature}")  # fmt: skip
         out, _, _ = self.decode(None, n, temperature)
         p_x = self.likelihood(out)
-        x = p_x.mean if mean else p_x.sample()
-        return x if self.cfg.likelihood == "bernoulli" else (x + 1) / 2
+        return self.output.to_data(p_x.mean if mean else p_x.sample())

@@ -32,7 +32,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-SPVAE_LIKELIHOODS = ("gaussian", "binomial", "bernoulli")
 BINOMIAL_N = 255
 LOG_2PI = math.log(2 * math.pi)
 # tf.contrib.layers.variance_scaling_initializer() defaults (the authors' MLP2 and conv dense
@@ -83,37 +82,64 @@ class GroupedMLP(nn.Module):
         return x
 
 
-def _patch_log_prob(likelihood: str, out: Tensor, x: Tensor) -> Tensor:
-    """log p(x_s|z) summed over the patch. ``out``: decoder outputs [H, V, ..., D] (H heads), ``x``
-    broadcastable to [V, ..., D]. Returns [V, ...]."""
-    if likelihood == "gaussian":
+class GaussianPatch:
+    """N(m, 1 / tau) per value, m = sigmoid(out[0]), tau = 1 + out[1]^2: two decoder heads."""
+
+    heads = 2
+
+    def log_prob(self, out: Tensor, x: Tensor) -> Tensor:
+        """log p(x_s|z) summed over the patch. ``out``: decoder outputs [H, V, ..., D] (H heads),
+        ``x`` broadcastable to [V, ..., D]. Returns [V, ...]."""
         m, tau = torch.sigmoid(out[0]), 1 + out[1].square()
         return 0.5 * (torch.log(tau) - LOG_2PI - tau * (x - m).square()).sum(-1)
-    logits = out[0]
-    if likelihood == "bernoulli":
+
+    def sample(self, out: Tensor, mean: bool) -> Tensor:
+        m, tau = torch.sigmoid(out[0]), 1 + out[1].square()
+        return m if mean else m + torch.randn_like(m) / tau.sqrt()
+
+
+class BernoulliPatch:
+    """Bernoulli(sigmoid(out[0])) per value: one decoder head of logits."""
+
+    heads = 1
+
+    def log_prob(self, out: Tensor, x: Tensor) -> Tensor:
+        logits = out[0]
         return -F.binary_cross_entropy_with_logits(
             logits, x.expand_as(logits), reduction="none"
         ).sum(-1)
-    # Binomial(255) on n = 255 x; the lgamma form also accepts non-integer n
-    # (docs/specs/spvae.md#15-likelihoods)
-    n = BINOMIAL_N * x
-    log_choose = (
-        math.lgamma(BINOMIAL_N + 1) - torch.lgamma(n + 1) - torch.lgamma(BINOMIAL_N + 1 - n)
-    ).sum(-1)
-    # n log p + (255 - n) log(1 - p) with p = sigmoid(l) is n l - 255 softplus(l): two ops
-    return log_choose + (n * logits - BINOMIAL_N * F.softplus(logits)).sum(-1)
+
+    def sample(self, out: Tensor, mean: bool) -> Tensor:
+        p = torch.sigmoid(out[0])
+        return p if mean else torch.bernoulli(p)
 
 
-def _patch_sample(likelihood: str, out: Tensor, mean: bool) -> Tensor:
-    if likelihood == "gaussian":
-        m, tau = torch.sigmoid(out[0]), 1 + out[1].square()
-        return m if mean else m + torch.randn_like(m) / tau.sqrt()
-    p = torch.sigmoid(out[0])
-    if mean:
-        return p
-    if likelihood == "bernoulli":
-        return torch.bernoulli(p)
-    return torch.distributions.Binomial(BINOMIAL_N, probs=p).sample() / BINOMIAL_N
+class BinomialPatch:
+    """Binomial(255, sigmoid(out[0])) on n = 255 x per value: one decoder head of logits."""
+
+    heads = 1
+
+    def log_prob(self, out: Tensor, x: Tensor) -> Tensor:
+        logits = out[0]
+        # the lgamma form also accepts non-integer n (docs/specs/spvae.md#15-likelihoods)
+        n = BINOMIAL_N * x
+        log_choose = (
+            math.lgamma(BINOMIAL_N + 1) - torch.lgamma(n + 1) - torch.lgamma(BINOMIAL_N + 1 - n)
+        ).sum(-1)
+        # n log p + (255 - n) log(1 - p) with p = sigmoid(l) is n l - 255 softplus(l): two ops
+        return log_choose + (n * logits - BINOMIAL_N * F.softplus(logits)).sum(-1)
+
+    def sample(self, out: Tensor, mean: bool) -> Tensor:
+        p = torch.sigmoid(out[0])
+        if mean:
+            return p
+        return torch.distributions.Binomial(BINOMIAL_N, probs=p).sample() / BINOMIAL_N
+
+
+PATCH_LIKELIHOODS = {"gaussian": GaussianPatch(), "binomial": BinomialPatch(),
+                     "bernoulli": BernoulliPatch()}  # fmt: skip
+"""The leaves' likelihoods by their config name (model/likelihood)."""
+SPVAE_LIKELIHOODS = tuple(PATCH_LIKELIHOODS)
 
 
 class MLPLeaves(nn.Module):
@@ -125,8 +151,8 @@ class MLPLeaves(nn.Module):
         self.n_leaves, self.patch_dim, self.latent_dim = n_leaves, patch_dim, cfg.latent_dim
         # (C, h, w) of a patch; conv leaves need it, square cells of cfg.cell_size by default
         self.patch_shape = patch_shape
-        self.likelihood = cfg.likelihood
-        self.heads = 2 if cfg.likelihood == "gaussian" else 1
+        self.likelihood = PATCH_LIKELIHOODS[cfg.likelihood]
+        self.heads = self.likelihood.heads
         # Group g = h * n_leaves + j is head h (mean, precision) of leaf j: separate networks.
         # encoder: [2V, B, D] -> [2V, B, nz]; decoder: [heads V, M, nz] -> [heads V, M, D]
         self.encoder, self.decoder = self.networks(cfg, 2 * n_leaves, self.heads * n_leaves)
@@ -156,13 +182,13 @@ class MLPLeaves(nn.Module):
         z = mu.unsqueeze(1) + eps * lam.rsqrt().unsqueeze(1)
         log_q = 0.5 * (torch.log(lam).unsqueeze(1) - LOG_2PI - eps.square()).sum(-1)
         log_p = -0.5 * (LOG_2PI + z.square()).sum(-1)
-        log_px = _patch_log_prob(self.likelihood, self.decode(z), x.unsqueeze(1))
+        log_px = self.likelihood.log_prob(self.decode(z), x.unsqueeze(1))
         return log_px + log_p - log_q
 
     def sample(self, n: int, mean: bool, device) -> Tensor:
         """Patches from every leaf: [V, n, D]."""
         z = torch.randn(self.n_leaves, n, self.latent_dim, device=device)
-        return _patch_sample(self.likelihood, self.decode(z), mean)
+        return self.likelihood.sample(self.decode(z), mean)
 
 
 def conv_spatial_sizes(cell, n_layers: int, stride: int) -> list[tuple[int, int]]:

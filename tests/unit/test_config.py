@@ -321,3 +321,14 @@ def test_the_trainers_setup_refuses_before_allocating():
         build_model(huge, (1, 28, 28))
     cfg = Config.from_dict({"family": "vae", "model/hidden_dim": 16, "train/device": "cpu"})
     assert sum(p.numel() for p in build_model(cfg, (1, 28, 28)).parameters()) > 0
+
+
+def test_every_likelihood_a_family_accepts_says_what_data_it_needs():
+    """training.config's likelihood rules read models.likelihoods.SPECS: a family's choice
+    missing there would be an unexplained error instead of a checked config."""
+    from models.hierarchical.ladder import LIKELIHOODS as LADDER
+    from models.likelihoods import LIKELIHOODS, SPECS
+    from models.spvae.leaves import SPVAE_LIKELIHOODS
+
+    assert {*LIKELIHOODS, *LADDER, *SPVAE_LIKELIHOODS} == set(SPECS)
+    assert all(name == spec.name for name, spec in SPECS.items())

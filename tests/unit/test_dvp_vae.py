@@ -115,7 +115,7 @@ def test_at_its_variance_floor_the_context_is_the_normalised_dct_and_its_varianc
         model.q_logvar.fill_(-20.0)  # below the floor: projected back to it
     _, _, context = model.decode(x, x.shape[0])
     assert model.q_logvar.min().item() == CTX_LOGVAR_RANGE[0]
-    noise = (context["u"] - mean).abs().max().item()
+    noise = (context.u - mean).abs().max().item()
     std = torch.exp(torch.tensor(0.5 * CTX_LOGVAR_RANGE[0])).item()
     assert 0 < noise < 5 * std
     (-model(x).elbo.mean()).backward()

@@ -9,10 +9,10 @@ import torch
 
 import models
 from models.spvae.leaves import (
+    PATCH_LIKELIHOODS,
     GroupedConvDecoder,
     GroupedConvEncoder,
     GroupedMLP,
-    _patch_log_prob,
 )
 from models.spvae.spn import GraphCounts
 from models.spvae.spvae import (
@@ -128,13 +128,15 @@ def test_patch_likelihoods_match_torch_distributions():
     x = torch.rand(3, 5, 7)
     m, tau = torch.sigmoid(out[0]), 1 + out[1] ** 2
     gauss = torch.distributions.Normal(m, tau.rsqrt()).log_prob(x).sum(-1)
-    assert torch.allclose(_patch_log_prob("gaussian", out, x), gauss, atol=1e-4)
+    assert torch.allclose(PATCH_LIKELIHOODS["gaussian"].log_prob(out, x), gauss, atol=1e-4)
     n = torch.round(255 * x)
     binom = torch.distributions.Binomial(255, logits=out[0]).log_prob(n).sum(-1)
-    assert torch.allclose(_patch_log_prob("binomial", out[:1], n / 255), binom, atol=1e-2)
+    assert torch.allclose(
+        PATCH_LIKELIHOODS["binomial"].log_prob(out[:1], n / 255), binom, atol=1e-2
+    )
     b = torch.bernoulli(x)
     bern = torch.distributions.Bernoulli(logits=out[0]).log_prob(b).sum(-1)
-    assert torch.allclose(_patch_log_prob("bernoulli", out[:1], b), bern, atol=1e-5)
+    assert torch.allclose(PATCH_LIKELIHOODS["bernoulli"].log_prob(out[:1], b), bern, atol=1e-5)
 
 
 def test_patches_round_trip_and_follow_the_cell_raster():
@@ -190,7 +192,7 @@ def leaf_elbos(model: SPVAE, x: torch.Tensor, n: int = 4000) -> torch.Tensor:
         mu, lam = model.leaves.posterior(xs)
         kl = 0.5 * (1 / lam + mu.square() - 1 + torch.log(lam)).sum(-1)
         z = mu.unsqueeze(1) + torch.randn(mu.shape[0], n, *mu.shape[1:]) * lam.rsqrt().unsqueeze(1)
-        rec = _patch_log_prob(model.cfg.likelihood, model.leaves.decode(z), xs.unsqueeze(1))
+        rec = model.leaves.likelihood.log_prob(model.leaves.decode(z), xs.unsqueeze(1))
         return (rec.mean(1) - kl).T
 
 

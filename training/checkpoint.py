@@ -4,6 +4,10 @@ A run folder (``python -m training --run-dir``) belongs to one config: CONFIG_FI
 config it was started with, and check_run_dir / resume_point refuse a folder that holds another
 config's run, a checkpoint without a config record, or a checkpoint that is damaged or does not
 fit the model, instead of resuming it silently.
+
+Every file here is written atomically (write_atomically: a temporary file, then a rename), and
+every checkpoint is read through ``load``, which brings the project's older formats to the
+current one (``migrate``; the formats are listed in FORMATS).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -26,6 +31,18 @@ MAY_GROW = ("train/max_epochs",)
 """Keys a resumed run may raise: a longer budget continues the same trajectory (the trainer's
 resume test), so the recorded config is then the one a straight run of the new budget has."""
 STATE_KEYS = ("model", "optimizer", "scaler", "train_state", "best_model", "rng")
+FORMATS = {
+    1: STATE_KEYS,  # 2026-11-22, the first trainer
+    2: (*STATE_KEYS, "ema"),  # 2026-12-02, train/ema_rate: the EMA's tensors, or None
+    3: (*STATE_KEYS, "ema", "param_names"),  # 2026-12-03, train/test_last_epoch
+}
+"""The checkpoint formats the trainer has written, by the keys each holds (a checkpoint records
+no version: the keys it lacks tell its format). ``migrate`` brings formats 1 and 2 to the
+current one, FORMAT. Run folders have changed too, outside the checkpoint: one without
+CONFIG_FILE (written before 2026-12-02) is refused by check_run_dir, since the config it ran
+cannot be known; a checkpoint folder without HISTORY_FILE (the first trainer's, format 1) is
+read by its readers (results.records, sweeps.parquet_writer) as a run without a learning curve."""
+FORMAT = max(FORMATS)
 
 
 class RunDirError(ValueError):
@@ -45,51 +62,84 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save(path: Path, state: dict) -> Path:
-    """torch.save to a temporary file, then rename: a reader never sees half a checkpoint."""
+def write_atomically(path: Path, write: Callable[[Path], object]) -> Path:
+    """``write(tmp)`` to a temporary file beside ``path``, then rename it to ``path``: a reader
+    never sees half a file (the rename is atomic), and two processes never share a tmp file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(state, tmp)
+    write(tmp)
     os.replace(tmp, path)
     return path
+
+
+def save(path: Path, state: dict) -> Path:
+    """torch.save, atomically: a reader never sees half a checkpoint."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_atomically(path, lambda tmp: torch.save(state, tmp))
 
 
 def save_history(ckpt_dir: Path, history: list[dict]) -> Path:
     """The learning curve beside the state: a resumed run's curve is whole, not from its restart."""
-    path = Path(ckpt_dir) / HISTORY_FILE
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(history))
-    os.replace(tmp, path)
-    return path
+    text = json.dumps(history)
+    return write_atomically(Path(ckpt_dir) / HISTORY_FILE, lambda tmp: tmp.write_text(text))
 
 
 def publish(ckpt_dir: Path, path: Path) -> Path:
-    """Atomically copy the checkpoint a trainer reported into ``path`` (tmp file, then rename)."""
+    """Atomically copy the checkpoint a trainer reported into ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    shutil.copyfile(Path(ckpt_dir) / CHECKPOINT_FILE, tmp)
-    os.replace(tmp, path)
-    return path
+    source = Path(ckpt_dir) / CHECKPOINT_FILE
+    return write_atomically(path, lambda tmp: shutil.copyfile(source, tmp))
 
 
 def load(path: Path, device: torch.device | str = "cpu") -> dict:
+    """The checkpoint in ``path`` (its file, or the folder holding it) in the current format
+    (migrate)."""
     path = Path(path)
     if path.is_dir():
         path = path / CHECKPOINT_FILE
     # weights_only=False: the state holds RNG tensors and plain dicts we wrote ourselves.
-    return torch.load(path, map_location=device, weights_only=False)
+    return migrate(torch.load(path, map_location=device, weights_only=False))
+
+
+def format_of(saved) -> int | None:
+    """The format (FORMATS) of the checkpoint ``saved``; None when it is no checkpoint of this
+    trainer (not a dict, or one without all of STATE_KEYS)."""
+    if not isinstance(saved, dict):
+        return None
+    return max((n for n, keys in FORMATS.items() if all(k in saved for k in keys)), default=None)
+
+
+def migrate(saved):
+    """The checkpoint ``saved`` in the current format: the one place that knows the older ones.
+
+    Format 1 kept no EMA: ``ema`` becomes None. Formats 1 and 2 named no parameters:
+    ``param_names`` becomes None, so test_weights refuses the last epoch's EMA weights (it cannot
+    place them) while the best weights, and a resume, read as ever. A checkpoint of the current
+    format is returned as it is (the same object), an older one as a new dict (the one given is
+    left unchanged), and what is no checkpoint of this trainer as it is, for resume_point to
+    refuse."""
+    version = format_of(saved)
+    if version is None or version == FORMAT:
+        return saved
+    saved = dict(saved)
+    if version < 2:
+        saved["ema"] = None  # train/ema_rate did not exist: no EMA was kept
+    if version < 3:
+        saved["param_names"] = None  # not recorded
+    return saved
 
 
 def test_weights(saved: dict, last_epoch: bool = False) -> dict:
     """The state dict a test evaluates: the best-validation weights (EMA weights when the run
     kept an EMA), or with ``last_epoch`` the last epoch's, its EMA applied."""
+    saved = migrate(saved)
     if not last_epoch:
         return saved["best_model"]
     state = dict(saved["model"])
-    if saved.get("ema") is not None:  # the EMA's tensors, in named_parameters() order
-        if "param_names" not in saved:
+    if saved["ema"] is not None:  # the EMA's tensors, in named_parameters() order
+        if saved["param_names"] is None:  # a format before 3 (FORMATS)
             raise RunDirError(
                 "this checkpoint names no parameters for its EMA (written before "
                 "train/test_last_epoch existed); test its best weights instead"
@@ -143,11 +193,8 @@ def config_differences(recorded: dict, config: dict, where: str) -> list[str]:
 
 def record_config(run_dir: Path, config: dict) -> Path:
     """Write the run folder's config record atomically (tmp file, then rename)."""
-    path = Path(run_dir) / CONFIG_FILE
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(config, indent=1, sort_keys=True))
-    os.replace(tmp, path)
-    return path
+    text = json.dumps(config, indent=1, sort_keys=True)
+    return write_atomically(Path(run_dir) / CONFIG_FILE, lambda tmp: tmp.write_text(text))
 
 
 def move_aside(run_dir: Path) -> Path | None:

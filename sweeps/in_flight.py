@@ -17,13 +17,14 @@ killed driver would: what Tune and Optuna last saved is what ``--resume`` finish
 tests kill a driver with cells in flight).
 
 One ``Slots`` actor caps the trials alive across all cells at ``--max-concurrent`` (default:
-what the cluster holds now). Each cell's searcher takes a slot before it asks Optuna for a
-configuration and gives it back when the trial ends, so Tune never builds a backlog of pending
-trials (whose configurations TPE would draw blind) and a cell's tail leaves its slots to the
-others at once. A slot freed by a cell that has trials left to start stays that cell's, so
-Tune reuses the trial's actor (no new worker process); a free slot goes to the waiting cell
-that holds the fewest (sweeps.slots). A cell's winner evaluation starts as soon as its trials
-end, in the cell's thread, beside the other cells' trials.
+what the cluster holds now). Each cell's searcher, wrapped in sweeps.shared_slots.SharedSlots,
+takes a slot before it asks Optuna for a configuration and gives it back when the trial ends,
+so Tune never builds a backlog of pending trials (whose configurations TPE would draw blind) and
+a cell's tail leaves its slots to the others at once. A slot freed by a cell that has trials
+left to start stays that cell's, so Tune reuses the trial's actor (no new worker process); a
+free slot goes to the waiting cell that holds the fewest (sweeps.slots). A cell's winner
+evaluation starts as soon as its trials end, in the cell's thread, beside the other cells'
+trials.
 """
 
 from __future__ import annotations

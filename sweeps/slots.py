@@ -1,13 +1,17 @@
 """The trial slots that cells in flight together share (sweeps.in_flight): one named actor.
 
-The searcher of each cell (sweeps.tune_glue.PruneAwareOptunaSearch) takes a slot before it asks
-Optuna for a configuration and gives it back when the trial ends.
+    Slots.options(name=slots_name(storage), ...).remote(capacity, experiments)  the driver's
+    SlotsClient(name).acquire / hold / release                                  a cell's calls
+
+The searcher of each cell (wrapped in sweeps.shared_slots.SharedSlots) takes a slot before it
+asks Optuna for a configuration and gives it back when the trial ends.
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
+from dataclasses import dataclass
 
 import ray
 
@@ -107,29 +111,43 @@ _actors: dict[str, ray.actor.ActorHandle] = {}
 """Handles looked up by name, per process (the controller asks for a slot every ~0.1 s)."""
 
 
-def _actor(name: str) -> ray.actor.ActorHandle | None:
-    if name not in _actors:
-        try:
-            _actors[name] = ray.get_actor(name, namespace=NAMESPACE)
-        except ValueError:  # no such actor: the sweep's driver did not start one
-            return None
-    return _actors[name]
+@dataclass(frozen=True)
+class SlotsClient:
+    """A sweep's Slots actor as a cell's searcher calls it: SlotsState's methods, by name of the
+    actor (slots_name), not by handle, so a pickled searcher finds the new driver's actor.
 
+    With no such actor (the sweep's driver did not start one, e.g. a hand-restored run), every
+    trial gets a slot and nothing is told.
+    """
 
-def take(name: str, experiment: str, trial_id: str, rank: int) -> bool:
-    """A slot for a new trial; True when the sweep has no Slots actor (e.g. a hand-restored run)."""
-    for _ in range(2):  # a handle of an actor that died (a restarted driver): look it up again
-        actor = _actor(name)
-        if actor is None:
-            return True
-        try:
-            return ray.get(actor.acquire.remote(experiment, trial_id, rank))
-        except ray.exceptions.RayActorError:
-            _actors.pop(name, None)
-    return True
+    name: str
 
+    def _actor(self) -> ray.actor.ActorHandle | None:
+        if self.name not in _actors:
+            try:
+                _actors[self.name] = ray.get_actor(self.name, namespace=NAMESPACE)
+            except ValueError:  # no such actor: the sweep's driver did not start one
+                return None
+        return _actors[self.name]
 
-def tell(name: str, method: str, *args) -> None:
-    """hold / release / forget, fire and forget."""
-    if (actor := _actor(name)) is not None:
-        getattr(actor, method).remote(*args)
+    def acquire(self, experiment: str, trial_id: str, rank: int) -> bool:
+        """A slot for a new trial (SlotsState.acquire), waited for; True without an actor."""
+        for _ in range(2):  # a handle of an actor that died (a restarted driver): look it up again
+            actor = self._actor()
+            if actor is None:
+                return True
+            try:
+                return ray.get(actor.acquire.remote(experiment, trial_id, rank))
+            except ray.exceptions.RayActorError:
+                _actors.pop(self.name, None)
+        return True
+
+    def hold(self, experiment: str, trial_ids: list[str]) -> None:
+        """SlotsState.hold, fire and forget."""
+        if (actor := self._actor()) is not None:
+            actor.hold.remote(experiment, trial_ids)
+
+    def release(self, experiment: str, trial_id: str, left: int) -> None:
+        """SlotsState.release, fire and forget."""
+        if (actor := self._actor()) is not None:
+            actor.release.remote(experiment, trial_id, left)

@@ -9,7 +9,8 @@ optuna-dashboard; on an object store, synced there from the driver's machine: re
 results.samples; sweeps.winners evaluates the winner). The trial itself is
 sweeps.trial.TrainTrial; the rows are written by sweeps.parquet_writer.ParquetWriter; the order
 of writes that a kill at any instant leaves repairable is results.crash_points', and what keeps
-Tune and Optuna one-to-one across a crash or a move is sweeps.tune_record's.
+Tune and Optuna one-to-one across a crash or a move is sweeps.tune_record's. The searcher's trials
+take the sweep's shared slots when cells run at once: sweeps.shared_slots.SharedSlots wraps it.
 """
 
 from __future__ import annotations
@@ -27,16 +28,18 @@ from ray.tune.search.optuna import OptunaSearch
 import search_spaces
 from results import records, rows, store, studies
 from results.crash_points import crash_point
-from sweeps import slots as shared_slots
 from sweeps import tune_record
 from sweeps.cells import Budget, Cell
 from sweeps.parquet_writer import ParquetWriter, completed_row
+from sweeps.shared_slots import SharedSlots
 from sweeps.trial import METRIC, trainable
 from training.config import unflatten
 
 MODE = "min"  # of METRIC, the per-epoch validation -ELBO
 DRAWS = 20
 """How many times a trial's configuration is drawn again when the study already ran it."""
+SLOT_FIELDS = ("slots", "rank", "trials", "_holding")
+"""What a PruneAwareOptunaSearch pickled before SharedSlots kept of the shared slots itself."""
 
 
 class PruneAwareOptunaSearch(OptunaSearch):
@@ -45,58 +48,45 @@ class PruneAwareOptunaSearch(OptunaSearch):
     Stock OptunaSearch marks a trial that ASHA stopped as COMPLETE with its partial-budget score.
     Here a trial is COMPLETE only if it reported ``finished`` (its own max_epochs or early
     stopping), with its best validation loss as the value; a trial stopped by the scheduler is
-    PRUNED and keeps its intermediate values; an errored or diverged trial is FAIL.
+    PRUNED and keeps its intermediate values; an errored or diverged trial is FAIL (end_state).
 
     Each Optuna trial carries its Tune trial id and experiment as user attributes. Optuna writes
     through at once, Tune saves its experiment state every few seconds: a driver killed in between
     leaves Optuna trials that the restored experiment never heard of. The next trials Tune asks
-    for adopt them (same parameters), so study and experiment stay one-to-one after a resume.
+    for adopt them (same parameters), so study and experiment stay one-to-one after a resume
+    (_adopt_orphan). A draw of parameters the study already ran is told FAIL and drawn again
+    (_draw).
 
     Pickled (Tune's ``tuner.pkl`` and ``searcher-state-*.pkl``) without its Optuna study: once
     unpickled or restored it reopens the study where the cell now lies (sweeps.tune_record.here),
     so a moved or copied storage goes on in place, never in the journal it was copied from.
     """
 
-    def __init__(
-        self, *args, experiment: str = "", slots: str | None = None, rank: int = 0,
-        trials: int = 0, results: str = "", **kwargs,
-    ):  # fmt: skip
+    def __init__(self, *args, experiment: str = "", results: str = "", **kwargs):
         super().__init__(*args, **kwargs)
         self.experiment = experiment
         self.results = results  # the sweep's storage: its trials' rows (completed_row)
         self._reported: dict[str, set] = defaultdict(set)  # epochs already told to Optuna
-        # With cells in flight together (sweeps.in_flight): the sweep's shared slots by name,
-        # this cell's priority and its trial count (a cell with trials left keeps a freed slot).
-        self.slots, self.rank, self.trials = slots, rank, trials
-        self._holding = False  # told the slots about the trials a restored experiment resumes
 
     def suggest(self, trial_id: str) -> dict | None:
-        if self.slots is not None:
-            if not self._holding:
-                live = [t for t in self._ot_trials if t not in self._completed_trials]
-                shared_slots.tell(self.slots, "hold", self.experiment, live)
-                self._holding = True
-            if not shared_slots.take(self.slots, self.experiment, trial_id, self.rank):
-                return None  # Tune asks again on its next step
-        if trial_id not in self._ot_trials and (orphan := self._orphan()) is not None:
-            self._ot_trials[trial_id] = orphan
-        config = super().suggest(trial_id)
-        for _ in range(DRAWS):  # a configuration the study already ran is drawn again
-            twin = self._twin(self._ot_trials[trial_id])
-            if twin is None:
-                break
-            self._discard(trial_id, twin)
-            config = super().suggest(trial_id)
-        else:
-            print(f"warning: {DRAWS} draws in a row repeated a configuration; the space may be "
-                  f"exhausted: trial {trial_id} runs one again")  # fmt: skip
+        self._adopt_orphan(trial_id)
+        config = self._draw(trial_id)
         crash_point("study_asked")
-        ot_trial = self._ot_trials[trial_id]
-        # relative to the storage ("ray/<cell>"): the storage may move (tune_record)
-        ot_trial.set_user_attr("tune_experiment", store.relative(self.results, self.experiment))
-        ot_trial.set_user_attr("tune_trial_id", trial_id)
+        self._tie(trial_id)
         crash_point("study_tied")
         return config
+
+    @property
+    def cell(self) -> str:
+        return self._study_name
+
+    def running(self) -> list[str]:
+        """Its Tune trials given a configuration and not yet ended (SharedSlots holds them)."""
+        return [t for t in self._ot_trials if t not in self._completed_trials]
+
+    def started(self) -> int:
+        """How many Tune trials it has given a configuration (SharedSlots: how many are left)."""
+        return len(self._ot_trials)
 
     def __getstate__(self) -> dict:
         # Tune saves the searcher before its experiment state: an object store's journal goes
@@ -120,16 +110,20 @@ class PruneAwareOptunaSearch(OptunaSearch):
     def restore(self, checkpoint_path: str) -> None:
         kept = self._storage  # this object's, unless the sweep says where
         super().restore(checkpoint_path)
+        self.pop_slot_fields()  # a state saved before SharedSlots: they are its wrapper's now
         self._reopen(kept)
-        self._holding = False  # a new driver's slots know nothing of the resumed trials
+
+    def pop_slot_fields(self) -> dict:
+        """The fields of SLOT_FIELDS a searcher pickled before SharedSlots carries, removed."""
+        return {k: self.__dict__.pop(k) for k in SLOT_FIELDS if k in self.__dict__}
 
     def _reopen(self, storage=None) -> None:
-        """Point at the cell's study, storage and slots as this run of the sweep has them (else
-        at ``storage``; neither: unpickled outside a sweep, nothing to reopen)."""
+        """Point at the cell's study and storage as this run of the sweep has them (else at
+        ``storage``; neither: unpickled outside a sweep, nothing to reopen)."""
         where = tune_record.here(self._study_name)
         if where is not None and where.optuna_storage is not None:
             self.experiment, self.results = where.experiment, where.storage
-            self.slots, storage = where.slots, where.optuna_storage
+            storage = where.optuna_storage
         if storage is None:
             return
         self._storage = storage
@@ -140,6 +134,33 @@ class PruneAwareOptunaSearch(OptunaSearch):
             k: optuna.Trial(self._ot_study, getattr(t, "_trial_id", t))
             for k, t in self._ot_trials.items()
         }
+
+    def _adopt_orphan(self, trial_id: str) -> None:
+        """A new Tune trial takes over an orphan of the study (_orphan), its parameters and all."""
+        if trial_id not in self._ot_trials and (orphan := self._orphan()) is not None:
+            self._ot_trials[trial_id] = orphan
+
+    def _draw(self, trial_id: str) -> dict:
+        """The trial's configuration: a draw that repeats another trial of the study (_twin) is
+        told FAIL (_discard) and drawn again, up to DRAWS times."""
+        config = super().suggest(trial_id)
+        for _ in range(DRAWS):  # a configuration the study already ran is drawn again
+            twin = self._twin(self._ot_trials[trial_id])
+            if twin is None:
+                break
+            self._discard(trial_id, twin)
+            config = super().suggest(trial_id)
+        else:
+            print(f"warning: {DRAWS} draws in a row repeated a configuration; the space may be "
+                  f"exhausted: trial {trial_id} runs one again")  # fmt: skip
+        return config
+
+    def _tie(self, trial_id: str) -> None:
+        """The Optuna trial names its Tune trial and experiment (user attributes)."""
+        ot_trial = self._ot_trials[trial_id]
+        # relative to the storage ("ray/<cell>"): the storage may move (tune_record)
+        ot_trial.set_user_attr("tune_experiment", store.relative(self.results, self.experiment))
+        ot_trial.set_user_attr("tune_trial_id", trial_id)
 
     def _twin(self, ot_trial: optuna.Trial) -> int | None:
         """The number of another trial of the study with the same parameters (not a discarded
@@ -186,9 +207,6 @@ class PruneAwareOptunaSearch(OptunaSearch):
                 crash_point("study_report")
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
-        if self.slots is not None:
-            left = max(0, self.trials - len(self._ot_trials))  # trials still to start
-            shared_slots.tell(self.slots, "release", self.experiment, trial_id, left)
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return
         result = result or {}
@@ -196,19 +214,24 @@ class PruneAwareOptunaSearch(OptunaSearch):
         self.on_trial_result(trial_id, result)
         results = getattr(self, "results", "")  # a searcher pickled before it had one: none
         done = completed_row(results, self._study_name, trial_id) if error else None
-        if done is not None:
-            # It finished before a driver restart, reran from an older state and failed (its
-            # checkpoint was gone): it stays completed, as its row does (ParquetWriter).
-            state, value = TrialState.COMPLETE, float(done["best_val_loss"])
-        elif error or any(k in result for k in rows.FAILURE_KEYS):
-            state, value = TrialState.FAIL, None
-        elif result.get("finished"):
-            state, value = TrialState.COMPLETE, result["best_val_loss"]
-        else:
-            state, value = TrialState.PRUNED, None
+        state, value = end_state(result, error, done)
         self._ot_study.tell(self._ot_trials[trial_id], value, state=state, skip_if_finished=True)
         self._completed_trials.add(trial_id)
         crash_point("study_told")
+
+
+def end_state(result: dict, error: bool, done: dict | None) -> tuple[TrialState, float | None]:
+    """What Optuna is told of a trial that ended: ``result`` its last, ``error`` whether it
+    errored, ``done`` its completed row if it has one (completed_row, looked up on error)."""
+    if done is not None:
+        # It finished before a driver restart, reran from an older state and failed (its
+        # checkpoint was gone): it stays completed, as its row does (ParquetWriter).
+        return TrialState.COMPLETE, float(done["best_val_loss"])
+    if error or any(k in result for k in rows.FAILURE_KEYS):
+        return TrialState.FAIL, None
+    if result.get("finished"):
+        return TrialState.COMPLETE, result["best_val_loss"]
+    return TrialState.PRUNED, None
 
 
 def optuna_storage(storage: str, cell: Cell) -> optuna.storages.BaseStorage:
@@ -282,9 +305,6 @@ def run_cell(
         study_name=cell.name,
         storage=study,
         experiment=experiment,
-        slots=slots,
-        rank=rank,
-        trials=budget.trials,
         results=storage,
     )
     name = trainable(resources)  # by name: Tune's registry is not thread-safe (sweeps.trial)
@@ -297,12 +317,13 @@ def run_cell(
         and records.experiment_states(storage, cell.name)
     ):
         tuner = tune.Tuner.restore(experiment, name, resume_errored=False)
+        wrap_restored_searcher(tuner, slots, rank, budget.trials)
     else:
         tuner = tune.Tuner(
             name,
             param_space=unflatten(cell.base_config(budget)),
             tune_config=tune.TuneConfig(
-                search_alg=searcher,
+                search_alg=SharedSlots(searcher, slots, rank, budget.trials),
                 scheduler=scheduler,
                 metric=METRIC,
                 mode=MODE,
@@ -331,3 +352,18 @@ def run_cell(
         return tuner.fit()
     finally:  # an object store's journal: what the cell last wrote goes up now, not in seconds
         studies.flush(study_storage or storage, cell.name)
+
+
+def wrap_restored_searcher(tuner: tune.Tuner, slots: str | None, rank: int, trials: int) -> None:
+    """A restored Tuner whose ``tuner.pkl`` was written before SharedSlots holds the bare
+    searcher, with the slots' fields its own: wrapped, with the rank and trial count it was
+    pickled with, so the cell still takes the sweep's shared slots. Under Ray Client the Tuner
+    lies in an actor and is left as it is: only cells in flight share slots, and they run in
+    actors of the cluster, not under Ray Client."""
+    local = getattr(tuner, "_local_tuner", None)  # Tune offers no way to set a restored searcher
+    config = local._tune_config if local is not None else None
+    if config is not None and isinstance(config.search_alg, PruneAwareOptunaSearch):
+        old = config.search_alg.pop_slot_fields()
+        config.search_alg = SharedSlots(
+            config.search_alg, slots, old.get("rank", rank), old.get("trials", trials)
+        )

@@ -8,7 +8,7 @@ scheduler then places them on G GPUs at f GPUs per trial, twice:
   sequential  cells one after another, each cell's evaluation before the next cell starts
               (--cells sequential, the platform's old way)
   in flight   every cell at once, lower cells first, each evaluation as soon as its cell ends
-              (the default: sweeps.in_flight and sweeps.slots)
+              (the default: sweeps.engine.in_flight and sweeps.engine.slots)
 
 Units. Time is in E, one training epoch of the paper's model on one whole GPU, unless
 ``--epoch-seconds paper=S`` (or ``--pilot STORAGE``: the median epoch_seconds of a sweep's curves,

@@ -5,10 +5,11 @@ reach the grid's best validation loss.
 The sweeps run one after the other (each has the machine or cluster to itself, so their costs
 compare), each in its own process with its own embedded Ray unless --address is given, into
 ``<storage-root>/<search>``: ``grid`` (every configuration once, no pruning, seed 0) and
-``tpe-s<seed>`` for each ``--seeds`` (one TPE run is an anecdote). Each is ``sweeps.cli.main`` over
-the paper's own cells (sweeps/spvae.py) restricted to ``--family`` and ``--variants``: the
-script has no flag that picks a variant. Each runs with ``--winner-seeds 1``: the winner's
-re-trainings with other seeds are no part of a search (rows of role "seed" are left out anyway).
+``tpe-s<seed>`` for each ``--seeds`` (one TPE run is an anecdote). Each is
+``sweeps.engine.cli.main`` over the paper's own cells (sweeps/spvae.py) restricted to ``--family``
+and ``--variants``: the script has no flag that picks a variant. Each runs with
+``--winner-seeds 1``: the winner's re-trainings with other seeds are no part of a search (rows of
+role "seed" are left out anyway).
 
 From the Parquet rows (results.store, table ``trials``):
   target    the grid's best validation loss: min best_val_loss over its completed trials
@@ -55,7 +56,7 @@ import pandas as pd
 from search_spaces import GRIDS
 
 SWEEP = (  # sweeps/spvae.py's main over its own cells, restricted to some variants
-    "import json, sys; from sweeps import cli, spvae; "
+    "import json, sys; from sweeps import spvae; from sweeps.engine import cli; "
     "variants = json.loads(sys.argv[1]); "
     "cells = [c for c in spvae.CELLS if c.variant in variants]; "
     "sys.exit(cli.main(spvae.PAPER, cells, spvae.BUDGETS, spvae.DEFAULT_DATASETS, "
@@ -151,7 +152,7 @@ def spread(values: list[float], fmt: str = ".4f") -> str:
 
 def ray_instances() -> set[str]:
     """The GCS addresses of the Ray instances alive on this machine."""
-    from ray._private.services import find_gcs_addresses  # as sweeps.cli: no public API
+    from ray._private.services import find_gcs_addresses  # as sweeps.engine.cli: no public API
 
     return set(find_gcs_addresses())
 
@@ -184,9 +185,10 @@ def sweep_command(args, search: str, storage: str) -> list[str]:
 def run_sweep(args, search: str, storage: str, log: Path) -> float:
     """One search as a sweep in a fresh process; its output to ``log``; returns its seconds.
 
-    Without --address the sweep starts an embedded Ray instance of its own (sweeps.cli.connect:
-    it joins only a live `ray start` cluster); other Ray instances on this machine still share
-    its cores, so they are named, and the load average is printed before and after.
+    Without --address the sweep starts an embedded Ray instance of its own
+    (sweeps.engine.cli.connect: it joins only a live `ray start` cluster); other Ray instances on
+    this machine still share its cores, so they are named, and the load average is printed before
+    and after.
     """
     before = ray_instances() if args.address is None else set()
     if before:
@@ -231,7 +233,8 @@ def cells_of(args) -> list:
 
 
 def grid_size(args, cell) -> int:
-    from sweeps import preflight, spvae
+    from sweeps import spvae
+    from sweeps.engine import preflight
 
     return preflight.grid_trials(cell, spvae.BUDGETS[args.budget])
 

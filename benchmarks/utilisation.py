@@ -5,7 +5,7 @@ The cluster is ``ray.cluster_utils.Cluster`` on this machine: a head with no tri
 ``--nodes`` worker nodes of ``--gpus-per-node`` fake GPUs (and as many CPUs), so a sweep at one
 GPU and one CPU per trial has nodes x gpus slots. The sweep is ``--cells`` cells (the MLP VAE on
 the real Fashion-MNIST files, one variant per cell) of ``--trials`` trials each, through the
-real command line (sweeps.cli.main: Optuna, Parquet, each cell's winner evaluated on the test
+real command line (sweeps.engine.cli.main: Optuna, Parquet, each cell's winner evaluated on the test
 set). Every trial trains a tiny VAE for a known number of steps, ``--epochs`` x ``--steps``, each
 step padded to ``--trial-seconds / (epochs x steps)`` by train/step_seconds: the stand-in for a
 GPU's step time, since 8 busy slots cannot be had from 2 cores otherwise. Nothing is pruned
@@ -14,7 +14,7 @@ the figures show what the platform adds, not what ASHA saves.
 
 Modes (``--modes``, default all three):
   sequential  ``--cells sequential``: a cell's trials, then its winner's evaluation, then the next
-  concurrent  the default: every cell in flight at once, sharing the slots (sweeps.in_flight)
+  concurrent  the default: every cell in flight at once, sharing the slots (sweeps.engine.in_flight)
   plain       a bare ``tune.Tuner`` over the trials the concurrent sweep ran (same configs, same
               trainable: no Optuna, no ASHA, no Parquet, no evaluation; Tune's defaults, so
               no actor reuse)
@@ -35,7 +35,7 @@ Figures per mode:
                share of a trial's busy time
 
 With ``--data``, instead: a trial's data load (Fashion-MNIST, binarised) in a fresh worker process,
-reading the files itself against mapping its node's copy (sweeps.node_data), 3 times each.
+reading the files itself against mapping its node's copy (sweeps.engine.node_data), 3 times each.
 
 Run:  python benchmarks/utilisation.py [--data] [--nodes 4] [--gpus-per-node 2] [--cells 9]
       [--trials 6] [--trial-seconds 60] [--epochs 5] [--steps 20]
@@ -63,9 +63,9 @@ from ray._common import utils as ray_utils
 from ray.cluster_utils import Cluster
 
 from results import rows, store
-from sweeps import cli
 from sweeps.cells import Budget, Cell
-from sweeps.trial import TrainTrial
+from sweeps.engine import cli
+from sweeps.engine.trial import TrainTrial
 from training.config import unflatten
 
 
@@ -164,7 +164,7 @@ def figures(spans: pd.DataFrame, start: float, end: float, slots: int, cpus: flo
 
 def data_figures() -> None:
     """A trial's data load in a fresh process: its own read of the files against the node's copy."""
-    from sweeps import node_data
+    from sweeps.engine import node_data
     from training.config import DataConfig
     from training.data import load_data
 
@@ -230,7 +230,7 @@ def main() -> None:
     root = tempfile.mkdtemp(prefix="utilisation-")
     results, configs = {}, None
     # Each mode on a fresh cluster of the same shape: a later mode would otherwise find the
-    # nodes' datasets already read (sweeps.node_data) and Ray's idle workers already started.
+    # nodes' datasets already read (sweeps.engine.node_data) and Ray's idle workers already started.
     for mode in [m for m in ("sequential", "concurrent") if m in args.modes]:
         with fake_gpu_cluster(args.nodes, args.gpus_per_node) as cluster:
             storage = f"{root}/{mode}"

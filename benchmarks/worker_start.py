@@ -2,14 +2,14 @@
 used by the sweeps).
 
 A cell's first trial on a slot, and every trial of a Tune run without actor reuse, is a new Ray
-worker process that imports torch and the Tune glue before its first step (a cell's later
-trials reuse that process: sweeps.trial.TrainTrial). Three ways, each on its own
+worker process that imports torch and the trial's module before its first step (a cell's later
+trials reuse that process: sweeps.engine.trial.TrainTrial). Three ways, each on its own
 local Ray instance with 2 CPUs, one 1-CPU actor already alive, then --actors actors started one
 after another (the next after the last is killed and --gap seconds passed), timed from
 ``.remote()`` to the actor's first method returning:
 
   cold     Ray's defaults: each actor starts a fresh worker, which imports the modules
-  preload  system config preload_python_modules = torch, sweeps.trial: the workers Ray
+  preload  system config preload_python_modules = torch, sweeps.engine.trial: the workers Ray
            prestarts at start-up have them imported, but once those are used up every new
            worker starts cold again
   pool     preload, plus a thread on the driver that keeps --spare idle workers alive (zero-CPU
@@ -29,13 +29,13 @@ import time
 
 import ray
 
-PRELOAD = ["torch", "sweeps.trial"]
+PRELOAD = ["torch", "sweeps.engine.trial"]
 
 
 @ray.remote(num_cpus=1)
 class Trial:
     def __init__(self):
-        import sweeps.trial  # noqa: F401 - what a trial's process imports
+        import sweeps.engine.trial  # noqa: F401 - what a trial's process imports
 
     def ready(self) -> bool:
         return True

@@ -146,7 +146,7 @@ def _against_optuna(s, state: SweepState, by_id) -> list[Difference]:
             out.append(Difference(s, tid, f"{len(ots)} Optuna trials {numbers} for one Tune trial"))
     for tid, row in by_id.iterrows():
         if row.get("role") == rows.SEED:
-            continue  # a winner's re-training has no Optuna trial (sweeps.seeds)
+            continue  # a winner's re-training has no Optuna trial (sweeps.engine.seeds)
         ots = owners.get(tid, [])
         if not ots:
             out.append(Difference(s, tid, "a row with no Optuna trial"))

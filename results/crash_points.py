@@ -13,13 +13,13 @@ losing at most the epochs of a trial since its last checkpoint, never a row or a
    the trial: ``--resume`` adopts the orphan (same parameters) for its next Tune trial, or tells
    it FAIL (``abandoned``) once the cell has its target and no trial could adopt it.
 3. Tune's experiment state naming the new trial, saved and synced before the trial starts
-   (sweeps.tune_glue.SavesNewTrials): no trial reports, tells Optuna or writes a row before
+   (sweeps.engine.tune_record.SavesNewTrials): no trial reports, tells Optuna or writes a row before
    Tune's saved record knows it.
 4. Each epoch: the trial's checkpoint (worker side, atomic renames), Tune's state every
    ``num_to_keep`` checkpoints of a trial, the intermediate value in Optuna.
 5. A trial's end: Optuna told, then its ``trials`` part, then its ``curves`` part (Tune calls
    the searcher, then the callbacks), then Tune's state. Killed in between: Tune's older
-   record resumes the trial from its newest checkpoint (sweeps.trial.TrainTrial.restore falls
+   record resumes the trial from its newest checkpoint (sweeps.engine.trial.TrainTrial.restore falls
    back to it when the recorded one was rotated away), which ends at once with the same value;
    the searcher's second tell is skipped and the row is written again, the same.
 6. A winner's re-trainings with other seeds (``ray/<cell>/seeds-<winner>``, the same order,
@@ -28,8 +28,8 @@ losing at most the epochs of a trial since its last checkpoint, never a row or a
 
 Every file is written whole or not at all (a temporary name, then a rename or an object put).
 What a kill leaves half done, ``--resume`` repairs before it continues (results.check.repair:
-rows and curves rebuilt from Tune's record and the checkpoint; sweeps.tune_glue.close_orphans:
-Optuna trials no Tune trial owns).
+rows and curves rebuilt from Tune's record and the checkpoint;
+sweeps.engine.tune_record.close_orphans: Optuna trials no Tune trial owns).
 
 A kill point SIGKILLs the process that passes it: the driver for a sweep of one cell or with
 ``--cells sequential``; with cells in flight, the controller actor running the cell.

@@ -54,7 +54,7 @@ CELL_RECORD = {
     "budget": ("str",), "sampler": ("str",), "seed": ("int",), "resources": ("dict",),
     "provenance": ("dict",),
 }  # fmt: skip
-"""The keys sweeps.run_cell.cell_record writes and their JSON types. A key may be absent (a
+"""The keys sweeps.engine.cell.cell_record writes and their JSON types. A key may be absent (a
 record written before it existed: results.migrate fills it in as the store reads the record);
 another key, or a key with another type, is damage (a resumed cell needs RESUMED_KEYS as well)."""
 RESUMED_KEYS = ("trials", "base_config")

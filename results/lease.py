@@ -12,14 +12,14 @@ by a thread), and a random id.
   clock against ours: hosts are assumed to agree within seconds, as NTP keeps them). A damaged
   lease file (not JSON, cut short, other content) is taken for a stale one, with a line.
 - ``Lease.release`` deletes the file if it still holds this lease: on every way out of a sweep
-  (end, error, KeyboardInterrupt, SIGTERM as sweeps/cli.py turns it into one) and at
+  (end, error, KeyboardInterrupt, SIGTERM as sweeps/engine/cli.py turns it into one) and at
   interpreter exit. A SIGKILL or a machine's crash leaves it, for the rules above to take over.
 - A refresh that finds the lease taken by another sweep (this one was judged dead, e.g. after
   being suspended for longer than STALE_S) says so and interrupts the main thread: the sweep
   stops as on Ctrl-C. (A takeover that lands between a refresh's read and its rewrite is
   overwritten; the taker's own refresh then stops the taker.)
 - ``read`` and ``check_free`` only read: commands that only read a storage (``python -m
-  results``, ``--status``, ``python -m training replay``) never take the lease nor wait for it.
+  results``, ``--status``, ``python sweeps/replay.py``) never take the lease nor wait for it.
 
 Atomicity. On a local or NFS path the lease appears by ``os.link`` of a complete temporary file,
 which fails if the name exists (atomic on NFS too); a dead holder's file is renamed aside, and

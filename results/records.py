@@ -22,7 +22,7 @@ from results import damage, store, studies
 
 SEEDS_PREFIX = "seeds-"
 """``ray/<cell>/seeds-<winner>/``: the Tune experiment of a winner's re-trainings with other
-training seeds (sweeps.seeds); its trials belong to the cell, with role "seed"."""
+training seeds (sweeps.engine.seeds); its trials belong to the cell, with role "seed"."""
 HISTORY_FILE = "history.json"  # training.checkpoint writes these beside state.pt
 CONFIG_FILE = "config.json"
 TUNE_DONE = ("TERMINATED", "ERROR")
@@ -41,7 +41,7 @@ class TuneTrial:
     error: str | None = None
     checkpoint: str | None = None  # newest checkpoint folder holding a state
     run_metadata: dict = field(default_factory=dict)  # Tune's: start_time, last_result_time, ...
-    seed_of: str = ""  # a re-training of this winner with another seed (sweeps.seeds), or ""
+    seed_of: str = ""  # a re-training of this winner with another seed (sweeps.engine.seeds), or ""
 
     @property
     def ended(self) -> bool:
@@ -76,7 +76,7 @@ def experiment_states(storage: str, sweep: str, experiment: str = "") -> list[st
 
 
 def seed_experiments(storage: str, sweep: str) -> list[str]:
-    """The names of a cell's re-training experiments (``seeds-<winner>``, sweeps.seeds)."""
+    """The names of a cell's re-training experiments (``seeds-<winner>``, sweeps.engine.seeds)."""
     fs, root = store.filesystem(storage)
     return sorted(
         i.base_name

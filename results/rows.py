@@ -21,7 +21,7 @@ same config fails the same way)."""
 CELL_FIELDS = ("sweep", "paper", "family", "dataset", "likelihood", "variant", "protocol")
 SEARCH, SEED = "search", "seed"
 """A trial row's ``role``: a trial of the cell's search, or a re-training of the search's winner
-with another training seed (sweeps.seeds; ``seed_of`` names the winner). Only search trials
+with another training seed (sweeps.engine.seeds; ``seed_of`` names the winner). Only search trials
 compete to be the winner; a table's mean ± std is over the winner and its re-trainings."""
 
 EVALUATION_DEFAULTS = {
@@ -51,7 +51,7 @@ def key_sources(config: dict, fixed: dict[str, str], given: set[str]) -> dict[st
 
 
 def retraining_sources(winner_sources, config: dict) -> dict[str, str]:
-    """Where the keys of a winner's re-training (sweeps.seeds) came from: as the winner's row
+    """Where the keys of a winner's re-training (sweeps.engine.seeds) came from: as the winner's row
     says (its ``key_sources`` JSON; each key "winner" when it records none, or the row is gone:
     results.check's rebuild), and its ``train/seed`` from ``--winner-seeds``."""
     came = json.loads(winner_sources) if isinstance(winner_sources, str) and winner_sources else {}

@@ -4,7 +4,7 @@
     stored(storage, cell, trial_id) -> bool
     latest(storage, cell=None) -> ({cell: Grids}, {damaged path: why})
 
-A winner's evaluation (sweeps.winners.evaluate_winner) draws the grids with
+A winner's evaluation (sweeps.engine.winners.evaluate_winner) draws the grids with
 training.evaluate.sample_grids and writes one file per winner: ``np.savez_compressed`` with one
 uint8 array [n, C, H, W] per temperature, keyed "t1.0", "t0.8", ..., beside plain fields:
 ``temperatures`` (float64, the keys' order), ``family``, ``cell``, ``trial_id``, ``decoder_mean``

@@ -101,7 +101,7 @@ def chosen(trials: pd.DataFrame, table: PaperTable, selection: str) -> tuple[pd.
 
 
 def training_runs(trials: pd.DataFrame, winner: pd.Series) -> pd.DataFrame:
-    """The winner's row, then its completed re-trainings with other seeds (sweeps.seeds)."""
+    """The winner's row, then its completed re-trainings with other seeds (sweeps.engine.seeds)."""
     seeds = trials[
         (trials["role"] == SEED)
         & (trials["seed_of"] == winner["trial_id"])

@@ -310,8 +310,8 @@ def write_cell_record(storage: str, sweep: str, record: dict) -> None:
 
 def cell_record(storage: str, sweep: str) -> dict | None:
     """A cell's record, or None if the cell was never started here (read-only). A record that
-    is there but is not what run_cell writes is results.damage.Damaged, never None: None would
-    let a resumed cell go on with another target."""
+    is there but is not what sweeps.engine.cell.run_cell writes is results.damage.Damaged, never
+    None: None would let a resumed cell go on with another target."""
     from results import damage
 
     fs, root = filesystem(storage)

@@ -53,7 +53,7 @@ class Cell:
             "train/max_epochs": budget.max_epochs,
             "train/patience": budget.patience,
             **budget.fixed,
-            **self.identity,  # what the cell is: never overridden (sweeps.preflight refuses it)
+            **self.identity,  # what the cell is, never overridden (sweeps.engine.preflight)
         }
 
     def key_sources(self, budget: Budget, overrides: dict) -> dict[str, str]:
@@ -91,7 +91,7 @@ class Budget:
     """Flat namespaced config fixed by the budget, e.g. a validation subset for smoke runs."""
     winner_seeds: int = 1
     """Training seeds of the winning configuration: the search's own run and winner_seeds - 1
-    re-trainings from scratch with the next seeds (sweeps.seeds); the table's mean ± std is
+    re-trainings from scratch with the next seeds (sweeps.engine.seeds); the table's mean ± std is
     over them. ``eval_seeds`` is the importance-sampling seeds of each trained model."""
 
     def __post_init__(self):

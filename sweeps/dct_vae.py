@@ -22,7 +22,7 @@ on CIFAR-10 and SVHN.
 import sys
 
 from sweeps.cells import Budget, Cell
-from sweeps.cli import main
+from sweeps.engine.cli import main
 
 PAPER = "dct_vae"
 
@@ -144,7 +144,7 @@ BUDGETS = {
         patience=300,
         eval_k=1000,
         eval_seeds=3,
-        winner_seeds=3,  # the winner trained with 3 seeds (sweeps.seeds)
+        winner_seeds=3,  # the winner trained with 3 seeds (sweeps.engine.seeds)
     ),  # fmt: skip
 }
 """The paper budget's max_epochs and patience are ceilings: each cell's TRAIN keys set its own."""

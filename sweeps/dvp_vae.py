@@ -28,7 +28,7 @@ import sys
 
 from models.hierarchical.dvp_vae import DVP_FORM
 from sweeps.cells import Budget, Cell
-from sweeps.cli import main
+from sweeps.engine.cli import main
 
 PAPER = "dvp_vae"
 
@@ -144,7 +144,7 @@ BUDGETS = {
         patience=300,
         eval_k=1000,
         eval_seeds=3,
-        winner_seeds=3,  # the winner trained with 3 seeds (sweeps.seeds)
+        winner_seeds=3,  # the winner trained with 3 seeds (sweeps.engine.seeds)
     ),  # fmt: skip
 }
 """The paper budget's max_epochs and patience are ceilings: each cell's TRAIN keys set its own."""

@@ -16,7 +16,7 @@ Cells (docs/specs/hyperspherical.md, sections 6 and 7):
 import sys
 
 from sweeps.cells import Budget, Cell, Protocol
-from sweeps.cli import main
+from sweeps.engine.cli import main
 
 PAPER = "hyperspherical"  # feeds the tables svae18 and psvae19 (results.papers.GROUPS)
 BINARY = {"data/binarize": True}
@@ -103,7 +103,7 @@ BUDGETS = {
         patience=50,
         eval_k=500,
         eval_seeds=3,
-        winner_seeds=3,  # the winner trained with 3 seeds (sweeps.seeds)
+        winner_seeds=3,  # the winner trained with 3 seeds (sweeps.engine.seeds)
     ),
 }
 

@@ -19,7 +19,7 @@ batches and their early stopping after 11 epochs without improvement, and evalua
 import sys
 
 from sweeps.cells import Budget, Cell, Protocol
-from sweeps.cli import main
+from sweeps.engine.cli import main
 
 PAPER = "spvae"
 
@@ -90,7 +90,7 @@ BUDGETS = {
         patience=11,
         eval_k=5000,
         eval_seeds=1,
-        winner_seeds=3,  # the winner trained with 3 seeds (sweeps.seeds)
+        winner_seeds=3,  # the winner trained with 3 seeds (sweeps.engine.seeds)
         fixed={"train/epoch_batches": 128},
     ),
 }

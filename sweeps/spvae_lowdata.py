@@ -15,7 +15,7 @@ import sys
 
 from sweeps import spvae
 from sweeps.cells import Cell
-from sweeps.cli import main
+from sweeps.engine.cli import main
 from sweeps.spvae import SETTINGS, setting_config
 
 PAPER = "spvae_lowdata"

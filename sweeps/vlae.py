@@ -19,7 +19,7 @@ and evaluates the winner with k = 5000 importance samples over 3 seeds.
 import sys
 
 from sweeps.cells import Budget, Cell, Protocol
-from sweeps.cli import main
+from sweeps.engine.cli import main
 
 PAPER = "vlae"
 
@@ -96,7 +96,7 @@ BUDGETS = {
         patience=100,
         eval_k=5000,
         eval_seeds=3,
-        winner_seeds=3,  # the winner trained with 3 seeds (sweeps.seeds)
+        winner_seeds=3,  # the winner trained with 3 seeds (sweeps.engine.seeds)
         fixed={"model/latent_dim": 50, "model/hidden_dim": 500, "train/batch_size": 128},
     ),
 }

@@ -1,4 +1,4 @@
-"""`python -m training replay` for the tests: ``replay`` runs it in this process; ``assert_replays``
+"""`python sweeps/replay.py` for the tests: ``replay`` runs it in this process; ``assert_replays``
 checks every trial of a real sweep's storage replays bit for bit. The replay's own checks:
 tests/unit/test_replay.py; ``assert_replays`` runs on the storage of the two-trial sweep of
 tests/e2e/test_sweep_journeys.py, so that no second sweep is paid for.
@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 
 from results import store
-from training.__main__ import main
+from sweeps.engine.replay import main
 
 
 def replay(capsys, *args: str) -> tuple[int, str, str]:
-    code = main(["replay", *args])
+    code = main([*args])
     out, err = capsys.readouterr()
     return code, out, err
 

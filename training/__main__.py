@@ -8,10 +8,11 @@ resumes from its checkpoint (train/max_epochs may be raised), another config is 
 --restart, which moves the old files into <run-dir>/previous-<time>/ and starts afresh. Bad input
 is one ``error:`` line on stderr and exit code 2.
 
-    python -m training replay --storage DIR --trial ID [--epochs N]
+    python -m training replay ...
 
-trains a stored trial of a sweep again and compares its learning curve with the stored one, epoch
-by epoch (training/replay.py).
+has moved: it says so with the command to run now, ``python sweeps/replay.py`` with the same
+arguments (a stored trial of a sweep trained again and its curve compared with the stored one:
+sweeps/engine/replay.py), and exits 2.
 
     python -m training data --datasets NAME [NAME ...] [--root DIR] [--mirror URL] | --all | --list
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import tempfile
 from pathlib import Path
@@ -34,6 +36,7 @@ from training.data import DatasetError, load_data
 from training.evaluate import estimate_log_likelihood
 from training.trainer import DivergedError, build_model, fit, resolve_device
 
+REPLAY = "sweeps/replay.py"  # where `python -m training replay` moved
 RUN_DIR_FIX = "use another --run-dir, or --restart to start afresh in it (its files are kept aside)"
 
 
@@ -110,10 +113,9 @@ def check_flags(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["replay"]:  # python -m training replay ...: a stored trial trained again
-        from training import replay
-
-        return replay.main(argv[1:])
+    if argv[:1] == ["replay"]:  # moved: the replay reads the storage, as sweeps does
+        print(f"error: moved: {shlex.join(['python', REPLAY, *argv[1:]])}", file=sys.stderr)
+        return 2
     if argv[:1] == ["data"]:  # python -m training data ...: fetch and verify datasets
         from training import fetch_cli
 

@@ -41,7 +41,8 @@ no version: the keys it lacks tell its format). ``migrate`` brings formats 1 and
 current one, FORMAT. Run folders have changed too, outside the checkpoint: one without
 CONFIG_FILE (written before 2026-12-02) is refused by check_run_dir, since the config it ran
 cannot be known; a checkpoint folder without HISTORY_FILE (the first trainer's, format 1) is
-read by its readers (results.records, sweeps.parquet_writer) as a run without a learning curve."""
+read by its readers (results.records, sweeps.engine.parquet_writer) as a run without a learning
+curve."""
 FORMAT = max(FORMATS)
 
 

@@ -145,7 +145,7 @@ def channels(dataset: str) -> int:
 
 def image_shape(cfg) -> tuple[int, int, int]:
     """The [C, H, W] a DataConfig's images have after loading, without reading a file (so a
-    model can be built before any training: sweeps.preflight)."""
+    model can be built before any training: sweeps.engine.preflight)."""
     side = (
         (32, 32)
         if cfg.dataset in RGB_DATASETS
@@ -204,8 +204,8 @@ def load_data(cfg, device: torch.device | str = "cpu", read=read_images) -> Data
     """A dataset per its DataConfig, the whole pipeline top to bottom (module docstring):
 
     1. read the files (training.files, cached per process; decoders in training.datasets), or
-       ``read(dataset, root, download)``, which returns the same (sweeps.node_data: the node's
-       copy); what it returns is never written to (to_unit copies, splits index)
+       ``read(dataset, root, download)``, which returns the same (sweeps.engine.node_data: the
+       node's copy); what it returns is never written to (to_unit copies, splits index)
     2. split by the dataset's rule (or data/validation=test)
     3. colour and scale: data/greyscale on uint8, grey levels in [0, 1], data/minmax and
        data/pixels (training.images); or the S-VAE authors' unscaled threshold

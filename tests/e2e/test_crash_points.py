@@ -31,7 +31,8 @@ REPO = Path(__file__).resolve().parents[2]
 TRIALS = 2
 DRIVER = f"""
 import dataclasses, os, sys
-from sweeps import cli, vlae
+from sweeps import vlae
+from sweeps.engine import cli
 from sweeps.cells import Budget
 
 budget = Budget(trials={TRIALS}, max_epochs=2, grace_epochs=1, reduction_factor=2, patience=2,

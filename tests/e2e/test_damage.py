@@ -3,7 +3,7 @@
 One small sweep is run once per module (tests/e2e/test_storage_guarantees.py's fixtures); each
 test damages its own copy of the storage. Generated damage (hypothesis: truncation at any byte, a
 flipped byte, another file's contents, deletion) of each kind of file must leave ``results
-table``, ``results check``, the sweep's ``--status``, ``training replay --list`` and the
+table``, ``results check``, the sweep's ``--status``, ``sweeps/replay.py --list`` and the
 preflight of ``--resume`` with an exit code of 0, 1 or 2 and no traceback; a refused resume
 writes nothing, and a resume that passed leaves no damage. The issue's named cases end in their
 one line, and one repairable case per file kind goes through the real ``--resume``.
@@ -27,9 +27,9 @@ from hypothesis import strategies as st
 
 from results import store
 from results.__main__ import main as results_main
-from sweeps import preflight
+from sweeps.engine import preflight
+from sweeps.engine.replay import main as replay_main
 from tests.e2e.test_storage_guarantees import CELL, TINY, ray_module, sweep, swept  # noqa: F401
-from training.__main__ import main as training_main
 
 pytestmark = pytest.mark.slow
 
@@ -112,7 +112,7 @@ def readers(storage: Path) -> dict[str, tuple[int, str, str]]:
         "table": run(results_main, ["table", "vlae", "--storage", s]),
         "check": run(results_main, ["check", "--storage", s]),
         "status": run(sweep_main, [s, "--status"]),
-        "replay": run(training_main, ["replay", "--storage", s, "--list"]),
+        "replay": run(replay_main, ["--storage", s, "--list"]),
     }
 
 

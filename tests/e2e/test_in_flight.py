@@ -1,5 +1,5 @@
-"""Cells in flight together (sweeps.in_flight): each still its own experiment, study and winner.
-The slots they share: tests/unit/test_slots.py."""
+"""Cells in flight together (sweeps.engine.in_flight): each still its own experiment, study and
+winner. The slots they share: tests/unit/test_slots.py."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 
 from results import store
-from sweeps import cli, in_flight
 from sweeps.cells import Budget, Cell
-from sweeps.tune_glue import optuna_storage
+from sweeps.engine import cli, in_flight
+from sweeps.engine.tuner import optuna_storage
 
 CELLS = [
     Cell("vlae", family, "fashion_mnist", "bernoulli", fixed={"data/binarize": True})

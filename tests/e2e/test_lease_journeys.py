@@ -21,8 +21,9 @@ import pytest
 
 from results import lease, store
 from results.__main__ import main as results_main
-from sweeps import cli, vlae
+from sweeps import vlae
 from sweeps.cells import Budget
+from sweeps.engine import cli
 from tests.conftest import kill_process_group, make_mnist_like
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,7 +36,8 @@ def lease_bytes(storage: str) -> bytes | None:
 
 DRIVER = """
 import sys
-from sweeps import cli, vlae
+from sweeps import vlae
+from sweeps.engine import cli
 from sweeps.cells import Budget
 budget = Budget(trials=2, max_epochs=2, grace_epochs=1, reduction_factor=2, patience=2,
                 eval_k=5, eval_seeds=1, fixed={"model/hidden_dim": 16})

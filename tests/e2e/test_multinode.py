@@ -16,8 +16,9 @@ from ray.cluster_utils import Cluster
 from ray.util.state import list_actors
 
 from results import store
-from sweeps import cli, nodes, vlae
+from sweeps import vlae
 from sweeps.cells import Budget
+from sweeps.engine import cli, nodes
 
 pytestmark = pytest.mark.slow
 CELL = vlae.CELLS[0]
@@ -52,7 +53,7 @@ def cluster(monkeypatch, tiny_data_root):
 
 
 TRIAL_ACTORS = {"TrainTrial", "ResourceTrainable"}
-"""A trial's actor: tune.with_resources' subclass of sweeps.trial.TrainTrial, registered as
+"""A trial's actor: tune.with_resources' subclass of sweeps.engine.trial.TrainTrial, registered as
 "TrainTrial"; Ray may name it by that or by its qualname
 "with_resources.<locals>.ResourceTrainable"."""
 
@@ -154,7 +155,7 @@ def test_a_lost_worker_node_retries_its_trials_from_their_checkpoints(cluster, t
     assert run_sweep(tmp_path, budget, cells=(CELL, HF)) == 0
     watcher.stop = True
     assert killed, f"no node was removed before the trials finished: {watcher.errors[-3:]}"
-    # Both cells' controllers were threads of one process on the head (sweeps.in_flight).
+    # Both cells' controllers were threads of one process on the head (sweeps.engine.in_flight).
     controllers = list_actors(filters=[("class_name", "=", "CellControllers")], detail=True)
     assert len(controllers) == 1 and controllers[0].node_id == cluster.head_node.node_id
 

@@ -1,4 +1,5 @@
-"""A dataset read once per node (sweeps.node_data) gives a trial the tensors it would have made."""
+"""A dataset read once per node (sweeps.engine.node_data) gives a trial the tensors it would have
+made."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from ray._common import utils as ray_utils
 from ray.cluster_utils import Cluster
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from sweeps import node_data
+from sweeps.engine import node_data
 from training.config import DataConfig
 from training.data import DatasetError, load_data
 

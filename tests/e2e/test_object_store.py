@@ -7,8 +7,9 @@ import pyarrow.fs as pafs
 import pytest
 
 from results import store
-from sweeps import cli, vlae
+from sweeps import vlae
 from sweeps.cells import Budget
+from sweeps.engine import cli
 from tests import s3 as s3_server
 
 s3 = s3_server.s3  # the fixture: a local S3 server (moto) on 127.0.0.1

@@ -1,5 +1,5 @@
 """A killed sweep driver resumes with `--resume`: no trial lost or repeated, in Tune or Optuna,
-with two cells in flight at once (sweeps.in_flight). The restored searcher alone:
+with two cells in flight at once (sweeps.engine.in_flight). The restored searcher alone:
 tests/unit/test_resume.py."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from ray import tune
 
 from results import store
 from sweeps import vlae
-from sweeps.tune_glue import optuna_storage
+from sweeps.engine.tuner import optuna_storage
 from tests.conftest import kill_process_group, make_mnist_like
 
 CELL = vlae.CELLS[0]
@@ -38,7 +38,8 @@ def epochs_logged(trial_dir: Path) -> int:
 
 DRIVER = """
 import sys
-from sweeps import cli, vlae
+from sweeps import vlae
+from sweeps.engine import cli
 from sweeps.cells import Budget
 
 budget = Budget(trials=4, max_epochs=4, grace_epochs=4, reduction_factor=2, patience=4,
@@ -147,7 +148,8 @@ def sigint_default() -> None:
 
 CTRL_C_DRIVER = """
 import sys
-from sweeps import cli, vlae
+from sweeps import vlae
+from sweeps.engine import cli
 from sweeps.cells import Budget
 
 budget = Budget(trials=3, max_epochs=3, grace_epochs=3, reduction_factor=2, patience=3,

@@ -13,8 +13,9 @@ from results import store
 from results.__main__ import main as results_main
 from results.papers import PAPERS
 from results.tables import build_table
-from sweeps import cli, spvae, spvae_lowdata
+from sweeps import spvae, spvae_lowdata
 from sweeps.cells import Budget
+from sweeps.engine import cli
 
 TINY = Budget(
     trials=1,

@@ -17,8 +17,9 @@ import search_spaces
 from results import store
 from results.__main__ import main as results_main
 from results.records import study_trials
-from sweeps import cli, vlae
+from sweeps import vlae
 from sweeps.cells import Budget
+from sweeps.engine import cli
 from tests.conftest import make_mnist_like
 
 pytestmark = pytest.mark.slow

@@ -16,8 +16,9 @@ import ray
 
 from results import check, records, store, synced_journal
 from results.__main__ import main as results_main
-from sweeps import cli, vlae
+from sweeps import vlae
 from sweeps.cells import Budget
+from sweeps.engine import cli
 from tests import postgres as postgres_server
 from tests import s3 as s3_server
 from tests.e2e.test_resume_journeys import DRIVER
@@ -77,7 +78,7 @@ def sweep_error(storage, url: str) -> str:
 
 @needs_psycopg
 def test_a_postgresql_study_storage_that_works_passes_the_check(postgres):
-    from sweeps import preflight
+    from sweeps.engine import preflight
 
     assert preflight.check_study_storage(postgres.url()) == postgres.url()
     import sqlalchemy

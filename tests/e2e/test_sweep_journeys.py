@@ -15,9 +15,10 @@ import torch
 
 import search_spaces
 from results import check, records, store
-from sweeps import cli, vlae
+from sweeps import vlae
 from sweeps.cells import Budget
-from sweeps.tune_glue import optuna_storage
+from sweeps.engine import cli
+from sweeps.engine.tuner import optuna_storage
 from tests.replays import assert_replays
 from training.config import Config
 from training.data import load_data
@@ -118,7 +119,7 @@ def test_two_trial_sweep_lands_in_parquet_and_renders_the_table(
     best = trials[trials["status"] == "completed"]["best_val_loss"].min()
     assert float(fields[12]) == pytest.approx(best, abs=1e-3)
 
-    # python -m training replay on this storage (last: it edits a curve; tests/replays.py)
+    # python sweeps/replay.py on this storage (last: it edits a curve; tests/replays.py)
     assert_replays(str(tmp_path), trials, capsys)
 
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 
 from results import store
-from sweeps import cli, vlae
+from sweeps import vlae
 from sweeps.cells import Budget
+from sweeps.engine import cli
 
 
 @pytest.mark.slow

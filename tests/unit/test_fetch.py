@@ -391,7 +391,8 @@ def test_a_package_copy_that_is_not_the_published_file_is_noted_and_fetched_anew
     assert "train-images-idx3-ubyte.gz is not the published file: its sha256 is" in out[2]
     assert out[2].endswith(f"fetching the published files into {mirror.root}")
     assert sum(": downloaded " in line for line in out) == 4
-    # The same from a sweep's driver (sweeps.cli): data/root unset, the mirror from the variable.
+    # The same from a sweep's driver (sweeps.engine.cli): data/root unset, the mirror from the
+    # variable.
     monkeypatch.setenv(fetch.MIRROR_ENV, mirror.url)
     done = fetch.fetch("fashion_mnist", "")
     assert [d.path.parent for d in done] == [mirror.root / "fashion-mnist"] * 4

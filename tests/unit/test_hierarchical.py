@@ -198,8 +198,8 @@ def test_likelihood_and_data_mismatches_are_config_errors_before_training():
 
 
 def test_a_hierarchy_the_image_cannot_hold_is_refused_before_any_trial():
-    from sweeps import preflight
     from sweeps.cells import Cell
+    from sweeps.engine import preflight
 
     budget = sweep.BUDGETS["smoke"]
     for fixed, match in (({"model/latent_scales": "1,1,1"}, "model/latent_scales '1,1,1'"),

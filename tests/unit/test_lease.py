@@ -207,7 +207,7 @@ HOLDER = """
 import signal, sys
 from results import lease
 
-def interrupt(signum, frame):  # as sweeps/cli.py does: SIGTERM stops the sweep as Ctrl-C does
+def interrupt(signum, frame):  # as sweeps/engine/cli.py does: SIGTERM stops the sweep as Ctrl-C
     raise KeyboardInterrupt
 
 signal.signal(signal.SIGTERM, interrupt)

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 from hypothesis import HealthCheck, given, settings
 
 from results import check, migrate, rows, store
-from training.replay import differences
+from sweeps.engine.replay import differences
 
 SWEEP = "vlae-vae-fashion_mnist-gaussian"
 CELL = {"sweep": SWEEP, "paper": "vlae", "family": "vae", "dataset": "fashion_mnist",

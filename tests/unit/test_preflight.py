@@ -7,8 +7,9 @@ import pytest
 import ray
 
 from results.__main__ import main as results_main
-from sweeps import cli, nodes, preflight, vlae
+from sweeps import vlae
 from sweeps.cells import Budget
+from sweeps.engine import cli, nodes, preflight
 
 CELLS = vlae.setting_cells("fashion_mnist", (1,))  # the VAE and each model at T = 1
 TINY = Budget(trials=2, max_epochs=2, grace_epochs=1, reduction_factor=2, patience=2, eval_k=5,

@@ -7,8 +7,9 @@ import pytest
 
 from results import store
 from results.tables import build_table
-from sweeps import cli, hyperspherical, preflight, spvae, spvae_lowdata, vlae
+from sweeps import hyperspherical, spvae, spvae_lowdata, vlae
 from sweeps.cells import PROJECT
+from sweeps.engine import cli, preflight
 from training.config import Config
 
 SCRIPTS = {"vlae": vlae, "spvae": spvae, "spvae_lowdata": spvae_lowdata,

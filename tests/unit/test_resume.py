@@ -1,12 +1,18 @@
-"""A restored searcher (sweeps.tune_glue.PruneAwareOptunaSearch), as a resumed sweep's driver
-gets it: it adopts the trials asked after its last save and reopens its study where the storage
-now lies. A killed driver resumed end to end: tests/e2e/test_resume_journeys.py."""
+"""A restored searcher (sweeps.engine.searcher.PruneAwareOptunaSearch), as a resumed sweep's
+driver gets it: it adopts the trials asked after its last save and reopens its study where the
+storage now lies. A killed driver resumed end to end: tests/e2e/test_resume_journeys.py."""
 
 from __future__ import annotations
 
+import pickle
+import subprocess
+import sys
+
 import optuna
 
-from sweeps.tune_glue import METRIC, MODE, PruneAwareOptunaSearch
+from sweeps.engine.searcher import PruneAwareOptunaSearch
+from sweeps.engine.trial import METRIC
+from sweeps.engine.tuner import MODE
 
 
 def one_float(trial):
@@ -59,7 +65,7 @@ def test_a_restored_searcher_reopens_its_study_where_the_storage_now_lies(tmp_pa
     place is never created again."""
     import pickle
 
-    from sweeps import tune_record
+    from sweeps.engine import tune_record
 
     monkeypatch.setattr(tune_record, "_here", {})  # this test's locations only
 
@@ -91,3 +97,26 @@ def test_a_restored_searcher_reopens_its_study_where_the_storage_now_lies(tmp_pa
     trials = optuna.load_study(study_name="s", storage=journal(new)).trials
     assert [t.state.name for t in trials] == ["COMPLETE", "RUNNING"]
     assert trials[1].user_attrs["tune_experiment"] == "ray/s"  # relative to the storage
+
+
+def test_the_module_names_of_a_storage_written_before_sweeps_engine_resolve():
+    """Tune's pickles in a storage written before the machinery moved into sweeps/engine/ name
+    the old modules (tuner.pkl: searcher, wrapper, scheduler, callback); each name still finds
+    its class (sweeps/__init__.py's MOVED), and only when something asks for it."""
+    from sweeps.engine import parquet_writer, searcher, shared_slots, slots, trial, tune_record
+
+    old = {
+        ("sweeps.tune_glue", "PruneAwareOptunaSearch"): searcher.PruneAwareOptunaSearch,
+        ("sweeps.tune_glue", "ParquetWriter"): parquet_writer.ParquetWriter,  # tune_glue.py had it
+        ("sweeps.shared_slots", "SharedSlots"): shared_slots.SharedSlots,
+        ("sweeps.slots", "SlotsClient"): slots.SlotsClient,
+        ("sweeps.tune_record", "ASHA"): tune_record.ASHA,
+        ("sweeps.tune_record", "FIFO"): tune_record.FIFO,
+        ("sweeps.parquet_writer", "ParquetWriter"): parquet_writer.ParquetWriter,
+        ("sweeps.trial", "TrainTrial"): trial.TrainTrial,
+    }
+    for (module, name), cls in old.items():
+        assert pickle.loads(f"c{module}\n{name}\n.".encode()) is cls, (module, name)
+    lazy = "import sys, sweeps.cells; print(sorted(m for m in sys.modules if 'sweeps.' in m))"
+    out = subprocess.run([sys.executable, "-c", lazy], capture_output=True, text=True, timeout=60)
+    assert out.stdout.split() == ["['sweeps.cells']"], out.stderr

@@ -161,8 +161,8 @@ class FakeTask:
 def test_a_winners_evaluation_writes_rows_and_grids_once_and_survives_failed_sampling(
     ladder, tmp_path, monkeypatch, capsys
 ):
-    from sweeps import winners
     from sweeps.cells import Budget, Cell
+    from sweeps.engine import winners
 
     cell = Cell("dct_vae", "ladder", "fashion_mnist", "logistic")
     storage = a_storage(tmp_path, cell.name)

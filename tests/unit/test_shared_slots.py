@@ -1,6 +1,6 @@
-"""A cell's searcher under the sweep's shared slots (sweeps.shared_slots.SharedSlots), the typed
-calls it makes to the Slots actor (sweeps.slots.SlotsClient), and a searcher pickled before the
-wrapper existed. The slots themselves: test_slots.py; the cells in flight on Ray:
+"""A cell's searcher under the sweep's shared slots (sweeps.engine.shared_slots.SharedSlots), the
+typed calls it makes to the Slots actor (sweeps.engine.slots.SlotsClient), and a searcher pickled
+before the wrapper existed. The slots themselves: test_slots.py; the cells in flight on Ray:
 tests/e2e/test_in_flight.py."""
 
 from __future__ import annotations
@@ -12,11 +12,13 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from sweeps import slots as slots_module
-from sweeps import tune_record
-from sweeps.shared_slots import SharedSlots
-from sweeps.slots import SlotsClient
-from sweeps.tune_glue import METRIC, MODE, PruneAwareOptunaSearch, end_state, wrap_restored_searcher
+from sweeps.engine import slots as slots_module
+from sweeps.engine import tune_record
+from sweeps.engine.searcher import PruneAwareOptunaSearch, end_state
+from sweeps.engine.shared_slots import SharedSlots
+from sweeps.engine.slots import SlotsClient
+from sweeps.engine.trial import METRIC
+from sweeps.engine.tuner import MODE, wrap_restored_searcher
 
 DONE = {"epoch": 1, METRIC: 0.5, "finished": True, "best_val_loss": 0.5}
 

@@ -1,14 +1,14 @@
-"""The slots cells in flight together share (sweeps.slots): a cap, a cell keeping the slot it will
-use again, a fair share. The cells in flight on Ray: tests/e2e/test_in_flight.py."""
+"""The slots cells in flight together share (sweeps.engine.slots): a cap, a cell keeping the slot
+it will use again, a fair share. The cells in flight on Ray: tests/e2e/test_in_flight.py."""
 
 from __future__ import annotations
 
-from sweeps.slots import STARTUP_S, WAIT_S, SlotsState
+from sweeps.engine.slots import STARTUP_S, WAIT_S, SlotsState
 
 
 def test_slots_cap_keep_and_share_fairly(monkeypatch):
     clock = [100.0]
-    monkeypatch.setattr("sweeps.slots.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("sweeps.engine.slots.time.monotonic", lambda: clock[0])
     s = SlotsState(2)
     assert s.acquire("a", "a1", 0) and s.acquire("a", "a2", 0)  # nobody else waits
     assert not s.acquire("b", "b1", 1)  # full

@@ -12,7 +12,8 @@ import pytest
 
 import search_spaces
 from results.plots import fraction
-from sweeps import cli, spvae, spvae_lowdata
+from sweeps import spvae, spvae_lowdata
+from sweeps.engine import cli
 from training.config import Config
 
 

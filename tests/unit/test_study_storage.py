@@ -23,8 +23,9 @@ import ray
 
 from results import records, studies, synced_journal
 from results.__main__ import main as results_main
-from sweeps import cli, vlae
+from sweeps import vlae
 from sweeps.cells import Budget
+from sweeps.engine import cli
 from tests import postgres as postgres_server
 from tests import s3 as s3_server
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from sweeps import cli, nodes, vlae
+from sweeps import vlae
 from sweeps.cells import Budget
+from sweeps.engine import cli, nodes
 from training.config import Config
 
 CELL = vlae.CELLS[0]  # VAE, fashion_mnist, gaussian

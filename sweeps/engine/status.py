@@ -50,7 +50,7 @@ def cell_progress(storage: str, cell: Cell, trials: pd.DataFrame, study_url: str
 def progress(storage: str, cells: list[Cell], study_url: str | None = None) -> pd.DataFrame:
     """Per cell: not started / in progress / done, trials completed, pruned, errored and running
     (RUNNING in the Optuna study: asked, not yet told) against the cell's target, the winner's
-    completed re-trainings with other seeds (sweeps.seeds), and the best validation loss."""
+    completed re-trainings with other seeds (sweeps.engine.seeds), and the best validation loss."""
     trials = store.load(storage, "trials")
     lines = []
     for cell in cells:

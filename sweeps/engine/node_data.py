@@ -30,7 +30,7 @@ import torch
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from sweeps.cells import Budget, Cell
-from sweeps.nodes import trial_nodes
+from sweeps.engine.nodes import trial_nodes
 from training.data import Data, DatasetError
 from training.data import load_data as load_in_process
 from training.fetch import check_available, fetch

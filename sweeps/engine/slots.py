@@ -1,9 +1,9 @@
-"""The trial slots that cells in flight together share (sweeps.in_flight): one named actor.
+"""The trial slots that cells in flight together share (sweeps.engine.in_flight): one named actor.
 
     Slots.options(name=slots_name(storage), ...).remote(capacity, experiments)  the driver's
     SlotsClient(name).acquire / hold / release                                  a cell's calls
 
-The searcher of each cell (wrapped in sweeps.shared_slots.SharedSlots) takes a slot before it
+The searcher of each cell (wrapped in sweeps.engine.shared_slots.SharedSlots) takes a slot before it
 asks Optuna for a configuration and gives it back when the trial ends.
 """
 

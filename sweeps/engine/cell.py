@@ -1,11 +1,12 @@
 """One cell of a sweep from start to its winner's evaluation, as the driver or a cell's thread
-runs it.
+runs it; once every cell has ended, the winners under a table's second selection rule.
 
-    run_one(args, cell, budget, resources, concurrent, old, slots=None, rank=0, verbose=1)
+    run_cell(args, cell, budget, resources, concurrent, old, slots=None, rank=0, verbose=1)
+    evaluate_capped_winners(args, cells, budget, resources, concurrent, tables)
 
-Sequentially (``--cells sequential``) the sweep's driver calls it for each cell in turn; by
-default each cell runs it in a thread of the sweep's CellControllers actor (sweeps.in_flight),
-all cells at once.
+Sequentially (``--cells sequential``) the sweep's driver calls run_cell for each cell in turn; by
+default each cell runs it in a thread of the sweep's CellControllers actor
+(sweeps.engine.in_flight), all cells at once. The driver calls evaluate_capped_winners after.
 """
 
 from __future__ import annotations
@@ -18,19 +19,18 @@ from ray.tune.error import TuneError
 
 from results import check, records, store
 from results.crash_points import crash_point
-from results.selection import capped_winners as tables_capped
-from results.selection import winners
-from sweeps import preflight
+from results.selection import capped_winners, winners
 from sweeps.cells import Budget, Cell
-from sweeps.provenance import provenance
-from sweeps.seeds import retrain_winner
-from sweeps.tune_glue import experiment_path, run_cell
-from sweeps.tune_record import Location, close_orphans, locate
-from sweeps.winners import evaluate_winner
+from sweeps.engine import preflight
+from sweeps.engine.provenance import provenance
+from sweeps.engine.seeds import retrain_winner
+from sweeps.engine.tune_record import Location, close_orphans, locate
+from sweeps.engine.tuner import experiment_path, tune_cell
+from sweeps.engine.winners import evaluate_winner
 from training.config import parse_override
 
 
-def run_one(
+def run_cell(
     args,
     cell: Cell,
     budget: Budget,
@@ -42,12 +42,12 @@ def run_one(
     verbose: int = 1,
 ) -> None:
     """Run (start, continue or extend) one cell, train its winner again with the budget's other
-    training seeds (sweeps.seeds), then evaluate the winner and those on the test set.
+    training seeds (sweeps.engine.seeds), then evaluate the winner and those on the test set.
 
-    ``slots`` names the sweep's shared trial cap (sweeps.slots.Slots) when cells run at
+    ``slots`` names the sweep's shared trial cap (sweeps.engine.slots.Slots) when cells run at
     once, ``rank`` is this cell's priority for a free slot (lower first), ``verbose`` Tune's."""
     storage = args.storage
-    # where pickled Tune objects of this cell write from now on (sweeps.tune_record)
+    # where pickled Tune objects of this cell write from now on (sweeps.engine.tune_record)
     locate(cell.name, Location(storage, args.study_storage, experiment_path(storage, cell), slots))
     record = store.cell_record(storage, cell.name)
     if old and args.resume:
@@ -73,7 +73,7 @@ def run_one(
     if old and args.resume and cell_complete(storage, cell, target):
         print(f"   [{cell.name}] complete: {target} of {target} trials ended; nothing to resume")
     else:
-        run_cell(
+        tune_cell(
             cell,
             budget,
             storage,
@@ -102,8 +102,8 @@ def run_one(
         )
 
 
-def capped_winners(args, cells: list[Cell], budget: Budget, resources: dict, concurrent: int,
-                   tables) -> None:  # fmt: skip
+def evaluate_capped_winners(args, cells: list[Cell], budget: Budget, resources: dict,
+                            concurrent: int, tables) -> None:  # fmt: skip
     """The second selection rule of the tables that have one (``--selection param-cap``,
     results.selection.capped_winners): a cell whose winner under it is not its best-by-validation
     trial has that trial re-trained with the budget's other seeds and evaluated too, so that
@@ -113,7 +113,7 @@ def capped_winners(args, cells: list[Cell], budget: Budget, resources: dict, con
         if not table.caps:
             continue
         trials = store.load(args.storage, "trials")
-        capped, _ = tables_capped(trials, table)
+        capped, _ = capped_winners(trials, table)
         for cell in cells:
             pick = capped[capped["sweep"] == cell.name] if not capped.empty else capped
             best = winners(trials[trials["sweep"] == cell.name], cell.paper)

@@ -1,7 +1,7 @@
 """Replay a stored trial: rebuild it from its stored config, train it again, compare the curves.
 
-    python -m training replay --storage DIR --trial ID [--epochs N]
-    python -m training replay --storage DIR --list
+    python sweeps/replay.py --storage DIR --trial ID [--epochs N]
+    python sweeps/replay.py --storage DIR --list
 
 The trial's row in the Parquet store (``trials``) holds the exact flat config that ran and the
 hardware it ran on; its ``curves`` rows hold each epoch's metrics. The replay trains the same
@@ -13,8 +13,8 @@ give the same curve; on a GPU they need not (docs/running-sweeps.md#replaying-a-
 Exit code: 0 when every metric of every epoch is identical, 1 when one differs (or the replay
 diverged or stopped where the trial did not), 2 on bad input (one ``error:`` line).
 
-The one module of training that reads the Parquet store: results is pandas/pyarrow only and never
-imports training or torch, so the edge makes no cycle (tests/unit/test_layering.py).
+It reads the storage through results and trains through training, so it lies in sweeps, the
+package that imports both (tests/unit/test_layering.py); sweeps/replay.py is its command.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ COMPARED = ("train_loss", "val_loss", "val_log_px_z", "val_kl", "beta", "lr", "s
 NAMED = 12
 """At most this many trial ids in an error; beyond, the cells and --list."""
 CPU_HARDWARE = re.compile(r"^(?P<host>.*): cpu (?P<machine>\S+) x(?P<threads>\d+) threads$")
-"""sweeps.trial.hardware on a CPU, e.g. ``node1: cpu x86_64 x1 threads``."""
+"""sweeps.engine.trial.hardware on a CPU, e.g. ``node1: cpu x86_64 x1 threads``."""
 
 
 class ReplayError(ValueError):
@@ -51,11 +51,11 @@ class ReplayError(ValueError):
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):
-        raise ReplayError(f"{message} (see python -m training replay --help)")
+        raise ReplayError(f"{message} (see python sweeps/replay.py --help)")
 
 
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m training replay", description=__doc__.splitlines()[0])
+    p = _Parser(prog="python sweeps/replay.py", description=__doc__.splitlines()[0])
     p.add_argument("--storage", required=True, help="the sweep's --storage (path or URI)")
     p.add_argument("--trial", default=None, help="the trial's id (the trials table's trial_id)")
     p.add_argument("--epochs", type=int, default=None, help="replay only the first N epochs")
@@ -96,7 +96,7 @@ def find_trial(trials: pd.DataFrame, trial_id: str, storage: str) -> pd.Series:
         choices = (
             f"trials: {', '.join(ids[:NAMED])}, ... ({len(ids)} in all) in {len(cells)} cells: "
             f"{named}; "
-            f"python -m training replay --storage {storage} --list lists them"
+            f"python sweeps/replay.py --storage {storage} --list lists them"
         )
     raise ReplayError(f"no trial {trial_id!r} under {storage}; {choices}")
 
@@ -153,7 +153,7 @@ def replay_config(row: pd.Series) -> tuple[Config, int | None]:
             f"the trial ran on {ran['host']} ({ran['machine']}), this is {here[0]} ({here[1]}): "
             "another CPU may round differently"
         )
-    versions = row.get("versions")  # the installed distributions' versions (sweeps.provenance)
+    versions = row.get("versions")  # the installed distributions' versions (.provenance)
     ran_torch = json.loads(versions).get("torch") if isinstance(versions, str) else None
     here_torch = metadata.version("torch")
     if ran_torch is not None and ran_torch != here_torch:
@@ -169,7 +169,7 @@ def replay_config(row: pd.Series) -> tuple[Config, int | None]:
 
 def train(cfg: Config, n_epochs: int) -> tuple[list[dict], str]:
     """The first ``n_epochs`` epochs' metrics of the config trained afresh, as a trial trains it
-    (sweeps.trial.setup: data, build_model, then training.trainer.epochs), and why it ended
+    (sweeps.engine.trial.setup: data, build_model, then training.trainer.epochs), and why it ended
     early ("" when it ran them all)."""
     data = load_data(cfg.data, resolve_device(cfg.train.device))
     model = build_model(cfg, data.x_shape).to(data.train.device)

@@ -1,6 +1,6 @@
 """What the cluster offers a trial: the resources one trial asks for, how many fit now, whether
 any node (live, or a type the autoscaler can launch) can hold one, and whether a local storage
-path can serve every node. The sweep's command line (sweeps.cli) calls these once Ray is up.
+path can serve every node. The sweep's command line (sweeps.engine.cli) calls these once Ray is up.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 import ray
 import yaml
 
-from sweeps import preflight
+from sweeps.engine import preflight
 
 
 def unreachable(address: str, timeout: float = 5.0) -> str | None:

@@ -1,6 +1,6 @@
 """A cell's winner on the test set: its importance-sampled log-likelihood and that of its
-re-trainings with other training seeds (sweeps.seeds), once per evaluation seed each, each in a
-Ray task with a trial's resources, and the winner's sample grids (drawn by its first task).
+re-trainings with other training seeds (sweeps.engine.seeds), once per evaluation seed each, each in
+a Ray task with a trial's resources, and the winner's sample grids (drawn by its first task).
 
     evaluate_winner(cell, budget, storage, resources) -> the new ``evaluations`` rows
 """
@@ -18,8 +18,8 @@ from results import rows, samples, store
 from results.crash_points import crash_point
 from results.selection import training_runs, winners
 from sweeps.cells import Budget, Cell
-from sweeps.provenance import provenance
-from sweeps.trial import setup
+from sweeps.engine.provenance import provenance
+from sweeps.engine.trial import setup
 from training import checkpoint as ckpt_io
 from training.config import Config
 from training.data import Data
@@ -100,7 +100,7 @@ def evaluate_winner(
 ) -> list[dict]:
     """Test log-likelihood of the cell's best-by-validation trial (or of the trial row
     ``winner``, e.g. a second selection rule's, then without sample grids) and of its completed
-    re-trainings with other seeds (sweeps.seeds), once per evaluation seed each, and the
+    re-trainings with other seeds (sweeps.engine.seeds), once per evaluation seed each, and the
     winner's sample grids (training.evaluate.sample_grids, seed 0) under ``samples/`` when it
     has none yet. Each row records what its evaluation cost (wall, CPU and GPU seconds)."""
     trials = store.load(storage, "trials", sweep=cell.name)

@@ -5,7 +5,8 @@ trial and a winner's evaluation share.
     setup(config)        -> (Config, Data, model): a trial's or an evaluation's start
 
 The module a trial's worker process imports: torch, Tune's Trainable and our training package,
-not Optuna or the Parquet store (sweeps.tune_glue), so a new worker starts a little sooner.
+not Optuna or the Parquet store (sweeps.engine.searcher, sweeps.engine.parquet_writer), so a new
+worker starts a little sooner.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import torch
 from ray import tune
 from ray.tune.result import SHOULD_CHECKPOINT
 
-from sweeps import node_data
+from sweeps.engine import node_data
 from training import checkpoint as ckpt_io
 from training.config import Config, ConfigError
 from training.data import Data
@@ -180,7 +181,7 @@ def trainable(resources: dict) -> str:
     """TrainTrial asking for ``resources`` per trial, registered with Tune by name.
 
     A Tuner given a class registers it in Tune's registry, which is not thread-safe: cells in
-    flight run their Tuners in threads of one process (sweeps.in_flight), and two registering
+    flight run their Tuners in threads of one process (sweeps.engine.in_flight), and two registering
     at once failed ("dictionary changed size during iteration"). A Tuner given a name
     registers nothing. The cells of a sweep ask for the same resources.
     """

@@ -16,15 +16,14 @@ in the main thread). The actors belong to the driver and die with it; Ctrl-C kil
 killed driver would: what Tune and Optuna last saved is what ``--resume`` finishes (the resume
 tests kill a driver with cells in flight).
 
-One ``Slots`` actor caps the trials alive across all cells at ``--max-concurrent`` (default:
-what the cluster holds now). Each cell's searcher, wrapped in sweeps.shared_slots.SharedSlots,
-takes a slot before it asks Optuna for a configuration and gives it back when the trial ends,
-so Tune never builds a backlog of pending trials (whose configurations TPE would draw blind) and
-a cell's tail leaves its slots to the others at once. A slot freed by a cell that has trials
-left to start stays that cell's, so Tune reuses the trial's actor (no new worker process); a
-free slot goes to the waiting cell that holds the fewest (sweeps.slots). A cell's winner
-evaluation starts as soon as its trials end, in the cell's thread, beside the other cells'
-trials.
+One ``Slots`` actor caps the trials alive across all cells at ``--max-concurrent`` (default: what
+the cluster holds now). Each cell's searcher, wrapped in sweeps.engine.shared_slots.SharedSlots,
+takes a slot before it asks Optuna for a configuration and gives it back when the trial ends, so
+Tune never builds a backlog of pending trials (whose configurations TPE would draw blind) and a
+cell's tail leaves its slots to the others at once. A slot freed by a cell that has trials left to
+start stays that cell's, so Tune reuses the trial's actor (no new worker process); a free slot goes
+to the waiting cell that holds the fewest (sweeps.engine.slots). A cell's winner evaluation starts
+as soon as its trials end, in the cell's thread, beside the other cells' trials.
 """
 
 from __future__ import annotations
@@ -37,12 +36,12 @@ import ray
 from ray.exceptions import RayError, RayTaskError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from sweeps import node_data
 from sweeps.cells import Budget, Cell
-from sweeps.run_cell import run_one
-from sweeps.slots import NAMESPACE, Slots, slots_name
-from sweeps.status import progress
-from sweeps.tune_glue import experiment_path
+from sweeps.engine import node_data
+from sweeps.engine.cell import run_cell
+from sweeps.engine.slots import NAMESPACE, Slots, slots_name
+from sweeps.engine.status import progress
+from sweeps.engine.tuner import experiment_path
 
 PROGRESS_EVERY_S = 60.0
 CELLS_PER_PROCESS = 32
@@ -53,14 +52,14 @@ sweep gets several processes (the VLAE paper's 98 cells: 4), not one per cell.""
 
 @ray.remote(num_cpus=0, max_restarts=0)
 class CellControllers:
-    """The sweep's cells, each run (sweeps.run_cell.run_one) in a thread of this one actor."""
+    """The sweep's cells, each run (sweeps.engine.cell.run_cell) in a thread of this one actor."""
 
     def __init__(self):
         os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 
     def run(self, args, cell: Cell, budget: Budget, resources: dict, concurrent: int, old: bool,
             slots: str, rank: int) -> None:  # fmt: skip
-        run_one(args, cell, budget, resources, concurrent, old, slots=slots, rank=rank, verbose=0)
+        run_cell(args, cell, budget, resources, concurrent, old, slots=slots, rank=rank, verbose=0)
 
 
 def run_concurrently(

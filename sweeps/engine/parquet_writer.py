@@ -1,7 +1,7 @@
 """The Parquet rows of a cell's trials, written by a Tune callback as each trial ends.
 
-    ParquetWriter(storage, cell, resources, ...)  the callback sweeps.tune_glue and sweeps.seeds
-                                                  give their Tuners
+    ParquetWriter(storage, cell, resources, ...)  the callback sweeps.engine.tuner and
+                                                  sweeps.engine.seeds give their Tuners
     completed_row(storage, cell, trial_id)        a trial's completed row, if it has one
 """
 
@@ -12,9 +12,9 @@ import json
 from ray import tune
 
 from results import records, rows, store
-from sweeps import tune_record
 from sweeps.cells import Cell
-from sweeps.provenance import provenance
+from sweeps.engine import tune_record
+from sweeps.engine.provenance import provenance
 from training import checkpoint as ckpt_io
 from training.config import Config, flatten
 
@@ -38,7 +38,7 @@ class ParquetWriter(tune.Callback):
     trial retried on another node, or resumed after the driver restarted, still has every epoch.
     Each row says where its config keys came from (``sources``: what fixed them; the rest the
     search chose or are defaults), its Optuna trial's number, and its ``role`` (a search trial,
-    or a re-training of ``seed_of`` with another training seed: sweeps.seeds).
+    or a re-training of ``seed_of`` with another training seed: sweeps.engine.seeds).
     """
 
     def __init__(

@@ -35,8 +35,8 @@ class Location:
     storage: str  # the sweep's --storage, as given now
     study_storage: str | None  # --study-storage, or None: the journal under storage
     experiment: str  # <storage>/ray/<cell>, as Tune's paths name it
-    slots: str | None  # the shared trial slots' actor name (sweeps.slots), or None
-    optuna_storage: Any = None  # the study's Optuna storage, opened once (run_cell), or None
+    slots: str | None  # the shared trial slots' actor name (sweeps.engine.slots), or None
+    optuna_storage: Any = None  # the study's Optuna storage, opened once (tune_cell), or None
 
 
 _here: dict[str, Location] = {}
@@ -105,7 +105,7 @@ def close_orphans(storage: str, cell: str, study_storage: str | None) -> list[st
     tune = records.tune_trials(storage, cell, seeds=False) or {}
     if not running or any(not t.ended for t in tune.values()):
         return []
-    found = here(cell)  # the storage run_cell opened: an object store's journal is synced once
+    found = here(cell)  # the storage tune_cell opened: an object store's journal is synced once
     backend = found.optuna_storage if found else records.study_storage(storage, cell, study_storage)
     live = optuna.load_study(study_name=cell, storage=backend)
     done = []

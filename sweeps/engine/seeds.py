@@ -26,10 +26,11 @@ from ray import tune
 
 from results import records, rows, store
 from results.selection import winners
-from sweeps import tune_record
 from sweeps.cells import Budget, Cell
-from sweeps.trial import trainable
-from sweeps.tune_glue import ParquetWriter, tune_dir
+from sweeps.engine import tune_record
+from sweeps.engine.parquet_writer import ParquetWriter
+from sweeps.engine.trial import trainable
+from sweeps.engine.tuner import tune_dir
 from training.config import unflatten
 
 SEEDS_PREFIX = records.SEEDS_PREFIX  # ray/<cell>/seeds-<winner>/

@@ -24,10 +24,11 @@ from ray._private.utils import read_ray_address  # the address file `ray start` 
 from results import check, lease, store
 from results.papers import paper_tables
 from results.tables import write_files
-from sweeps import node_data, preflight
 from sweeps.cells import PROJECT, Budget, Cell, Protocol
-from sweeps.in_flight import run_concurrently
-from sweeps.nodes import (
+from sweeps.engine import node_data, preflight
+from sweeps.engine.cell import evaluate_capped_winners, run_cell
+from sweeps.engine.in_flight import run_concurrently
+from sweeps.engine.nodes import (
     check_cluster_resources,
     fitting_trials,
     local_shape,
@@ -35,8 +36,7 @@ from sweeps.nodes import (
     storage_warning,
     unreachable,
 )
-from sweeps.run_cell import capped_winners, run_one
-from sweeps.status import progress
+from sweeps.engine.status import progress
 from training.config import ConfigError, parse_override
 from training.data import DatasetError
 
@@ -151,7 +151,7 @@ def parse_args(
         default="concurrent",
         help="concurrent: every cell in flight at once, sharing the trial slots, each winner "
         "evaluated as soon as its cell ends (default); sequential: one cell after another, "
-        "as before (sweeps.in_flight)",
+        "as before (sweeps.engine.in_flight)",
     )
     p.add_argument("--trials", type=int, default=None, help="override the budget's trial count")
     p.add_argument(
@@ -324,11 +324,11 @@ def run(args, paper: str, chosen: list[Cell], budget: Budget, old: list[Cell], a
     try:
         if args.cells == "sequential" or len(chosen) == 1:
             for cell in chosen:
-                run_one(args, cell, budget, resources, concurrent, cell in old)
+                run_cell(args, cell, budget, resources, concurrent, cell in old)
         else:
             broken = run_concurrently(args, chosen, budget, resources, concurrent, old)
         # the tables' second selection rule, if any: its winners evaluated too
-        capped_winners(args, chosen, budget, resources, concurrent, paper_tables(paper))
+        evaluate_capped_winners(args, chosen, budget, resources, concurrent, paper_tables(paper))
     except KeyboardInterrupt:
         print(
             f"interrupted: every cell's state so far is saved under {args.storage}; the "

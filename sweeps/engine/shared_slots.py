@@ -1,11 +1,12 @@
-"""A cell's searcher under the sweep's shared trial cap (sweeps.slots), when cells run at once.
+"""A cell's searcher under the sweep's shared trial cap (sweeps.engine.slots), when cells run at
+once.
 
-    SharedSlots(searcher, slots, rank, trials)   the search_alg of a cell's Tuner (run_cell)
+    SharedSlots(searcher, slots, rank, trials)   the search_alg of a cell's Tuner (tune_cell)
 
 In the manner of Ray's ConcurrencyLimiter: ``suggest`` returns None (Tune asks again on its next
 step) until the sweep's Slots actor grants this cell a slot, then asks the wrapped searcher for a
 configuration; ``on_trial_complete`` gives the slot back, then tells the wrapped searcher. What
-Optuna is told (sweeps.tune_glue.PruneAwareOptunaSearch) is the wrapped searcher's alone.
+Optuna is told (sweeps.engine.searcher.PruneAwareOptunaSearch) is the wrapped searcher's alone.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from typing import Protocol
 from ray.tune.search import Searcher
 from ray.tune.search.util import _set_search_properties_backwards_compatible
 
-from sweeps import tune_record
-from sweeps.slots import SlotsClient
+from sweeps.engine import tune_record
+from sweeps.engine.slots import SlotsClient
 
 
 class CellSearcher(Protocol):
@@ -33,7 +34,7 @@ class CellSearcher(Protocol):
 
 
 class SharedSlots(Searcher):
-    """A searcher whose trials each take one of the sweep's shared slots (sweeps.slots).
+    """A searcher whose trials each take one of the sweep's shared slots (sweeps.engine.slots).
 
     ``slots``: the Slots actor's name (None: no cap shared, every call passes through);
     ``rank``: this cell's priority for a free slot (lower first); ``trials``: how many trials the

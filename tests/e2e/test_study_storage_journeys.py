@@ -16,12 +16,14 @@ import ray
 
 from results import check, records, store, synced_journal
 from results.__main__ import main as results_main
-from sweeps import vlae
-from sweeps.cells import Budget
-from sweeps.engine import cli
 from tests import postgres as postgres_server
 from tests import s3 as s3_server
 from tests.e2e.test_resume_journeys import DRIVER
+from tests.unit.test_study_storage import (  # noqa: F401 - the fixture is autouse here too
+    CELL,
+    no_journal_writers_left,
+    sweep,
+)
 
 s3 = s3_server.s3  # the fixtures: a local S3 server (moto), a PostgreSQL server
 postgres = postgres_server.postgres
@@ -29,22 +31,6 @@ needs_psycopg = pytest.mark.skipif(
     importlib.util.find_spec("psycopg") is None,
     reason="psycopg is not installed (pip install 'vae-sweeps[cluster]')",
 )
-
-CELL = vlae.CELLS[0]
-BUDGET = Budget(trials=2, max_epochs=2, grace_epochs=2, reduction_factor=2, patience=2,
-                eval_k=5, eval_seeds=1, fixed={"model/hidden_dim": 16})  # fmt: skip
-
-
-@pytest.fixture(autouse=True)
-def no_journal_writers_left():
-    """This process's journal writers (results.studies) end with the test: its S3 server does."""
-    yield
-    synced_journal.JournalSync._all.clear()
-
-
-def sweep(storage: str, *extra: str) -> int:
-    argv = ["--storage", storage, "--datasets", "fashion_mnist", *extra]
-    return cli.main("vlae", [CELL], {"smoke": BUDGET}, {}, argv=argv)
 
 
 @needs_psycopg

@@ -15,28 +15,16 @@ import torch
 
 import search_spaces
 from results import check, records, store
-from sweeps import vlae
 from sweeps.cells import Budget
 from sweeps.engine import cli
 from sweeps.engine.tuner import optuna_storage
 from tests.replays import assert_replays
+from tests.unit.test_sweep import CELL, TINY  # the unit half's cell and budget
 from training.config import Config
 from training.data import load_data
 from training.trainer import build_model, fit
 
 pytestmark = pytest.mark.slow
-
-CELL = vlae.CELLS[0]  # VAE, fashion_mnist, gaussian
-TINY = Budget(
-    trials=2,
-    max_epochs=2,
-    grace_epochs=1,
-    reduction_factor=2,
-    patience=2,
-    eval_k=5,
-    eval_seeds=2,
-    fixed={"model/hidden_dim": 16},
-)
 
 
 def run(storage, budget, monkeypatch, space=None, extra=()):

@@ -26,7 +26,8 @@ losing at most the epochs of a trial since its last checkpoint, never a row or a
    no Optuna), its ``evaluations`` parts one per seed, then its sample grids: ``--resume``
    does what has no record yet.
 
-Every file is written whole or not at all (a temporary name, then a rename or an object put).
+Every file is written whole or not at all (a temporary name, then a rename or an object put),
+Tune's too: results.whole_files is the filesystem it copies its files to a local storage through.
 What a kill leaves half done, ``--resume`` repairs before it continues (results.check.repair:
 rows and curves rebuilt from Tune's record and the checkpoint;
 sweeps.engine.tune_record.close_orphans: Optuna trials no Tune trial owns).
@@ -49,6 +50,10 @@ POINTS: dict[str, str] = {
     "study_asked": "an Optuna trial asked for a new Tune trial (RUNNING, not yet tied to it)",
     "study_tied": "the Optuna trial tied to its Tune trial id (user attributes)",
     "tune_state": "Tune's experiment state naming the new trials, saved before they start",
+    "tune_file_half": (
+        "a file Tune restores from (experiment or searcher state) written under its temporary "
+        "name, not yet renamed over the last whole one (results.whole_files)"
+    ),
     "study_report": "an epoch's intermediate value reported to Optuna",
     "study_told": "a trial's end told to Optuna (COMPLETE, PRUNED or FAIL)",
     "trials_part": "a trial's row written (results/trials/<cell>/<trial>.parquet)",

@@ -5,8 +5,10 @@ Rebuilt from the other records: a damaged Parquet part (set aside under quaranti
 written again from Tune's records and the trial's checkpoint: results.check.repair) and a
 journal whose damage is its tail (kept as ``<journal>.damaged-<time>``, cut before the first
 damaged line; a torn last line a crash left is cut the same way, since Optuna would append the
-next operation to it). Refused, with the file and the fix: a damaged cell record (its target,
-fixed config, sampler and seed are recorded nowhere else), a journal damaged before its end
+next operation to it). Removed: the half-written files of Tune's a kill left under their
+temporary names (results.whole_files; the last whole file stands). Refused, with the file and
+the fix: a damaged cell record (its target, fixed config, sampler and seed are recorded nowhere
+else), a journal damaged before its end
 (the operations after a lost one name trials by the order they were made, so replaying the rest
 would give other trials other values), Tune's experiment state, tuner.pkl or searcher state, a
 trial's params.json and a checkpoint's config.json or history.json (Tune and the rebuilt rows
@@ -20,7 +22,7 @@ import time
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from results import check, damage, records, store, studies
+from results import check, damage, records, store, studies, whole_files
 
 TUNE_FILES = (("tuner.pkl", damage.pickled), ("searcher-state-", damage.pickled),
               ("search_gen_state-", damage.pickled))  # fmt: skip
@@ -67,6 +69,21 @@ def tune_files(storage: str, sweep: str) -> None:
                 validate(data, store.uri(storage, info.path), storage)
 
 
+def partial_files(storage: str, sweep: str) -> str | None:
+    """Remove the half-written files a kill left in a cell's Tune experiment (results.whole_files:
+    their whole predecessors stand); a line saying how many, or None when there were none."""
+    fs, root = store.filesystem(storage)
+    selector = pafs.FileSelector(f"{root}/ray/{sweep}", allow_not_found=True, recursive=True)
+    found = [i.path for i in fs.get_file_info(selector) if whole_files.is_partial(i.base_name)]
+    for path in found:
+        fs.delete_file(path)
+    if not found:
+        return None
+    folder = store.uri(storage, f"{root}/ray/{sweep}")
+    return (f"removed {len(found)} half-written file(s) a kill left in {folder} "
+            "(their last whole versions stand)")  # fmt: skip
+
+
 def refusal(storage: str, sweep: str, study_url: str | None) -> None:
     """Raise Damaged (the file, what is wrong, the fix) if a record of the cell is damaged in a
     way ``prepare`` cannot repair; writes nothing."""
@@ -88,9 +105,11 @@ def refusal(storage: str, sweep: str, study_url: str | None) -> None:
 
 def prepare(storage: str, sweep: str, study_url: str | None) -> list[str]:
     """Repair what the other records of a cell rebuild exactly (after ``refusal`` passed): a
-    journal's damaged or torn tail, damaged Parquet parts. Returns a line per repair."""
+    journal's damaged or torn tail, Tune's half-written files, damaged Parquet parts. Returns a
+    line per repair."""
     try:
         done = [line] if (line := journal_tail(storage, sweep, study_url)) else []
+        done += [line] if (line := partial_files(storage, sweep)) else []
         state = check.read_sweep(storage, sweep, study_url)
         if state.broken:
             raise state.broken[0]

@@ -26,6 +26,7 @@ from ray import tune
 
 from results import records, rows, store
 from results.selection import winners
+from results.whole_files import tune_filesystem
 from sweeps.cells import Budget, Cell
 from sweeps.engine import tune_record
 from sweeps.engine.parquet_writer import ParquetWriter
@@ -78,7 +79,10 @@ def retrain_winner(
     print(f"   [{cell.name}] winner {w['trial_id']}: training again with seeds {missing}")
     if saved:
         # an interrupted run of these seeds: finish it (its ended trials stay ended)
-        tuner = tune.Tuner.restore(experiment, trainable(resources), resume_errored=False)
+        tuner = tune.Tuner.restore(
+            experiment, trainable(resources), resume_errored=False,
+            storage_filesystem=tune_filesystem(storage),
+        )  # fmt: skip
     else:
         seed_sources = rows.retraining_sources(w.get("key_sources"), config)
         writer = ParquetWriter(
@@ -95,6 +99,7 @@ def retrain_winner(
             run_config=tune.RunConfig(
                 name=name,
                 storage_path=folder,
+                storage_filesystem=tune_filesystem(storage),
                 failure_config=tune.FailureConfig(max_failures=2),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=2, checkpoint_at_end=False),
                 callbacks=[writer],

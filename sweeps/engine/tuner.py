@@ -27,6 +27,7 @@ from ray import tune
 
 import search_spaces
 from results import records, studies
+from results.whole_files import tune_filesystem
 from sweeps.cells import Budget, Cell
 from sweeps.engine import tune_record
 from sweeps.engine.parquet_writer import ParquetWriter
@@ -120,7 +121,9 @@ def tune_cell(
         and tune.Tuner.can_restore(experiment)
         and records.experiment_states(storage, cell.name)
     ):
-        tuner = tune.Tuner.restore(experiment, name, resume_errored=False)
+        tuner = tune.Tuner.restore(
+            experiment, name, resume_errored=False, storage_filesystem=tune_filesystem(storage)
+        )
         wrap_restored_searcher(tuner, slots, rank, budget.trials)
     else:
         tuner = tune.Tuner(
@@ -142,6 +145,7 @@ def tune_cell(
             run_config=tune.RunConfig(
                 name=cell.name,
                 storage_path=ray_dir,
+                storage_filesystem=tune_filesystem(storage),  # each file whole or not at all
                 failure_config=tune.FailureConfig(max_failures=2),
                 # Two, not one: Tune's saved experiment state may name the checkpoint before the
                 # newest, and a resumed trial must still find it (a test kills the driver).

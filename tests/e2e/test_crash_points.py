@@ -52,6 +52,7 @@ CASES = [  # (kill point, its pass), in the order a sweep passes them
     ("study_asked", 2),  # the second trial asked, not yet tied to its Tune trial
     ("study_tied", 1),
     ("tune_state", 1),  # Tune's first save naming the new trials
+    ("tune_file_half", 6),  # a file of Tune's second or third save, not yet renamed whole
     ("study_report", 2),
     ("study_told", 1),
     ("trials_part", 1),  # one trial's row written, the other in flight
@@ -163,7 +164,8 @@ def assert_consistent(outcome: Outcome, point: str, n: int) -> None:
     first, second, storage = outcome.first, outcome.second, outcome.storage
     log = (first.stdout + first.stderr)[-3000:]
     assert first.returncode == -signal.SIGKILL, log
-    assert first.stderr.rstrip().endswith(f"crash point {point}:{n}"), log
+    # its line, perhaps followed by a worker's that Ray's log thread printed in between
+    assert f"crash point {point}:{n}" in first.stderr.splitlines(), log
     log = (second.stdout + second.stderr)[-3000:]
     assert second.returncode == 0, log
     assert check.summary(check.check(str(storage))) == ([], []), log

@@ -22,6 +22,7 @@ from typing import Any
 
 import optuna
 from optuna.trial import TrialState
+from ray.tune.experiment import Trial
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 from results import check, records
@@ -78,6 +79,7 @@ class SavesNewTrials:
 
     def choose_trial_to_run(self, tune_controller):
         controller = tune_controller._tune_controller
+        retry_lost_reused_actors(controller)
         ids = {t.trial_id for t in controller.get_trials()}
         saved = getattr(self, "_saved_ids", set())
         if not ids <= saved:
@@ -85,6 +87,33 @@ class SavesNewTrials:
             crash_point("tune_state")
             self._saved_ids = ids
         return super().choose_trial_to_run(tune_controller)
+
+
+def retry_lost_reused_actors(controller) -> None:
+    """Make Tune retry a trial whose reused actor is lost while it starts, as it retries one whose
+    new actor is lost (up to FailureConfig.max_failures).
+
+    A trial that takes a finished trial's actor (reuse_actors) is PENDING while Tune resets that
+    actor, and Tune retries only RUNNING trials: a node lost at that moment (its raylet killed,
+    the machine gone) errored the trial without a retry. A new actor lost while it starts is
+    marked RUNNING first, then retried (TuneController._actor_failed); the reset's failure is
+    handled the same way here. A failure that reaches a trial already given up its actor (a
+    second future of the lost actor, the trial requeued) is ignored: it would error the requeued
+    trial. Installed once per controller (Tune's, pinned: tests/e2e/test_lost_actor.py)."""
+    if getattr(controller, "_retries_lost_reused_actors", False):
+        return
+    handle = controller._trial_task_failure  # Tune's handler of a failed task of a trial
+
+    def failure(trial, exception) -> None:
+        if trial not in controller._trial_to_actor:
+            return  # a stale failure of an actor the trial no longer has
+        if trial in controller._resetting_trials:
+            controller._resetting_trials.discard(trial)
+            controller._set_trial_status(trial, Trial.RUNNING)  # as a new actor's failure
+        handle(trial, exception)
+
+    controller._trial_task_failure = failure  # the reset's on_error is looked up at each reset
+    controller._retries_lost_reused_actors = True
 
 
 class ASHA(SavesNewTrials, ASHAScheduler):

@@ -22,6 +22,7 @@ from typing import Any
 
 import optuna
 from optuna.trial import TrialState
+from ray.tune.execution.tune_controller import TuneController
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
@@ -89,6 +90,19 @@ class SavesNewTrials:
         return super().choose_trial_to_run(tune_controller)
 
 
+class _RetriesLostReusedActors(TuneController):
+    """Tune's controller, but a trial whose reused actor is lost while it starts is retried as
+    one whose new actor is lost (retry_lost_reused_actors)."""
+
+    def _trial_task_failure(self, trial, exception) -> None:
+        if trial not in self._trial_to_actor:
+            return  # a stale failure of an actor the trial no longer has
+        if trial in self._resetting_trials:
+            self._resetting_trials.discard(trial)
+            self._set_trial_status(trial, Trial.RUNNING)  # as a new actor's failure
+        super()._trial_task_failure(trial, exception)
+
+
 def retry_lost_reused_actors(controller) -> None:
     """Make Tune retry a trial whose reused actor is lost while it starts, as it retries one whose
     new actor is lost (up to FailureConfig.max_failures).
@@ -97,23 +111,12 @@ def retry_lost_reused_actors(controller) -> None:
     actor, and Tune retries only RUNNING trials: a node lost at that moment (its raylet killed,
     the machine gone) errored the trial without a retry. A new actor lost while it starts is
     marked RUNNING first, then retried (TuneController._actor_failed); the reset's failure is
-    handled the same way here. A failure that reaches a trial already given up its actor (a
-    second future of the lost actor, the trial requeued) is ignored: it would error the requeued
-    trial. Installed once per controller (Tune's, pinned: tests/e2e/test_lost_actor.py)."""
-    if getattr(controller, "_retries_lost_reused_actors", False):
-        return
-    handle = controller._trial_task_failure  # Tune's handler of a failed task of a trial
-
-    def failure(trial, exception) -> None:
-        if trial not in controller._trial_to_actor:
-            return  # a stale failure of an actor the trial no longer has
-        if trial in controller._resetting_trials:
-            controller._resetting_trials.discard(trial)
-            controller._set_trial_status(trial, Trial.RUNNING)  # as a new actor's failure
-        handle(trial, exception)
-
-    controller._trial_task_failure = failure  # the reset's on_error is looked up at each reset
-    controller._retries_lost_reused_actors = True
+    handled the same way here. A failure that reaches a trial that has already given up its
+    actor (a second future of the lost actor, the trial requeued) is ignored: it would error the
+    requeued trial. The controller's class is swapped, not its attributes: Tune saves those in
+    its experiment state. Tune is pinned; tests/e2e/test_lost_actor.py shows both behaviours."""
+    if type(controller) is TuneController:
+        controller.__class__ = _RetriesLostReusedActors
 
 
 class ASHA(SavesNewTrials, ASHAScheduler):

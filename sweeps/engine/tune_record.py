@@ -95,11 +95,11 @@ class _RetriesLostReusedActors(TuneController):
     one whose new actor is lost (retry_lost_reused_actors)."""
 
     def _trial_task_failure(self, trial, exception) -> None:
-        if trial not in self._trial_to_actor:
-            return  # a stale failure of an actor the trial no longer has
         if trial in self._resetting_trials:
             self._resetting_trials.discard(trial)
             self._set_trial_status(trial, Trial.RUNNING)  # as a new actor's failure
+        elif trial.status == Trial.PENDING and trial not in self._trial_to_actor:
+            return  # a second failure of the lost actor this requeued trial no longer has
         super()._trial_task_failure(trial, exception)
 
 
@@ -111,10 +111,11 @@ def retry_lost_reused_actors(controller) -> None:
     actor, and Tune retries only RUNNING trials: a node lost at that moment (its raylet killed,
     the machine gone) errored the trial without a retry. A new actor lost while it starts is
     marked RUNNING first, then retried (TuneController._actor_failed); the reset's failure is
-    handled the same way here. A failure that reaches a trial that has already given up its
-    actor (a second future of the lost actor, the trial requeued) is ignored: it would error the
-    requeued trial. The controller's class is swapped, not its attributes: Tune saves those in
-    its experiment state. Tune is pinned; tests/e2e/test_lost_actor.py shows both behaviours."""
+    handled the same way here. A failure that reaches a requeued trial, PENDING without an actor
+    (a second future of the lost actor), is ignored: it would error the requeued trial. (A
+    RUNNING trial's failure may arrive after its lost actor was removed: Tune retries it.) The
+    controller's class is swapped, not its attributes: Tune saves those in its experiment
+    state. Tune is pinned; tests/e2e/test_lost_actor.py shows each case."""
     if type(controller) is TuneController:
         controller.__class__ = _RetriesLostReusedActors
 

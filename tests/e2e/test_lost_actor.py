@@ -36,9 +36,26 @@ class EndsInItsFirstReset(tune.Trainable):
         return True
 
 
-def run(tmp_path: Path, scheduler) -> tune.ResultGrid:
+class EndsInItsSecondTrialsFirstEpoch(EndsInItsFirstReset):
+    """The process running the trial with x=2 ends in that trial's first epoch, once."""
+
+    def setup(self, config: dict) -> None:
+        self.epoch, self.x, self.marker = 0, config["x"], Path(config["marker"])
+
+    def step(self) -> dict:
+        if self.x == 2 and not self.marker.exists():
+            self.marker.write_text("the actor's process ended while its trial ran\n")
+            os._exit(1)
+        return super().step()
+
+    def reset_config(self, new_config: dict) -> bool:
+        self.setup(new_config)
+        return True
+
+
+def run(tmp_path: Path, scheduler, trainable=EndsInItsFirstReset) -> tune.ResultGrid:
     tuner = tune.Tuner(
-        EndsInItsFirstReset,
+        trainable,
         param_space={"marker": str(tmp_path / "marker"), "x": tune.grid_search([1, 2, 3])},
         tune_config=tune.TuneConfig(
             scheduler=scheduler, max_concurrent_trials=1, reuse_actors=True
@@ -69,3 +86,12 @@ def test_without_it_tune_errors_that_trial(ray_local, tmp_path):
     grid = run(tmp_path, FIFOScheduler())
     assert (tmp_path / "marker").exists()
     assert len(grid.errors) == 1
+
+
+def test_a_trial_whose_actor_is_lost_while_it_runs_is_retried(ray_local, tmp_path):
+    grid = run(tmp_path, tune_record.FIFO(), EndsInItsSecondTrialsFirstEpoch)
+    assert (tmp_path / "marker").exists()
+    assert not grid.errors
+    assert sorted(r.metrics["config"]["x"] for r in grid) == [1, 2, 3]
+    failures = sorted(t.num_failures for t in grid._experiment_analysis.trials)
+    assert failures == [0, 0, 1]

@@ -8,11 +8,10 @@ damaged line; a torn last line a crash left is cut the same way, since Optuna wo
 next operation to it). Removed: the half-written files of Tune's a kill left under their
 temporary names (results.whole_files; the last whole file stands). Refused, with the file and
 the fix: a damaged cell record (its target, fixed config, sampler and seed are recorded nowhere
-else), a journal damaged before its end
-(the operations after a lost one name trials by the order they were made, so replaying the rest
-would give other trials other values), Tune's experiment state, tuner.pkl or searcher state, a
-trial's params.json and a checkpoint's config.json or history.json (Tune and the rebuilt rows
-read them, and nothing else holds them).
+else), a journal damaged before its end (the operations after a lost one name trials by the
+order they were made, so replaying the rest would give other trials other values), Tune's
+experiment state, tuner.pkl or searcher state, a trial's params.json and a checkpoint's
+config.json or history.json (Tune and the rebuilt rows read them, and nothing else holds them).
 """
 
 from __future__ import annotations

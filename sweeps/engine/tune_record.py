@@ -5,6 +5,8 @@
     ASHA, FIFO                                   schedulers that save Tune's state before a new
                                                  trial starts (SavesNewTrials)
     close_orphans(storage, cell, study_storage)  Optuna trials no Tune trial owns, told at the end
+    retry_lost_reused_actors(controller)         Tune retries a trial whose reused actor is lost
+                                                 while it starts (the schedulers install it)
 
 Tune pickles the searcher and the callbacks with the paths they were built with (``tuner.pkl``,
 ``searcher-state-*.pkl``), and its search generator keeps the storage its experiment started

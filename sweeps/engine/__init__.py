@@ -2,6 +2,8 @@
 
     cli             the command line: flags, the plan, the storage's lease, the cells run, the
                     tables printed
+    settings        what the command line asked for, parsed once: a frozen Settings (one field per
+                    flag, the --set items parsed) that every step reads
     preflight       the checks made before Ray starts: counts, configs, models, storage, resources
     nodes           what the cluster's nodes offer a trial; node_data: each dataset read once per
                     node

@@ -1,8 +1,8 @@
 """One cell of a sweep from start to its winner's evaluation, as the driver or a cell's thread
 runs it; once every cell has ended, the winners under a table's second selection rule.
 
-    run_cell(args, cell, budget, resources, concurrent, old, slots=None, rank=0, verbose=1)
-    evaluate_capped_winners(args, cells, budget, resources, concurrent, tables)
+    run_cell(settings, cell, budget, resources, concurrent, old, slots=None, rank=0, verbose=1)
+    evaluate_capped_winners(settings, cells, budget, resources, concurrent, tables)
 
 Sequentially (``--cells sequential``) the sweep's driver calls run_cell for each cell in turn; by
 default each cell runs it in a thread of the sweep's CellControllers actor
@@ -24,14 +24,14 @@ from sweeps.cells import Budget, Cell
 from sweeps.engine import preflight
 from sweeps.engine.provenance import provenance
 from sweeps.engine.seeds import retrain_winner
+from sweeps.engine.settings import Settings
 from sweeps.engine.tune_record import Location, close_orphans, locate
 from sweeps.engine.tuner import experiment_path, tune_cell
 from sweeps.engine.winners import evaluate_winner
-from training.config import parse_override
 
 
 def run_cell(
-    args,
+    settings: Settings,
     cell: Cell,
     budget: Budget,
     resources: dict,
@@ -46,31 +46,31 @@ def run_cell(
 
     ``slots`` names the sweep's shared trial cap (sweeps.engine.slots.Slots) when cells run at
     once, ``rank`` is this cell's priority for a free slot (lower first), ``verbose`` Tune's."""
-    storage = args.storage
+    storage, study_url = settings.storage, settings.study_storage
     # where pickled Tune objects of this cell write from now on (sweeps.engine.tune_record)
-    locate(cell.name, Location(storage, args.study_storage, experiment_path(storage, cell), slots))
+    locate(cell.name, Location(storage, study_url, experiment_path(storage, cell), slots))
     record = store.cell_record(storage, cell.name)
-    if old and args.resume:
-        for line in check.repair(storage, check.read_sweep(storage, cell.name, args.study_storage)):
+    if old and settings.resume:
+        for line in check.repair(storage, check.read_sweep(storage, cell.name, study_url)):
             print(f"   {line}")
-    if args.sampler == "grid" and not (args.trials or args.add_trials):
+    if settings.sampler == "grid" and not (settings.trials or settings.add_trials):
         budget = dataclasses.replace(budget, trials=preflight.grid_trials(cell, budget))
     before = (record or {}).get("trials", budget.trials) if old else 0  # the cell's target so far
-    target = before if old and args.resume else before + budget.trials
+    target = before if old and settings.resume else before + budget.trials
     base = cell.base_config(budget)
     epochs = base["train/max_epochs"]
     unit = f" of {base['train/epoch_batches']} batches" if base.get("train/epoch_batches") else ""
-    study = records.study_trials(storage, cell.name, args.study_storage) or []
-    mode = "resumed" if old and args.resume else f"+{budget.trials} added" if old else "new"
+    study = records.study_trials(storage, cell.name, study_url) or []
+    mode = "resumed" if old and settings.resume else f"+{budget.trials} added" if old else "new"
     print(
-        f"== {cell.name}: {budget.trials if not args.resume else target} trials ({mode}; target "
-        f"{target}), up to {epochs} epochs{unit}, {concurrent} at a time"
+        f"== {cell.name}: {budget.trials if not settings.resume else target} trials ({mode}; "
+        f"target {target}), up to {epochs} epochs{unit}, {concurrent} at a time"
     )
-    sources = cell.key_sources(budget, dict(parse_override(item) for item in args.set))
+    sources = cell.key_sources(budget, settings.fixed)
     store.write_cell_record(
-        storage, cell.name, cell_record(args, cell, base, target, resources, sources)
+        storage, cell.name, cell_record(settings, cell, base, target, resources, sources)
     )
-    if old and args.resume and cell_complete(storage, cell, target):
+    if old and settings.resume and cell_complete(storage, cell, target):
         print(f"   [{cell.name}] complete: {target} of {target} trials ended; nothing to resume")
     else:
         tune_cell(
@@ -78,22 +78,22 @@ def run_cell(
             budget,
             storage,
             resources,
-            seed=args.seed + len(study),  # a study with history: the sampler's draws go on
-            resume=old and args.resume,
-            study_storage=args.study_storage,
+            seed=settings.seed + len(study),  # a study with history: the sampler's draws go on
+            resume=old and settings.resume,
+            study_storage=study_url,
             max_concurrent=concurrent,
-            sampler=args.sampler,
+            sampler=settings.sampler,
             slots=slots,
             rank=rank,
             verbose=verbose,
             sources=sources,
         )
     # Optuna trials left RUNNING by a killed driver that no trial adopted (tune_record)
-    for line in close_orphans(storage, cell.name, args.study_storage):
+    for line in close_orphans(storage, cell.name, study_url):
         print(f"   [{cell.name}] {line}")
     crash_point("orphans_closed")
     if budget.winner_seeds > 1:
-        retrain_winner(cell, budget, storage, resources, concurrent, args.study_storage, verbose)
+        retrain_winner(cell, budget, storage, resources, concurrent, study_url, verbose)
     for row in evaluate_winner(cell, budget, storage, resources):
         print(  # the cell named: cells in flight print from one process, interleaved
             f"   [{cell.name}] test log-likelihood of trial {row['trial_id']} (k={row['k']}, "
@@ -102,8 +102,8 @@ def run_cell(
         )
 
 
-def evaluate_capped_winners(args, cells: list[Cell], budget: Budget, resources: dict,
-                            concurrent: int, tables) -> None:  # fmt: skip
+def evaluate_capped_winners(settings: Settings, cells: list[Cell], budget: Budget,
+                            resources: dict, concurrent: int, tables) -> None:  # fmt: skip
     """The second selection rule of the tables that have one (``--selection param-cap``,
     results.selection.capped_winners): a cell whose winner under it is not its best-by-validation
     trial has that trial re-trained with the budget's other seeds and evaluated too, so that
@@ -112,7 +112,7 @@ def evaluate_capped_winners(args, cells: list[Cell], budget: Budget, resources: 
     for table in tables:
         if not table.caps:
             continue
-        trials = store.load(args.storage, "trials")
+        trials = store.load(settings.storage, "trials")
         capped, _ = capped_winners(trials, table)
         for cell in cells:
             pick = capped[capped["sweep"] == cell.name] if not capped.empty else capped
@@ -124,9 +124,9 @@ def evaluate_capped_winners(args, cells: list[Cell], budget: Budget, resources: 
                   f"({int(w['n_parameters']):,} parameters): evaluating it too")  # fmt: skip
             try:
                 if budget.winner_seeds > 1:
-                    retrain_winner(cell, budget, args.storage, resources, concurrent,
-                                   args.study_storage, 0, winner=w)  # fmt: skip
-                new = evaluate_winner(cell, budget, args.storage, resources, winner=w)
+                    retrain_winner(cell, budget, settings.storage, resources, concurrent,
+                                   settings.study_storage, 0, winner=w)  # fmt: skip
+                new = evaluate_winner(cell, budget, settings.storage, resources, winner=w)
             except (RayError, TuneError, OSError) as e:  # the other table stands without it
                 why = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
                 print(f"error: [{cell.name}] param-cap winner {w['trial_id']}: {why}; --resume "
@@ -139,16 +139,21 @@ def evaluate_capped_winners(args, cells: list[Cell], budget: Budget, resources: 
 
 
 def cell_record(
-    args, cell: Cell, base: dict, target: int, resources: dict, sources: dict[str, str]
+    settings: Settings,
+    cell: Cell,
+    base: dict,
+    target: int,
+    resources: dict,
+    sources: dict[str, str],
 ) -> dict:
     return {
         "cell": dataclasses.asdict(cell),
         "base_config": base,
         "key_sources": sources,  # what fixed each key of base_config (Cell.key_sources)
         "trials": target,
-        "budget": args.budget,
-        "sampler": args.sampler,
-        "seed": args.seed,
+        "budget": settings.budget,
+        "sampler": settings.sampler,
+        "seed": settings.seed,
         "resources": resources,
         "provenance": provenance(),
     }

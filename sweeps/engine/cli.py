@@ -36,8 +36,9 @@ from sweeps.engine.nodes import (
     storage_warning,
     unreachable,
 )
+from sweeps.engine.settings import Settings
 from sweeps.engine.status import progress
-from training.config import ConfigError, parse_override
+from training.config import ConfigError
 from training.data import DatasetError
 
 
@@ -95,7 +96,8 @@ def parse_args(
     budgets: dict[str, Budget],
     default_datasets: dict[str, list[str]],
     protocols: dict[str, Protocol] | None = None,
-) -> argparse.Namespace:
+) -> Settings:
+    """The sweep's flags, parsed once (sweeps.engine.settings); a bad --set item: ConfigError."""
     datasets = sorted({c.dataset for c in cells})
     p = argparse.ArgumentParser(
         prog=f"sweeps/{paper}.py", description=f"The {paper} paper's sweep."
@@ -200,47 +202,50 @@ def parse_args(
     if "://" not in args.storage:  # cells run in a worker whose working directory differs
         args.storage = os.path.abspath(os.path.expanduser(args.storage))
     args.datasets = args.datasets or default_datasets.get(args.budget, datasets)
-    return args
+    return Settings.from_args(args)
 
 
 def plan(
-    args,
+    settings: Settings,
     cells: list[Cell],
     budgets: dict[str, Budget],
     protocols: dict[str, Protocol] | None = None,
 ) -> tuple[Budget, list[Cell], dict]:
     """The budget (with --set and --trials), the chosen cells under --protocol and the --set
     keys; every check that needs neither Ray nor the storage. Raises Refusal or ConfigError."""
-    preflight.check_counts(args)
-    fixed = dict(parse_override(item) for item in args.set)
-    budget = budgets[args.budget]
-    trials = args.add_trials or args.trials or budget.trials
-    seeds = args.winner_seeds or budget.winner_seeds
+    preflight.check_counts(settings)
+    fixed = settings.fixed
+    budget = budgets[settings.budget]
+    trials = settings.add_trials or settings.trials or budget.trials
+    seeds = settings.winner_seeds or budget.winner_seeds
     budget = dataclasses.replace(
         budget, trials=trials, fixed={**budget.fixed, **fixed}, winner_seeds=seeds
     )
     chosen = [
         c
         for c in cells
-        if c.dataset in args.datasets and (args.families is None or c.family in args.families)
+        if c.dataset in settings.datasets
+        and (settings.families is None or c.family in settings.families)
     ]
     if not chosen:
+        families = settings.families and list(settings.families)  # printed as they were
         raise preflight.Refusal(
-            f"no cell matches --datasets {args.datasets} --families {args.families} (families: "
-            f"{sorted({c.family for c in cells})})"
+            f"no cell matches --datasets {list(settings.datasets)} --families {families} "
+            f"(families: {sorted({c.family for c in cells})})"
         )
-    if args.protocol != PROJECT:
-        chosen = [protocols[args.protocol].apply(args.protocol, c) for c in chosen]
+    if settings.protocol != PROJECT:
+        chosen = [protocols[settings.protocol].apply(settings.protocol, c) for c in chosen]
     preflight.check_overrides(chosen, fixed)
     # no cluster named: trials run here (embedded, or a `ray start` here), in this machine's memory
-    here = not (ray.is_initialized() or args.address or os.environ.get("RAY_ADDRESS"))
-    preflight.check_configs(chosen, budget, args.sampler, machine=here)
+    here = not (ray.is_initialized() or settings.address or os.environ.get("RAY_ADDRESS"))
+    preflight.check_configs(chosen, budget, settings.sampler, machine=here)
     return budget, chosen, fixed
 
 
-def check_storage(args, chosen: list[Cell], budget: Budget) -> tuple[list[Cell], lease.Lease]:
-    """The storage and the study storage, before Ray starts; the cells the storage holds and the
-    storage's lease, held from here on (results.lease: one sweep at a time writes there).
+def check_storage(settings: Settings, chosen: list[Cell],
+                  budget: Budget) -> tuple[Settings, list[Cell], lease.Lease]:  # fmt: skip
+    """The storage and the study storage, before Ray starts; the settings (--study-storage as
+    checked), the cells the storage holds and the storage's lease, held from here on.
 
     In this order, each failure one line: the storage opens and answers (a scheme nothing
     handles, an object store that refuses: at once, no retries), no live sweep holds its lease
@@ -249,25 +254,24 @@ def check_storage(args, chosen: list[Cell], budget: Budget) -> tuple[list[Cell],
     again under it (another sweep may have come and gone meanwhile), and a probe file is
     written and removed. Without --study-storage each cell's study is a journal beside the
     results; on an object store, kept on this machine and synced there (results.studies)."""
-    store.check_reachable(args.storage)
-    lease.check_free(args.storage)
-    if args.study_storage:
-        args.study_storage = preflight.check_study_storage(args.study_storage)
-    mode = "resume" if args.resume else "add" if args.add_trials else "new"
+    store.check_reachable(settings.storage)
+    lease.check_free(settings.storage)
+    study_url = settings.study_storage and preflight.check_study_storage(settings.study_storage)
+    mode = "resume" if settings.resume else "add" if settings.add_trials else "new"
     try:
-        preflight.check_storage(args.storage, chosen, budget, mode, args.study_storage)
+        preflight.check_storage(settings.storage, chosen, budget, mode, study_url)
     except preflight.Refusal:
-        lease.check_free(args.storage)  # a sweep that started there meanwhile is the reason
+        lease.check_free(settings.storage)  # a sweep that started there meanwhile is the reason
         raise
-    held = lease.acquire(args.storage)
+    held = lease.acquire(settings.storage)
     try:
-        old = preflight.check_storage(args.storage, chosen, budget, mode, args.study_storage)
-        store.check_writable(args.storage)
-        preflight.repair_storage(args.storage, old, args.study_storage)  # under the lease
+        old = preflight.check_storage(settings.storage, chosen, budget, mode, study_url)
+        store.check_writable(settings.storage)
+        preflight.repair_storage(settings.storage, old, study_url)  # under the lease
     except BaseException:
         held.release()
         raise
-    return old, held
+    return dataclasses.replace(settings, study_storage=study_url), old, held
 
 
 def main(
@@ -278,43 +282,44 @@ def main(
     argv: list[str] | None = None,
     protocols: dict[str, Protocol] | None = None,
 ) -> int:
-    args = parse_args(argv, paper, cells, budgets, default_datasets, protocols)
     try:
-        budget, chosen, _ = plan(args, cells, budgets, protocols)
-        if args.status:
-            return print_status(args, chosen, budget)
+        settings = parse_args(argv, paper, cells, budgets, default_datasets, protocols)
+        budget, chosen, _ = plan(settings, cells, budgets, protocols)
+        if settings.status:
+            return print_status(settings, chosen, budget)
         attached = ray.is_initialized()  # a caller's own Ray (tests, notebooks): used as it is
-        given = args.address or os.environ.get("RAY_ADDRESS")
+        given = settings.address or os.environ.get("RAY_ADDRESS")
         address = None if attached else cluster_address(given)
         if address or attached:  # the data where trials will run, and whether a trial fits
             connect(address)
             node_data.check_on_cluster(node_data.datasets_read(chosen, budget))
-            check_cluster_resources(requested(args, ray.cluster_resources()))
+            check_cluster_resources(requested(settings, ray.cluster_resources()))
         else:  # an embedded instance: this machine's files and cores, checked before Ray starts
             node_data.check_here(node_data.datasets_read(chosen, budget))
-            preflight.check_resources(requested(args, local_shape()), [local_shape()],
+            preflight.check_resources(requested(settings, local_shape()), [local_shape()],
                                       "of this machine")  # fmt: skip
-        old, held = check_storage(args, chosen, budget)  # the first write (the lease)
+        settings, old, held = check_storage(settings, chosen, budget)  # the first write: lease
     except (preflight.Refusal, ConfigError, DatasetError, store.StorageError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     try:  # the lease is released on every way out: an end, an error, Ctrl-C, SIGTERM
-        return run(args, paper, chosen, budget, old, address)
+        return run(settings, paper, chosen, budget, old, address)
     finally:
         held.release()
 
 
-def run(args, paper: str, chosen: list[Cell], budget: Budget, old: list[Cell], address) -> int:
+def run(settings: Settings, paper: str, chosen: list[Cell], budget: Budget, old: list[Cell],
+        address) -> int:  # fmt: skip
     """The checked sweep, under the storage's lease: every cell, its winners, the tables."""
     stop_on_sigterm()  # from here on (ray.init sets its own, a sys.exit, until the next one)
     # Tune warns on every forced experiment snapshot (num_to_keep checkpoints); it is expected.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     connect(address)
     hosts = {n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"]}
-    if warning := storage_warning(args.storage, hosts):
+    if warning := storage_warning(settings.storage, hosts):
         print(warning, file=sys.stderr)
-    resources = requested(args, ray.cluster_resources())
-    concurrent = args.max_concurrent or fitting_trials(resources)
+    resources = requested(settings, ray.cluster_resources())
+    concurrent = settings.max_concurrent or fitting_trials(resources)
     node_data.start()  # each dataset read once per node, into its object store
     # Ctrl-C is a KeyboardInterrupt here, as in the cells' threads: Tune's own handler would
     # only end the running Tuner, and the sweep would go on to the next step of the cell.
@@ -322,27 +327,28 @@ def run(args, paper: str, chosen: list[Cell], budget: Budget, old: list[Cell], a
     stop_on_sigterm()
     broken = []
     try:
-        if args.cells == "sequential" or len(chosen) == 1:
+        if settings.cells == "sequential" or len(chosen) == 1:
             for cell in chosen:
-                run_cell(args, cell, budget, resources, concurrent, cell in old)
+                run_cell(settings, cell, budget, resources, concurrent, cell in old)
         else:
-            broken = run_concurrently(args, chosen, budget, resources, concurrent, old)
+            broken = run_concurrently(settings, chosen, budget, resources, concurrent, old)
         # the tables' second selection rule, if any: its winners evaluated too
-        evaluate_capped_winners(args, chosen, budget, resources, concurrent, paper_tables(paper))
+        evaluate_capped_winners(settings, chosen, budget, resources, concurrent,
+                                paper_tables(paper))  # fmt: skip
     except KeyboardInterrupt:
         print(
-            f"interrupted: every cell's state so far is saved under {args.storage}; the "
+            f"interrupted: every cell's state so far is saved under {settings.storage}; the "
             "same command with --resume continues it",
             file=sys.stderr,
         )
         return 130
     try:
-        failed = report_failures(args.storage, chosen)
+        failed = report_failures(settings.storage, chosen)
         for table in paper_tables(paper):  # printed, and written under <storage>/tables/
-            print(write_files(args.storage, table)["md"])
-        report_differences(args.storage, chosen, args.study_storage)
+            print(write_files(settings.storage, table)["md"])
+        report_differences(settings.storage, chosen, settings.study_storage)
     except (OSError, store.StorageError) as e:  # e.g. a storage that stopped being writable
-        print(f"error: cannot read the results back from {args.storage}: {e}", file=sys.stderr)
+        print(f"error: cannot read the results back from {settings.storage}: {e}", file=sys.stderr)
         return 1
     return 1 if failed or broken else 0
 
@@ -382,9 +388,9 @@ def report_differences(storage: str, cells: list[Cell], study_url: str | None) -
             print(f"warning: {d.line()}", file=sys.stderr)
 
 
-def print_status(args, chosen: list[Cell], budget: Budget) -> int:
+def print_status(settings: Settings, chosen: list[Cell], budget: Budget) -> int:
     """The sweep's progress from --storage alone (read-only: creates nothing)."""
-    if not store.exists(args.storage):
-        raise preflight.Refusal(f"no sweep under {args.storage}")
-    print(progress(args.storage, chosen, args.study_storage).to_string(index=False))
+    if not store.exists(settings.storage):
+        raise preflight.Refusal(f"no sweep under {settings.storage}")
+    print(progress(settings.storage, chosen, settings.study_storage).to_string(index=False))
     return 0

@@ -1,6 +1,6 @@
 """All cells of a sweep in flight at once, sharing the cluster's trial slots.
 
-    run_concurrently(args, cells, budget, resources, concurrent, old) -> failed cell names
+    run_concurrently(settings, cells, budget, resources, concurrent, old) -> failed cell names
 
 Each cell stays its own Tune experiment and Optuna study (its own searcher, ASHA brackets,
 callbacks and storage layout), driven by its own ``tuner.fit()``: Tune's controller holds one
@@ -39,6 +39,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from sweeps.cells import Budget, Cell
 from sweeps.engine import node_data
 from sweeps.engine.cell import run_cell
+from sweeps.engine.settings import Settings
 from sweeps.engine.slots import NAMESPACE, Slots, slots_name
 from sweeps.engine.status import progress
 from sweeps.engine.tuner import experiment_path
@@ -57,22 +58,28 @@ class CellControllers:
     def __init__(self):
         os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 
-    def run(self, args, cell: Cell, budget: Budget, resources: dict, concurrent: int, old: bool,
-            slots: str, rank: int) -> None:  # fmt: skip
-        run_cell(args, cell, budget, resources, concurrent, old, slots=slots, rank=rank, verbose=0)
+    def run(self, settings: Settings, cell: Cell, budget: Budget, resources: dict,
+            concurrent: int, old: bool, slots: str, rank: int) -> None:  # fmt: skip
+        run_cell(settings, cell, budget, resources, concurrent, old, slots=slots, rank=rank,
+                 verbose=0)  # fmt: skip
 
 
 def run_concurrently(
-    args, cells: list[Cell], budget: Budget, resources: dict, concurrent: int, old: list[Cell]
+    settings: Settings,
+    cells: list[Cell],
+    budget: Budget,
+    resources: dict,
+    concurrent: int,
+    old: list[Cell],
 ) -> list[str]:
     """Every cell in its own thread at once; returns the cells that failed (printed)."""
-    name = slots_name(args.storage)
+    name = slots_name(settings.storage)
     # On the driver's node, whose loss ends the sweep anyway; owned by the driver, so the actor
     # of a killed driver died with it.
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
     slots = Slots.options(
         name=name, namespace=NAMESPACE, get_if_exists=True, scheduling_strategy=here
-    ).remote(concurrent, [experiment_path(args.storage, c) for c in cells])
+    ).remote(concurrent, [experiment_path(settings.storage, c) for c in cells])
     # CELLS_PER_PROCESS cells to a process: their Tune loops share one interpreter's lock.
     groups = [cells[i : i + CELLS_PER_PROCESS] for i in range(0, len(cells), CELLS_PER_PROCESS)]
     controllers = [
@@ -82,7 +89,7 @@ def run_concurrently(
     tasks = {
         controllers[rank // CELLS_PER_PROCESS]
         .run.options(name=cell.name)
-        .remote(args, cell, budget, resources, concurrent, cell in old, name, rank): cell
+        .remote(settings, cell, budget, resources, concurrent, cell in old, name, rank): cell
         for rank, cell in enumerate(cells)
     }
     print(f"== {len(cells)} cells in flight at once, {concurrent} trials at a time in all")
@@ -92,7 +99,7 @@ def run_concurrently(
             done, pending = ray.wait(pending, num_returns=1, timeout=5.0)
             for ref in done:
                 cell = tasks[ref]
-                slots.forget.remote(experiment_path(args.storage, cell))
+                slots.forget.remote(experiment_path(settings.storage, cell))
                 try:
                     ray.get(ref)
                     print(f"== {cell.name}: done ({len(tasks) - len(pending)} of {len(tasks)})")
@@ -103,7 +110,7 @@ def run_concurrently(
                     print(f"error: cell {cell.name} failed: {why}", file=sys.stderr)
                     failed.append(cell.name)
             if pending and time.monotonic() - shown > PROGRESS_EVERY_S:
-                print(progress_line(args, cells, ray.get(slots.in_use.remote())))
+                print(progress_line(settings, cells, ray.get(slots.in_use.remote())))
                 node_data.start()  # nodes an autoscaler added since
                 shown = time.monotonic()
     finally:  # done, failed or Ctrl-C: their trials end with the controllers (a killed driver)
@@ -113,9 +120,9 @@ def run_concurrently(
     return failed
 
 
-def progress_line(args, cells: list[Cell], in_use: int) -> str:
+def progress_line(settings: Settings, cells: list[Cell], in_use: int) -> str:
     try:
-        p = progress(args.storage, cells, args.study_storage)
+        p = progress(settings.storage, cells, settings.study_storage)
     except Exception as e:  # noqa: BLE001 - a progress line is never worth the sweep
         return f"   (progress unavailable: {e})"
     done = int((p["state"] == "done").sum())

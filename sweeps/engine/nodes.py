@@ -14,6 +14,7 @@ import ray
 import yaml
 
 from sweeps.engine import preflight
+from sweeps.engine.settings import Settings
 
 
 def unreachable(address: str, timeout: float = 5.0) -> str | None:
@@ -108,9 +109,9 @@ def local_shape() -> dict:
     return {"CPU": os.cpu_count() or 1, "GPU": torch.cuda.device_count()}
 
 
-def requested(args, offered: dict) -> dict:
+def requested(settings: Settings, offered: dict) -> dict:
     """One trial's resources: --gpus-per-trial defaults to 1 where there are GPUs, else 0."""
-    gpus = args.gpus_per_trial
+    gpus = settings.gpus_per_trial
     if gpus is None:
         gpus = 1.0 if offered.get("GPU", 0) > 0 else 0.0
-    return {"cpu": args.cpus_per_trial, "gpu": gpus}
+    return {"cpu": settings.cpus_per_trial, "gpu": gpus}

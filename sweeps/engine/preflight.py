@@ -15,6 +15,7 @@ import optuna
 import search_spaces
 from results import damage, records, repair, store, studies
 from sweeps.cells import Budget, Cell
+from sweeps.engine.settings import Settings
 from training import memory
 from training.config import Config, ConfigError
 from training.trainer import resolve_device
@@ -29,27 +30,27 @@ class Refusal(ValueError):
     """The sweep cannot start as asked; the message names the problem and the fix."""
 
 
-def check_counts(args) -> None:
+def check_counts(settings: Settings) -> None:
     """Counts and resources that are wrong whatever the cluster."""
-    for flag, value in (("--trials", args.trials), ("--add-trials", args.add_trials),
-                        ("--max-concurrent", args.max_concurrent)):  # fmt: skip
+    for flag, value in (("--trials", settings.trials), ("--add-trials", settings.add_trials),
+                        ("--max-concurrent", settings.max_concurrent)):  # fmt: skip
         if value is not None and value < 1:
             raise Refusal(f"{flag} must be at least 1, got {value}")
-    if args.winner_seeds is not None and args.winner_seeds < 1:
+    if settings.winner_seeds is not None and settings.winner_seeds < 1:
         raise Refusal(
-            f"--winner-seeds must be at least 1, got {args.winner_seeds} (1: the winner's search "
-            "run alone; N: it and N - 1 re-trainings with other training seeds)"
+            f"--winner-seeds must be at least 1, got {settings.winner_seeds} (1: the winner's "
+            "search run alone; N: it and N - 1 re-trainings with other training seeds)"
         )
-    if args.cpus_per_trial < 0:
-        raise Refusal(f"--cpus-per-trial must be >= 0, got {args.cpus_per_trial}")
-    gpus = args.gpus_per_trial
+    if settings.cpus_per_trial < 0:
+        raise Refusal(f"--cpus-per-trial must be >= 0, got {settings.cpus_per_trial}")
+    gpus = settings.gpus_per_trial
     if gpus is not None and (gpus < 0 or (gpus > 1 and gpus != int(gpus))):
         raise Refusal(
             f"--gpus-per-trial must be a fraction in [0, 1] or a whole number, got {gpus}"
         )
-    if args.resume and args.add_trials:
+    if settings.resume and settings.add_trials:
         raise Refusal("--resume and --add-trials: choose one (continue the cells, or add trials)")
-    if args.resume and args.trials:
+    if settings.resume and settings.trials:
         raise Refusal(
             "--trials with --resume: a resumed cell keeps the target it was started with; "
             "use --add-trials N to run N more"

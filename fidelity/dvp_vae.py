@@ -36,6 +36,8 @@ run_epoch) on the driver's validation images; it selects nothing: their run_expe
 ``last_chpt.pth``, which their trainer overwrites with the last epoch's weights when it ends.
 Seconds per epoch include that validation pass, as our trainer's epoch includes its own.
 build_authors checks that the composed config's training values are sweeps/dvp_vae.py's.
+The config is read by fidelity/hydra_config.py (authors_config); the weight pairing of the
+same-function check below is fidelity/dvp_weights.py (copy_into_ours, gradient_gap).
 
 Our side (our_config): sweeps/dvp_vae.ARCH of mnist, TRAIN["mnist"] and AUTHORS_TRAIN["mnist"]
 (the same Adamax, lr, wd, batch, clip, bpd loss, NaN skipping, cosine over 300 epochs to 1e-5),
@@ -141,17 +143,17 @@ import contextlib
 import copy
 import importlib
 import io
-import re
 import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import torch
-import yaml
 from torch import Tensor, nn
 
 from fidelity import common
 from fidelity.common import LADDER_MODULES, AuthorsLadder, authors_val_loss
+from fidelity.dvp_weights import copy_into_ours, gradient_gap
+from fidelity.hydra_config import authors_config
 from sweeps.dvp_vae import ARCH, AUTHORS_TRAIN, TRAIN
 from training.config import Config
 from training.optim import loss_divisor
@@ -194,107 +196,6 @@ def torch_compat_shim(authors) -> None:
 
 
 # --- their config, composed as hydra would ------------------------------------------------------
-class _Loader(yaml.SafeLoader):
-    """OmegaConf's YAML loader: "1e-08" is a float (YAML 1.1 alone reads it as a string)."""
-
-
-_Loader.yaml_implicit_resolvers = {
-    key: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:float"]
-    for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(
-        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-        |\.[0-9_]+(?:[eE][-+][0-9]+)?
-        |[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*
-        |[-+]?\.(?:inf|Inf|INF)
-        |\.(?:nan|NaN|NAN))$""",
-        re.X,
-    ),
-    list("-+0123456789."),
-)
-
-
-def _yaml(path: Path) -> dict:
-    return yaml.load(path.read_text(), Loader=_Loader) or {}
-
-
-def _merge(a: dict, b: dict) -> dict:
-    """OmegaConf's merge: dicts recursively (new keys appended), anything else replaced."""
-    out = copy.deepcopy(a)
-    for key, value in b.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
-def _with_groups(root: Path, node: dict, choices: dict, prefix: str) -> dict:
-    """A config file with its defaults list expanded: each group's chosen file (itself expanded)
-    under the group's key, then the file's own keys (hydra's implicit _self_ last)."""
-    composed: dict = {}
-    for entry in node.pop("defaults", []):
-        ((group, default),) = entry.items()
-        name = choices.get(f"{prefix}{group}", default)
-        if name is not None:
-            child = _yaml(root / prefix / group / f"{name}.yaml")
-            composed[group] = _with_groups(root, child, choices, f"{prefix}{group}/")
-    return _merge(composed, node)
-
-
-_INTERPOLATION = re.compile(r"^\$\{([^}]+)\}$")
-
-
-def _resolve(node, root: dict):
-    if isinstance(node, dict):
-        return {k: _resolve(v, root) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_resolve(v, root) for v in node]
-    match = _INTERPOLATION.match(node) if isinstance(node, str) else None
-    if match is None:
-        return node
-    value = root
-    for part in re.findall(r"[^.\[\]]+|\[\d+\]", match.group(1)):
-        value = value[int(part[1:-1])] if part.startswith("[") else value[part]
-    return _resolve(copy.deepcopy(value), root)
-
-
-def authors_config(repo: Path, experiment: str) -> dict:
-    """configs/experiment/<experiment>.yaml composed (dataset, model, train) and resolved, with
-    their run_experiment.compute_z_L_size applied."""
-    root = repo / "configs"
-    exp = _yaml(root / "experiment" / f"{experiment}.yaml")
-    choices = {}
-    for entry in exp.pop("defaults"):
-        ((key, value),) = entry.items()
-        choices[key.replace("override", "").strip(" /")] = value
-    cfg = {
-        "dataset": _yaml(root / "dataset" / f"{choices['dataset']}.yaml"),
-        "model": _with_groups(root, _yaml(root / "model" / f"{choices['model']}.yaml"), choices,
-                              "model/"),
-        "train": _with_groups(root, _yaml(root / "train" / f"{choices['train']}.yaml"), choices,
-                              "train/"),
-    }  # fmt: skip
-    cfg = _merge(cfg, exp)
-    cfg = _resolve(cfg, cfg)
-    model, image = cfg["model"], cfg["dataset"]["image_size"]
-    if model["name"] == "ladder":
-        side = image[1] // 2 ** len(model["latent_width"])
-        z_l = (model["latent_width"][-1], side, side)
-    else:
-        z_l = (image[0], model["ctx_size"], model["ctx_size"])
-    prior = model["decoder"]["z_L_prior"]
-    if "Diffusion" in prior["_target_"]:
-        out = z_l[0] * (1 if prior["parametrization"] == "eps" else 2)
-        prior["model"].update(image_size=z_l[1], in_channels=z_l[0], out_channels=out)
-    else:
-        prior["size"] = z_l
-    return cfg
-
-
 def instantiate(authors, node):
     """hydra.utils.instantiate on plain dicts: children first, in key order; ``_target_``s in
     their modules come from the imported checkout (``authors``), the rest (torch) by import."""
@@ -438,63 +339,6 @@ def train_authors(authors, family: str, data, seed: int, epochs: int, save_dir: 
 
 
 # --- the same function: their initial weights in our model ------------------------------------
-def _leaves(module: nn.Module) -> list[nn.Module]:
-    """The modules holding trainable parameters of their own, in registration order; our blocks'
-    ``last`` alias (registered before the ``net`` that holds it) counted where ``net`` has it."""
-    seen, found = set(), []
-    for name, m in module.named_modules(remove_duplicate=False):
-        if name.rsplit(".", 1)[-1] == "last" or id(m) in seen:
-            continue
-        if any(p.requires_grad for p in m.parameters(recurse=False)):
-            seen.add(id(m))
-            found.append(m)
-    return found
-
-
-def _pairs(net: nn.Module, ours: nn.Module) -> list[tuple[nn.Module, nn.Module]]:
-    """(their module, our module) for every parameter-holding module of ours."""
-    dec = net.decoder
-    pairs = list(zip(_leaves(net.encoder), _leaves(ours.encoder), strict=True))
-    blocks = [b for b in dec.decoder_blocks if hasattr(b, "s_to_q")]  # not their context block
-    for block, layer in zip(blocks, ours.layers, strict=True):
-        nets = [(block.s_to_p, layer.prior_net), (block.s_to_q, layer.posterior_net)]
-        if layer.updates:  # our last layer has no z projection and state block (module doc, 7)
-            nets += [(block.z_up, layer.z_up), (block.resnet, layer.state)]
-        for theirs, mine in nets:
-            pairs += zip(_leaves(theirs), _leaves(mine), strict=True)
-    pairs += [(dec.z_to_features, ours.out[0]), (dec.post_process[0], ours.out[-1])]
-    if hasattr(ours, "prior"):
-        pairs += zip(_leaves(dec.decoder_blocks[0].ctx_prior.model), _leaves(ours.prior.net),
-                     strict=True)  # fmt: skip
-    return pairs
-
-
-def _parameter_pairs(net: nn.Module, ours: nn.Module) -> list[tuple[Tensor, Tensor]]:
-    """(their parameter, ours) for every trainable parameter of ours; ValueError on a shape."""
-    pairs = []
-    for theirs, mine in _pairs(net, ours):
-        src = [p for p in theirs.parameters(False) if p.requires_grad]
-        dst = [p for p in mine.parameters(False) if p.requires_grad]
-        for a, b in zip(src, dst, strict=True):
-            if a.shape != b.shape:
-                raise ValueError(f"{type(theirs).__name__} {tuple(a.shape)} is not "
-                                 f"{type(mine).__name__} {tuple(b.shape)}")  # fmt: skip
-            pairs.append((a, b))
-    if hasattr(ours, "q_logvar"):
-        pairs.append((net.decoder.decoder_blocks[0].q_logvar, ours.q_logvar))
-    total = sum(p.numel() for p in ours.parameters() if p.requires_grad)
-    if sum(b.numel() for _, b in pairs) != total:
-        raise ValueError(f"{sum(b.numel() for _, b in pairs)} of our {total} parameters paired")
-    return pairs
-
-
-@torch.no_grad()
-def copy_into_ours(net: nn.Module, ours: nn.Module) -> None:
-    """Their weights into our model, module by module; every parameter of ours is written."""
-    for a, b in _parameter_pairs(net, ours):
-        b.copy_(a)
-
-
 @contextlib.contextmanager
 def no_noise():
     """Every Gaussian draw of both sides zero (torch.randn_like, Tensor.normal_), every uniform
@@ -509,17 +353,6 @@ def no_noise():
         yield
     finally:
         torch.randn_like, torch.Tensor.normal_, torch.rand = saved
-
-
-def _gradient_gap(net: nn.Module, ours: nn.Module) -> float:
-    """||g ours - g theirs|| / ||g theirs|| over every copied parameter."""
-
-    def flat(p: Tensor) -> Tensor:
-        return (torch.zeros_like(p) if p.grad is None else p.grad).flatten()
-
-    pairs = _parameter_pairs(net, ours)
-    theirs, mine = (torch.cat([flat(p) for p in side]) for side in zip(*pairs, strict=True))
-    return ((mine - theirs).norm() / theirs.norm()).item()
 
 
 def same_weights_gap(authors, family: str, net: nn.Module, data) -> tuple[float, float, float]:
@@ -551,7 +384,7 @@ def same_weights_gap(authors, family: str, net: nn.Module, data) -> tuple[float,
         their_loss.backward()
     torch.set_rng_state(state)
     loss_gap = abs(loss.item() - their_loss.item())
-    return log_w.abs().max().item(), loss_gap, _gradient_gap(theirs, ours)
+    return log_w.abs().max().item(), loss_gap, gradient_gap(theirs, ours)
 
 
 class AuthorsDVP(AuthorsLadder):

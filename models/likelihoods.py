@@ -6,7 +6,7 @@ shape whose trailing dims flatten to D) and return one log-probability per examp
 Every likelihood a config can name (``model/likelihood=...``) has one ``Likelihood`` here, looked up
 by that name (``likelihood_spec``): its support and what it asks of the data (training.config's
 rules read these, never the name). How a family parametrises it is the family's own object, found
-by the same name: the heads below (MLP families), models.hierarchical.ladder's outputs (conv maps),
+by the same name: the heads below (MLP families), models.hierarchical.outputs' heads (conv maps),
 models.spvae.leaves' patch likelihoods.
 """
 

@@ -326,7 +326,7 @@ def test_the_trainers_setup_refuses_before_allocating():
 def test_every_likelihood_a_family_accepts_says_what_data_it_needs():
     """training.config's likelihood rules read models.likelihoods.SPECS: a family's choice
     missing there would be an unexplained error instead of a checked config."""
-    from models.hierarchical.ladder import LIKELIHOODS as LADDER
+    from models.hierarchical.outputs import LIKELIHOODS as LADDER
     from models.likelihoods import LIKELIHOODS, SPECS
     from models.spvae.leaves import SPVAE_LIKELIHOODS
 

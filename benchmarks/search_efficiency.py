@@ -331,13 +331,12 @@ def report_cell(args, cell, searches: list[str]) -> None:
 
 
 def paper_command(args) -> str:
-    seeds = " ".join(map(str, args.seeds))
     return (
         "ray submit cluster/gpu.yaml benchmarks/search_efficiency.py --budget paper "
         f"--datasets mnist --family {args.family} --variants {' '.join(args.variants)} "
-        f"--seeds {seeds} --address auto --storage-root s3://BUCKET/search-efficiency "
-        "--study-storage 'sqlite:////home/ray/search_efficiency_{search}.db' "
-        "--gpus-per-trial 0.5"
+        f"--seeds {' '.join(map(str, args.seeds))} --address auto "
+        "--storage-root s3://BUCKET/search-efficiency "
+        "--study-storage 'sqlite:////home/ray/search_efficiency_{search}.db' --gpus-per-trial 0.5"
     )
 
 

@@ -37,7 +37,7 @@ a Cholesky factor of the covariance, ours of the precision: same distribution, m
 draws equal within 0.02 nats). Initialisation (Experiment.initialize_params: Kaiming-uniform, a =
 2^(1/3), fan-out, on every Linear; biases torch's default) matches ours parameter by parameter: HF's
 flow layers, the IAF MADE's W (fan-out iaf_dim), V_m, V_s (fan-out z), b, c_m ~ N(0, 1), c_s = 2,
-PReLU 0.25, the VLAE's mean head (tests/unit/test_vlae.py).
+PReLU 0.25, the VLAE's mean head (tests/unit/test_vlae_config.py).
 
 T (the driver's ``--t``) defaults to STEPS = 2 here: their README runs T = 4, but T = 2 keeps the
 VLAE's per-step Jacobians (H = 500) affordable on a CPU and still exercises every step's code.

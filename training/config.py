@@ -75,7 +75,8 @@ class TrainConfig:
     step_seconds: float = 0.0
     """Benchmarks only: pad every training step to at least this wall time (0 = off), standing in
     for a device slower than this CPU, so that benchmarks/utilisation.py gives 8 fake-GPU slots
-    one-minute trials on 2 cores. It changes no number the trial computes."""
+    one-minute trials on 2 cores, and tests of trials at once see them overlap. It changes no
+    number the trial computes."""
 
     def __post_init__(self):
         if self.epoch_batches < 0:

@@ -100,7 +100,9 @@ def test_fractional_gpus_pack_two_trials_per_gpu(cluster, tmp_path):
         patience=12,
         eval_k=2,
         eval_seeds=1,
-        fixed={"model/hidden_dim": 16},
+        # Each step padded to 50 ms: a trial lasts seconds, not the half second this CPU takes,
+        # so the trials overlap for the watcher's polls (it once saw only 2 alive at once).
+        fixed={"model/hidden_dim": 16, "train/step_seconds": 0.05},
     )
     watcher = Watcher()
     watcher.start()

@@ -70,7 +70,10 @@ def tune_files(storage: str, sweep: str) -> None:
 
 def partial_files(storage: str, sweep: str) -> str | None:
     """Remove the half-written files a kill left in a cell's Tune experiment (results.whole_files:
-    their whole predecessors stand); a line saying how many, or None when there were none."""
+    their whole predecessors stand); a line saying how many, or None when there were none. An
+    object store has none (Tune writes there through its own filesystem): not listed."""
+    if whole_files.tune_filesystem(storage) is None:
+        return None
     fs, root = store.filesystem(storage)
     selector = pafs.FileSelector(f"{root}/ray/{sweep}", allow_not_found=True, recursive=True)
     found = [i.path for i in fs.get_file_info(selector) if whole_files.is_partial(i.base_name)]

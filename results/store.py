@@ -281,13 +281,20 @@ def sweeps(storage: str) -> list[str]:
     """Every cell (sweep) that left anything in the storage: records, Tune, Optuna, Parquet."""
     fs, root = filesystem(storage)
     names: set[str] = set()
-    folders = [f"{root}/{d}" for d in ("ray", "optuna", CELLS)]
-    folders += [f"{root}/results/{t}" for t in TABLES]
-    for folder in folders:
+    # (folder, the ending of a cell's entry there); anything else is not a cell: a temporary
+    # file, a damaged journal kept by results.repair, or the lock Optuna's journal holds while
+    # it writes (<cell>.journal.lock, left behind by a driver killed while holding it).
+    folders = [(f"{root}/ray", ""), (f"{root}/optuna", ".journal"), (f"{root}/{CELLS}", ".json")]
+    folders += [(f"{root}/results/{t}", "") for t in TABLES]
+    for folder, ending in folders:
         for i in fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True)):
-            if i.base_name.startswith(".") or ".damaged-" in i.base_name:
-                continue  # a temporary file, or a damaged journal kept by results.repair
-            names.add(i.base_name.removesuffix(".journal").removesuffix(".json"))
+            name = i.base_name
+            if name.startswith(".") or ".damaged-" in name:
+                continue
+            if ending and name.endswith(ending) and i.type == pafs.FileType.File:
+                names.add(name.removesuffix(ending))
+            elif not ending and i.type == pafs.FileType.Directory:
+                names.add(name)
     return sorted(names)
 
 

@@ -116,7 +116,11 @@ def sweep(env: dict, storage: Path, *extra: str, crash: str | None = None, uri: 
     env["CASE"] = case
     where = uri or str(storage)
     cmd = [sys.executable, str(driver), "--storage", where, "--max-concurrent", "1", *extra]
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    try:
+        return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    except subprocess.TimeoutExpired as e:  # its case fails with what it printed, not all cases
+        out, err = (x.decode() if isinstance(x, bytes) else x or "" for x in (e.stdout, e.stderr))
+        return subprocess.CompletedProcess(cmd, "timed out after 300 s", out, err)
 
 
 def completed(storage: Path) -> dict[str, float]:

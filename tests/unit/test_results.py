@@ -53,6 +53,23 @@ def test_rewriting_a_part_replaces_it_and_leaves_no_temporary_files(tmp_path):
     assert sorted(files) == ["t1.parquet", "t2.parquet"]
 
 
+def test_the_cells_of_a_storage_are_its_records_not_the_locks_beside_them(tmp_path):
+    """Optuna's journal holds <cell>.journal.lock while it writes, and a driver killed holding
+    it leaves it behind: `results check` beside a running sweep once counted it as a cell."""
+    from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
+
+    (tmp_path / "optuna").mkdir()
+    journal = str(tmp_path / "optuna" / "c1.journal")
+    JournalFileBackend(journal).append_logs([{"op_code": 0, "study_name": "c1"}])
+    JournalFileSymlinkLock(journal).acquire()  # never released: its holder was killed
+    (tmp_path / "optuna" / "c1.journal.lock0a1b.renamed").write_text("")
+    (tmp_path / "ray" / "c1").mkdir(parents=True)
+    (tmp_path / "ray" / "stray.txt").write_text("not a cell")
+    store.write(str(tmp_path), "trials", "c2", "t1", [trial_row("t1", -1.0, sweep="c2")])
+    store.write_cell_record(str(tmp_path), "c3", {"cell": {}})
+    assert store.sweeps(str(tmp_path)) == ["c1", "c2", "c3"]
+
+
 def test_load_of_a_missing_table_is_empty(tmp_path):
     assert store.load(str(tmp_path), "curves").empty
 

@@ -4,6 +4,7 @@ python -m results plot samples --storage DIR [--cell NAME]
 python -m results check --storage DIR [--study-storage URL] [--repair]
 python -m results compare <paper> --storage DIR
 python -m results report <paper> --storage DIR [--study-storage URL]
+python -m results dashboard --storage DIR [--study-storage URL] [--host H] [--port P]
 
 ``table`` regenerates a paper's table (or, for a sweep group such as ``hyperspherical``, each of its
 papers' tables) from the Parquet store, writes it as Markdown, LaTeX and CSV under
@@ -19,7 +20,8 @@ and the Optuna studies, prints every difference and exits 1 if there is one; wit
 it rebuilds what they still hold (and cuts a journal's damaged tail, results.repair). A
 damaged record (results.damage) is one line naming the file, what is wrong and the repair: a
 ``check`` difference; ``table`` refuses a damaged Parquet part and marks a table whose other
-records are damaged. None of them creates a storage: on a path with no sweep they say so.
+records are damaged. ``dashboard`` serves every cell's study in one read-only optuna-dashboard
+(results.dashboard). None of them creates a storage: on a path with no sweep they say so.
 """
 
 from __future__ import annotations
@@ -256,6 +258,18 @@ def print_check(states: dict, repair: bool) -> int:
     return 1 if diffs else 0
 
 
+def run_dashboard(storage: str, study_url: str | None, host: str, port: int) -> int:
+    from results import dashboard
+
+    if study_url is None and not store.exists(storage):
+        raise store.StorageError(f"no sweep under {storage}")
+    try:
+        return dashboard.serve(storage, study_url, host, port)
+    except OSError as e:  # the port taken, the address not this machine's
+        raise ValueError(f"cannot listen on {host}:{port} ({e.strerror or e}); give another "
+                         "--port") from None  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m results")
     sub = p.add_subparsers(dest="command", required=True)
@@ -288,8 +302,15 @@ def main(argv: list[str] | None = None) -> int:
     cm = sub.add_parser("compare", help="families side by side: LL, budget, Welch t-test, PNGs")
     cm.add_argument("paper", help=f"one of {sorted([*PAPERS, *GROUPS])}")
     cm.add_argument("--storage", default="sweep-results", help="the sweep's --storage")
+    d = sub.add_parser("dashboard", help="every cell's study in one optuna-dashboard")
+    d.add_argument("--storage", default="sweep-results", help="the sweep's --storage")
+    d.add_argument("--study-storage", default=None, help="the sweep's --study-storage, if any")
+    d.add_argument("--host", default="127.0.0.1", help="the address it listens on")
+    d.add_argument("--port", type=int, default=8080)
     args = p.parse_args(argv)
     try:
+        if args.command == "dashboard":
+            return run_dashboard(args.storage, args.study_storage, args.host, args.port)
         if args.command == "plot":
             return plot(args.paper, args.storage, args.cell, args.study_storage)
         if args.command == "check":

@@ -87,13 +87,15 @@ def run_cell(
             rank=rank,
             verbose=verbose,
             sources=sources,
+            log_to=settings.log_to,
         )
     # Optuna trials left RUNNING by a killed driver that no trial adopted (tune_record)
     for line in close_orphans(storage, cell.name, study_url):
         print(f"   [{cell.name}] {line}")
     crash_point("orphans_closed")
     if budget.winner_seeds > 1:
-        retrain_winner(cell, budget, storage, resources, concurrent, study_url, verbose)
+        retrain_winner(cell, budget, storage, resources, concurrent, study_url, verbose,
+                       log_to=settings.log_to)  # fmt: skip
     for row in evaluate_winner(cell, budget, storage, resources):
         print(  # the cell named: cells in flight print from one process, interleaved
             f"   [{cell.name}] test log-likelihood of trial {row['trial_id']} (k={row['k']}, "

@@ -25,7 +25,7 @@ from results import check, lease, store
 from results.papers import paper_tables
 from results.tables import write_files
 from sweeps.cells import PROJECT, Budget, Cell, Protocol
-from sweeps.engine import node_data, preflight
+from sweeps.engine import node_data, preflight, trackers
 from sweeps.engine.cell import evaluate_capped_winners, run_cell
 from sweeps.engine.in_flight import run_concurrently
 from sweeps.engine.nodes import (
@@ -198,6 +198,14 @@ def parse_args(
         action="store_true",
         help="print the sweep's progress from --storage and exit (Ray not needed)",
     )
+    p.add_argument(
+        "--log-to",
+        action="append",
+        default=[],
+        choices=sorted(trackers.TRACKERS),
+        help="also log every trial to this tracker (repeatable; its package must be installed: "
+        "docs/monitoring.md#trackers)",
+    )
     args = p.parse_args(argv)
     if "://" not in args.storage:  # cells run in a worker whose working directory differs
         args.storage = os.path.abspath(os.path.expanduser(args.storage))
@@ -285,6 +293,7 @@ def main(
     try:
         settings = parse_args(argv, paper, cells, budgets, default_datasets, protocols)
         budget, chosen, _ = plan(settings, cells, budgets, protocols)
+        trackers.check(settings.log_to)
         if settings.status:
             return print_status(settings, chosen, budget)
         attached = ray.is_initialized()  # a caller's own Ray (tests, notebooks): used as it is

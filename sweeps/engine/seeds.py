@@ -28,7 +28,7 @@ from results import records, rows, store
 from results.selection import winners
 from results.whole_files import tune_filesystem
 from sweeps.cells import Budget, Cell
-from sweeps.engine import tune_record
+from sweeps.engine import trackers, tune_record
 from sweeps.engine.parquet_writer import ParquetWriter
 from sweeps.engine.trial import trainable
 from sweeps.engine.tuner import tune_dir
@@ -52,6 +52,7 @@ def retrain_winner(
     study_storage: str | None = None,
     verbose: int = 1,
     winner=None,
+    log_to: tuple[str, ...] = (),
 ) -> str | None:
     """Train the cell's winner (or the trial row ``winner``, e.g. a second selection rule's)
     again with budget.winner_seeds - 1 more training seeds (those not already in the storage);
@@ -102,7 +103,7 @@ def retrain_winner(
                 storage_filesystem=tune_filesystem(storage),
                 failure_config=tune.FailureConfig(max_failures=2),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=2, checkpoint_at_end=False),
-                callbacks=[writer],
+                callbacks=[writer, *trackers.callbacks(log_to, storage, cell.name)],
                 verbose=verbose,
             ),
         )

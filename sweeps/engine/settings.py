@@ -44,6 +44,7 @@ class Settings:
     # each --set item parsed (training.config.parse_override), in order: ("train/lr", 0.001);
     # not hashed (a value may be a JSON list): ``set`` says the same
     overrides: tuple[tuple[str, Any], ...] = field(hash=False)
+    log_to: tuple[str, ...] = ()  # --log-to: trackers fed each trial (sweeps.engine.trackers)
 
     @property
     def fixed(self) -> dict[str, Any]:

@@ -29,7 +29,7 @@ import search_spaces
 from results import records, studies
 from results.whole_files import tune_filesystem
 from sweeps.cells import Budget, Cell
-from sweeps.engine import tune_record
+from sweeps.engine import trackers, tune_record
 from sweeps.engine.parquet_writer import ParquetWriter
 from sweeps.engine.searcher import PruneAwareOptunaSearch
 from sweeps.engine.shared_slots import SharedSlots
@@ -70,6 +70,7 @@ def tune_cell(
     rank: int = 0,
     verbose: int = 1,
     sources: dict[str, str] | None = None,
+    log_to: tuple[str, ...] = (),
 ) -> tune.ResultGrid:
     """Search one cell with Optuna; trials and curves land in Parquet.
 
@@ -77,7 +78,8 @@ def tune_cell(
     (search_spaces.GRIDS), every configuration once and trained to its own stopping rule (no
     scheduler prunes it), as the authors ran it. ``slots``, ``rank``: the shared trial cap of cells
     in flight together (sweeps.engine.slots) and this cell's priority for it. ``sources``: what
-    fixed each key of the cell's base config, for its rows (Cell.key_sources).
+    fixed each key of the cell's base config, for its rows (Cell.key_sources). ``log_to``: the
+    trackers each trial is logged to as well (sweeps.engine.trackers).
     """
     ray_dir = tune_dir(storage)
     experiment = experiment_path(storage, cell)
@@ -152,7 +154,10 @@ def tune_cell(
                 # Each epoch's step asks for its checkpoint (should_checkpoint); none more at
                 # the end (Tune's default for a class): a failed trial has nothing to save.
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=2, checkpoint_at_end=False),
-                callbacks=[ParquetWriter(storage, cell, resources, sources, study_storage)],
+                callbacks=[
+                    ParquetWriter(storage, cell, resources, sources, study_storage),
+                    *trackers.callbacks(log_to, storage, cell.name),
+                ],
                 verbose=verbose,
             ),
         )

@@ -9,7 +9,7 @@
 
 VENV    ?= .venv
 PY      := $(VENV)/bin/python
-INSTALL := $(PY) -m pip install -e ".[dev,dashboard,cluster]"
+INSTALL := $(PY) -m pip install -e ".[dev,dashboard,cluster,trackers]"
 STORAGE ?= sweep-results
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 

@@ -13,9 +13,9 @@ An export folder (SCHEMA_VERSION 1) holds three files:
     weights.pt    torch.save of the model's state_dict, tensors only (weights_only=True loads
                   it): the weights its test evaluation used (training.checkpoint.test_weights)
     export.json   {"schema_version", "family", "x_shape" [C, H, W], "weights_sha256",
-                   "exported_at" (Unix seconds), and what the exporter adds: "validation",
-                   "test", "provenance" (python -m results export: the storage, cell, trial id,
-                   Optuna number, code version)}
+                   "provenance" (the checkpoint folder, "exported_at" in Unix seconds), and what
+                   the exporter adds: "validation", "test", more "provenance" (python -m
+                   results export: the storage, cell, trial id, Optuna number, code version)}
 
 ``python -m results export`` writes one for a cell's winner, ``python -m training export`` for
 any checkpoint folder; ``python -m training sample`` and ``evaluate`` read one
@@ -105,8 +105,9 @@ def write(out: Path, checkpoint: Path, record: dict | None = None) -> Path:
             "family": cfg.family,
             "x_shape": list(image_shape(cfg.data)),
             "weights_sha256": sha256(tmp / WEIGHTS_FILE),
-            "exported_at": time.time(),
         }
+        record["provenance"] = {**record.get("provenance", {}), "exported_at": time.time(),
+                                "checkpoint": str(checkpoint.resolve())}  # fmt: skip
         text = json.dumps({**head, **record}, indent=1, sort_keys=True, default=str)
         (tmp / RECORD_FILE).write_text(text)
         if out.is_dir():

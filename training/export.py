@@ -187,6 +187,11 @@ def load(folder, device: torch.device | str = "cpu") -> tuple[torch.nn.Module, C
     without its training-memory check: a model that trained on a GPU loads on a laptop) and the
     caller's random state is left as it was."""
     exported = read(folder)
+    return load_read(exported, device), exported.config
+
+
+def load_read(exported: Exported, device: torch.device | str = "cpu") -> torch.nn.Module:
+    """``load`` of a folder already ``read`` (its weights hashed once): the model alone."""
     cfg = exported.config
     try:
         state = torch.load(exported.folder / WEIGHTS_FILE, map_location="cpu", weights_only=True)
@@ -204,4 +209,4 @@ def load(folder, device: torch.device | str = "cpu") -> tuple[torch.nn.Module, C
         raise ExportError(f"{exported.folder / WEIGHTS_FILE} does not fit the {cfg.family} model "
                           f"its config builds ({'; '.join(misfits)})")  # fmt: skip
     model.load_state_dict(state)
-    return model.to(device).eval(), cfg
+    return model.to(device).eval()

@@ -28,7 +28,7 @@ import torch
 from training.data import DatasetError, load_data
 from training.errors import ConfigError
 from training.evaluate import estimate_log_likelihood, sample_grids
-from training.export import ExportError, load, read, write
+from training.export import ExportError, load_read, read, write
 from training.trainer import resolve_device
 
 COMMANDS = ("sample", "evaluate", "export")
@@ -85,8 +85,9 @@ def sample(args) -> int:
         raise UsageError(f"--n must be >= 1, got {args.n}")
     if not math.isfinite(args.temperature) or args.temperature <= 0:
         raise UsageError(f"--temperature must be > 0, got {args.temperature}")
-    model, cfg = load(args.checkpoint)
-    data = pixels(cfg, tuple(read(args.checkpoint).x_shape))
+    exported = read(args.checkpoint)
+    model, cfg = load_read(exported), exported.config
+    data = pixels(cfg, exported.x_shape)
     try:
         grids = sample_grids(model, args.n, (args.temperature,), args.seed, data)
     except NotImplementedError as e:
@@ -110,7 +111,7 @@ def evaluate(args) -> int:
         device = resolve_device(args.device)
     except RuntimeError as e:
         raise UsageError(str(e).replace("train/device", "--device")) from None
-    model, _ = load(args.checkpoint, device)
+    model = load_read(exported, device)
     data = load_data(data_cfg, device)
     out = estimate_log_likelihood(model, data.test, args.k, seed=args.seed)
     stored = exported.record.get("test") or {}

@@ -4,6 +4,8 @@ python -m results plot samples --storage DIR [--cell NAME]
 python -m results check --storage DIR [--study-storage URL] [--repair]
 python -m results compare <paper> --storage DIR
 python -m results report <paper> --storage DIR [--study-storage URL]
+python -m results best <paper> --storage DIR [--selection validation|param-cap] [--defaults]
+python -m results export <paper> --storage DIR [--cell NAME] --out DIR
 python -m results dashboard --storage DIR [--study-storage URL] [--host H] [--port P]
 
 ``table`` regenerates a paper's table (or, for a sweep group such as ``hyperspherical``, each of its
@@ -20,8 +22,11 @@ and the Optuna studies, prints every difference and exits 1 if there is one; wit
 it rebuilds what they still hold (and cuts a journal's damaged tail, results.repair). A
 damaged record (results.damage) is one line naming the file, what is wrong and the repair: a
 ``check`` difference; ``table`` refuses a damaged Parquet part and marks a table whose other
-records are damaged. ``dashboard`` serves every cell's study in one read-only optuna-dashboard
-(results.dashboard). None of them creates a storage: on a path with no sweep they say so.
+records are damaged. ``best`` prints each cell's winner, as the table chooses it, with its
+configuration (each key's source), validation and test numbers and checkpoint; ``export`` writes
+one winner as a folder that loads without Ray or the storage (results.best, training.export).
+``dashboard`` serves every cell's study in one read-only optuna-dashboard (results.dashboard).
+None of them creates a storage: on a path with no sweep they say so.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from results import check, lease, samples, store
+from results import best, check, lease, samples, store
 from results import repair as repairs
 from results.papers import GROUPS, PAPERS, paper_tables
 from results.selection import SELECTIONS
@@ -270,6 +275,32 @@ def run_dashboard(storage: str, study_url: str | None, host: str, port: int) -> 
                          "--port") from None  # fmt: skip
 
 
+def winner_commands(sub) -> None:
+    """The subcommands ``best`` and ``export`` (results.best)."""
+    helps = {"best": "print each cell's winner: config, numbers, checkpoint",
+             "export": "write a cell's winner as a folder that loads as a model"}  # fmt: skip
+    for name, text in helps.items():
+        w = sub.add_parser(name, help=text)
+        w.add_argument("paper", help=f"one of {sorted([*PAPERS, *GROUPS])}")
+        w.add_argument("--storage", default="sweep-results", help="the sweep's --storage")
+        w.add_argument("--selection", choices=SELECTIONS, default="validation",
+                       help="how each cell's winner is chosen, as for `table`")  # fmt: skip
+        if name == "best":
+            w.add_argument("--defaults", action="store_true", help="list the default keys too")
+        else:
+            w.add_argument("--cell", default=None, help="the cell (needed when there are several)")
+            w.add_argument("--out", required=True, help="the folder to create")
+
+
+def run_winners(args) -> int:
+    found = best.winners(args.storage, args.paper, args.selection)
+    if args.command == "export":
+        w = best.pick(found, args.cell, args.paper, args.storage)
+        return best.export(args.storage, w, args.out, args.selection)
+    print("\n\n".join("\n".join(best.describe(w, args.storage, args.defaults)) for w in found))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m results")
     sub = p.add_subparsers(dest="command", required=True)
@@ -302,6 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     cm = sub.add_parser("compare", help="families side by side: LL, budget, Welch t-test, PNGs")
     cm.add_argument("paper", help=f"one of {sorted([*PAPERS, *GROUPS])}")
     cm.add_argument("--storage", default="sweep-results", help="the sweep's --storage")
+    winner_commands(sub)
     d = sub.add_parser("dashboard", help="every cell's study in one optuna-dashboard")
     d.add_argument("--storage", default="sweep-results", help="the sweep's --storage")
     d.add_argument("--study-storage", default=None, help="the sweep's --study-storage, if any")
@@ -311,6 +343,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "dashboard":
             return run_dashboard(args.storage, args.study_storage, args.host, args.port)
+        if args.command in ("best", "export"):
+            return run_winners(args)
         if args.command == "plot":
             return plot(args.paper, args.storage, args.cell, args.study_storage)
         if args.command == "check":

@@ -18,6 +18,12 @@ sweeps/engine/replay.py), and exits 2.
 
 fetches the papers' datasets into a data root, each file verified against its published checksums
 (training/fetch_cli.py).
+
+    python -m training sample --checkpoint DIR --n 64 --out grid.png
+    python -m training evaluate --checkpoint DIR --k 1000
+    python -m training export --checkpoint CKPT --out DIR
+
+draw samples from, score on the test set, or write, an exported model (training/exported.py).
 """
 
 from __future__ import annotations
@@ -120,6 +126,10 @@ def main(argv: list[str] | None = None) -> int:
         from training import fetch_cli
 
         return fetch_cli.main(argv[1:])
+    if argv[:1] and argv[0] in ("sample", "evaluate", "export"):  # an exported model's commands
+        from training import exported
+
+        return exported.main(argv)
     try:
         args = parser().parse_args(argv)
         cfg = Config.from_dict(overrides(args))

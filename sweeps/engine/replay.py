@@ -33,6 +33,7 @@ import pandas as pd
 import torch
 
 from results import store
+from results.selection import winners
 from training.config import Config, ConfigError
 from training.data import DatasetError, load_data
 from training.trainer import DivergedError, build_model, epochs, resolve_device
@@ -102,8 +103,14 @@ def find_trial(trials: pd.DataFrame, trial_id: str, storage: str) -> pd.Series:
 
 
 def list_trials(trials: pd.DataFrame) -> None:
-    cols = [c for c in ("sweep", "trial_id", "status", "epochs", "best_val_loss") if c in trials]
-    print(trials.sort_values(["sweep", "trial_id"])[cols].to_string(index=False))
+    """The stored trials, a cell's winner (results.selection.winners: the one its table shows and
+    ``python -m results export`` writes) marked "*" in the column ``winner``."""
+    best = {t for p in set(trials["paper"]) for t in winners(trials, p)["trial_id"]}
+    shown = trials.assign(winner=["*" if t in best else "" for t in trials["trial_id"]])
+    cols = ["winner"] + [
+        c for c in ("sweep", "trial_id", "status", "epochs", "best_val_loss") if c in trials
+    ]
+    print(shown.sort_values(["sweep", "trial_id"])[cols].to_string(index=False))
 
 
 def stored_curve(storage: str, row: pd.Series) -> pd.DataFrame:

@@ -2,8 +2,8 @@
 fits a page, CSV of the long frame.
 
     render_md(df, notes, title)             one pipe table, full width (the file under tables/)
-    render_terminal(df, notes, title, w)    padded pipe tables of at most w columns of text each,
-                                            the row-label columns repeated in every block
+    render_terminal(df, notes, title, w)    pipe tables of at most w columns of text each, the
+                                            row-label columns repeated in every block
     render_latex(df, notes, title)          booktabs tabulars of at most LATEX_COLUMNS data
                                             columns each, each scaled down to the line width
     render(df, notes, title, fmt)           md, latex or csv
@@ -62,26 +62,33 @@ def row_width(columns: list[int], widths: list[int]) -> int:
     return sum(widths[c] for c in columns) + 3 * len(columns) + 1
 
 
-def pipe_rows(rows: list[list[str]], widths: list[int]) -> list[str]:
-    """Header, separator and rows as padded pipe-table lines."""
+def pipe_rows(rows: list[list[str]], widths: list[int] | None) -> list[str]:
+    """Header, separator and rows as pipe-table lines, each cell padded to ``widths`` (None:
+    unpadded, as the file's rows)."""
     header, *body = rows
-    line = ["| " + " | ".join(c.ljust(w) for c, w in zip(header, widths, strict=True)) + " |"]
-    line.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    line += ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |"
-             for r in body]  # fmt: skip
-    return line
+
+    def line(cells: list[str]) -> str:
+        if widths is not None:
+            cells = [c.ljust(w) for c, w in zip(cells, widths, strict=True)]
+        return "| " + " | ".join(cells) + " |"
+
+    dashes = [3] * len(header) if widths is None else [w + 2 for w in widths]
+    return [line(header), "|" + "|".join("-" * d for d in dashes) + "|", *map(line, body)]
 
 
-def render_terminal(df: pd.DataFrame, notes: list[str], title: str, width: int) -> str:
-    """The table as padded pipe tables no wider than ``width`` (a block of the row labels and
-    one data column that is wider stays whole), split into blocks that repeat the row labels;
+def render_terminal(
+    df: pd.DataFrame, notes: list[str], title: str, width: int, aligned: bool = True
+) -> str:
+    """The table as pipe tables no wider than ``width`` (a block of the row labels and one data
+    column that is wider stays whole), split into blocks that repeat the row labels; cells
+    padded into aligned columns when ``aligned``, else as in the file (one space each side);
     title and notes wrapped to ``width`` (a single word longer than it stays whole)."""
     rows = [list(map(str, df.columns))] + [list(map(str, r)) for r in df.itertuples(index=False)]
     widths = [max(len(r[c]) for r in rows) for c in range(len(df.columns))]
     lines = wrap(f"### {title}", width, "")
     for columns in blocks(widths, width):
         cut = [[r[c] for c in columns] for r in rows]
-        lines += ["", *pipe_rows(cut, [widths[c] for c in columns])]
+        lines += ["", *pipe_rows(cut, [widths[c] for c in columns] if aligned else None)]
     lines.append("")
     for note in notes:
         lines += wrap(note, width, "- ")

@@ -20,6 +20,7 @@ trial is the winner; its test evaluations over seeds give "mean ± std (n=seeds,
 from __future__ import annotations
 
 import re
+import sys
 
 import pandas as pd
 
@@ -339,12 +340,15 @@ def write_files(
     selection: str = "validation",
     all_datasets: bool = False,
     width: int | None = None,
+    aligned: bool | None = None,
 ) -> dict[str, str]:
     """Write ``table`` (as `shown`) as Markdown, LaTeX and CSV under <storage>/tables/ (<key>.md,
     or <key>-<selection>.md under another selection rule; the .md file is one full-width pipe
     table); returns each format's text as printed: the files' LaTeX and CSV, and Markdown
-    wrapped to ``width`` columns (None: terminal_width()) in blocks that repeat the row labels
-    (``notes_extra``: lines added under the table, e.g. a storage's consistency warning)."""
+    wrapped to ``width`` columns (None: terminal_width()) in blocks that repeat the row labels,
+    its cells padded into aligned columns when ``aligned`` (None: when stdout is a terminal;
+    piped, its rows read as the file's) (``notes_extra``: lines added under the table, e.g. a
+    storage's consistency warning)."""
     long, wide, notes = shown(storage, table, selection, all_datasets)
     notes = notes + list(notes_extra)
     name = table.key if selection == "validation" else f"{table.key}-{selection}"
@@ -353,5 +357,6 @@ def write_files(
     texts = {fmt: render(frames[fmt], notes, table.title, fmt) for fmt in EXTENSIONS}
     for fmt, ext in EXTENSIONS.items():
         store.write_text(storage, f"{root}/tables/{name}.{ext}", texts[fmt])
-    printed = render_terminal(wide, notes, table.title, width or terminal_width())
+    aligned = sys.stdout.isatty() if aligned is None else aligned
+    printed = render_terminal(wide, notes, table.title, width or terminal_width(), aligned)
     return {**texts, "md": printed}

@@ -132,28 +132,33 @@ def latex_replacement(match: re.Match) -> str:
     return LATEX_ESCAPES[found]
 
 
-def header_groups(columns: list[str]) -> list[tuple[str, list[str]]]:
-    """Consecutive columns "<group>: <sub>" with the same group, as (group, [sub, ...]); any
-    other column is its own group with no sub ("" group for none)."""
-    out: list[tuple[str, list[str]]] = []
+def header_groups(columns: list[str]) -> list[tuple[str, list[tuple[str, str]]]]:
+    """The columns as (group, [(column, sub), ...]): consecutive "<group>: <sub>" columns of one
+    group, with the "<group> <sub>" columns that follow them ("MNIST: ours", "MNIST: paper",
+    "MNIST GPU-h" under "MNIST"); any other column is its own group, with sub ""."""
+    out: list[tuple[str, list[tuple[str, str]]]] = []
     for column in columns:
         group, sep, sub = column.rpartition(": ")
-        if sep and out and out[-1][0] == group and out[-1][1][-1]:
-            out[-1][1].append(sub)
+        last = out[-1] if out and out[-1][1][-1][1] else None  # a group with subs
+        if sep and last and last[0] == group:
+            last[1].append((column, sub))
         elif sep:
-            out.append((group, [sub]))
+            out.append((group, [(column, sub)]))
+        elif last and column.startswith(last[0] + " "):
+            last[1].append((column, column[len(last[0]) + 1 :]))
         else:
-            out.append((column, [""]))
+            out.append((column, [(column, "")]))
     return out
 
 
 def latex_tabular(df: pd.DataFrame) -> list[str]:
     """One booktabs tabular of ``df`` scaled down to the line width when wider (never up): a
-    first header row of the column groups ("MNIST: ours", "MNIST: paper" under one "MNIST"),
-    a second of what is under each."""
+    first header row of the column groups (header_groups: "MNIST" over "ours", "paper",
+    "GPU-h"), a second of what is under each."""
     groups = header_groups(list(df.columns))
     top, sub, rules, at = [], [], [], 1
-    for group, subs in groups:
+    for group, members in groups:
+        subs = [s for _, s in members]
         if subs == [""]:
             top.append(latex_escape(group))
             sub.append("")
@@ -180,8 +185,8 @@ def latex_parts(df: pd.DataFrame, most: int = LATEX_COLUMNS) -> list[pd.DataFram
     dataset's columns kept together when they fit in one frame."""
     labels, data = list(df.columns[:LABELS]), list(df.columns[LABELS:])
     chunks: list[list[str]] = []
-    for group, subs in header_groups(data):
-        names = [f"{group}: {s}" if s else group for s in subs]
+    for _, members in header_groups(data):
+        names = [column for column, _ in members]
         if chunks and len(chunks[-1]) + len(names) <= most:
             chunks[-1] += names
         else:

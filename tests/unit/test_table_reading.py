@@ -181,6 +181,9 @@ def test_the_latex_cuts_the_table_into_scaled_tabulars_that_repeat_the_row_label
         data += len(spec) - LABELS
     assert data == len(wide.columns) - LABELS
     assert r"\multicolumn{2}{c}{MNIST (binarized)}" in tex and "ours & paper" in tex
+    # a dataset's columns of ours alone sit under its name too
+    assert r"\multicolumn{5}{c}{FashionMNIST}" in tex
+    assert " & ours & paper & LL IS s.d. & GPU-h & CPU core-h \\\\" in tex
     plain = re.sub(r"\\[{}$]", "", tex)
     assert plain.count("{") == plain.count("}")
 

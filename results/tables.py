@@ -357,6 +357,7 @@ def write_files(
     texts = {fmt: render(frames[fmt], notes, table.title, fmt) for fmt in EXTENSIONS}
     for fmt, ext in EXTENSIONS.items():
         store.write_text(storage, f"{root}/tables/{name}.{ext}", texts[fmt])
-    aligned = sys.stdout.isatty() if aligned is None else aligned
+    if aligned is None:  # a stream standing in for stdout may lack isatty
+        aligned = getattr(sys.stdout, "isatty", lambda: False)()
     printed = render_terminal(wide, notes, table.title, width or terminal_width(), aligned)
     return {**texts, "md": printed}

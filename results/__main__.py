@@ -82,12 +82,14 @@ def consistency_note(storage: str) -> str | None:
     )
 
 
-def table(paper: str, storage: str, fmt: str, selection: str = "validation") -> int:
+def table(
+    paper: str, storage: str, fmt: str, selection: str = "validation", all_datasets: bool = False
+) -> int:
     tables = paper_tables(paper)
     require_results(storage, tables)
     warning = consistency_note(storage)
     extra = [warning] if warning else []
-    shown = [write_files(storage, t, extra, selection)[fmt] for t in tables]
+    shown = [write_files(storage, t, extra, selection, all_datasets)[fmt] for t in tables]
     print("\n".join(shown), end="")
     if warning:
         print(warning, file=sys.stderr)
@@ -317,6 +319,12 @@ def main(argv: list[str] | None = None) -> int:
         "docs/specs/spvae.md#6-search-space-and-model-selection: SPVAE's winner under "
         "the size of its setting's selected VAE and ConvVAE); written as <paper>-param-cap.*",
     )
+    t.add_argument(
+        "--all-datasets",
+        action="store_true",
+        help="also the columns of the datasets only the paper has numbers for (by default a "
+        "note under the table names them)",
+    )
     pl = sub.add_parser("plot", help="draw each cell's curves, history and importances (PNG)")
     pl.add_argument("paper", help=f"one of {[*sorted([*PAPERS, *GROUPS]), SAMPLES]}")
     pl.add_argument("--storage", default="sweep-results", help="the sweep's --storage")
@@ -353,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
             return run_report(args.paper, args.storage, args.study_storage)
         if args.command == "compare":
             return run_compare(args.paper, args.storage)
-        return table(args.paper, args.storage, args.format, args.selection)
+        return table(args.paper, args.storage, args.format, args.selection, args.all_datasets)
     except (ValueError, store.StorageError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -10,6 +10,7 @@ a line per cell, which shows whether a ranking is an artefact of budget.
     comparison(storage, table) -> (rows, absent)  rows: one dict per cell (COLUMNS + "values")
     welch(values, best) -> (t, df, p)             Welch's t-test, two-sided
     anytime(search, column) -> (x, y)             cumulative hours, best-so-far validation loss
+    anytime_lines(storage, rows)                  a setting's lines: legend entry (model, T), x, y
     anytime_figure(title, lines, label, notes)    PNG bytes
     write(storage, table) -> (markdown, paths)    the tables and figures under the storage
 """
@@ -235,8 +236,9 @@ def anytime_figure(title: str, lines: list[tuple], xlabel: str, notes: list[str]
     from results.plots import png
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for i, (label, x, y) in enumerate(lines):
-        ax.step(x, y, where="post", color=f"C{i}", lw=1.8, label=label)
+    for i, (label, x, y) in enumerate(lines):  # past 10 lines the colours repeat: the dashes not
+        dashes = ("-", "--", ":")[i // 10 % 3]
+        ax.step(x, y, where="post", color=f"C{i}", ls=dashes, lw=1.8, label=label)
         ax.plot(x[-1:], y[-1:], marker="o", ms=6, color=f"C{i}")
     ax.set_xlim(left=0)
     ax.set_xlabel(xlabel, fontsize=10)
@@ -244,7 +246,7 @@ def anytime_figure(title: str, lines: list[tuple], xlabel: str, notes: list[str]
     ax.set_title(title, fontsize=10)
     ax.tick_params(labelsize=9)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=9)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
     wrapped = [part for note in notes for part in textwrap.wrap(note, 105)]
     if wrapped:
         fig.text(0.01, 0.01, "\n".join(wrapped), fontsize=9, va="bottom")
@@ -252,8 +254,22 @@ def anytime_figure(title: str, lines: list[tuple], xlabel: str, notes: list[str]
     return png(fig)
 
 
-def figure(storage: str, table: PaperTable, rows: list[dict]) -> tuple[bytes | None, list[str]]:
-    """One setting's anytime figure (None when no cell has a completed trial) and its notes."""
+def cell_name(row: dict) -> str:
+    """A cell as the figure names it: its model and variant (T for VLAE, SA-VAE, HF, IAF), the
+    variant being what tells a family's cells apart."""
+    return row["model"] if row["variant"] in ("-", "–", "") else f"{row['model']} {row['variant']}"
+
+
+def line_label(row: dict) -> str:
+    """A cell's legend entry: its name (cell_name), then what its search ran."""
+    trials_run = row["search_completed"] + row["search_pruned"] + row["search_errored"]
+    plural = "" if trials_run == 1 else "s"
+    return f"{cell_name(row)}: {trials_run} trial{plural}, {row['epochs']} epochs"
+
+
+def anytime_lines(storage: str, rows: list[dict]) -> tuple[list[tuple], list[str], str]:
+    """One setting's lines (legend entry, x, y; no two entries alike), the notes on the cells
+    not drawn, and the resource column on x."""
     trials = store.load(storage, "trials")
     search = trials[trials["sweep"].isin([r["sweep"] for r in rows]) & (trials["role"] == SEARCH)]
     column = resource(search)
@@ -263,14 +279,20 @@ def figure(storage: str, table: PaperTable, rows: list[dict]) -> tuple[bytes | N
         if not len(x):
             undrawn.append(r)
             continue
-        trials_run = r["search_completed"] + r["search_pruned"] + r["search_errored"]
-        plural = "" if trials_run == 1 else "s"
-        label = f"{r['model']}: {trials_run} search trial{plural}, {r['epochs']} epochs in all"
-        lines.append((label, x, y))
-    why = "; ".join(f"{r['model']} ({r['note']})" for r in undrawn if r["sweep"])
-    absent = ", ".join(r["model"] for r in undrawn if not r["sweep"])
+        lines.append((line_label(r), x, y, r["sweep"]))
+    labels = [line[0] for line in lines]  # never two entries alike: the cell's name if need be
+    lines = [(f"{label} [{sweep}]" if labels.count(label) > 1 else label, x, y)
+             for label, x, y, sweep in lines]  # fmt: skip
+    why = "; ".join(f"{cell_name(r)} ({r['note']})" for r in undrawn if r["sweep"])
+    absent = ", ".join(cell_name(r) for r in undrawn if not r["sweep"])
     notes = [f"not drawn, no completed search trial: {why}"] if why else []
     notes += [f"no cell in the storage: {absent}"] if absent else []
+    return lines, notes, column
+
+
+def figure(storage: str, table: PaperTable, rows: list[dict]) -> tuple[bytes | None, list[str]]:
+    """One setting's anytime figure (None when no cell has a completed trial) and its notes."""
+    lines, notes, column = anytime_lines(storage, rows)
     if not lines:
         return None, notes
     title = f"{table.key}, {rows[0]['setting']}\nbest validation loss so far against cost"

@@ -37,7 +37,7 @@ from results.page import (
 from results.papers import PaperTable, paper_tables
 from results.plots import fraction, fraction_figure, sample_figure
 from results.selection import cost, winners
-from results.tables import layout, numbers, write_files
+from results.tables import shown, write_files
 
 FOLDER = "report"
 ORDER = {"search": 0, "cell": 1, "budget": 2, "--set": 3, "winner-seeds": 4}
@@ -48,12 +48,13 @@ default (or a key whose source the row does not record) is folded away."""
 def tables_section(
     storage: str, tables: list[PaperTable], notes_extra: list[str], trials: pd.DataFrame
 ) -> list[str]:
-    """Each table as on paper (``layout``), its notes, links to its files, and its figure
-    against the training fraction when its cells' variants are fractions (spvae_lowdata)."""
+    """Each table as printed (``shown``: the datasets with results), its notes, links to its
+    files, and its figure against the training fraction when its cells' variants are fractions
+    (spvae_lowdata)."""
     out = []
     for t in tables:
         write_files(storage, t, notes_extra)
-        wide, notes = layout(numbers(storage, t), t)
+        _, wide, notes = shown(storage, t)
         files = ", ".join(link(storage, f"tables/{t.key}.{ext}") for ext in ("md", "tex", "csv"))
         body = frame(wide, "numbers") + bullets([*notes, *notes_extra])
         body += f"<p class=files>Files: {files}</p>" + fraction_plot(storage, t, trials)

@@ -7,13 +7,20 @@ trial is the winner; its test evaluations over seeds give "mean ± std (n=seeds,
     numbers(storage, table) -> long frame   one row per (model, variant, protocol, dataset,
                                             metric, who); the paper's rows have no protocol
     layout(long, table) -> (wide, notes)    the printed layout: ours beside the paper's, marks
-    build_table(storage, table)             layout(numbers(storage, table), table)
+    build_table(storage, table)             layout(numbers(storage, table), table): every
+                                            dataset, the paper's alone included
+    shown(storage, table)                   what is printed and written: the datasets we have
+                                            results for, notes on what is left out and on the
+                                            cells too small to rank (results.table_scope)
+    write_files(storage, table)             shown(...) under <storage>/tables/, and as printed
     render(frame, notes, title, fmt)        md / latex of the wide frame; csv of the long frame
+                                            (results.table_text; render_terminal: md in blocks)
 """
 
 from __future__ import annotations
 
 import re
+import sys
 
 import pandas as pd
 
@@ -27,6 +34,17 @@ from results.reference import (
     trust,
 )
 from results.selection import chosen, cost, over_seeds, training_runs
+from results.table_scope import unranked_note, with_results
+from results.table_text import (  # noqa: F401 (re-exported: results.compare, the tests)
+    LATEX_ESCAPES,
+    LATEX_MARKS,
+    latex_escape,
+    render,
+    render_latex,
+    render_md,
+    render_terminal,
+    terminal_width,
+)
 
 NUMBERS = [
     *("model", "variant", "protocol", "dataset", "metric", "who"),
@@ -298,87 +316,48 @@ def selection_notes(storage: str, table: PaperTable, selection: str) -> list[str
     return chosen(trials, table, selection)[1] if not trials.empty else []
 
 
-LATEX_MARKS = {"†": r"\dag", "‡": r"\ddag", "§": r"\S", "¶": r"\P", "‖": r"\ensuremath{\|}"}
-LATEX_ESCAPES = {
-    **{c: "\\" + c for c in "&%$#_{}"},
-    **{"\\": r"\textbackslash{}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"},
-    **{"±": r"\ensuremath{\pm}", "≥": r"\ensuremath{\geq}", "≤": r"\ensuremath{\leq}"},
-    **{"×": r"\ensuremath{\times}", "–": "--", "—": "---"},
-}
-LATEX_SPECIAL = re.compile(
-    f"[{re.escape(''.join(LATEX_MARKS))}]+|[{re.escape(''.join(LATEX_ESCAPES))}]"
-)
-
-
-def latex_escape(text) -> str:
-    """`text` as LaTeX text: specials escaped, a run of note marks as one superscript."""
-    return LATEX_SPECIAL.sub(latex_replacement, str(text))
-
-
-def latex_replacement(match: re.Match) -> str:
-    found = match.group()
-    if found[0] in LATEX_MARKS:
-        return r"\textsuperscript{" + "".join(LATEX_MARKS[c] for c in found) + "}"
-    return LATEX_ESCAPES[found]
-
-
-def render_md(df: pd.DataFrame, notes: list[str], title: str) -> str:
-    """A Markdown heading, pipe table and bulleted notes."""
-    lines = [
-        f"### {title}",
-        "",
-        "| " + " | ".join(df.columns) + " |",
-        "|" + "---|" * len(df.columns),
-    ]
-    lines += ["| " + " | ".join(map(str, r)) + " |" for r in df.itertuples(index=False)]
-    return "\n".join(lines + [""] + [f"- {n}" for n in notes]) + "\n"
-
-
-def render_latex(df: pd.DataFrame, notes: list[str], title: str) -> str:
-    """A booktabs table float; the notes print in small type below the tabular."""
-    lines = [
-        r"\begin{table}",
-        r"\centering",
-        rf"\caption{{{latex_escape(title)}}}",
-        r"\begin{tabular}{" + "l" * len(df.columns) + "}",
-        r"\toprule",
-        " & ".join(map(latex_escape, df.columns)) + r" \\",
-        r"\midrule",
-    ]
-    lines += [" & ".join(map(latex_escape, r)) + r" \\" for r in df.itertuples(index=False)]
-    lines += [r"\bottomrule", r"\end{tabular}", r"\par\smallskip\footnotesize\raggedright"]
-    lines += [latex_escape(n) + r"\par" for n in notes]
-    return "\n".join(lines + [r"\end{table}"]) + "\n"
-
-
 EXTENSIONS = {"md": "md", "latex": "tex", "csv": "csv"}
 
 
-def write_files(
-    storage: str, table: PaperTable, notes_extra: list[str] = (), selection: str = "validation"
-) -> dict[str, str]:
-    """Write ``table`` as Markdown, LaTeX and CSV under <storage>/tables/ (<key>.md, or
-    <key>-<selection>.md under another selection rule); returns each format's text
-    (``notes_extra``: lines added under the table, e.g. a storage's consistency warning)."""
-    long = numbers(storage, table, selection)  # the CSV: one row per number
+def shown(
+    storage: str, table: PaperTable, selection: str = "validation", all_datasets: bool = False
+) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """(long frame, wide table, notes) as `table` prints and writes them: the datasets with
+    results of ours (``all_datasets``: every dataset, as build_table), notes on how winners
+    were chosen, on the cells too small to rank (results.table_scope) and on the paper's
+    datasets left out."""
+    long, left_out = with_results(numbers(storage, table, selection), table, all_datasets)
     wide, notes = layout(long, table)
-    notes = notes + selection_notes(storage, table, selection) + list(notes_extra)
+    trials = store.load(storage, "trials")
+    small = unranked_note(trials, long) if not trials.empty else []
+    return long, wide, notes + selection_notes(storage, table, selection) + small + left_out
+
+
+def write_files(
+    storage: str,
+    table: PaperTable,
+    notes_extra: list[str] = (),
+    selection: str = "validation",
+    all_datasets: bool = False,
+    width: int | None = None,
+    aligned: bool | None = None,
+) -> dict[str, str]:
+    """Write ``table`` (as `shown`) as Markdown, LaTeX and CSV under <storage>/tables/ (<key>.md,
+    or <key>-<selection>.md under another selection rule; the .md file is one full-width pipe
+    table); returns each format's text as printed: the files' LaTeX and CSV, and Markdown
+    wrapped to ``width`` columns (None: terminal_width()) in blocks that repeat the row labels,
+    its cells padded into aligned columns when ``aligned`` (None: when stdout is a terminal;
+    piped, its rows read as the file's) (``notes_extra``: lines added under the table, e.g. a
+    storage's consistency warning)."""
+    long, wide, notes = shown(storage, table, selection, all_datasets)
+    notes = notes + list(notes_extra)
     name = table.key if selection == "validation" else f"{table.key}-{selection}"
     frames = {"md": wide, "latex": wide, "csv": long}
     _, root = store.filesystem(storage)
     texts = {fmt: render(frames[fmt], notes, table.title, fmt) for fmt in EXTENSIONS}
     for fmt, ext in EXTENSIONS.items():
         store.write_text(storage, f"{root}/tables/{name}.{ext}", texts[fmt])
-    return texts
-
-
-def render(df: pd.DataFrame, notes: list[str], title: str, fmt: str) -> str:
-    """md or latex: the wide table `df` with its title and notes. csv: `df` as it is, meant to
-    be the long `numbers(...)` frame (each row names its own source; no title, no notes)."""
-    if fmt == "csv":
-        return df.to_csv(index=False)
-    if fmt == "md":
-        return render_md(df, notes, title)
-    if fmt == "latex":
-        return render_latex(df, notes, title)
-    raise ValueError(f"unknown format {fmt!r}; choose md, latex or csv")
+    if aligned is None:  # a stream standing in for stdout may lack isatty
+        aligned = getattr(sys.stdout, "isatty", lambda: False)()
+    printed = render_terminal(wide, notes, table.title, width or terminal_width(), aligned)
+    return {**texts, "md": printed}

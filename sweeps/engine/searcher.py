@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import warnings
 from collections import defaultdict
 
 import optuna
@@ -29,6 +30,18 @@ DRAWS = 20
 """How many times a trial's configuration is drawn again when the study already ran it."""
 SLOT_FIELDS = ("slots", "rank", "trials", "_holding")
 """What a PruneAwareOptunaSearch pickled before SharedSlots kept of the shared slots itself."""
+OBJECTIVE = "best_val_loss"
+"""The name of the value a COMPLETE trial is told (end_state: its best validation loss), which
+optuna-dashboard and Optuna's plots show instead of "Objective 0"."""
+
+
+def name_objective(study: optuna.Study) -> None:
+    """Name the study's objective OBJECTIVE unless it has a name: set once, kept in its storage,
+    and set on reopening a study made before this (a resumed sweep's)."""
+    if study.metric_names is None:
+        with warnings.catch_warnings():  # experimental in some Optuna versions
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([OBJECTIVE])
 
 
 class PruneAwareOptunaSearch(OptunaSearch):
@@ -57,6 +70,10 @@ class PruneAwareOptunaSearch(OptunaSearch):
         self.experiment = experiment
         self.results = results  # the sweep's storage: its trials' rows (completed_row)
         self._reported: dict[str, set] = defaultdict(set)  # epochs already told to Optuna
+
+    def _setup_study(self, mode) -> None:
+        super()._setup_study(mode)  # OptunaSearch creates (or loads) the study here
+        name_objective(self._ot_study)
 
     def suggest(self, trial_id: str) -> dict | None:
         self._adopt_orphan(trial_id)
@@ -120,6 +137,7 @@ class PruneAwareOptunaSearch(OptunaSearch):
         self._ot_study = optuna.load_study(  # with the sampler's saved state
             study_name=self._study_name, storage=storage, sampler=self._sampler
         )
+        name_objective(self._ot_study)
         self._ot_trials = {
             k: optuna.Trial(self._ot_study, getattr(t, "_trial_id", t))
             for k, t in self._ot_trials.items()

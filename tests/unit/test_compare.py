@@ -155,3 +155,20 @@ def test_no_sweep_under_the_path_creates_nothing(tmp_path, capsys):
     assert main(["compare", "vlae", "--storage", str(missing)]) == 2
     assert capsys.readouterr().err.strip() == f"error: no sweep under {missing}"
     assert not missing.exists()
+
+
+def test_the_legend_names_each_cell_by_its_model_and_t_and_never_twice(tmp_path):
+    """VLAE and SA-VAE at T=1 and T=4: four lines, four entries, each naming its T."""
+    s = str(tmp_path / "store")
+    for family in ("vlae", "savae"):
+        for t in (1, 4):
+            write_trial(s, family, f"t-{family}-{t}", [-84.0], variant=f"T={t}",
+                        sweep=f"vlae-{family}-mnist-bernoulli-T{t}", ended_at=float(t))  # fmt: skip
+    rows, _ = compare.comparison(s, PAPERS["vlae"])
+    here = [r for r in rows if r["dataset"] == "mnist" and r["sweep"]]
+    lines, _, _ = compare.anytime_lines(s, here)
+    labels = [label for label, _, _ in lines]
+    assert len(labels) == len(set(labels)) == 4
+    assert sorted(label.split(":")[0] for label in labels) == [
+        "SA-VAE T=1", "SA-VAE T=4", "VLAE T=1", "VLAE T=4"]  # fmt: skip
+    assert all(label.endswith(": 1 trial, 10 epochs") for label in labels)

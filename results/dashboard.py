@@ -25,9 +25,8 @@ from optuna.study._frozen import FrozenStudy
 from optuna.trial import FrozenTrial, TrialState
 
 from results import records, store, studies
+from results.studies import OBJECTIVE
 
-OBJECTIVE = "best_val_loss"
-"""The objective's name: a cell's study holds its trials' best validation loss (-ELBO, nats)."""
 METRIC_NAMES = "study:metric_names"  # where Optuna's Study.set_metric_names keeps them
 REMOTE_TTL_S = 10.0
 """How long an object store's journal, read into memory, is shown before it is read again."""

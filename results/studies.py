@@ -41,6 +41,10 @@ DRIVERS = {  # SQLAlchemy's driver module -> the pip package that brings it
 }
 
 
+OBJECTIVE = "best_val_loss"
+"""The name of the value a cell's study holds for each COMPLETE trial (its best validation loss,
+-ELBO in nats), which optuna-dashboard and Optuna's plots show instead of "Objective 0"."""
+
 def is_rdb(url: str | None) -> bool:
     return bool(url) and url.split("://", 1)[0].split("+", 1)[0] in RDB_SCHEMES
 

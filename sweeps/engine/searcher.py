@@ -23,6 +23,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from results import rows, store
 from results.crash_points import crash_point
+from results.studies import OBJECTIVE
 from sweeps.engine import tune_record
 from sweeps.engine.parquet_writer import completed_row
 
@@ -30,9 +31,6 @@ DRAWS = 20
 """How many times a trial's configuration is drawn again when the study already ran it."""
 SLOT_FIELDS = ("slots", "rank", "trials", "_holding")
 """What a PruneAwareOptunaSearch pickled before SharedSlots kept of the shared slots itself."""
-OBJECTIVE = "best_val_loss"
-"""The name of the value a COMPLETE trial is told (end_state: its best validation loss), which
-optuna-dashboard and Optuna's plots show instead of "Objective 0"."""
 
 
 def name_objective(study: optuna.Study) -> None:

@@ -1,4 +1,4 @@
-"""The cell's Optuna study names its objective (sweeps.engine.searcher.OBJECTIVE), so
+"""The cell's Optuna study names its objective (results.studies.OBJECTIVE), so
 optuna-dashboard and Optuna's plots show "best_val_loss" instead of "Objective 0": on a new study,
 on a study made before the name existed (a resumed sweep's), never over a name already set."""
 

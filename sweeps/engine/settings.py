@@ -41,6 +41,7 @@ class Settings:
     sampler: str  # "tpe" or "grid"
     resume: bool
     status: bool
+    verbose: bool  # Ray's and Tune's own lines as they print them (sweeps.engine.console.quiet)
     # each --set item parsed (training.config.parse_override), in order: ("train/lr", 0.001);
     # not hashed (a value may be a JSON list): ``set`` says the same
     overrides: tuple[tuple[str, Any], ...] = field(hash=False)

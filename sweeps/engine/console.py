@@ -30,6 +30,7 @@ from sweeps.engine.status import cell_progress
 WIDTH = 150
 """The longest line the console prints (a path or a command may still be longer)."""
 PROGRESS_SECONDS = 60.0
+NAME_WIDTH = 48  # a cell's name in its progress line; a longer one is cut in its middle
 NOISY_LOGGERS = ("ray", "ray.tune", "ray.train", "ray.air")
 """Ray's loggers that print at INFO on the driver: "Checkpoint successfully created at: ..."
 (ray.train._internal.storage), "Wrote the latest version of all result files" (ray.tune.tune),
@@ -123,8 +124,9 @@ def fit(line: str, width: int = WIDTH) -> str:
     return line if len(line) <= width else line[: width - 3] + "..."
 
 
-def cell_line(c: CellState, at_once: int) -> str:
-    """One cell's progress line (at most WIDTH characters)."""
+def cell_line(c: CellState, at_once: int, name_width: int = NAME_WIDTH) -> str:
+    """One cell's progress line (at most WIDTH characters), its name padded to ``name_width``
+    (a longer name is cut in its middle)."""
     target = "?" if c.target is None else c.target
     ended = c.completed + c.pruned + c.errored
     best = "-" if pd.isna(c.best) else f"{c.best:.2f}"
@@ -135,10 +137,11 @@ def cell_line(c: CellState, at_once: int) -> str:
     else:
         seconds = eta_seconds(c.left_epochs, c.epoch_s, c.running or at_once)
         eta = "ETA after the first epoch" if seconds is None else f"ETA {duration(seconds)}"
-    name = c.name if len(c.name) <= 48 else c.name[:22] + "..." + c.name[-23:]
+    name = c.name if len(c.name) <= NAME_WIDTH else c.name[:22] + "..." + c.name[-23:]
     return fit(
-        f"   {name:<48} {ended:>3}/{target} trials ({c.completed} completed, {c.pruned} pruned, "
-        f"{c.errored} errored), {c.running} running; best {best}; {duration(c.elapsed_s)}; {eta}"
+        f"   {name:<{name_width}} {ended:>3}/{target} trials ({c.completed} completed, "
+        f"{c.pruned} pruned, {c.errored} errored), {c.running} running; best {best}; "
+        f"{duration(c.elapsed_s)}; {eta}"
     )
 
 
@@ -166,7 +169,8 @@ def sweep_line(states: list[CellState], elapsed_s: float, at_once: int) -> str:
 def progress_lines(states: list[CellState], elapsed_s: float, at_once: int) -> list[str]:
     """The sweep's line, then one line per cell in progress (done and waiting cells are counted
     in the sweep's line: a paper of 98 cells prints the ones that move)."""
-    moving = [cell_line(c, at_once) for c in states if c.state == "in progress"]
+    width = min(NAME_WIDTH, max((len(c.name) for c in states), default=0))
+    moving = [cell_line(c, at_once, width) for c in states if c.state == "in progress"]
     return [sweep_line(states, elapsed_s, at_once), *moving]
 
 

@@ -60,19 +60,26 @@ def summary_lines(storage: str, paper: str, cells: list[Cell], wall_s: float, co
     keys = [t.key for t in paper_tables(paper)]
     files = ", ".join(f"{k}.{ext}" for k in keys for ext in EXTENSIONS.values())
     lines = [
-        fit(f"== sweep ended in {duration(wall_s)}: {len(cells)} cells, {len(search)} search "
-            f"trials ({by_status}), {seeds} winner re-trainings, {len(evals)} test evaluations"),
+        fit(f"== sweep ended in {duration(wall_s)}: {plural(len(cells), 'cell')}, {len(search)} "
+            f"search trials ({by_status}), {seeds} winner re-trainings, "
+            f"{plural(len(evals), 'test evaluation')}"),
         fit(f"   cost: {gpu_h:.3g} GPU-hours, {cpu_h:.3g} CPU core-hours (the resources the "
             "trials and evaluations held)"),
         f"   tables: {storage}/tables/ ({files})",
-        f"   logs: Tune's under {storage}/ray/<cell>/; Ray's under {logs or 'its session folder'}",
-        f"   next: python -m results report {paper} --storage {s}  "
-        f"(writes {storage}/report/{paper}.html)",
+        f"   report: {storage}/report/{paper}.html (the first command below writes it)",
+        f"   logs: Tune's under {storage}/ray/<cell>/",
+        f"         Ray's under {logs or 'its session folder (ray.init prints it with --verbose)'}",
+        f"   next: python -m results report {paper} --storage {s}",
         f"         python -m results table {paper} --storage {s}",
     ]  # fmt: skip
     if unfinished:
-        lines.append(f"         {resume_command(command)}  ({unfinished} cells unfinished)")
+        lines.append(f"         {resume_command(command)}  ({plural(unfinished, 'cell')} "
+                     "unfinished)")  # fmt: skip
     return lines
+
+
+def plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def report_failures(storage: str, cells: list[Cell]) -> list[str]:

@@ -159,7 +159,9 @@ def sweep_line(states: list[CellState], elapsed_s: float, at_once: int) -> str:
     else:
         epoch_s = sum(c.epoch_s for c in timed) / len(timed)
         seconds = eta_seconds(sum(c.left_epochs for c in going), epoch_s, at_once)
-        eta = f"ETA {duration(seconds)} (search trials only, {at_once} at a time)"
+        untimed = sum(c.epoch_s is None for c in going)
+        guess = f"; {untimed} untimed cells at the mean epoch" if untimed else ""
+        eta = f"ETA {duration(seconds)} (search trials only, {at_once} at a time{guess})"
     return fit(
         f"-- {time.strftime('%H:%M:%S')} {duration(elapsed_s)} elapsed; cells: {done} done, "
         f"{len(states) - done - waiting} in progress, {waiting} not started; {eta}"

@@ -133,6 +133,11 @@ def test_the_sweeps_eta_shares_the_trial_slots_between_its_cells():
     # 10 epochs left at a mean 4 s an epoch, 2 at a time: 20 s
     assert "30s elapsed; cells: 1 done, 2 in progress, 0 not started; ETA 20s" in line
     assert "ETA: the cells' trials have ended" in console.sweep_line(states[2:], 1.0, 2)
+    # a cell with no epoch measured yet: at the timed cells' mean epoch (3 s), and it says so
+    states[1] = cell("b", 4.0, None)
+    line = console.sweep_line(states, 30.0, at_once=2)
+    assert line.endswith("ETA 15s (search trials only, 2 at a time; 1 untimed cells at the mean "
+                         "epoch)")  # fmt: skip
 
 
 @given(name=st.text(st.characters(min_codepoint=33, max_codepoint=126), min_size=1, max_size=200),

@@ -20,6 +20,9 @@
     seeds           a winner trained again with other training seeds
     winners         a winner's evaluation on the test set and its sample grids
     status          a sweep's progress read from its storage (--status)
+    console         what the driver prints while cells run (progress lines from the storage) and
+                    Ray's and Tune's own lines kept to their logs unless --verbose
+    summary         the lines a sweep ends on: failures, differences, time, cost, where things are
     provenance      the code and package versions a row records
     replay          a stored trial trained again, its curve compared (`python sweeps/replay.py`)
 """

@@ -12,20 +12,22 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import os
 import signal
 import sys
 import threading
+import time
 
 import ray
 from ray._private.services import find_gcs_addresses  # no public API for "is one running"
 from ray._private.utils import read_ray_address  # the address file `ray start` writes
 
-from results import check, lease, store
+from results import lease, store
 from results.papers import paper_tables
 from results.tables import write_files
 from sweeps.cells import PROJECT, Budget, Cell, Protocol
-from sweeps.engine import node_data, preflight, trackers
+from sweeps.engine import console, node_data, preflight, trackers
 from sweeps.engine.cell import evaluate_capped_winners, run_cell
 from sweeps.engine.in_flight import run_concurrently
 from sweeps.engine.nodes import (
@@ -38,6 +40,7 @@ from sweeps.engine.nodes import (
 )
 from sweeps.engine.settings import Settings
 from sweeps.engine.status import progress
+from sweeps.engine.summary import ray_logs, report_differences, report_failures, summary_lines
 from training.config import ConfigError
 from training.data import DatasetError
 
@@ -75,18 +78,20 @@ def cluster_address(given: str | None) -> str | None:
     return given
 
 
-def connect(address: str | None) -> None:
+def connect(address: str | None, verbose: bool = False) -> None:
     """Attach to the cluster at ``address`` (see cluster_address); None: start a fresh local
-    instance of our own."""
+    instance of our own. Unless ``verbose``, the workers' output stays in Ray's log files (not
+    forwarded here) and Ray's INFO lines are not printed (sweeps.engine.console)."""
     if ray.is_initialized():
         return
+    quiet = {} if verbose else {"log_to_driver": False, "logging_level": logging.WARNING}
     if address:
         try:
-            ray.init(address=address)
+            ray.init(address=address, **quiet)
         except (ConnectionError, RuntimeError) as e:
             raise SystemExit(f"error: cannot reach the Ray cluster at {address!r}: {e}") from None
         return
-    ray.init(address="local")
+    ray.init(address="local", **quiet)
 
 
 def parse_args(
@@ -206,6 +211,12 @@ def parse_args(
         help="also log every trial to this tracker (repeatable; its package must be installed: "
         "docs/monitoring.md#trackers)",
     )
+    p.add_argument(
+        "--verbose",
+        action="store_true",
+        help="print Ray's and Tune's own lines too (Tune's tables, Ray's INFO logs, the trials' "
+        "output); without it they are only written to their logs",
+    )
     args = p.parse_args(argv)
     if "://" not in args.storage:  # cells run in a worker whose working directory differs
         args.storage = os.path.abspath(os.path.expanduser(args.storage))
@@ -323,7 +334,9 @@ def run(settings: Settings, paper: str, chosen: list[Cell], budget: Budget, old:
     stop_on_sigterm()  # from here on (ray.init sets its own, a sys.exit, until the next one)
     # Tune warns on every forced experiment snapshot (num_to_keep checkpoints); it is expected.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    connect(address)
+    started = time.monotonic()
+    console.quiet(settings.verbose)  # Ray's, Tune's and Optuna's own lines: their logs only
+    connect(address, settings.verbose)
     hosts = {n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"]}
     if warning := storage_warning(settings.storage, hosts):
         print(warning, file=sys.stderr)
@@ -334,16 +347,18 @@ def run(settings: Settings, paper: str, chosen: list[Cell], budget: Budget, old:
     # only end the running Tuner, and the sweep would go on to the next step of the cell.
     os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
     stop_on_sigterm()
-    broken = []
-    try:
-        if settings.cells == "sequential" or len(chosen) == 1:
-            for cell in chosen:
-                run_cell(settings, cell, budget, resources, concurrent, cell in old)
-        else:
-            broken = run_concurrently(settings, chosen, budget, resources, concurrent, old)
-        # the tables' second selection rule, if any: its winners evaluated too
-        evaluate_capped_winners(settings, chosen, budget, resources, concurrent,
-                                paper_tables(paper))  # fmt: skip
+    broken, verbose = [], console.tune_verbosity(settings.verbose)
+    try:  # the progress lines, from a thread, until the cells and their winners are done
+        with console.Progress(settings.storage, chosen, settings.study_storage, concurrent):
+            if settings.cells == "sequential" or len(chosen) == 1:
+                for cell in chosen:
+                    run_cell(settings, cell, budget, resources, concurrent, cell in old,
+                             verbose=verbose)  # fmt: skip
+            else:
+                broken = run_concurrently(settings, chosen, budget, resources, concurrent, old)
+            # the tables' second selection rule, if any: its winners evaluated too
+            evaluate_capped_winners(settings, chosen, budget, resources, concurrent,
+                                    paper_tables(paper))  # fmt: skip
     except KeyboardInterrupt:
         print(
             f"interrupted: every cell's state so far is saved under {settings.storage}; the "
@@ -356,6 +371,8 @@ def run(settings: Settings, paper: str, chosen: list[Cell], budget: Budget, old:
         for table in paper_tables(paper):  # printed, and written under <storage>/tables/
             print(write_files(settings.storage, table)["md"])
         report_differences(settings.storage, chosen, settings.study_storage)
+        print("\n".join(summary_lines(settings.storage, paper, chosen, time.monotonic() - started,
+                                     sys.argv, settings.study_storage, ray_logs())))  # fmt: skip
     except (OSError, store.StorageError) as e:  # e.g. a storage that stopped being writable
         print(f"error: cannot read the results back from {settings.storage}: {e}", file=sys.stderr)
         return 1
@@ -371,30 +388,6 @@ def stop_on_sigterm() -> None:
     does: every cell's state saved, one line, exit 130, and --resume continues it."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _interrupt)
-
-
-def report_failures(storage: str, cells: list[Cell]) -> list[str]:
-    """Print and return the cells that ended with no completed trial, with why their trials
-    failed: such a sweep has nothing to put in the table, and exits non-zero."""
-    failed = []
-    for cell in cells:
-        rows = store.load(storage, "trials", sweep=cell.name)
-        if not rows.empty and (rows["status"] == "completed").any():
-            continue
-        counts = rows["status"].value_counts().to_dict() if not rows.empty else {}
-        errored = rows[rows["status"] == "errored"] if not rows.empty else rows
-        reasons = errored["reason"].value_counts().head(3) if not errored.empty else {}
-        why = "; ".join(f"{r} (x{n})" for r, n in dict(reasons).items())
-        summary = ", ".join(f"{n} {s}" for s, n in counts.items()) or "no trial ran"
-        print(f"error: cell {cell.name} has no completed trial: {summary}. {why}", file=sys.stderr)
-        failed.append(cell.name)
-    return failed
-
-
-def report_differences(storage: str, cells: list[Cell], study_url: str | None) -> None:
-    for cell in cells:
-        for d in check.differences(check.read_sweep(storage, cell.name, study_url)):
-            print(f"warning: {d.line()}", file=sys.stderr)
 
 
 def print_status(settings: Settings, chosen: list[Cell], budget: Budget) -> int:

@@ -39,12 +39,12 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from sweeps.cells import Budget, Cell
 from sweeps.engine import node_data
 from sweeps.engine.cell import run_cell
+from sweeps.engine.console import quiet
 from sweeps.engine.settings import Settings
 from sweeps.engine.slots import NAMESPACE, Slots, slots_name
-from sweeps.engine.status import progress
 from sweeps.engine.tuner import experiment_path
 
-PROGRESS_EVERY_S = 60.0
+NEW_NODES_EVERY_S = 60.0  # the progress lines: sweeps.engine.console
 CELLS_PER_PROCESS = 32
 """Cells whose Tune loops share one controller process. 9 cells' loops used about 12% of a
 core here (benchmarks/utilisation.py); a Python process runs one thread at a time, so a large
@@ -60,6 +60,7 @@ class CellControllers:
 
     def run(self, settings: Settings, cell: Cell, budget: Budget, resources: dict,
             concurrent: int, old: bool, slots: str, rank: int) -> None:  # fmt: skip
+        quiet(settings.verbose)  # this process's Tuners and loggers (a caller's Ray forwards them)
         run_cell(settings, cell, budget, resources, concurrent, old, slots=slots, rank=rank,
                  verbose=0)  # fmt: skip
 
@@ -109,8 +110,7 @@ def run_concurrently(
                     why = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
                     print(f"error: cell {cell.name} failed: {why}", file=sys.stderr)
                     failed.append(cell.name)
-            if pending and time.monotonic() - shown > PROGRESS_EVERY_S:
-                print(progress_line(settings, cells, ray.get(slots.in_use.remote())))
+            if pending and time.monotonic() - shown > NEW_NODES_EVERY_S:
                 node_data.start()  # nodes an autoscaler added since
                 shown = time.monotonic()
     finally:  # done, failed or Ctrl-C: their trials end with the controllers (a killed driver)
@@ -119,16 +119,3 @@ def run_concurrently(
         ray.kill(slots)  # a later sweep on this storage in this process starts a fresh one
     return failed
 
-
-def progress_line(settings: Settings, cells: list[Cell], in_use: int) -> str:
-    try:
-        p = progress(settings.storage, cells, settings.study_storage)
-    except Exception as e:  # noqa: BLE001 - a progress line is never worth the sweep
-        return f"   (progress unavailable: {e})"
-    done = int((p["state"] == "done").sum())
-    ended = int(p[["completed", "pruned", "errored"]].to_numpy().sum())
-    return (
-        f"   {time.strftime('%H:%M:%S')} cells done {done}/{len(cells)}; trials ended {ended} "
-        f"(completed {int(p['completed'].sum())}, pruned {int(p['pruned'].sum())}, errored "
-        f"{int(p['errored'].sum())}); {in_use} running"
-    )

@@ -41,10 +41,11 @@ class Settings:
     sampler: str  # "tpe" or "grid"
     resume: bool
     status: bool
+    verbose: bool  # Ray's and Tune's own lines as they print them (sweeps.engine.console.quiet)
+    log_to: tuple[str, ...]  # trackers fed each trial besides the storage (sweeps.engine.trackers)
     # each --set item parsed (training.config.parse_override), in order: ("train/lr", 0.001);
     # not hashed (a value may be a JSON list): ``set`` says the same
     overrides: tuple[tuple[str, Any], ...] = field(hash=False)
-    log_to: tuple[str, ...] = ()  # --log-to: trackers fed each trial (sweeps.engine.trackers)
 
     @property
     def fixed(self) -> dict[str, Any]:

@@ -138,6 +138,7 @@ def evaluate_winner(
         new.append(row)
     drawn = next((out[1] for (_, _, d), out in zip(jobs, outs, strict=True) if d), None)
     if draw and (path := write_samples(storage, cell, w["trial_id"], drawn)):
-        print(f"   [{cell.name}] sample grids: {path}")
+        # under the storage: the summary names the storage; its full path would make a long line
+        print(f"   [{cell.name}] sample grids: {store.relative(storage, path)} under --storage")
         crash_point("samples")
     return new

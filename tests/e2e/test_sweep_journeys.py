@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 import shutil
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import optuna
@@ -18,6 +22,7 @@ from results import check, records, store
 from sweeps.cells import Budget
 from sweeps.engine import cli
 from sweeps.engine.tuner import optuna_storage
+from tests.conftest import make_mnist_like
 from tests.replays import assert_replays
 from tests.unit.test_sweep import CELL, TINY  # the unit half's cell and budget
 from training.config import Config
@@ -25,6 +30,7 @@ from training.data import load_data
 from training.trainer import build_model, fit
 
 pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[2]
 
 
 def run(storage, budget, monkeypatch, space=None, extra=()):
@@ -252,3 +258,48 @@ def test_another_drivers_embedded_ray_is_never_joined(ray_local):
 
     assert ray.is_initialized() and find_gcs_addresses()  # a live embedded instance
     assert cli.running_cluster() is None  # not a `ray start` cluster: never attached to
+
+
+CONSOLE_DRIVER = """
+import sys
+from sweeps import vlae
+from sweeps.cells import Budget
+from sweeps.engine import cli
+budget = Budget(trials=2, max_epochs=2, grace_epochs=1, reduction_factor=2, patience=2,
+                eval_k=5, eval_seeds=1, fixed={"model/hidden_dim": 16})
+sys.exit(cli.main("vlae", [vlae.CELLS[0]], {"smoke": budget}, {}))
+"""
+RAY_WARNING = re.compile(r"^\d{4}-\d\d-\d\d [\d:,]+\s+(WARNING|ERROR) ")
+"""A warning Ray itself logs (e.g. its token authentication on start): shown, not ours."""
+
+
+def test_a_sweeps_console_is_its_own_lines_and_ends_on_a_summary(tmp_path):
+    """The driver a person runs, as a subprocess: none of Ray's and Tune's chatter (Tune's boxes,
+    the trials' forwarded "Checkpoint successfully created" lines, colour codes), progress lines
+    from the storage ($VAE_PROGRESS_SECONDS), and the summary after the table. Its lines:
+    sweeps.engine.console (tests/unit/test_console.py)."""
+    data = make_mnist_like(tmp_path / "data", "torchvision")
+    ray_tmp = tempfile.mkdtemp(prefix="rq", dir="/tmp")  # short: unix socket paths are limited
+    env = {**os.environ, "VAE_DATA_ROOT": str(data), "VAE_CACHE": str(tmp_path / "cache"),
+           "RAY_TMPDIR": ray_tmp, "PYTHONPATH": str(REPO), "VAE_PROGRESS_SECONDS": "1"}  # fmt: skip
+    env.pop("RAY_ADDRESS", None)
+    (tmp_path / "driver.py").write_text(CONSOLE_DRIVER)
+    storage = tmp_path / "sweep"
+    cmd = [sys.executable, str(tmp_path / "driver.py"), "--storage", str(storage)]
+    try:
+        run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600,
+                             start_new_session=True)  # fmt: skip
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    out = run.stdout + run.stderr
+    assert run.returncode == 0, out[-3000:]
+    for chatter in ("Checkpoint successfully created", "Configuration for experiment",
+                    "To visualize your results with TensorBoard", "\x1b["):  # fmt: skip
+        assert chatter not in out, out[-3000:]
+    table = set((storage / "tables" / "vlae.md").read_text().splitlines())  # the tables' own
+    ours = [line for line in out.splitlines() if line not in table and not RAY_WARNING.match(line)]
+    assert [line for line in ours if len(line) > 150] == []
+    assert re.search(r"^-- \d\d:\d\d:\d\d \S+ elapsed; cells: ", run.stdout, re.M), out[-3000:]
+    summary = run.stdout[run.stdout.index("== sweep ended in ") :].splitlines()
+    assert "2 search trials (" in summary[0] and "CPU core-hours" in summary[1]
+    assert summary[-1] == f"         python -m results table vlae --storage {storage}"

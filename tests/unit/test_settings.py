@@ -51,10 +51,14 @@ def test_sequences_are_tuples_and_the_flags_are_filled_as_before():
     assert settings("--storage", "s3://bucket/sweep").storage == "s3://bucket/sweep"
     assert settings("--datasets", "mnist", "fashion_mnist").datasets == ("mnist", "fashion_mnist")
     assert settings().families is None
+    assert settings("--verbose").verbose and not settings().verbose  # Ray's and Tune's lines
+    assert settings("--log-to", "mlflow", "--log-to", "wandb").log_to == ("mlflow", "wandb")
+    assert settings().log_to == ()
     assert {f.name for f in dataclasses.fields(Settings)} - {"overrides"} == {
         "budget", "protocol", "storage", "datasets", "families", "address", "cpus_per_trial",
         "gpus_per_trial", "set", "max_concurrent", "cells", "trials", "add_trials",
-        "study_storage", "seed", "winner_seeds", "sampler", "resume", "status",
+        "study_storage", "seed", "winner_seeds", "sampler", "resume", "status", "verbose",
+        "log_to",
     }  # fmt: skip
     hash(s)
     listed = settings("--set", "model/sizes=[1, 2]")  # a JSON list: hashed by its --set text

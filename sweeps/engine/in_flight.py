@@ -40,6 +40,7 @@ from sweeps.cells import Budget, Cell
 from sweeps.engine import node_data
 from sweeps.engine.cell import run_cell
 from sweeps.engine.console import quiet
+from sweeps.engine.relay import Relay
 from sweeps.engine.settings import Settings
 from sweeps.engine.slots import NAMESPACE, Slots, slots_name
 from sweeps.engine.tuner import experiment_path
@@ -55,8 +56,9 @@ sweep gets several processes (the VLAE paper's 98 cells: 4), not one per cell.""
 class CellControllers:
     """The sweep's cells, each run (sweeps.engine.cell.run_cell) in a thread of this one actor."""
 
-    def __init__(self):
+    def __init__(self, relay: Relay):
         os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+        relay.capture()  # what the cells print reaches the driver's console (sweeps.engine.relay)
 
     def run(self, settings: Settings, cell: Cell, budget: Budget, resources: dict,
             concurrent: int, old: bool, slots: str, rank: int) -> None:  # fmt: skip
@@ -83,8 +85,9 @@ def run_concurrently(
     ).remote(concurrent, [experiment_path(settings.storage, c) for c in cells])
     # CELLS_PER_PROCESS cells to a process: their Tune loops share one interpreter's lock.
     groups = [cells[i : i + CELLS_PER_PROCESS] for i in range(0, len(cells), CELLS_PER_PROCESS)]
+    relay = Relay()
     controllers = [
-        CellControllers.options(max_concurrency=len(g), scheduling_strategy=here).remote()
+        CellControllers.options(max_concurrency=len(g), scheduling_strategy=here).remote(relay)
         for g in groups
     ]
     tasks = {
@@ -97,7 +100,8 @@ def run_concurrently(
     failed, pending, shown = [], list(tasks), time.monotonic()
     try:
         while pending:
-            done, pending = ray.wait(pending, num_returns=1, timeout=5.0)
+            done, pending = ray.wait(pending, num_returns=1, timeout=2.0)
+            relay.show()
             for ref in done:
                 cell = tasks[ref]
                 slots.forget.remote(experiment_path(settings.storage, cell))
@@ -117,5 +121,6 @@ def run_concurrently(
         for actor in controllers:
             ray.kill(actor)
         ray.kill(slots)  # a later sweep on this storage in this process starts a fresh one
+        relay.close()
     return failed
 

@@ -19,6 +19,7 @@ import torch
 
 import search_spaces
 from results import check, records, store
+from sweeps import vlae
 from sweeps.cells import Budget
 from sweeps.engine import cli
 from sweeps.engine.tuner import optuna_storage
@@ -267,8 +268,9 @@ from sweeps.cells import Budget
 from sweeps.engine import cli
 budget = Budget(trials=2, max_epochs=2, grace_epochs=1, reduction_factor=2, patience=2,
                 eval_k=5, eval_seeds=1, fixed={"model/hidden_dim": 16})
-sys.exit(cli.main("vlae", [vlae.CELLS[0]], {"smoke": budget}, {}))
+sys.exit(cli.main("vlae", [vlae.CELLS[0], vlae.CELLS[3]], {"smoke": budget}, {}))
 """
+"""Two cells: in flight together, in the CellControllers actor (sweeps.engine.in_flight)."""
 RAY_WARNING = re.compile(r"^\d{4}-\d\d-\d\d [\d:,]+\s+(WARNING|ERROR) ")
 """A warning Ray itself logs (e.g. its token authentication on start): shown, not ours."""
 
@@ -301,5 +303,8 @@ def test_a_sweeps_console_is_its_own_lines_and_ends_on_a_summary(tmp_path):
     assert [line for line in ours if len(line) > 150] == []
     assert re.search(r"^-- \d\d:\d\d:\d\d \S+ elapsed; cells: ", run.stdout, re.M), out[-3000:]
     summary = run.stdout[run.stdout.index("== sweep ended in ") :].splitlines()
-    assert "2 search trials (" in summary[0] and "CPU core-hours" in summary[1]
+    assert "4 search trials (" in summary[0] and "CPU core-hours" in summary[1]
+    for cell in (vlae.CELLS[0], vlae.CELLS[3]):  # what the cells printed in their actor, relayed
+        assert re.search(rf"^== {cell.name}: 2 trials \(new", run.stdout, re.M), out[-3000:]
+        assert f"   [{cell.name}] test log-likelihood of trial " in run.stdout, out[-3000:]
     assert summary[-1] == f"         python -m results table vlae --storage {storage}"

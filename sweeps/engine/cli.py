@@ -151,7 +151,7 @@ def parse_args(
         action="store_true",
         help="print the sweep's progress from --storage and exit (Ray not needed)",
     )
-    estimate.add_arguments(p)  # --dry-run, --yes, --gpus, --max-gpu-hours
+    estimate.add_arguments(p)  # --dry-run, --yes, --gpus
     args = p.parse_args(argv)
     estimate.read_flags(args)
     if "://" not in args.storage:  # cells run in a worker whose working directory differs

@@ -53,26 +53,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gpus", type=int, default=None, metavar="N",
                    help="estimate for a machine or cluster of N GPUs (default: the attached "
                    "cluster's, else this machine's)")  # fmt: skip
-    p.add_argument("--max-gpu-hours", default=None, metavar="H",
-                   help="start no more trials once the GPU-hours spent and committed (the running "
-                   "trials' expected rest) would pass H; --resume with a larger H goes on "
-                   "(default: no cap)")  # fmt: skip
 
 
 def read_flags(args: argparse.Namespace) -> None:
-    """--max-gpu-hours made a number, --gpus checked; a bad value: Refusal (one error line)."""
+    """The cost flags checked; a bad value: Refusal (one error line)."""
     if args.gpus is not None and args.gpus < 1:
         raise Refusal(f"--gpus must be at least 1, got {args.gpus}")
-    if args.max_gpu_hours is None:
-        return
-    try:
-        hours = float(args.max_gpu_hours)
-    except ValueError:
-        hours = math.nan
-    if not hours > 0 or math.isinf(hours):
-        raise Refusal(f"--max-gpu-hours must be a number of hours > 0, e.g. 500; "
-                      f"got {args.max_gpu_hours!r}")  # fmt: skip
-    args.max_gpu_hours = hours
 
 
 @dataclass(frozen=True)

@@ -96,7 +96,7 @@ def test_help_shows_the_defaults_and_imports_neither_torch_nor_ray():
     out = script("--help", check_modules=True)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "(default: smoke)" in " ".join(out.stdout.split())
-    assert "--dry-run" in out.stdout and "--max-gpu-hours" in out.stdout
+    assert "--dry-run" in out.stdout and "--yes" in out.stdout
     modules = imported(out.stderr)
     assert "sweeps.engine.cli" in modules and not {"torch", "ray"} & modules
 
@@ -155,3 +155,39 @@ def test_the_cost_module_needs_no_budget_beyond_the_dataclass():
                     eval_k=10, eval_seeds=1)  # fmt: skip
     c = cost.cell_cost(Cell("vlae", "vae", "fashion_mnist", "gaussian"), budget)
     assert c.trials == (3, 2, 1, 1) and c.retrainings == () and len(c.evaluations) == 1
+
+
+def vlae_settings(*argv: str):
+    from sweeps.engine import cli
+
+    s = cli.parse_args(["--budget", "paper", "--gpus", "1", *argv], "vlae", vlae.CELLS,
+                       vlae.BUDGETS, vlae.DEFAULT_DATASETS, vlae.PROTOCOLS)  # fmt: skip
+    from sweeps.engine.cli import choose
+
+    budget, chosen, _ = choose(s, vlae.CELLS, vlae.BUDGETS, vlae.PROTOCOLS)
+    return s, chosen, budget
+
+
+class Terminal:
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_large_sweep_asks_at_a_terminal_and_says_its_estimate_elsewhere(monkeypatch, capsys):
+    from sweeps.engine import estimate
+
+    big = vlae_settings("--datasets", "mnist")
+    assert estimate.estimate(*big).large
+    assert estimate.confirmed(*big)  # pytest's stdin is no terminal: it goes on, saying so
+    err = capsys.readouterr().err.strip().splitlines()
+    cells = sum(c.dataset == "mnist" for c in vlae.CELLS)
+    assert len(err) == 1 and err[0].startswith(f"estimate: total: {cells} cells")
+    assert estimate.confirmed(*vlae_settings("--datasets", "mnist", "--yes"))
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(sys, "stdin", Terminal())
+    for answer, goes_on in (("n", False), ("", False), ("y", True), ("yes", True)):
+        monkeypatch.setattr("builtins.input", lambda prompt, said=answer: said)
+        assert estimate.confirmed(*big) is goes_on
+    small = vlae_settings("--datasets", "mnist", "--families", "vae", "--trials", "1",
+                          "--winner-seeds", "1")  # fmt: skip
+    assert not estimate.estimate(*small).large and estimate.confirmed(*small)

@@ -41,8 +41,6 @@ TINY = Budget(trials=2, max_epochs=2, grace_epochs=1, reduction_factor=2, patien
         (["--families", "nope"], "no cell matches"),
         (["--sampler", "grid"], "has no authors' grid"),
         (["--status"], "no sweep under"),
-        (["--max-gpu-hours", "-1"], "--max-gpu-hours must be a number of hours > 0"),
-        (["--max-gpu-hours", "abc"], "--max-gpu-hours must be a number of hours > 0"),
         (["--gpus", "0", "--dry-run"], "--gpus must be at least 1"),
     ],
 )

@@ -6,6 +6,7 @@ both compute with it. The model, so that its figures can be checked by hand:
   ASHA      rungs at grace·rf^i below max_epochs; of N trials, round(N / rf^(i+1)) (at least
             one) go on past rung i, the others stop at it; the best runs max_epochs (patience
             never stops it early: an upper bound).
+            A cell's own train/max_epochs replaces the budget's; --sampler grid: no pruning.
   seeds     the winner trained winner_seeds - 1 more times from scratch after the search
             (sweeps.engine.seeds), max_epochs each (an upper bound).
   eval      each of the winner_seeds trained models evaluated with eval_seeds importance-sampling
@@ -79,15 +80,20 @@ class CellCost:
         return self.training_epochs + sum(self.evaluations)
 
 
-def cell_cost(cell: Cell, budget: Budget) -> CellCost:
-    """The work of ``cell`` under ``budget`` (module docstring)."""
-    trials = asha_epochs(budget.trials, budget.grace_epochs, budget.reduction_factor,
-                         budget.max_epochs)  # fmt: skip
-    fixed = {**budget.fixed, **cell.fixed}
-    one = IMAGES[cell.dataset][1] * budget.eval_k / (3 * epoch_images(cell.dataset, fixed))
+def cell_cost(cell: Cell, budget: Budget, trials: int | None = None,
+              pruned: bool = True) -> CellCost:  # fmt: skip
+    """The work of ``cell`` under ``budget`` (module docstring): ``trials`` instead of the
+    budget's, and without ASHA when not ``pruned`` (--sampler grid). The cell's own
+    train/max_epochs, where it sets one, is ASHA's top rung, as in sweeps.engine.tuner."""
+    config = cell.base_config(budget)
+    top = config["train/max_epochs"]
+    n = trials or budget.trials
+    epochs = (asha_epochs(n, min(budget.grace_epochs, top), budget.reduction_factor, top)
+              if pruned else [top] * n)  # fmt: skip
+    one = IMAGES[cell.dataset][1] * budget.eval_k / (3 * epoch_images(cell.dataset, config))
     return CellCost(
-        tuple(trials),
-        (budget.max_epochs,) * (budget.winner_seeds - 1),
+        tuple(epochs),
+        (top,) * (budget.winner_seeds - 1),
         (one,) * (budget.winner_seeds * budget.eval_seeds),
     )
 

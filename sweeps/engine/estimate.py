@@ -29,7 +29,7 @@ from results import store
 from sweeps.cells import Budget, Cell
 from sweeps.engine import cost
 from sweeps.engine.nodes import cluster_address, connect, local_shape, ray_attached, requested
-from sweeps.engine.preflight import Refusal
+from sweeps.engine.preflight import Refusal, grid_trials
 from sweeps.engine.settings import Settings
 
 LARGE_HOURS = 24.0
@@ -130,17 +130,23 @@ def estimate(settings: Settings, chosen: list[Cell], budget: Budget) -> Estimate
     assumed = seconds / ref_images * (1 if gpu else threads / max(1.0, trial["cpu"]))
     unit = "GPU-h" if gpu else "core-h"
     share = trial["gpu"] if gpu else trial["cpu"]
-    lines, jobs, work, epochs = [], [], 0.0, 0.0
+    lines, jobs, work, epochs, trials = [], [], 0.0, 0.0, 0
     for rank, cell in enumerate(chosen):
-        c = cost.cell_cost(cell, budget)
+        grid = settings.sampler == "grid"  # each configuration once, unpruned (as cell.run_cell)
+        n = budget.trials
+        if grid and not (settings.trials or settings.add_trials):
+            n = grid_trials(cell, budget)
+        c = cost.cell_cost(cell, budget, n, pruned=not grid)
+        trials += n
         epochs += c.epochs
         per_image = measured[cell.family][0] if cell.family in measured else assumed
-        epoch = per_image * cost.epoch_images(cell.dataset, {**budget.fixed, **cell.fixed})
+        epoch = per_image * cost.epoch_images(cell.dataset, cell.base_config(budget))
         jobs.append(cost.cell_jobs(rank, c, epoch))
         hours = c.epochs * epoch * share / 3600
         work += hours
-        lines.append(f"{cell.name}: {budget.trials} trials, {sum(c.trials):,} epochs under ASHA "
-                     f"(at most {budget.trials * budget.max_epochs:,}) + {sum(c.retrainings):,} "
+        how = "no pruning" if grid else "under ASHA"
+        lines.append(f"{cell.name}: {n} trials, {sum(c.trials):,} epochs {how} "
+                     f"(at most {n * max(c.trials):,}) + {sum(c.retrainings):,} "
                      f"re-training the winner, {len(c.evaluations)} evaluations "
                      f"({sum(c.evaluations):,.0f} epochs); {epoch:,.1f} s/epoch; "
                      f"{hours:,.1f} {unit}")  # fmt: skip
@@ -161,7 +167,7 @@ def estimate(settings: Settings, chosen: list[Cell], budget: Budget) -> Estimate
         )
     wall = cost.schedule(jobs, slots, together=settings.cells == "concurrent")[0] / 3600
     gpu_hours = work if gpu else 0.0
-    total = (f"total: {len(chosen)} cells, {len(chosen) * budget.trials:,} trials, "
+    total = (f"total: {len(chosen)} cells, {trials:,} trials, "
              f"{epochs:,.0f} epochs: about "
              f"{work:,.0f} {unit}, {wall:,.1f} h of wall time on {where.where} "
              f"({slots} trial{'s' * (slots > 1)} at once, {trial['cpu']:g} CPUs and "

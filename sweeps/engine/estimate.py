@@ -71,7 +71,8 @@ class Machine:
 def machine(settings: Settings) -> Machine:
     """Where the sweep would run (module docstring); connects to an existing cluster only."""
     if settings.gpus:
-        return Machine(settings.gpus, math.inf, f"{settings.gpus} GPUs (--gpus)")
+        gpus = f"{settings.gpus} GPU{'s' * (settings.gpus > 1)}"
+        return Machine(settings.gpus, math.inf, f"{gpus} (--gpus)")
     if not ray_attached():
         address = cluster_address(settings.address or os.environ.get("RAY_ADDRESS"))
         if address is None:

@@ -186,7 +186,7 @@ def run_sweep(args, search: str, storage: str, log: Path) -> float:
     """One search as a sweep in a fresh process; its output to ``log``; returns its seconds.
 
     Without --address the sweep starts an embedded Ray instance of its own
-    (sweeps.engine.cli.connect: it joins only a live `ray start` cluster); other Ray instances on
+    (sweeps.engine.nodes.connect: it joins only a live `ray start` cluster); other Ray instances on
     this machine still share its cores, so they are named, and the load average is printed before
     and after.
     """

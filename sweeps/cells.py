@@ -9,8 +9,6 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from training.config import config_keys
-
 PROJECT = "project"
 """The project's protocol: a seeded validation split, selection never on test, the papers'
 intended algorithms (the deviations sections of docs/specs/)."""
@@ -118,6 +116,8 @@ class Protocol:
     extra: Callable[[Cell], dict] | None = None
 
     def keys_for(self, cell: Cell) -> dict:
+        from training.config import config_keys  # torch: not imported by a script's --help
+
         own = config_keys(cell.family)
         keys = {k: v for k, v in self.keys.items() if k in own}
         return {**keys, **(self.extra(cell) if self.extra else {})}

@@ -5,7 +5,8 @@
     settings        what the command line asked for, parsed once: a frozen Settings (one field per
                     flag, the --set items parsed) that every step reads
     preflight       the checks made before Ray starts: counts, configs, models, storage, resources
-    nodes           what the cluster's nodes offer a trial; node_data: each dataset read once per
+    nodes           the cluster (an address, a `ray start` here, or embedded), the connection to
+                    it and what its nodes offer a trial; node_data: each dataset read once per
                     node
     in_flight       the cells in flight together: one CellControllers actor, a thread per cell
     slots           the sweep's shared trial cap (a Slots actor); shared_slots: a cell's searcher
@@ -20,6 +21,9 @@
     seeds           a winner trained again with other training seeds
     winners         a winner's evaluation on the test set and its sample grids
     status          a sweep's progress read from its storage (--status)
+    cost            what a budget costs in epochs (ASHA, re-trainings, evaluations) and a list
+                    schedule of it; estimate: --dry-run's estimate in hours, and the question
+                    before a large sweep
     console         what the driver prints while cells run (progress lines from the storage) and
                     Ray's and Tune's own lines kept to their logs unless --verbose
     summary         the lines a sweep ends on: failures, differences, time, cost, where things are

@@ -12,86 +12,34 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import logging
 import os
 import signal
 import sys
 import threading
 import time
 
-import ray
-from ray._private.services import find_gcs_addresses  # no public API for "is one running"
-from ray._private.utils import read_ray_address  # the address file `ray start` writes
-
 from results import lease, store
 from results.papers import paper_tables
 from results.tables import write_files
 from sweeps.cells import PROJECT, Budget, Cell, Protocol
-from sweeps.engine import console, node_data, preflight, trackers
-from sweeps.engine.cell import evaluate_capped_winners, run_cell
-from sweeps.engine.in_flight import run_concurrently
+from sweeps.engine import console, estimate, preflight, trackers
 from sweeps.engine.nodes import (
     check_cluster_resources,
+    cluster_address,
+    connect,
     fitting_trials,
     local_shape,
+    ray_attached,
     requested,
     storage_warning,
-    unreachable,
 )
-from sweeps.engine.settings import Settings
-from sweeps.engine.status import progress
+from sweeps.engine.settings import DefaultsFormatter, Settings
+from sweeps.engine.status import print_status
 from sweeps.engine.summary import ray_logs, report_differences, report_failures, summary_lines
-from training.config import ConfigError
-from training.data import DatasetError
+from training.errors import ConfigError
 
-
-def running_cluster() -> str | None:
-    """The address of a live `ray start` cluster on this machine, else None.
-
-    Only `ray start` (and ray.cluster_utils.Cluster) write Ray's `ray_current_cluster` file; the
-    embedded instance of another sweep (or a test) running here does not, and is never joined:
-    it shuts down when its own driver ends, taking this sweep's cells with it. A file left by a
-    dead `ray start` names no live GCS process, so it is ignored too.
-    """
-    address = read_ray_address()
-    return address if address and address in find_gcs_addresses() else None
-
-
-def cluster_address(given: str | None) -> str | None:
-    """The Ray cluster this sweep attaches to: ``given`` (--address or $RAY_ADDRESS; "auto" is
-    the one running here), else a live `ray start` on this machine; None: an embedded instance
-    of its own. An address that answers nothing is refused at once (ray.init would wait minutes).
-    """
-    if given in (None, "", "auto"):
-        found = running_cluster()
-        if given == "auto" and found is None:
-            raise preflight.Refusal(
-                "RAY_ADDRESS=auto, but no Ray cluster runs on this machine: start one (`ray "
-                "start --head`), give its address, or unset RAY_ADDRESS to run on an embedded one"
-            )
-        return found
-    if why := unreachable(given):
-        raise preflight.Refusal(
-            f"no Ray cluster answers at {given} ({why}): give the address the head's `ray start` "
-            "printed (host:6379), or drop --address / unset RAY_ADDRESS to run on this machine"
-        )
-    return given
-
-
-def connect(address: str | None, verbose: bool = False) -> None:
-    """Attach to the cluster at ``address`` (see cluster_address); None: start a fresh local
-    instance of our own. Unless ``verbose``, the workers' output stays in Ray's log files (not
-    forwarded here) and Ray's INFO lines are not printed (sweeps.engine.console)."""
-    if ray.is_initialized():
-        return
-    quiet = {} if verbose else {"log_to_driver": False, "logging_level": logging.WARNING}
-    if address:
-        try:
-            ray.init(address=address, **quiet)
-        except (ConnectionError, RuntimeError) as e:
-            raise SystemExit(f"error: cannot reach the Ray cluster at {address!r}: {e}") from None
-        return
-    ray.init(address="local", **quiet)
+# Ray and torch (training.data, the engine's cells) are imported where a sweep starts (start, run):
+# --help, --status and --dry-run never import them, so they answer in about a second.
 
 
 def parse_args(
@@ -104,10 +52,10 @@ def parse_args(
 ) -> Settings:
     """The sweep's flags, parsed once (sweeps.engine.settings); a bad --set item: ConfigError."""
     datasets = sorted({c.dataset for c in cells})
-    p = argparse.ArgumentParser(
-        prog=f"sweeps/{paper}.py", description=f"The {paper} paper's sweep."
-    )
-    p.add_argument("--budget", choices=sorted(budgets), default="smoke")
+    p = argparse.ArgumentParser(prog=f"sweeps/{paper}.py", formatter_class=DefaultsFormatter,
+                                description=f"The {paper} paper's sweep.")  # fmt: skip
+    p.add_argument("--budget", choices=sorted(budgets), default="smoke",
+                   help="how much search: trials, epochs, ASHA's rungs (--dry-run: its cost)")
     p.add_argument(
         "--protocol",
         choices=[PROJECT, *(protocols or {})],
@@ -128,9 +76,10 @@ def parse_args(
         default=None,
         help="cells to run, by dataset (default: per budget, smoke runs fashion_mnist)",
     )
-    p.add_argument("--families", nargs="+", default=None, help="cells to run, by family")
+    p.add_argument("--families", nargs="+", default=None,
+                   help="cells to run, by family (default: every family)")  # fmt: skip
     p.add_argument("--address", default=None, help="Ray cluster address (default: auto-detect)")
-    p.add_argument("--cpus-per-trial", type=float, default=1.0)
+    p.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per trial")
     p.add_argument(
         "--gpus-per-trial",
         type=float,
@@ -160,7 +109,8 @@ def parse_args(
         "evaluated as soon as its cell ends (default); sequential: one cell after another, "
         "as before (sweeps.engine.in_flight)",
     )
-    p.add_argument("--trials", type=int, default=None, help="override the budget's trial count")
+    p.add_argument("--trials", type=int, default=None,
+                   help="trials per cell (default: the budget's)")  # fmt: skip
     p.add_argument(
         "--add-trials",
         type=int,
@@ -203,6 +153,7 @@ def parse_args(
         action="store_true",
         help="print the sweep's progress from --storage and exit (Ray not needed)",
     )
+    estimate.add_arguments(p)  # --dry-run, --yes, --gpus
     p.add_argument(
         "--log-to",
         action="append",
@@ -218,20 +169,21 @@ def parse_args(
         "output); without it they are only written to their logs",
     )
     args = p.parse_args(argv)
+    estimate.read_flags(args)
     if "://" not in args.storage:  # cells run in a worker whose working directory differs
         args.storage = os.path.abspath(os.path.expanduser(args.storage))
     args.datasets = args.datasets or default_datasets.get(args.budget, datasets)
     return Settings.from_args(args)
 
 
-def plan(
+def choose(
     settings: Settings,
     cells: list[Cell],
     budgets: dict[str, Budget],
     protocols: dict[str, Protocol] | None = None,
 ) -> tuple[Budget, list[Cell], dict]:
     """The budget (with --set and --trials), the chosen cells under --protocol and the --set
-    keys; every check that needs neither Ray nor the storage. Raises Refusal or ConfigError."""
+    keys, with the checks of the flags alone (--status reads no more). Raises Refusal."""
     preflight.check_counts(settings)
     fixed = settings.fixed
     budget = budgets[settings.budget]
@@ -254,9 +206,21 @@ def plan(
         )
     if settings.protocol != PROJECT:
         chosen = [protocols[settings.protocol].apply(settings.protocol, c) for c in chosen]
+    return budget, chosen, fixed
+
+
+def plan(
+    settings: Settings,
+    cells: list[Cell],
+    budgets: dict[str, Budget],
+    protocols: dict[str, Protocol] | None = None,
+) -> tuple[Budget, list[Cell], dict]:
+    """choose's budget, cells and --set keys, with every check that needs neither Ray nor the
+    storage (the configs build their models: torch). Raises Refusal or ConfigError."""
+    budget, chosen, fixed = choose(settings, cells, budgets, protocols)
     preflight.check_overrides(chosen, fixed)
     # no cluster named: trials run here (embedded, or a `ray start` here), in this machine's memory
-    here = not (ray.is_initialized() or settings.address or os.environ.get("RAY_ADDRESS"))
+    here = not (ray_attached() or settings.address or os.environ.get("RAY_ADDRESS"))
     preflight.check_configs(chosen, budget, settings.sampler, machine=here)
     return budget, chosen, fixed
 
@@ -303,25 +267,51 @@ def main(
 ) -> int:
     try:
         settings = parse_args(argv, paper, cells, budgets, default_datasets, protocols)
+        if settings.status:  # read-only, and light: no torch, no Ray (sweeps.engine.status)
+            budget, chosen, _ = choose(settings, cells, budgets, protocols)
+            return print_status(settings, chosen, budget)
+        if settings.dry_run:  # the cost, nothing started or written (sweeps.engine.estimate);
+            budget, chosen, fixed = choose(settings, cells, budgets, protocols)
+            preflight.check_overrides(chosen, fixed)  # each config's model is built at a start
+            return estimate.dry_run(settings, chosen, budget)
         budget, chosen, _ = plan(settings, cells, budgets, protocols)
         trackers.check(settings.log_to)
-        if settings.status:
-            return print_status(settings, chosen, budget)
+    except (preflight.Refusal, ConfigError, store.StorageError) as e:
+        return refused(e)
+    return start(settings, paper, chosen, budget)
+
+
+def refused(e: Exception) -> int:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+
+
+def start(settings: Settings, paper: str, chosen: list[Cell], budget: Budget) -> int:
+    """The checks that need the cluster or the storage, the cost asked about (a large one: --yes
+    or a terminal's answer), the storage's lease, then the sweep (run)."""
+    import ray
+
+    from sweeps.engine import node_data
+    from training.data import DatasetError
+
+    try:
         attached = ray.is_initialized()  # a caller's own Ray (tests, notebooks): used as it is
         given = settings.address or os.environ.get("RAY_ADDRESS")
         address = None if attached else cluster_address(given)
         if address or attached:  # the data where trials will run, and whether a trial fits
-            connect(address)
+            connect(address, settings.verbose)
             node_data.check_on_cluster(node_data.datasets_read(chosen, budget))
             check_cluster_resources(requested(settings, ray.cluster_resources()))
         else:  # an embedded instance: this machine's files and cores, checked before Ray starts
             node_data.check_here(node_data.datasets_read(chosen, budget))
             preflight.check_resources(requested(settings, local_shape()), [local_shape()],
                                       "of this machine")  # fmt: skip
+        if not estimate.confirmed(settings, chosen, budget):
+            print("stopped before it started: nothing was written", file=sys.stderr)
+            return 1
         settings, old, held = check_storage(settings, chosen, budget)  # the first write: lease
     except (preflight.Refusal, ConfigError, DatasetError, store.StorageError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return refused(e)
     try:  # the lease is released on every way out: an end, an error, Ctrl-C, SIGTERM
         return run(settings, paper, chosen, budget, old, address)
     finally:
@@ -331,6 +321,12 @@ def main(
 def run(settings: Settings, paper: str, chosen: list[Cell], budget: Budget, old: list[Cell],
         address) -> int:  # fmt: skip
     """The checked sweep, under the storage's lease: every cell, its winners, the tables."""
+    import ray  # here, with the engine's cells: not imported by --help, --status, --dry-run
+
+    from sweeps.engine import node_data
+    from sweeps.engine.cell import evaluate_capped_winners, run_cell
+    from sweeps.engine.in_flight import run_concurrently
+
     stop_on_sigterm()  # from here on (ray.init sets its own, a sys.exit, until the next one)
     # Tune warns on every forced experiment snapshot (num_to_keep checkpoints); it is expected.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
@@ -390,9 +386,3 @@ def stop_on_sigterm() -> None:
         signal.signal(signal.SIGTERM, _interrupt)
 
 
-def print_status(settings: Settings, chosen: list[Cell], budget: Budget) -> int:
-    """The sweep's progress from --storage alone (read-only: creates nothing)."""
-    if not store.exists(settings.storage):
-        raise preflight.Refusal(f"no sweep under {settings.storage}")
-    print(progress(settings.storage, chosen, settings.study_storage).to_string(index=False))
-    return 0

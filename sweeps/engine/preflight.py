@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+from typing import TYPE_CHECKING
 
 import optuna
 
@@ -16,9 +17,10 @@ import search_spaces
 from results import damage, records, repair, store, studies
 from sweeps.cells import Budget, Cell
 from sweeps.engine.settings import Settings
-from training import memory
-from training.config import Config, ConfigError
-from training.trainer import resolve_device
+from training.errors import ConfigError
+
+if TYPE_CHECKING:  # training.config, .memory and .trainer import torch: imported where used, so
+    from training.config import Config  # that --help, --status and --dry-run start fast
 
 MACHINE_KEYS = frozenset({"data/root", "data/download", "train/device"})
 """Keys that say where a trial runs, not what it computes: they may differ on --resume."""
@@ -90,6 +92,8 @@ def check_configs(cells: list[Cell], budget: Budget, sampler: str, machine: bool
     """Every cell's config, with its search space's draws: keys, types, ranges, combinations,
     the model each builds; with ``machine`` (an embedded run: trials run here) also its memory
     estimate against this machine's device."""
+    from training.config import Config
+
     for cell in cells:
         base = cell.base_config(budget)
         if sampler == "grid":
@@ -111,6 +115,9 @@ def check_model(cell: Cell, cfg: Config, machine: bool = False) -> None:
     halved, a context larger than the image) is refused here, not in a trial. With ``machine``:
     also the training memory it needs (training.memory: parameters, optimiser state, one batch's
     activations) against this machine's device."""
+    from training import memory
+    from training.trainer import resolve_device
+
     try:
         if not machine:
             memory.check_model(cfg)

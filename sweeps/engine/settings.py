@@ -15,8 +15,6 @@ import argparse
 from dataclasses import dataclass, field
 from typing import Any
 
-from training.config import parse_override
-
 
 @dataclass(frozen=True)
 class Settings:
@@ -43,6 +41,9 @@ class Settings:
     status: bool
     verbose: bool  # Ray's and Tune's own lines as they print them (sweeps.engine.console.quiet)
     log_to: tuple[str, ...]  # trackers fed each trial besides the storage (sweeps.engine.trackers)
+    dry_run: bool  # the cost flags: sweeps.engine.estimate
+    yes: bool
+    gpus: int | None
     # each --set item parsed (training.config.parse_override), in order: ("train/lr", 0.001);
     # not hashed (a value may be a JSON list): ``set`` says the same
     overrides: tuple[tuple[str, Any], ...] = field(hash=False)
@@ -57,4 +58,27 @@ class Settings:
         """The Settings of the parsed flags: lists made tuples, each --set item parsed (a bad
         one: training.config.ConfigError, naming it)."""
         values = {k: tuple(v) if isinstance(v, list | tuple) else v for k, v in vars(args).items()}
-        return cls(**values, overrides=tuple(parse_override(item) for item in args.set))
+        return cls(**values, overrides=parsed(args.set))
+
+
+def parsed(items: list[str]) -> tuple[tuple[str, Any], ...]:
+    """Each --set item parsed (training.config.parse_override); training.config imports torch,
+    so it is imported only when there is an item (--help and --status stay light)."""
+    if not items:
+        return ()
+    from training.config import parse_override
+
+    return tuple(parse_override(item) for item in items)
+
+
+class DefaultsFormatter(argparse.HelpFormatter):
+    """--help with each flag's default, "(default: X)" after its help, unless the help says its
+    default in words or there is none to say (None, False, an empty list)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        value = action.default
+        if "default" in text or value is None or value is False or value == [] or (
+                value == argparse.SUPPRESS or not action.option_strings):  # fmt: skip
+            return text
+        return f"{text} (default: %(default)s)"

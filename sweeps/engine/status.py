@@ -9,7 +9,9 @@ import optuna
 import pandas as pd
 
 from results import records, rows, store
-from sweeps.cells import Cell
+from sweeps.cells import Budget, Cell
+from sweeps.engine.preflight import Refusal
+from sweeps.engine.settings import Settings
 
 STATUSES = ("completed", "pruned", "errored")
 
@@ -57,3 +59,11 @@ def progress(storage: str, cells: list[Cell], study_url: str | None = None) -> p
         mine = trials[trials["sweep"] == cell.name] if not trials.empty else trials
         lines.append(cell_progress(storage, cell, mine, study_url))
     return pd.DataFrame(lines)
+
+
+def print_status(settings: Settings, chosen: list[Cell], budget: Budget) -> int:
+    """The sweep's progress from --storage alone (read-only: creates nothing)."""
+    if not store.exists(settings.storage):
+        raise Refusal(f"no sweep under {settings.storage}")
+    print(progress(settings.storage, chosen, settings.study_storage).to_string(index=False))
+    return 0

@@ -21,7 +21,7 @@ import search_spaces
 from results import check, records, store
 from sweeps import vlae
 from sweeps.cells import Budget
-from sweeps.engine import cli
+from sweeps.engine import cli, nodes
 from sweeps.engine.tuner import optuna_storage
 from tests.conftest import make_mnist_like
 from tests.replays import assert_replays
@@ -258,7 +258,7 @@ def test_another_drivers_embedded_ray_is_never_joined(ray_local):
     from ray._private.services import find_gcs_addresses
 
     assert ray.is_initialized() and find_gcs_addresses()  # a live embedded instance
-    assert cli.running_cluster() is None  # not a `ray start` cluster: never attached to
+    assert nodes.running_cluster() is None  # not a `ray start` cluster: never attached to
 
 
 CONSOLE_DRIVER = """

@@ -41,6 +41,7 @@ TINY = Budget(trials=2, max_epochs=2, grace_epochs=1, reduction_factor=2, patien
         (["--families", "nope"], "no cell matches"),
         (["--sampler", "grid"], "has no authors' grid"),
         (["--status"], "no sweep under"),
+        (["--gpus", "0", "--dry-run"], "--gpus must be at least 1"),
     ],
 )
 def test_bad_sweep_input_is_one_error_line_before_ray_and_writes_nothing(

@@ -57,8 +57,8 @@ def test_sequences_are_tuples_and_the_flags_are_filled_as_before():
     assert {f.name for f in dataclasses.fields(Settings)} - {"overrides"} == {
         "budget", "protocol", "storage", "datasets", "families", "address", "cpus_per_trial",
         "gpus_per_trial", "set", "max_concurrent", "cells", "trials", "add_trials",
-        "study_storage", "seed", "winner_seeds", "sampler", "resume", "status", "verbose",
-        "log_to",
+        "study_storage", "seed", "winner_seeds", "sampler", "resume", "status", "dry_run", "yes",
+        "gpus", "verbose", "log_to",
     }  # fmt: skip
     hash(s)
     listed = settings("--set", "model/sizes=[1, 2]")  # a JSON list: hashed by its --set text

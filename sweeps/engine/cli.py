@@ -35,7 +35,13 @@ from sweeps.engine.nodes import (
 )
 from sweeps.engine.settings import DefaultsFormatter, Settings
 from sweeps.engine.status import print_status
-from sweeps.engine.summary import ray_logs, report_differences, report_failures, summary_lines
+from sweeps.engine.summary import (
+    ray_logs,
+    report_differences,
+    report_failures,
+    summary_lines,
+    watch_lines,
+)
 from training.errors import ConfigError
 
 # Ray and torch (training.data, the engine's cells) are imported where a sweep starts (start, run):
@@ -333,6 +339,7 @@ def run(settings: Settings, paper: str, chosen: list[Cell], budget: Budget, old:
     started = time.monotonic()
     console.quiet(settings.verbose)  # Ray's, Tune's and Optuna's own lines: their logs only
     connect(address, settings.verbose)
+    print("\n".join(watch_lines(settings.storage, sys.argv)))
     hosts = {n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"]}
     if warning := storage_warning(settings.storage, hosts):
         print(warning, file=sys.stderr)

@@ -33,6 +33,23 @@ def ray_logs() -> str | None:
         return None
 
 
+def watch_lines(storage: str, argv: list[str]) -> list[str]:
+    """Where to watch the sweep while it runs: the Ray dashboard at the address this session's
+    dashboard really has (8265, or the next free port when another Ray holds it), the sweep's
+    optuna-dashboard and --status."""
+    s = shlex.quote(storage)
+    where = [f"python -m results dashboard --storage {s}   (every cell's Optuna study)",
+             f"python {argv[0]} --status --storage {s}"]  # fmt: skip
+    try:
+        from ray._private.worker import get_dashboard_url  # the URL ray.init printed
+
+        if url := get_dashboard_url():
+            where.insert(0, f"the Ray dashboard at http://{url.removeprefix('http://')}")
+    except Exception:  # noqa: BLE001 - a hint, never worth an error (no dashboard, Ray Client)
+        pass
+    return [("watch: " if i == 0 else " " * 7) + w for i, w in enumerate(where)]
+
+
 def resume_command(argv: list[str]) -> str:
     """The command that ran this sweep, with --resume: ``argv`` is sys.argv."""
     args = [a for a in argv[1:] if a != "--resume"]

@@ -304,6 +304,9 @@ def test_a_sweeps_console_is_its_own_lines_and_ends_on_a_summary(tmp_path):
     assert re.search(r"^-- \d\d:\d\d:\d\d \S+ elapsed; cells: ", run.stdout, re.M), out[-3000:]
     summary = run.stdout[run.stdout.index("== sweep ended in ") :].splitlines()
     assert "4 search trials (" in summary[0] and "CPU core-hours" in summary[1]
+    watch = run.stdout[run.stdout.index("watch: ") :].splitlines()[:3]  # the dashboard it has
+    assert re.fullmatch(r"watch: the Ray dashboard at http://127\.0\.0\.1:\d+", watch[0]), watch
+    assert watch[1].strip().startswith(f"python -m results dashboard --storage {storage}")
     for cell in (vlae.CELLS[0], vlae.CELLS[3]):  # what the cells printed in their actor, relayed
         assert re.search(rf"^== {cell.name}: 2 trials \(new", run.stdout, re.M), out[-3000:]
         assert f"   [{cell.name}] test log-likelihood of trial " in run.stdout, out[-3000:]

@@ -5,27 +5,36 @@
 #   make test-fast  set up, then lint and run the unit tests (tests/unit: no Ray, sweep or server)
 # and CI's third:
 #   make cluster    rehearse the README's cluster path on this machine (cluster/rehearsal/)
-# Everything installs into a virtual environment (.venv) from pyproject.toml's pinned versions.
+# Everything installs into a virtual environment (.venv) from pyproject.toml's pinned versions, once:
+# `install` does nothing while .venv/.installed holds INSTALL_KEY (pyproject.toml's content and the
+# pip command), so a second `make sweep` prints no pip output. pip's output goes to .venv/install.log
+# and is shown (its tail) only when pip fails. `rm .venv/.installed` forces a reinstall.
 
 VENV    ?= .venv
 PY      := $(VENV)/bin/python
 INSTALL := $(PY) -m pip install -e ".[dev,dashboard,cluster,trackers]"
+INSTALL_KEY := $(shell { cat pyproject.toml; echo '$(INSTALL)'; } | sha256sum | cut -c1-16)
+STAMP   := $(VENV)/.installed
+LOG     := $(VENV)/install.log
 STORAGE ?= sweep-results
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
+# $(call quietly,WHAT,COMMANDS): one line saying WHAT, the COMMANDS' output into $(LOG); when they
+# fail, the log's last 40 lines, its path, and make stops with their exit status
+quietly = echo "$(1) (output: $(LOG))"; { $(2); } >$(LOG) 2>&1 || { status=$$?; \
+	tail -n 40 $(LOG) >&2; echo "make: $(1) failed (exit status $$status); all its output: $(LOG)" >&2; \
+	exit $$status; }
+
 .PHONY: install data chromium sweep test test-fast docs bench table clean cluster cluster-tools
 
-$(PY):
-	python3 -m venv $(VENV)
-	$(PY) -m pip install --upgrade pip setuptools wheel
+$(PY):  # a failed start is removed, so the next make starts it again
+	@mkdir -p $(VENV)
+	@$(call quietly,creating $(VENV),python3 -m venv $(VENV) && \
+		$(PY) -m pip install --upgrade pip setuptools wheel || { rm -f $(PY); false; })
 
-install: $(PY)
-	$(INSTALL)
-	@touch $(VENV)/.installed
-
-$(VENV)/.installed: pyproject.toml | $(PY)  # install once, and again after pyproject.toml changes
-	$(INSTALL)
-	@touch $@
+install: $(PY)  # nothing to do (and nothing printed) while the install is current
+	@[ "$$(cat $(STAMP) 2>/dev/null)" = "$(INSTALL_KEY)" ] || { rm -f $(STAMP); \
+		$(call quietly,installing the project into $(VENV),$(INSTALL)) && echo $(INSTALL_KEY) >$(STAMP); }
 
 data:  # the full Fashion-MNIST, the local default dataset (Debian/Ubuntu)
 	@[ -d /usr/share/datasets/fashion-mnist ] || \
@@ -45,11 +54,11 @@ test: install chromium cluster-tools  # PostgreSQL: tests/e2e/test_study_storage
 	$(PY) -m ruff check .
 	$(PY) -m pytest
 
-test-fast: $(VENV)/.installed  # tests/unit only (docs/testing.md); without Chromium one test skips
+test-fast: install  # tests/unit only (docs/testing.md); without Chromium one test skips
 	$(PY) -m ruff check .
 	$(PY) -m pytest tests/unit
 
-docs: $(VENV)/.installed  # the docs site into site/; --strict: a broken link or anchor fails
+docs: install  # the docs site into site/; --strict: a broken link or anchor fails
 	$(PY) -m mkdocs build --strict
 
 bench: install data

@@ -36,7 +36,7 @@ import tempfile
 from pathlib import Path
 
 import models
-from training import checkpoint, memory
+from training import checkpoint, memory, progress
 from training.config import Config, ConfigError, flatten, parse_override
 from training.data import DatasetError, load_data
 from training.evaluate import estimate_log_likelihood
@@ -166,19 +166,11 @@ def run(cfg: Config, data, run_dir: Path, test_k: int) -> int:
         return error(f"{e}; --restart moves it aside and starts afresh (or use another --run-dir)")
     checkpoint.record_config(run_dir, cfg.to_dict())
     ckpt_file = run_dir / checkpoint.CHECKPOINT_FILE
+    on_epoch = progress.EpochLines(cfg.train.max_epochs)  # a line on stderr per epoch, with an ETA
 
     def report(metrics: dict, ckpt_dir: Path) -> None:
-        print(
-            json.dumps(
-                {
-                    "epoch": metrics["epoch"],
-                    "train_loss": round(metrics["train_loss"], 3),
-                    "val_loss": round(metrics["val_loss"], 3),
-                }
-            ),
-            file=sys.stderr,
-        )
         checkpoint.publish(ckpt_dir, ckpt_file)
+        on_epoch(metrics)
 
     try:
         final = fit(model, data, cfg.train, report=report, resume=resume)
@@ -189,7 +181,11 @@ def run(cfg: Config, data, run_dir: Path, test_k: int) -> int:
     if test_k > 0:  # the best-validation weights, unless train/test_last_epoch
         saved = checkpoint.load(ckpt_file)
         model.load_state_dict(checkpoint.test_weights(saved, cfg.train.test_last_epoch))
-        out.update(estimate_log_likelihood(model, data.test, test_k, seed=cfg.train.seed))
+        with progress.meter(f"test log-likelihood, k={test_k}") as shown:  # on stderr
+            ll = estimate_log_likelihood(
+                model, data.test, test_k, seed=cfg.train.seed, progress=shown
+            )
+        out.update(ll)
     print(json.dumps(out))
     return 0
 

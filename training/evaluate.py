@@ -6,6 +6,7 @@ import contextlib
 import inspect
 import math
 import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -92,6 +93,7 @@ def estimate_log_likelihood(
     seed: int = 0,
     max_rows: int = DEFAULT_MAX_ROWS,
     batch_size: int = AU_BATCH_SIZE,
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, float]:
     """Mean importance-sampled log p(x) (nats per example) with k samples, its standard error, the
     same in bits per dimension, the single-sample ELBO with its two terms on the same images (the
@@ -99,14 +101,21 @@ def estimate_log_likelihood(
 
     Examples are processed in batches of max_rows // k (at least 1), so k = 5000 fits in memory;
     the model chunks over k itself when one example's k samples exceed max_rows.
+    ``progress(done, total)``, when given, is called after each batch with the examples done
+    (training.progress.meter; on a GPU each call waits for the batch, so it is only for a person
+    watching).
     """
     model.eval()
     torch.manual_seed(seed)
     start = time.perf_counter()
-    batch = max(1, max_rows // k)
-    parts = [
-        model.log_likelihood(x[i : i + batch], k, max_rows) for i in range(0, x.shape[0], batch)
-    ]
+    batch, n = max(1, max_rows // k), x.shape[0]
+    parts = []
+    for i in range(0, n, batch):
+        parts.append(model.log_likelihood(x[i : i + batch], k, max_rows))
+        if progress is not None:
+            if x.is_cuda:  # count finished batches, not queued ones
+                torch.cuda.synchronize(x.device)
+            progress(min(i + batch, n), n)
     ll = torch.cat(parts).double()
     seconds = time.perf_counter() - start
     elbo = elbo_terms(model, x, batch_size=max(1, max_rows // 8))

@@ -23,6 +23,7 @@ import math
 import os
 import statistics
 import sys
+import textwrap
 from dataclasses import dataclass
 
 from results import store
@@ -32,6 +33,8 @@ from sweeps.engine.nodes import cluster_address, connect, local_shape, ray_attac
 from sweeps.engine.preflight import Refusal, grid_trials
 from sweeps.engine.settings import Settings
 
+NAME_WIDTH = 50  # a cell's name in the table; a longer one is cut in its middle
+NOTE_WIDTH = 100  # the notes under it are wrapped to this
 LARGE_HOURS = 24.0
 """A sweep over this many GPU-hours, or this many hours of wall time, is asked about first."""
 REFERENCE_EPOCH = (5.06, 54_000, 2)
@@ -107,7 +110,7 @@ def pilot(storage: str) -> dict[str, tuple[float, int, str]]:
 
 @dataclass(frozen=True)
 class Estimate:
-    lines: list[str]  # one per cell, then the epoch times' sources
+    lines: list[str]  # a header and one row per cell, then the epoch times' sources
     total: str
     gpu_hours: float
     wall_hours: float
@@ -131,7 +134,7 @@ def estimate(settings: Settings, chosen: list[Cell], budget: Budget) -> Estimate
     assumed = seconds / ref_images * (1 if gpu else threads / max(1.0, trial["cpu"]))
     unit = "GPU-h" if gpu else "core-h"
     share = trial["gpu"] if gpu else trial["cpu"]
-    lines, jobs, work, epochs, trials = [], [], 0.0, 0.0, 0
+    rows, jobs, work, epochs, trials = [], [], 0.0, 0.0, 0
     for rank, cell in enumerate(chosen):
         grid = settings.sampler == "grid"  # each configuration once, unpruned (as cell.run_cell)
         n = budget.trials
@@ -145,35 +148,48 @@ def estimate(settings: Settings, chosen: list[Cell], budget: Budget) -> Estimate
         jobs.append(cost.cell_jobs(rank, c, epoch))
         hours = c.epochs * epoch * share / 3600
         work += hours
-        how = "no pruning" if grid else "under ASHA"
-        lines.append(f"{cell.name}: {n} trials, {sum(c.trials):,} epochs {how} "
-                     f"(at most {n * max(c.trials):,}) + {sum(c.retrainings):,} "
-                     f"re-training the winner, {len(c.evaluations)} evaluations "
-                     f"({sum(c.evaluations):,.0f} epochs); {epoch:,.1f} s/epoch; "
-                     f"{hours:,.1f} {unit}")  # fmt: skip
+        rows.append((cell.name, f"{n}", f"{sum(c.trials):,} ({n * max(c.trials):,})",
+                     f"{sum(c.retrainings):,}",
+                     f"{len(c.evaluations)} ({sum(c.evaluations):,.0f})", f"{epoch:,.1f}",
+                     f"{hours:,.1f}"))  # fmt: skip
+    how = "no pruning" if settings.sampler == "grid" else "ASHA"
+    lines = table(rows, ("cell", "trials", f"epochs {how} (at most)", "re-training",
+                         "evals (epochs)", "s/epoch", unit))  # fmt: skip
+    notes = []
     for family in sorted({c.family for c in chosen}):
         if family in measured:
             s, n, hardware = measured[family]
-            lines.append(f"epoch time of {family}: measured, {s * 1e3:.3f} ms per training image "
+            notes.append(f"epoch time of {family}: measured, {s * 1e3:.3f} ms per training image "
                          f"(median of {n} trials under {settings.storage}, on {hardware})")
     if any(c.family not in measured for c in chosen):
         on = "on a GPU" if gpu else f"on {max(1.0, trial['cpu']):g} CPU core(s)"
         which = " of the other families" if measured else ""
-        lines.append(
+        notes.append(
             f"epoch time{which}: assumed {assumed * 54_000:.2f} s per 54,000 images "
             f"{on} (the MLP "
             f"VAE's {seconds} s on {threads} CPU threads, benchmarks/trainer.py; no GPU epoch is "
             "measured, and VLAE, SA-VAE and the hierarchical VAEs cost more): a pilot's trials "
             "in --storage replace it"
         )
+    lines += [w for n in notes for w in textwrap.wrap(n, NOTE_WIDTH, subsequent_indent="  ",
+                                                        break_on_hyphens=False)]  # fmt: skip
     wall = cost.schedule(jobs, slots, together=settings.cells == "concurrent")[0] / 3600
     gpu_hours = work if gpu else 0.0
-    total = (f"total: {len(chosen)} cells, {trials:,} trials, "
-             f"{epochs:,.0f} epochs: about "
-             f"{work:,.0f} {unit}, {wall:,.1f} h of wall time on {where.where} "
-             f"({slots} trial{'s' * (slots > 1)} at once, {trial['cpu']:g} CPUs and "
-             f"{trial['gpu']:g} GPUs each)")  # fmt: skip
+    total = (f"total: {len(chosen)} cells, {trials:,} trials, {epochs:,.0f} epochs: about "
+             f"{work:,.0f} {unit}, {wall:,.1f} h of wall time on {where.where} ({slots} at "
+             f"once, {trial['cpu']:g} CPU + {trial['gpu']:g} GPU each)")  # fmt: skip
     return Estimate(lines, total, gpu_hours, wall)
+
+
+def table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> list[str]:
+    """``rows`` under ``header`` in aligned columns: the first (a cell's name, cut in its middle
+    past NAME_WIDTH) to the left, the numbers to the right."""
+    cut = [(r[0] if len(r[0]) <= NAME_WIDTH else r[0][:23] + "..." + r[0][-24:], *r[1:])
+           for r in rows]  # fmt: skip
+    widths = [max(len(x) for x in col) for col in zip(header, *cut, strict=True)]
+    return ["  ".join(x.ljust(w) if i == 0 else x.rjust(w)
+                      for i, (x, w) in enumerate(zip(r, widths, strict=True))).rstrip()
+            for r in (header, *cut)]  # fmt: skip
 
 
 def dry_run(settings: Settings, chosen: list[Cell], budget: Budget) -> int:

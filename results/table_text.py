@@ -96,16 +96,20 @@ def render_terminal(
 
 
 def wrap(text: str, width: int, bullet: str) -> list[str]:
-    """``text`` as lines of at most ``width`` characters (a longer word, e.g. a path, kept whole),
-    the first starting with ``bullet`` and the others indented as far."""
-    return textwrap.wrap(
-        text,
+    """``text`` as lines of at most ``width`` characters (a longer word, e.g. a path, kept whole,
+    and a `command` in backticks never cut: it can be copied from one line), the first starting
+    with ``bullet`` and the others indented as far."""
+    parts = text.split("`")  # the odd parts are inside backticks: their spaces hold
+    glued = "`".join(p.replace(" ", "\0") if i % 2 else p for i, p in enumerate(parts))
+    lines = textwrap.wrap(
+        glued,
         max(width, len(bullet) + 1),
         initial_indent=bullet,
         subsequent_indent=" " * len(bullet),
         break_long_words=False,
         break_on_hyphens=False,
     ) or [bullet.rstrip()]
+    return [line.replace("\0", " ") for line in lines]
 
 
 LATEX_MARKS = {"†": r"\dag", "‡": r"\ddag", "§": r"\S", "¶": r"\P", "‖": r"\ensuremath{\|}"}

@@ -118,6 +118,10 @@ def wide_vlae(tmp_path_factory):
     return wide, notes
 
 
+UNCUT = re.compile(r"(?:`[^`]*`|[^\s`])+")
+"""What a note's wrapping never cuts: a word, or a `command` with its spaces."""
+
+
 @settings(max_examples=60, deadline=None)
 @given(width=st.integers(min_value=10, max_value=400), aligned=st.booleans())
 def test_the_printed_table_wraps_to_the_width_in_blocks_repeating_the_row_labels(
@@ -129,8 +133,8 @@ def test_the_printed_table_wraps_to_the_width_in_blocks_repeating_the_row_labels
     widths = [max(len(str(v)) for v in [c, *wide[c]]) for c in columns]
     labels = sum(widths[:LABELS]) + 3 * LABELS + 1
     # a line is longer than the width only when the row labels and one data column are wider,
-    # or a note holds one word (a path, a command) longer than the width
-    words = max(len(w) for line in [VLAE.title, *notes] for w in line.split()) + 4
+    # or a note holds one word (a path) or `command` (never cut) longer than the width
+    words = max(len(w) for line in [VLAE.title, *notes] for w in UNCUT.findall(line)) + 4
     limit = max(width, labels + 3 + max(widths[LABELS:]), words)
     assert max(len(line) for line in text.splitlines()) <= limit
     heads = [line for line in text.splitlines() if line.startswith("| Model ")]
@@ -150,7 +154,8 @@ def test_the_width_is_the_terminals_else_100(monkeypatch, smoke, capsys):
     assert terminal_width() == 72
     assert results_main(["table", "vlae", "--storage", smoke]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert max(map(len, lines)) <= 72 and sum(ln.startswith("| Model ") for ln in lines) > 1
+    assert all(len(ln) <= 72 or re.fullmatch(r" *`[^`]*`\S*", ln) for ln in lines)  # a command
+    assert sum(ln.startswith("| Model ") for ln in lines) > 1
     # piped (not a terminal), the rows read as the file's: grep finds "| VAE | - | project |"
     assert any(ln.startswith("| VAE | - | project | -30.00 (n=1, k=100) |") for ln in lines)
     aligned = write_files(smoke, VLAE, width=72, aligned=True)["md"].split("\n\n")
@@ -192,3 +197,19 @@ def write_latex(wide, notes):
     from results.table_text import render_latex
 
     return render_latex(wide, notes, VLAE.title)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(min_value=10, max_value=140))
+def test_a_command_in_a_note_is_never_cut_across_lines(width):
+    """A note's `command` stays on one line, whole, so it can be copied (it may pass the width
+    alone, as a long path does)."""
+    from results.table_text import wrap
+
+    command = "python -m results table svae18 --all-datasets"
+    text = f"paper numbers for MNIST (binarized) not shown: no results here; `{command}`"
+    lines = wrap(text + " shows them", width, "- ")
+    assert sum(f"`{command}`" in line for line in lines) == 1
+    assert " ".join(line[2:] for line in lines) == text + " shows them"
+    assert all(len(line) <= width or f"`{command}`" in line or len(line.split()) == 1
+               for line in lines)  # fmt: skip

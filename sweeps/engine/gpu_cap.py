@@ -183,12 +183,13 @@ def allows(cell: str, trial_id: str, running: int) -> bool:
     armed = _armed.get(cell)
     if armed is None:
         return True
-    now = time.monotonic()
+    now, flag = time.monotonic(), _flag(armed.cap.storage, cell)
+    # read again for a trial given out, for a cell whose last trial has just ended, and for a
+    # cell refused REFRESH_S ago
     fresh = armed.last is None or not armed.last.passes(armed.cap.hours) or (
-        now - armed.read_at > REFRESH_S)  # fmt: skip
-    if fresh:  # a trial given out reads it again, a refused one every REFRESH_S
+        running == 0 and not flag.exists()) or now - armed.read_at > REFRESH_S  # fmt: skip
+    if fresh:
         armed.last, armed.read_at = reading(armed.cap, cell, armed.given), now
-    flag = _flag(armed.cap.storage, cell)
     if not armed.last.passes(armed.cap.hours):
         armed.given[trial_id] = armed.last.next
         flag.unlink(missing_ok=True)

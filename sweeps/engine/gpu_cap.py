@@ -157,13 +157,15 @@ def _flag(storage: str, cell: str) -> Path:
 @dataclass
 class _Armed:
     cap: Cap
-    given: dict[str, float]
     last: Reading | None = None
     read_at: float = 0.0
 
 
 _armed: dict[str, _Armed] = {}
 """Cell name -> its cap in this process (cells in flight run in threads of one process)."""
+_given: dict[str, float] = {}
+"""Trial id -> GPU-hours of each trial this process's cells gave out (committed until Tune's
+records hold it: reading)."""
 _lock = threading.Lock()
 
 
@@ -173,7 +175,7 @@ def arm(cell: str, cap: Cap | None) -> None:
         if cap is None:
             _armed.pop(cell, None)
         else:
-            _armed[cell] = _Armed(cap, {})
+            _armed[cell] = _Armed(cap)
             _flag(cap.storage, cell).unlink(missing_ok=True)
 
 
@@ -189,9 +191,9 @@ def allows(cell: str, trial_id: str, running: int) -> bool:
     fresh = armed.last is None or not armed.last.passes(armed.cap.hours) or (
         running == 0 and not flag.exists()) or now - armed.read_at > REFRESH_S  # fmt: skip
     if fresh:
-        armed.last, armed.read_at = reading(armed.cap, cell, armed.given), now
+        armed.last, armed.read_at = reading(armed.cap, cell, _given), now
     if not armed.last.passes(armed.cap.hours):
-        armed.given[trial_id] = armed.last.next
+        _given[trial_id] = armed.last.next
         flag.unlink(missing_ok=True)
         return True
     if running > 0:

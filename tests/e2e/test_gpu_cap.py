@@ -13,6 +13,7 @@ import pytest
 import ray
 
 from results import check, store
+from sweeps import vlae
 from sweeps.engine import cli, gpu_cap
 from tests.unit.test_sweep import CELL, TINY
 
@@ -34,8 +35,12 @@ def fake_gpu(monkeypatch, tiny_data_root):
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
+HF = next(c for c in vlae.CELLS if c.name == "vlae-vae_hf-fashion_mnist-gaussian-T1")
+
+
+@pytest.mark.parametrize("cells", [[CELL], [CELL, HF]], ids=["one cell", "two cells in flight"])
 def test_the_cap_stops_the_sweep_after_its_first_trial_and_resume_finishes_it(
-    fake_gpu, tmp_path, capsys
+    cells, fake_gpu, tmp_path, capsys
 ):
     # 2 batches an epoch, each step padded to 50 ms: a measured epoch takes >= 0.1 s, 4 times
     # the 0.024 s the estimate assumes of 256 images before any is measured.
@@ -44,11 +49,12 @@ def test_the_cap_stops_the_sweep_after_its_first_trial_and_resume_finishes_it(
     assumed = gpu_cap.cap_for(1.0, "", CELL.dataset, CELL.base_config(budget), 0.5)
     first = assumed.gpus * assumed.assumed_epoch_s * assumed.max_epochs / 3600
     hours = 1.5 * first  # the first trial fits as assumed; with it measured, no second one
+    assert all(c.base_config(budget)["train/max_epochs"] == assumed.max_epochs for c in cells)
 
     def sweep(*extra):
         argv = ["--storage", str(tmp_path), "--datasets", "fashion_mnist", "--gpus-per-trial",
                 "0.5", "--max-concurrent", "1", "--winner-seeds", "1", *extra]  # fmt: skip
-        return cli.main("vlae", [CELL], {"smoke": budget}, {}, argv=argv)
+        return cli.main("vlae", cells, {"smoke": budget}, {}, argv=argv)
 
     assert sweep("--max-gpu-hours", f"{hours!r}") == gpu_cap.EXIT_CODE == 3
     err = capsys.readouterr().err
@@ -62,6 +68,6 @@ def test_the_cap_stops_the_sweep_after_its_first_trial_and_resume_finishes_it(
 
     assert sweep("--resume") == 0
     rows = store.load(str(tmp_path), "trials")
-    assert (rows["role"] == "search").sum() == 3
+    assert (rows["role"] == "search").sum() == 3 * len(cells)
     assert not store.load(str(tmp_path), "evaluations").empty
     assert check.summary(check.check(str(tmp_path))) == ([], [])

@@ -5,7 +5,7 @@ MNIST experiment configs (configs/experiment/mnist/ladder.yaml, mnist/dvp_vae.ya
     python -m fidelity --authors-repo PATH --family dvp_ladder|dvp_vae ...
 
 On the driver's command line the families are ``dvp_ladder`` (our ``ladder`` with
-models.hierarchical.dvp_vae.DVP_FORM) and ``dvp_vae``: ``ladder`` is fidelity.dct_vae's DCT-VAE
+models.hierarchical.dvp_form.DVP_FORM) and ``dvp_vae``: ``ladder`` is fidelity.dct_vae's DCT-VAE
 form.
 
 Their code is imported from the checkout (the driver's import_authors); ``model`` and ``utils``

@@ -12,7 +12,7 @@ authors' architecture (ARCH, their ``configs/experiment/*/*.yaml``; tests/unit/t
 checks its parameter count against docs/specs/hierarchical.md#8-parameter-counts) and training
 settings (TRAIN: Adamax, the cosine schedule with its warm-up, the clip thresholds of the
 bits-per-dim loss, epochs, early stopping), with the papers' splits (seed 123). Their ladder is the
-"ladder" family with the DVP form's keys (models.hierarchical.dvp_vae.DVP_FORM): the same backbone
+"ladder" family with the DVP form's keys (models.hierarchical.dvp_form.DVP_FORM): the same backbone
 without the context. The authors have no CIFAR-10 ladder config; the project's is DVP-VAE's CIFAR-10
 architecture without the context [P]. Searched (search_spaces.hierarchical without the fixed keys):
 the Adamax learning rate, weight decay and EMA, and on MNIST and OMNIGLOT the clip and batch size.
@@ -26,7 +26,7 @@ T-point grid bound of log p(u), over 3 seeds.
 
 import sys
 
-from models.hierarchical.dvp_vae import DVP_FORM
+from models.hierarchical.dvp_form import DVP_FORM
 from sweeps.cells import Budget, Cell
 from sweeps.engine.cli import main
 

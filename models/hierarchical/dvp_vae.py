@@ -41,6 +41,7 @@ from torch import Tensor, nn
 from models.fields import check_choice, check_positive_int, parse_int_list
 from models.hierarchical.dct import DCTContext, check_ctx_size
 from models.hierarchical.ddpm import normal_log_prob
+from models.hierarchical.dvp_form import DVP_FORM
 from models.hierarchical.ladder import Context, LadderConfig, LadderVAE
 from models.hierarchical.unet import UNet
 from models.hierarchical.vdm import ContinuousDiffusionPrior
@@ -48,14 +49,6 @@ from models.hierarchical.vdm import ContinuousDiffusionPrior
 TEST_GRIDS = {"stratified": "grid", "authors": "authors_grid"}
 CTX_LOGVAR_RANGE = (-12.0, -5.0)
 """The authors' clamp of log sigma_u^2."""
-
-DVP_FORM = dict(
-    latent_scales="4,4", scale_ch_mult=1.0, encoder="per_scale", enc_blocks=3,
-    var_mode="log", logvar_min=-10.0, logvar_max=1.0, upsample="bilinear", init_state="ones",
-    posterior_input="scaled", res_gate="one", pq_nets="residual", prior_mode="2x3",
-    aggregate_latents=True, mix_coeffs=True, mix_scale="log",
-)  # fmt: skip
-"""The backbone keys of every DVP-VAE experiment config (their MNIST sizes)."""
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from results import check, records, store
 from results.crash_points import crash_point
 from results.selection import capped_winners, winners
 from sweeps.cells import Budget, Cell
-from sweeps.engine import preflight
+from sweeps.engine import gpu_cap, preflight
 from sweeps.engine.provenance import provenance
 from sweeps.engine.seeds import retrain_winner
 from sweeps.engine.settings import Settings
@@ -67,6 +67,9 @@ def run_cell(
         f"target {target}), up to {epochs} epochs{unit}, {concurrent} at a time"
     )
     sources = cell.key_sources(budget, settings.fixed)
+    gpus = float(resources.get("gpu", 0.0))  # --max-gpu-hours: checked by the cell's searcher
+    gpu_cap.arm(cell.name, gpu_cap.cap_for(settings.max_gpu_hours, storage, cell.dataset, base,
+                                           gpus))  # fmt: skip
     store.write_cell_record(
         storage, cell.name, cell_record(settings, cell, base, target, resources, sources)
     )

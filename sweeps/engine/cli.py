@@ -331,6 +331,7 @@ def run(settings: Settings, paper: str, chosen: list[Cell], budget: Budget, old:
 
     from sweeps.engine import node_data
     from sweeps.engine.cell import evaluate_capped_winners, run_cell
+    from sweeps.engine.gpu_cap import EXIT_CODE, Watch, start_line
     from sweeps.engine.in_flight import run_concurrently
 
     stop_on_sigterm()  # from here on (ray.init sets its own, a sys.exit, until the next one)
@@ -351,18 +352,28 @@ def run(settings: Settings, paper: str, chosen: list[Cell], budget: Budget, old:
     os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
     stop_on_sigterm()
     broken, verbose = [], console.tune_verbosity(settings.verbose)
+    if line := start_line(settings.max_gpu_hours, resources["gpu"]):
+        print(line, file=sys.stderr if line.startswith("note:") else sys.stdout)
+    watch = Watch(settings.storage, settings.max_gpu_hours)  # capped and idle: KeyboardInterrupt
     try:  # the progress lines, from a thread, until the cells and their winners are done
-        with console.Progress(settings.storage, chosen, settings.study_storage, concurrent):
+        with console.Progress(settings.storage, chosen, settings.study_storage, concurrent), watch:
             if settings.cells == "sequential" or len(chosen) == 1:
                 for cell in chosen:
+                    watch.pending = {cell.name}
                     run_cell(settings, cell, budget, resources, concurrent, cell in old,
                              verbose=verbose)  # fmt: skip
+                watch.pending = set()
             else:
-                broken = run_concurrently(settings, chosen, budget, resources, concurrent, old)
+                broken = run_concurrently(settings, chosen, budget, resources, concurrent, old,
+                                          watch)  # fmt: skip
+                watch.pending = set()
             # the tables' second selection rule, if any: its winners evaluated too
             evaluate_capped_winners(settings, chosen, budget, resources, concurrent,
                                     paper_tables(paper))  # fmt: skip
     except KeyboardInterrupt:
+        if watch.stopped:  # --max-gpu-hours reached (sweeps.engine.gpu_cap), not Ctrl-C
+            print(watch.line(), file=sys.stderr)
+            return EXIT_CODE
         print(
             f"interrupted: every cell's state so far is saved under {settings.storage}; the "
             "same command with --resume continues it",

@@ -56,12 +56,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gpus", type=int, default=None, metavar="N",
                    help="estimate for a machine or cluster of N GPUs (default: the attached "
                    "cluster's, else this machine's)")  # fmt: skip
+    p.add_argument("--max-gpu-hours", type=float, default=None, metavar="H",
+                   help="start no trial that would take the sweep's GPU-hours (spent, committed "
+                   "to running trials, and the trial's) past H; stop, saved, when none runs "
+                   "(exit 3); --resume with a higher H goes on. Trials with no GPU: never binds "
+                   "(docs/running-sweeps.md)")  # fmt: skip
 
 
 def read_flags(args: argparse.Namespace) -> None:
     """The cost flags checked; a bad value: Refusal (one error line)."""
     if args.gpus is not None and args.gpus < 1:
         raise Refusal(f"--gpus must be at least 1, got {args.gpus}")
+    hours = args.max_gpu_hours
+    if hours is not None and not (hours > 0 and math.isfinite(hours)):
+        raise Refusal(f"--max-gpu-hours must be a number of GPU-hours above 0, got {hours:g}")
 
 
 @dataclass(frozen=True)

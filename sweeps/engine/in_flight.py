@@ -74,8 +74,10 @@ def run_concurrently(
     resources: dict,
     concurrent: int,
     old: list[Cell],
+    watch=None,
 ) -> list[str]:
-    """Every cell in its own thread at once; returns the cells that failed (printed)."""
+    """Every cell in its own thread at once; returns the cells that failed (printed).
+    ``watch``: the sweep's sweeps.engine.gpu_cap.Watch, told which cells are in progress."""
     name = slots_name(settings.storage)
     # On the driver's node, whose loss ends the sweep anyway; owned by the driver, so the actor
     # of a killed driver died with it.
@@ -100,6 +102,8 @@ def run_concurrently(
     failed, pending, shown = [], list(tasks), time.monotonic()
     try:
         while pending:
+            if watch is not None:
+                watch.pending = {tasks[ref].name for ref in pending}
             done, pending = ray.wait(pending, num_returns=1, timeout=2.0)
             relay.show()
             for ref in done:

@@ -28,15 +28,16 @@ import struct
 import sys
 import time
 from importlib import metadata
+from typing import TYPE_CHECKING
 
 import pandas as pd
-import torch
 
 from results import store
 from results.selection import winners
-from training.config import Config, ConfigError
-from training.data import DatasetError, load_data
-from training.trainer import DivergedError, build_model, epochs, resolve_device
+
+if TYPE_CHECKING:
+    from training.config import Config
+# torch and training are imported where a replay trains: --help and --list stay light
 
 COMPARED = ("train_loss", "val_loss", "val_log_px_z", "val_kl", "beta", "lr", "skipped_steps")
 """The curve's columns a replay must reproduce (not its times, nor resumed_from)."""
@@ -132,6 +133,10 @@ def stored_curve(storage: str, row: pd.Series) -> pd.DataFrame:
 def replay_config(row: pd.Series) -> tuple[Config, int | None]:
     """The stored config on the device the trial ran on (the CPU when that device is not here),
     and the trial's torch thread count (None when not recorded: a GPU trial, an old row)."""
+    import torch
+
+    from training.config import Config, ConfigError
+
     try:
         config = json.loads(row["config_json"])
     except (TypeError, ValueError):
@@ -178,6 +183,9 @@ def train(cfg: Config, n_epochs: int) -> tuple[list[dict], str]:
     """The first ``n_epochs`` epochs' metrics of the config trained afresh, as a trial trains it
     (sweeps.engine.trial.setup: data, build_model, then training.trainer.epochs), and why it ended
     early ("" when it ran them all)."""
+    from training.data import load_data
+    from training.trainer import DivergedError, build_model, epochs, resolve_device
+
     data = load_data(cfg.data, resolve_device(cfg.train.device))
     model = build_model(cfg, data.x_shape).to(data.train.device)
     run, history = epochs(model, data, cfg.train), []
@@ -264,6 +272,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ReplayError, store.StorageError) as e:
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
+    import torch
+
+    from training.data import DatasetError
+
     print(
         f"trial {row['trial_id']} of {row['sweep']}: {row['status']}, {stored_epochs} epochs; "
         f"replaying {n_epochs} on {cfg.train.device}"

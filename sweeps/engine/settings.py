@@ -44,6 +44,7 @@ class Settings:
     dry_run: bool  # the cost flags: sweeps.engine.estimate
     yes: bool
     gpus: int | None
+    max_gpu_hours: float | None  # no trial starts that would pass it (sweeps.engine.gpu_cap)
     # each --set item parsed (training.config.parse_override), in order: ("train/lr", 0.001);
     # not hashed (a value may be a JSON list): ``set`` says the same
     overrides: tuple[tuple[str, Any], ...] = field(hash=False)

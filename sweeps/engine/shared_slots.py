@@ -7,6 +7,8 @@ In the manner of Ray's ConcurrencyLimiter: ``suggest`` returns None (Tune asks a
 step) until the sweep's Slots actor grants this cell a slot, then asks the wrapped searcher for a
 configuration; ``on_trial_complete`` gives the slot back, then tells the wrapped searcher. What
 Optuna is told (sweeps.engine.searcher.PruneAwareOptunaSearch) is the wrapped searcher's alone.
+Every cell's searcher is wrapped, at once or not (``slots`` None): ``suggest`` checks the sweep's
+--max-gpu-hours first (sweeps.engine.gpu_cap).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Protocol
 from ray.tune.search import Searcher
 from ray.tune.search.util import _set_search_properties_backwards_compatible
 
-from sweeps.engine import tune_record
+from sweeps.engine import gpu_cap, tune_record
 from sweeps.engine.slots import SlotsClient
 
 
@@ -72,6 +74,9 @@ class SharedSlots(Searcher):
         return self.wrapped.set_max_concurrency(max_concurrent)  # Tune's own limiter still caps
 
     def suggest(self, trial_id: str) -> dict | None:
+        # --max-gpu-hours first: a trial refused after it took a slot would hold that slot
+        if not gpu_cap.allows(self.wrapped.cell, trial_id, len(self.wrapped.running())):
+            return None  # not Searcher.FINISHED: Tune would save the search as finished
         if self.slots is not None:
             experiment = self.wrapped.experiment
             if not self._holding:

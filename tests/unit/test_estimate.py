@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -77,12 +78,13 @@ def test_a_cells_cost_counts_its_winners_retrainings_and_evaluations():
     assert c.evaluations[0] == 10_000 * 5000 / (3 * 54_000)  # the test set's passes, in epochs
 
 
-def script(*argv: str, check_modules: bool = False) -> subprocess.CompletedProcess:
-    """``python sweeps/vlae.py argv`` in a child; with ``check_modules``, under -X importtime."""
+def script(*argv: str, check_modules: bool = False,
+           name: str = "vlae.py") -> subprocess.CompletedProcess:  # fmt: skip
+    """``python sweeps/<name> argv`` in a child; with ``check_modules``, under -X importtime."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("RAY_ADDRESS", None)
     flags = ["-X", "importtime"] if check_modules else []
-    return subprocess.run([sys.executable, *flags, str(ROOT / "sweeps" / "vlae.py"), *argv],
+    return subprocess.run([sys.executable, *flags, str(ROOT / "sweeps" / name), *argv],
                           capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
 
 
@@ -99,6 +101,16 @@ def test_help_shows_the_defaults_and_imports_neither_torch_nor_ray():
     assert "--dry-run" in out.stdout and "--yes" in out.stdout
     modules = imported(out.stderr)
     assert "sweeps.engine.cli" in modules and not {"torch", "ray"} & modules
+
+
+SCRIPTS = sorted(p.name for p in (ROOT / "sweeps").glob("*.py") if "__main__" in p.read_text())
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_every_scripts_help_imports_neither_torch_nor_ray(name):
+    out = script("--help", check_modules=True, name=name)
+    assert out.returncode == 0 and "usage:" in out.stdout, out.stderr[-2000:]
+    assert not {"torch", "ray"} & imported(out.stderr)
 
 
 def test_status_imports_neither_torch_nor_ray(tmp_path):

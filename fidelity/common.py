@@ -51,10 +51,16 @@ def import_authors(adapter: ModuleType, repo: Path) -> SimpleNamespace:
     names = adapter.MODULES
     clashes = [m for m in sys.modules if m.split(".")[0] in names]  # ours, e.g. models.*
     ours = {m: sys.modules.pop(m) for m in clashes}
+    # an installed package a stand-in replaces (wandb, with the trackers extra), imported here
+    # already: out of the way while their modules import, so they get the stand-in
+    served = adapter.MARKER in _STAND_IN_MARKERS
+    roots = {name.split(".")[0] for name in STAND_INS} if served else set()
+    real = {m: sys.modules.pop(m) for m in list(sys.modules) if m.split(".")[0] in roots}
     sys.path.insert(0, str(repo))
     try:
         theirs = {name: importlib.import_module(name) for name in names}
     finally:
+        sys.modules.update(real)
         sys.path.remove(str(repo))
         for name in list(sys.modules):
             if name.split(".")[0] in names:
@@ -65,9 +71,10 @@ def import_authors(adapter: ModuleType, repo: Path) -> SimpleNamespace:
 
 STAND_INS = ("hydra", "hydra.utils", "wandb", "omegaconf", "torchmetrics",
              "torchmetrics.image", "torchmetrics.image.fid")  # fmt: skip
-"""Packages AKuzina's repositories import (dct_vae.py, dvp_vae.py) that nothing used here needs
-and this environment does not have: empty stand-ins, ``wandb.log`` a no-op (their optim_step logs
-every step), the rest raising when called."""
+"""Packages AKuzina's repositories import (dct_vae.py, dvp_vae.py) that nothing used here needs:
+empty stand-ins, ``wandb.log`` a no-op (their optim_step logs every step), the rest raising when
+called; served even where the package is installed (wandb and the others may be), so their
+code never logs to a tracker or needs its login."""
 _STAND_IN_MARKERS: set[str] = set()
 """The MARKER files of the checkouts the stand-ins are served to (serve_stand_ins)."""
 
@@ -96,8 +103,8 @@ class _StandInLoader(importlib.abc.Loader):
 
 class _StandInFinder(importlib.abc.MetaPathFinder):
     """Serves the stand-ins only while a checkout with one of the registered MARKERs is on
-    sys.path (the driver's import_authors) and only for names no installed package provides (it
-    is last on sys.meta_path)."""
+    sys.path (the driver's import_authors), before any installed package of the same name (it is
+    first on sys.meta_path)."""
 
     def find_spec(self, name, path=None, target=None):
         if name not in STAND_INS:
@@ -112,7 +119,7 @@ def serve_stand_ins(marker: str) -> None:
     """Serve the stand-ins to the checkouts that have ``marker`` (an adapter's MARKER)."""
     _STAND_IN_MARKERS.add(marker)
     if not any(isinstance(f, _StandInFinder) for f in sys.meta_path):
-        sys.meta_path.append(_StandInFinder())
+        sys.meta_path.insert(0, _StandInFinder())
 
 
 def drop_stand_ins() -> None:

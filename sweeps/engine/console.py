@@ -37,6 +37,13 @@ NOISY_LOGGERS = ("ray", "ray.tune", "ray.train", "ray.air")
 "Started a local Ray instance" (ray._private.worker). WARNING and above still show."""
 
 
+TOKEN_LOGGER = "ray._private.authentication.authentication_token_setup"
+
+
+def _not_token_notice(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith("Token authentication is enabled")
+
+
 def quiet(verbose: bool) -> None:
     """Ray's, Tune's and Optuna's INFO lines off in this process, unless ``verbose``.
 
@@ -50,6 +57,9 @@ def quiet(verbose: bool) -> None:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     for name in NOISY_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
+    # Ray's 245-character notice that a local instance uses its token (docs/monitoring.md says
+    # so); its warning that a cluster has no token still shows
+    logging.getLogger(TOKEN_LOGGER).addFilter(_not_token_notice)  # once: a filter is a set
     import optuna  # here: the driver's import of this module stays light
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # "A new study created", "Trial 3 ..."

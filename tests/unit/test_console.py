@@ -231,3 +231,19 @@ def test_the_resume_command_is_the_sweeps_own_with_resume_once():
     assert resume_command(["sweeps/vlae.py", "--storage", "a b", "--resume"]) == (
         "python sweeps/vlae.py --storage 'a b' --resume"
     )
+
+
+def test_rays_token_notice_is_quiet_but_its_warning_of_no_token_shows():
+    import logging
+
+    from sweeps.engine.console import TOKEN_LOGGER, quiet
+
+    quiet(False)
+    logger = logging.getLogger(TOKEN_LOGGER)
+
+    def shown(message: str) -> bool:
+        return logger.filter(logging.LogRecord(TOKEN_LOGGER, logging.WARNING, "", 0, message,
+                                               None, None))  # fmt: skip
+
+    assert not shown("Token authentication is enabled for this Ray cluster. Set ...")
+    assert shown("Token authentication is disabled for this Ray cluster. Anyone with ...")

@@ -10,7 +10,6 @@ cell's winner on the test set, and prints the paper's table.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
 import signal
@@ -23,6 +22,7 @@ from results.papers import paper_tables
 from results.tables import write_files
 from sweeps.cells import PROJECT, Budget, Cell, Protocol
 from sweeps.engine import console, estimate, preflight, trackers
+from sweeps.engine.flags import parse_args
 from sweeps.engine.nodes import (
     check_cluster_resources,
     cluster_address,
@@ -33,7 +33,7 @@ from sweeps.engine.nodes import (
     requested,
     storage_warning,
 )
-from sweeps.engine.settings import DefaultsFormatter, Settings
+from sweeps.engine.settings import Settings
 from sweeps.engine.status import print_status
 from sweeps.engine.summary import (
     ray_logs,
@@ -46,140 +46,6 @@ from training.errors import ConfigError
 
 # Ray and torch (training.data, the engine's cells) are imported where a sweep starts (start, run):
 # --help, --status and --dry-run never import them, so they answer in about a second.
-
-
-def parse_args(
-    argv,
-    paper: str,
-    cells: list[Cell],
-    budgets: dict[str, Budget],
-    default_datasets: dict[str, list[str]],
-    protocols: dict[str, Protocol] | None = None,
-) -> Settings:
-    """The sweep's flags, parsed once (sweeps.engine.settings); a bad --set item: ConfigError."""
-    datasets = sorted({c.dataset for c in cells})
-    p = argparse.ArgumentParser(prog=f"sweeps/{paper}.py", formatter_class=DefaultsFormatter,
-                                description=f"The {paper} paper's sweep.")  # fmt: skip
-    p.add_argument("--budget", choices=sorted(budgets), default="smoke",
-                   help="how much search: trials, epochs, ASHA's rungs (--dry-run: its cost)")
-    p.add_argument(
-        "--protocol",
-        choices=[PROJECT, *(protocols or {})],
-        default=PROJECT,
-        help="project: a seeded validation split, the papers' intended algorithms (default); "
-        + "; ".join(f"{name}: {p.description}" for name, p in (protocols or {}).items()),
-    )
-    p.add_argument(
-        "--storage",
-        default="sweep-results",
-        help="where Tune runs, the Optuna studies and the Parquet tables go "
-        "(local path, NFS path, or s3:// / gs:// URI)",
-    )
-    p.add_argument(
-        "--datasets",
-        nargs="+",
-        choices=datasets,
-        default=None,
-        help="cells to run, by dataset (default: per budget, smoke runs fashion_mnist)",
-    )
-    p.add_argument("--families", nargs="+", default=None,
-                   help="cells to run, by family (default: every family)")  # fmt: skip
-    p.add_argument("--address", default=None, help="Ray cluster address (default: auto-detect)")
-    p.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per trial")
-    p.add_argument(
-        "--gpus-per-trial",
-        type=float,
-        default=None,
-        help="GPUs per trial; fractions pack trials on one GPU (default: 1 if the "
-        "cluster has GPUs, else 0)",
-    )
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="fix a config key in every trial, e.g. data/root=/data (repeatable)",
-    )
-    p.add_argument(
-        "--max-concurrent",
-        type=int,
-        default=None,
-        help="trials running at once (default: as many as the cluster's resources fit "
-        "now; set it for an autoscaling cluster that starts small)",
-    )
-    p.add_argument(
-        "--cells",
-        choices=("concurrent", "sequential"),
-        default="concurrent",
-        help="concurrent: every cell in flight at once, sharing the trial slots, each winner "
-        "evaluated as soon as its cell ends (default); sequential: one cell after another, "
-        "as before (sweeps.engine.in_flight)",
-    )
-    p.add_argument("--trials", type=int, default=None,
-                   help="trials per cell (default: the budget's)")  # fmt: skip
-    p.add_argument(
-        "--add-trials",
-        type=int,
-        default=None,
-        metavar="N",
-        help="run N more trials in cells the storage already holds (the sampler sees their "
-        "history, so no configuration repeats); cells not there yet start with N",
-    )
-    p.add_argument(
-        "--study-storage",
-        default=None,
-        help="Optuna storage URL (postgresql://...) for a cluster; default: journal file",
-    )
-    p.add_argument("--seed", type=int, default=0, help="seed of the Optuna sampler")
-    p.add_argument(
-        "--winner-seeds",
-        type=int,
-        default=None,
-        metavar="N",
-        help="training seeds of each cell's winning configuration: its search run and N - 1 "
-        "re-trainings from scratch with the next seeds, each evaluated; tables show mean ± std "
-        "over them (default: the budget's; 1 in smoke, 3 in paper)",
-    )
-    p.add_argument(
-        "--sampler",
-        choices=("tpe", "grid"),
-        default="tpe",
-        help="tpe: Optuna's TPE under ASHA (default); grid: replay the authors' grid, each "
-        "configuration once, no pruning (families with a grid: search_spaces.GRIDS); the trial "
-        "count is the grid's size unless --trials is given",
-    )
-    p.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue an interrupted sweep: unfinished cells go on, finished ones are skipped, "
-        "lost Parquet rows are rebuilt from Tune's records",
-    )
-    p.add_argument(
-        "--status",
-        action="store_true",
-        help="print the sweep's progress from --storage and exit (Ray not needed)",
-    )
-    estimate.add_arguments(p)  # --dry-run, --yes, --gpus
-    p.add_argument(
-        "--log-to",
-        action="append",
-        default=[],
-        choices=sorted(trackers.TRACKERS),
-        help="also log every trial to this tracker (repeatable; its package must be installed: "
-        "docs/monitoring.md#trackers)",
-    )
-    p.add_argument(
-        "--verbose",
-        action="store_true",
-        help="print Ray's and Tune's own lines too (Tune's tables, Ray's INFO logs, the trials' "
-        "output); without it they are only written to their logs",
-    )
-    args = p.parse_args(argv)
-    estimate.read_flags(args)
-    if "://" not in args.storage:  # cells run in a worker whose working directory differs
-        args.storage = os.path.abspath(os.path.expanduser(args.storage))
-    args.datasets = args.datasets or default_datasets.get(args.budget, datasets)
-    return Settings.from_args(args)
 
 
 def choose(

@@ -25,6 +25,7 @@ from types import SimpleNamespace
 
 import torch
 
+from training import progress
 from training.data import DatasetError, load_data
 from training.errors import ConfigError
 from training.evaluate import estimate_log_likelihood, sample_grids
@@ -113,7 +114,8 @@ def evaluate(args) -> int:
         raise UsageError(str(e).replace("train/device", "--device")) from None
     model = load_read(exported, device)
     data = load_data(data_cfg, device)
-    out = estimate_log_likelihood(model, data.test, args.k, seed=args.seed)
+    with progress.meter(f"test log-likelihood, k={args.k}") as shown:  # on stderr, with an ETA
+        out = estimate_log_likelihood(model, data.test, args.k, seed=args.seed, progress=shown)
     stored = exported.record.get("test") or {}
     print(json.dumps({"status": "evaluated", "checkpoint": str(args.checkpoint), **out,
                       "seed": args.seed, "stored_test": stored,

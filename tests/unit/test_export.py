@@ -144,6 +144,7 @@ def test_evaluate_gives_the_tables_number_and_sample_writes_a_grid(sweep, export
         got = json.loads(line)
         assert got["test_log_likelihood"] == sweep["ll"]["test_log_likelihood"]  # bit for bit
         assert (got["k"], got["n_test"], got["status"]) == (3, 40, "evaluated")
+        assert "test log-likelihood, k=3: 40/40 (100%)" in err  # its progress, on stderr
         png = sweep["root"] / "grid.png"
         code, out, err = run(capsys, training_main, "sample", "--checkpoint", str(exported),
                              "--n", "16", "--out", str(png))  # fmt: skip

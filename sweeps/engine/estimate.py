@@ -159,7 +159,7 @@ def estimate(settings: Settings, chosen: list[Cell], budget: Budget) -> Estimate
         rows.append((cell.name, f"{n}", f"{sum(c.trials):,} ({n * max(c.trials):,})",
                      f"{sum(c.retrainings):,}",
                      f"{len(c.evaluations)} ({sum(c.evaluations):,.0f})", f"{epoch:,.1f}",
-                     f"{hours:,.1f}"))  # fmt: skip
+                     few(hours)))  # fmt: skip
     how = "no pruning" if settings.sampler == "grid" else "ASHA"
     lines = table(rows, ("cell", "trials", f"epochs {how} (at most)", "re-training",
                          "evals (epochs)", "s/epoch", unit))  # fmt: skip
@@ -184,9 +184,14 @@ def estimate(settings: Settings, chosen: list[Cell], budget: Budget) -> Estimate
     wall = cost.schedule(jobs, slots, together=settings.cells == "concurrent")[0] / 3600
     gpu_hours = work if gpu else 0.0
     total = (f"total: {len(chosen)} cells, {trials:,} trials, {epochs:,.0f} epochs: about "
-             f"{work:,.0f} {unit}, {wall:,.1f} h of wall time on {where.where} ({slots} at "
+             f"{few(work)} {unit}, {few(wall)} h of wall time on {where.where} ({slots} at "
              f"once, {trial['cpu']:g} CPU + {trial['gpu']:g} GPU each)")  # fmt: skip
     return Estimate(lines, total, gpu_hours, wall)
+
+
+def few(hours: float) -> str:
+    """Hours as read: whole above 100 (1,401), else to two significant digits (14, 0.12)."""
+    return f"{hours:,.0f}" if hours >= 100 else f"{hours:.2g}"
 
 
 def table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> list[str]:

@@ -7,9 +7,10 @@
 The lines come from the storage alone (sweeps.engine.status: the Parquet rows, Tune's records,
 the Optuna study), never from a live trial: the same reading serves cells run by the driver
 (``--cells sequential``, one cell) and cells in flight in the CellControllers actor. Plain
-lines, no colour codes, none over WIDTH characters; every N seconds (PROGRESS_SECONDS, or
-$VAE_PROGRESS_SECONDS). `rich` is not installed with Ray 2.60 here, so a terminal gets the same
-lines as a log file. The end-of-run summary: sweeps.engine.summary.
+lines, no colour codes, none over WIDTH characters: printed every minute to a log file or a pipe
+(PROGRESS_SECONDS), redrawn in place every 10 s in a terminal by rich's live view
+(TERMINAL_SECONDS; $VAE_PROGRESS_SECONDS sets either). The end-of-run summary:
+sweeps.engine.summary.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ from sweeps.engine.status import cell_progress
 WIDTH = 150
 """The longest line the console prints (a path or a command may still be longer)."""
 PROGRESS_SECONDS = 60.0
+TERMINAL_SECONDS = 10.0
+"""How often the storage is read for the progress lines: printed every minute to a log file or a
+pipe, redrawn in place every 10 s in a terminal ($VAE_PROGRESS_SECONDS sets both)."""
 NAME_WIDTH = 48  # a cell's name in its progress line; a longer one is cut in its middle
 NOISY_LOGGERS = ("ray", "ray.tune", "ray.train", "ray.air")
 """Ray's loggers that print at INFO on the driver: "Checkpoint successfully created at: ..."
@@ -70,13 +74,29 @@ def tune_verbosity(verbose: bool) -> int:
     return 1 if verbose else 0
 
 
-def progress_seconds() -> float:
-    """Seconds between two progress prints: $VAE_PROGRESS_SECONDS, else PROGRESS_SECONDS."""
+def progress_seconds(default: float = PROGRESS_SECONDS) -> float:
+    """Seconds between two progress readings: $VAE_PROGRESS_SECONDS, else ``default``."""
     value = os.environ.get("VAE_PROGRESS_SECONDS", "")
     try:
-        return max(0.1, float(value)) if value else PROGRESS_SECONDS
+        return max(0.1, float(value)) if value else default
     except ValueError:
-        return PROGRESS_SECONDS
+        return default
+
+
+def live_view():
+    """Where stdout is a terminal: rich's live view, started (the progress lines in place,
+    redrawn at each reading; what else is printed meanwhile goes above it). None elsewhere (a
+    log file, a pipe, CI): plain lines."""
+    if not sys.stdout.isatty():
+        return None
+    from rich.console import Console
+    from rich.live import Live
+    from rich.text import Text
+
+    live = Live(Text("-- progress: the first reading comes in a few seconds"), console=Console(),
+                refresh_per_second=1, transient=False, vertical_overflow="visible")  # fmt: skip
+    live.start()
+    return live
 
 
 @dataclass(frozen=True)
@@ -230,8 +250,9 @@ class Progress:
     def __init__(self, storage: str, cells: list[Cell], study_url: str | None, at_once: int,
                  every_s: float | None = None, out=None) -> None:  # fmt: skip
         self.storage, self.cells, self.study_url, self.at_once = storage, cells, study_url, at_once
-        self.every_s = progress_seconds() if every_s is None else every_s
+        self.every_s = every_s
         self.out = out  # None: sys.stdout when printing (a test's capture replaces it)
+        self.live = None  # in a terminal: rich's live view (live_view)
         self.started = time.monotonic()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="sweep-progress", daemon=True)
@@ -245,19 +266,30 @@ class Progress:
 
     def start(self) -> None:
         self.started = time.monotonic()
+        self.live = live_view() if self.out is None else None
+        if self.every_s is None:
+            self.every_s = progress_seconds(TERMINAL_SECONDS if self.live else PROGRESS_SECONDS)
         self._thread.start()
 
     def stop(self) -> None:
-        """End the thread; waits for a print in progress (a few seconds at most)."""
+        """End the thread; waits for a print in progress (a few seconds at most). A live view
+        stays on the screen as it last was, the lines printed after it below."""
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=10.0)
+        if self.live is not None:
+            self.live.stop()
 
     def show(self) -> None:
-        """Print the progress lines once."""
+        """Print the progress lines once (in a terminal: show them in the live view)."""
         states = cell_states(self.storage, self.cells, self.study_url)
         lines = progress_lines(states, time.monotonic() - self.started, self.at_once)
-        print("\n".join(lines), file=self.out or sys.stdout, flush=True)
+        if self.live is not None:
+            from rich.text import Text
+
+            self.live.update(Text("\n".join(lines)), refresh=True)
+        else:
+            print("\n".join(lines), file=self.out or sys.stdout, flush=True)
 
     def _loop(self) -> None:
         while not self._stop.wait(self.every_s):

@@ -11,7 +11,9 @@ import logging
 import math
 import os
 import re
+import sys
 import time
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -22,6 +24,8 @@ from sweeps import vlae
 from sweeps.engine import console
 from sweeps.engine.console import CellState, duration, eta_seconds, left_epochs
 from sweeps.engine.summary import resume_command, summary_lines
+
+REPO = Path(__file__).resolve().parents[2]
 
 CELL = next(c for c in vlae.CELLS if c.name == "vlae-vae-fashion_mnist-gaussian")
 OTHER = next(c for c in vlae.CELLS if c.name != CELL.name and c.dataset == "fashion_mnist")
@@ -247,3 +251,58 @@ def test_rays_token_notice_is_quiet_but_its_warning_of_no_token_shows():
 
     assert not shown("Token authentication is enabled for this Ray cluster. Set ...")
     assert shown("Token authentication is disabled for this Ray cluster. Anyone with ...")
+
+
+LIVE_CHILD = """
+import sys, time
+from sweeps.cells import Cell
+from sweeps.engine.console import Progress
+p = Progress(sys.argv[1], [Cell("vlae", "vae", "fashion_mnist", "gaussian")], None, 2,
+             every_s=0.2)
+p.start()
+time.sleep(0.6)
+print("== a line printed meanwhile")
+time.sleep(0.6)
+p.stop()
+print("after the view")
+"""
+
+
+def run_child(tmp_path, terminal: bool) -> str:
+    """LIVE_CHILD's output, its stdout a pseudo-terminal or a pipe."""
+    import pty
+    import select
+    import subprocess
+
+    env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "120", "TERM": "xterm"}
+    env.pop("VAE_PROGRESS_SECONDS", None)
+    cmd = [sys.executable, "-c", LIVE_CHILD, str(tmp_path)]
+    if not terminal:
+        return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60).stdout
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(cmd, stdout=slave, stderr=slave, env=env)
+    os.close(slave)
+    out = b""
+    while select.select([master], [], [], 30)[0]:
+        try:
+            data = os.read(master, 4096)
+        except OSError:  # the child ended: the terminal closed
+            break
+        if not data:
+            break
+        out += data
+    assert proc.wait(timeout=30) == 0, out
+    return out.decode()
+
+
+def test_a_terminal_gets_a_live_view_and_a_pipe_plain_lines(tmp_path):
+    live = run_child(tmp_path, terminal=True)
+    assert "\x1b[2K-- " in live  # the progress line redrawn in place
+    assert live.count("== a line printed meanwhile") == 1  # printed above the view, once
+    last = live.rindex("cells: 0 done, 0 in progress, 1 not started")
+    assert live.index("after the view") > last  # the view's last state stays; lines go below
+    plain = run_child(tmp_path, terminal=False)
+    assert "\x1b" not in plain
+    lines = plain.splitlines()
+    assert "== a line printed meanwhile" in lines and lines[-1] == "after the view"
+    assert all(ln.startswith("-- ") for ln in lines[:-1] if ln != "== a line printed meanwhile")

@@ -303,8 +303,17 @@ def run_winners(args) -> int:
     return 0
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose refusal is one ``error:`` line saying where the flags are listed, exit 2
+    (its subcommands' parsers are of this class too)."""
+
+    def error(self, message: str):
+        print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m results")
+    p = OneLineParser(prog="python -m results")
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("table", help="regenerate a paper's comparison table")
     t.add_argument("paper", help=f"one of {sorted([*PAPERS, *GROUPS])}")

@@ -2,19 +2,30 @@
 
     parse_args(argv, paper, cells, budgets, default_datasets, protocols) -> Settings
 
-argparse's own refusals (an unknown flag, a bad choice) exit 2 with its usage; a bad --set item
-is training's ConfigError, a bad cost flag a preflight.Refusal (sweeps.engine.cli prints either
-as one line). Light: neither torch nor Ray is imported, so --help answers at once.
+A flag argparse refuses (unknown, a bad choice or number) is one ``error:`` line and exit 2
+(OneLineParser); a bad --set item is training's ConfigError, a bad cost flag a
+preflight.Refusal (sweeps.engine.cli prints either as one line). Light: neither torch nor Ray
+is imported, so --help answers at once.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 
 from sweeps.cells import PROJECT, Budget, Cell, Protocol
 from sweeps.engine import estimate, trackers
 from sweeps.engine.settings import DefaultsFormatter, Settings
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose refusal (an unknown flag, a bad choice or number) is one ``error:`` line
+    saying where the flags are listed, exit 2, not its usage block."""
+
+    def error(self, message: str):
+        print(f"error: {message} (see python {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
 
 
 def parse_args(
@@ -27,8 +38,8 @@ def parse_args(
 ) -> Settings:
     """The sweep's flags, parsed once (sweeps.engine.settings); a bad --set item: ConfigError."""
     datasets = sorted({c.dataset for c in cells})
-    p = argparse.ArgumentParser(prog=f"sweeps/{paper}.py", formatter_class=DefaultsFormatter,
-                                description=f"The {paper} paper's sweep.")  # fmt: skip
+    p = OneLineParser(prog=f"sweeps/{paper}.py", formatter_class=DefaultsFormatter,
+                      description=f"The {paper} paper's sweep.")  # fmt: skip
     p.add_argument("--budget", choices=sorted(budgets), default="smoke",
                    help="how much search: trials, epochs, ASHA's rungs (--dry-run: its cost)")
     p.add_argument(

@@ -171,3 +171,14 @@ def test_a_trial_lost_before_its_first_result_has_unknown_times(tmp_path):
     store.write(str(tmp_path), "trials", "s", "lost", [row])
     back = store.load(str(tmp_path), "trials")
     assert back["status"].tolist() == [row["status"]] and pd.isna(back["end_time"].iloc[0])
+
+
+@pytest.mark.parametrize("argv", [["tabel", "vlae"], ["table"],
+                                  ["table", "vlae", "--format", "pdf"]])  # fmt: skip
+def test_a_command_or_flag_argparse_refuses_is_one_error_line(capsys, argv):
+    with pytest.raises(SystemExit) as e:
+        results_main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and "usage" not in err
+    assert "--help)" in err

@@ -72,3 +72,16 @@ def test_the_settings_pickle_round_trip_equal():
     back = pickle.loads(pickle.dumps(s))
     assert back == s and back.overrides == (("train/lr", 0.001),) and back.gpus_per_trial == 0.5
     assert hash(back) == hash(s)
+
+
+@pytest.mark.parametrize("argv", [["--budget", "nope"], ["--trials", "abc"], ["--no-such-flag"],
+                                  ["--log-to", "tensorbord"]])  # fmt: skip
+def test_a_flag_argparse_refuses_is_one_error_line(tmp_path, capsys, argv):
+    storage = tmp_path / "s"
+    with pytest.raises(SystemExit) as e:
+        settings("--storage", str(storage), *argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ")
+    assert err.rstrip().endswith("(see python sweeps/vlae.py --help)") and "usage" not in err
+    assert not storage.exists()

@@ -13,8 +13,9 @@ Tune would save its search as finished and a --resume would never ask for more t
 
 The arithmetic, read from the storage alone (GPU-hours: a trial's GPUs x its wall time):
   spent      the gpu_seconds of the trials and evaluations tables (results.selection.cost)
-  committed  per trial Tune has not ended and no row records: its GPUs x its seconds per epoch
-             (its own, else its cell's, else the estimate's assumed one) x (max_epochs - epoch)
+  committed  per trial no row records yet: its GPUs x (its time so far + its seconds per epoch
+             (its own, else its cell's, else the estimate's assumed one) x the epochs it may
+             still train, max_epochs - epoch, none once Tune ended it)
   next       the cell's GPUs per trial x its seconds per epoch x max_epochs (ASHA may keep it)
 Trials get GPUs only from --gpus-per-trial (or a cluster's GPUs): with none the cap never binds.
 
@@ -113,8 +114,10 @@ def cell_trials(storage: str, cell: str) -> list:
 
 
 def committed_hours(storage: str, assumed_epoch_s: float, recorded: set[str]) -> float:
-    """GPU-hours the storage's trials that Tune has not ended may still take (module docstring);
-    ``recorded``: trial ids that have a row already (spent, not committed)."""
+    """GPU-hours of the storage's trials that no row records yet (module docstring): what each
+    has taken so far and, unless Tune ended it, what it may still take; ``recorded``: trial ids
+    with a row (their GPU-hours are spent). A trial that has ended but whose row is not written
+    yet counts whole: a cell asking in that instant sees it."""
     total = 0.0
     for cell in store.sweeps(storage):
         record = store.cell_record(storage, cell) or {}
@@ -123,11 +126,13 @@ def committed_hours(storage: str, assumed_epoch_s: float, recorded: set[str]) ->
         trials = cell_trials(storage, cell)
         mean = epoch_seconds(trials) or assumed_epoch_s
         for t in trials:
-            if t.ended or t.trial_id in recorded:
+            if t.trial_id in recorded:
                 continue
             epoch = int(t.last_result.get("epoch", 0))
             own = epoch_seconds([t]) or mean
-            total += gpus * own * max(0, top - epoch) / 3600
+            so_far = float(t.last_result.get("time_total_s", 0.0))
+            left = 0 if t.ended else max(0, top - epoch)
+            total += gpus * (so_far + own * left) / 3600
     return total
 
 
@@ -254,6 +259,6 @@ class Watch:
         r = self.stopped
         return (f"stopped: the next trial would pass --max-gpu-hours {self.hours:g} (spent "
                 f"{r.spent:.3g} GPU-h, {r.committed:.3g} committed, {r.next:.3g} the next "
-                f"trial); every cell's state is saved under {self.storage}; the same command "
-                "with --resume and a higher --max-gpu-hours (or none) continues it")  # fmt: skip
+                f"trial)\n   every cell's state is saved under {self.storage}\n   the same "
+                "command with --resume and a higher --max-gpu-hours (or none) continues it")
 

@@ -49,12 +49,15 @@ def cap(storage: str, hours: float) -> Cap:
 
 def test_spent_committed_and_next_are_read_from_the_rows_and_tunes_records(storage):
     assert gpu_cap.spent_hours(storage) == pytest.approx((18 + 18 + 7.2) / HOUR)
-    # c: 0.5 GPU x 5 s x (3 - 1) epochs; d: 0.5 x the cell's 25 s / 5 epochs x 3; b has a row
-    assert gpu_cap.committed_hours(storage, 100.0, {"a", "b"}) == pytest.approx(12.5 / HOUR)
+    # c: 0.5 GPU x (its 5 s so far + 5 s x (3 - 1) epochs); d: 0.5 x the cell's 25 s / 5 epochs
+    # x 3; a and b have rows (their time is spent)
+    assert gpu_cap.committed_hours(storage, 100.0, {"a", "b"}) == pytest.approx(15.0 / HOUR)
+    # a trial Tune ended whose row is not written yet counts whole: a's 15 s, at 0.5 GPU
+    assert gpu_cap.committed_hours(storage, 100.0, {"b"}) == pytest.approx(22.5 / HOUR)
     # "z" given out here and not in Tune's records yet counts; "c" is counted once
     r = gpu_cap.reading(cap(storage, 1.0), CELL.name, {"z": 0.25, "c": 9.0})
     assert r.spent == pytest.approx(43.2 / HOUR)
-    assert r.committed == pytest.approx(12.5 / HOUR + 0.25)
+    assert r.committed == pytest.approx(15.0 / HOUR + 0.25)
     assert r.next == pytest.approx(0.5 * 5 * 3 / HOUR)  # the cell's measured epoch, not 100 s
 
 
@@ -77,14 +80,14 @@ def test_a_trial_passes_the_cap_exactly_when_the_three_sum_over_it(spent, commit
 
 
 def test_a_capped_idle_cell_leaves_its_reading_and_the_watch_stops_the_driver(storage):
-    # spent 43.2 + committed 12.5 + next 7.5 GPU-s: 63.2 fits a cap of 64 s, not one of 60 s
-    gpu_cap.arm(CELL.name, cap(storage, 64 / HOUR))
+    # spent 43.2 + committed 15 + next 7.5 GPU-s: 65.7 fits a cap of 66 s, not one of 64 s
+    gpu_cap.arm(CELL.name, cap(storage, 66 / HOUR))
     assert gpu_cap.allows(CELL.name, "e", running=1)  # given out: now committed, 7.5 s
-    assert not gpu_cap.allows(CELL.name, "f", running=1)  # with e, 70.7 s would pass 64
+    assert not gpu_cap.allows(CELL.name, "f", running=1)  # with e, 73.2 s would pass 66
     assert gpu_cap.capped_idle(storage, CELL.name) is None  # a trial of its own still runs
     try:
         with pytest.raises(KeyboardInterrupt):
-            with gpu_cap.Watch(storage, 64 / HOUR) as watch:
+            with gpu_cap.Watch(storage, 66 / HOUR) as watch:
                 watch.pending = {CELL.name}
                 assert not gpu_cap.allows(CELL.name, "g", running=0)
                 left = gpu_cap.capped_idle(storage, CELL.name)
@@ -95,9 +98,10 @@ def test_a_capped_idle_cell_leaves_its_reading_and_the_watch_stops_the_driver(st
         gpu_cap.arm(CELL.name, None)
     assert watch.stopped == left
     assert watch.line().startswith(
-        f"stopped: the next trial would pass --max-gpu-hours {64 / HOUR:g} (spent 0.012 GPU-h, "
+        f"stopped: the next trial would pass --max-gpu-hours {66 / HOUR:g} (spent 0.012 GPU-h, "
     )
     assert "--resume and a higher --max-gpu-hours" in watch.line()
+    assert max(len(line) for line in watch.line().splitlines()) <= 150
     assert gpu_cap.allows("not-armed", "h", running=0)  # no cap: every trial starts
 
 

@@ -169,8 +169,10 @@ class _Armed:
 _armed: dict[str, _Armed] = {}
 """Cell name -> its cap in this process (cells in flight run in threads of one process)."""
 _given: dict[str, float] = {}
-"""Trial id -> GPU-hours of each trial this process's cells gave out (committed until Tune's
+"""Trial id -> GPU-hours of each trial this process's cells started (committed until Tune's
 records hold it: reading)."""
+_given_by: dict[str, set[str]] = {}
+"""Cell name -> the trials it started in this process (started): idle once each has its row."""
 _lock = threading.Lock()
 
 
@@ -198,10 +200,9 @@ def allows(cell: str, trial_id: str, running: int) -> bool:
     if fresh:
         armed.last, armed.read_at = reading(armed.cap, cell, _given), now
     if not armed.last.passes(armed.cap.hours):
-        _given[trial_id] = armed.last.next
         flag.unlink(missing_ok=True)
         return True
-    if running > 0:
+    if running > 0 or unwritten(armed.cap.storage, cell):  # a trial of its own not done yet
         flag.unlink(missing_ok=True)
     elif fresh or not flag.exists():
         flag.parent.mkdir(parents=True, exist_ok=True)
@@ -209,6 +210,29 @@ def allows(cell: str, trial_id: str, running: int) -> bool:
         tmp.write_text(json.dumps(asdict(armed.last)))
         tmp.replace(flag)
     return False
+
+
+def started(cell: str, trial_id: str) -> None:
+    """``cell`` gave trial ``trial_id`` its configuration (SharedSlots.suggest, once the trial
+    also had its slot): its cost is committed from now on (reading), and the cell is not idle
+    until the trial's row is written (unwritten). A trial allowed that got no slot is not: it
+    never starts, and counted it would refuse every cell."""
+    armed = _armed.get(cell)
+    if armed is not None:
+        with _lock:
+            _given[trial_id] = armed.last.next if armed.last is not None else 0.0
+            _given_by.setdefault(cell, set()).add(trial_id)
+
+
+def unwritten(storage: str, cell: str) -> set[str]:
+    """The trials ``cell`` gave out in this process whose row is not written yet: Tune tells the
+    searcher a trial ended before its callbacks write the row, and a stop in between would kill
+    that write (the row would wait for --resume's repair)."""
+    given = _given_by.get(cell, set())
+    if not given:
+        return set()
+    rows = store.load(storage, "trials", sweep=cell)
+    return given - (set(rows["trial_id"]) if not rows.empty else set())
 
 
 def capped_idle(storage: str, cell: str) -> Reading | None:

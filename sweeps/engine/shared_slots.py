@@ -84,7 +84,10 @@ class SharedSlots(Searcher):
                 self._holding = True
             if not self.slots.acquire(experiment, trial_id, self.rank):
                 return None  # Tune asks again on its next step
-        return self.wrapped.suggest(trial_id)
+        config = self.wrapped.suggest(trial_id)
+        if config is not None:
+            gpu_cap.started(self.wrapped.cell, trial_id)
+        return config
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         self.wrapped.on_trial_result(trial_id, result)

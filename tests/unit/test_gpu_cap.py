@@ -83,22 +83,27 @@ def test_a_capped_idle_cell_leaves_its_reading_and_the_watch_stops_the_driver(st
     # spent 43.2 + committed 15 + next 7.5 GPU-s: 65.7 fits a cap of 66 s, not one of 64 s
     gpu_cap.arm(CELL.name, cap(storage, 66 / HOUR))
     assert gpu_cap.allows(CELL.name, "e", running=1)  # given out: now committed, 7.5 s
+    gpu_cap.started(CELL.name, "e")  # it had a slot too, and its configuration
     assert not gpu_cap.allows(CELL.name, "f", running=1)  # with e, 73.2 s would pass 66
     assert gpu_cap.capped_idle(storage, CELL.name) is None  # a trial of its own still runs
+    # e ended (the searcher says so: running 0), its row not written yet: not idle, no stop
+    assert not gpu_cap.allows(CELL.name, "f", running=0)
+    assert gpu_cap.capped_idle(storage, CELL.name) is None
+    store.write(storage, "trials", CELL.name, "e", [trial_row("e", "pruned", -110.0, 1, gpus=0.5)])
     try:
         with pytest.raises(KeyboardInterrupt):
             with gpu_cap.Watch(storage, 66 / HOUR) as watch:
                 watch.pending = {CELL.name}
                 assert not gpu_cap.allows(CELL.name, "g", running=0)
                 left = gpu_cap.capped_idle(storage, CELL.name)
-                assert left is not None and left.spent == pytest.approx(43.2 / HOUR)
+                assert left is not None and left.spent == pytest.approx((43.2 + 18) / HOUR)
                 for _ in range(600):  # the watch looks every second
                     time.sleep(0.1)
     finally:
         gpu_cap.arm(CELL.name, None)
     assert watch.stopped == left
     assert watch.line().startswith(
-        f"stopped: the next trial would pass --max-gpu-hours {66 / HOUR:g} (spent 0.012 GPU-h, "
+        f"stopped: the next trial would pass --max-gpu-hours {66 / HOUR:g} (spent 0.017 GPU-h, "
     )
     assert "--resume and a higher --max-gpu-hours" in watch.line()
     assert max(len(line) for line in watch.line().splitlines()) <= 150

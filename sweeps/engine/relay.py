@@ -33,7 +33,9 @@ class _Lines:
         pending = getattr(self.local, "pending", "") + text
         whole, _, self.local.pending = pending.rpartition("\n")
         if whole:
-            with self.lock, self.path.open("a", encoding="utf-8") as f:
+            # a character UTF-8 cannot hold (a lone surrogate) is written as its escape: a line
+            # is never lost to it, nor the cell's thread
+            with self.lock, self.path.open("a", encoding="utf-8", errors="backslashreplace") as f:
                 f.write(whole + "\n")
         return len(text)
 

@@ -168,11 +168,13 @@ class _Armed:
 
 _armed: dict[str, _Armed] = {}
 """Cell name -> its cap in this process (cells in flight run in threads of one process)."""
-_given: dict[str, float] = {}
-"""Trial id -> GPU-hours of each trial this process's cells started (committed until Tune's
-records hold it: reading)."""
-_given_by: dict[str, set[str]] = {}
-"""Cell name -> the trials it started in this process (started): idle once each has its row."""
+_given: dict[str, dict[str, float]] = {}
+"""Storage -> trial id -> GPU-hours of each trial this process's cells started there (committed
+until Tune's records hold it: reading). By storage: a process that ran a sweep elsewhere before
+(a notebook, the tests) counts none of that one's trials here."""
+_given_by: dict[tuple[str, str], set[str]] = {}
+"""(storage, cell) -> the trials the cell started since it was armed (started): idle once each
+has its row."""
 _lock = threading.Lock()
 
 
@@ -183,6 +185,7 @@ def arm(cell: str, cap: Cap | None) -> None:
             _armed.pop(cell, None)
         else:
             _armed[cell] = _Armed(cap)
+            _given_by[cap.storage, cell] = set()  # this run's trials from now on
             _flag(cap.storage, cell).unlink(missing_ok=True)
 
 
@@ -198,7 +201,8 @@ def allows(cell: str, trial_id: str, running: int) -> bool:
     fresh = armed.last is None or not armed.last.passes(armed.cap.hours) or (
         running == 0 and not flag.exists()) or now - armed.read_at > REFRESH_S  # fmt: skip
     if fresh:
-        armed.last, armed.read_at = reading(armed.cap, cell, _given), now
+        given = _given.get(armed.cap.storage, {})
+        armed.last, armed.read_at = reading(armed.cap, cell, given), now
     if not armed.last.passes(armed.cap.hours):
         flag.unlink(missing_ok=True)
         return True
@@ -220,15 +224,16 @@ def started(cell: str, trial_id: str) -> None:
     armed = _armed.get(cell)
     if armed is not None:
         with _lock:
-            _given[trial_id] = armed.last.next if armed.last is not None else 0.0
-            _given_by.setdefault(cell, set()).add(trial_id)
+            hours = armed.last.next if armed.last is not None else 0.0
+            _given.setdefault(armed.cap.storage, {})[trial_id] = hours
+            _given_by.setdefault((armed.cap.storage, cell), set()).add(trial_id)
 
 
 def unwritten(storage: str, cell: str) -> set[str]:
     """The trials ``cell`` gave out in this process whose row is not written yet: Tune tells the
     searcher a trial ended before its callbacks write the row, and a stop in between would kill
     that write (the row would wait for --resume's repair)."""
-    given = _given_by.get(cell, set())
+    given = _given_by.get((storage, cell), set())
     if not given:
         return set()
     rows = store.load(storage, "trials", sweep=cell)

@@ -128,3 +128,19 @@ def test_a_cap_not_above_zero_is_one_error_line_before_anything(hours, tmp_path,
     s = cli.parse_args(["--max-gpu-hours", "2.5"], "vlae", vlae.CELLS, vlae.BUDGETS,
                        vlae.DEFAULT_DATASETS)  # fmt: skip
     assert s.max_gpu_hours == 2.5 and not math.isnan(s.max_gpu_hours)
+
+
+def test_a_process_that_ran_a_sweep_before_counts_none_of_its_trials(storage, tmp_path):
+    """A notebook (or the test process) that ran a capped sweep of the same cell elsewhere: that
+    one's trials are neither committed here nor awaited as rows (CI met it: the unit test after
+    the e2e one never saw its cell idle)."""
+    elsewhere = str(tmp_path / "elsewhere")
+    gpu_cap.arm(CELL.name, cap(elsewhere, 1.0))
+    assert gpu_cap.allows(CELL.name, "old", running=0)
+    gpu_cap.started(CELL.name, "old")  # it never wrote a row here
+    try:
+        gpu_cap.arm(CELL.name, cap(storage, 66 / HOUR))
+        assert gpu_cap.unwritten(storage, CELL.name) == set()
+        assert gpu_cap.allows(CELL.name, "e", running=0)  # 65.7 GPU-s fits 66: "old" not in it
+    finally:
+        gpu_cap.arm(CELL.name, None)

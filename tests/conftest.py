@@ -93,13 +93,37 @@ def ray_local(monkeypatch, tiny_data_root):
 
 
 def kill_process_group(pgid: int) -> None:
-    """SIGKILL a process group: a driver or `ray start` run with start_new_session=True and every
-    Ray process it spawned (daemons rename themselves, so their command lines cannot be matched).
-    What a crashed driver or a test's cluster leaves behind must not outlive the test."""
+    """SIGKILL a driver or `ray start` run with start_new_session=True and every Ray process it
+    spawned, and wait until they are gone. Ray's workers and actors run in process groups of their
+    own inside the driver's session, so the session is what is killed (daemons rename themselves,
+    so their command lines cannot be matched); an actor left alive a moment kept writing into a
+    folder the test was deleting. What a crashed driver or a test's cluster leaves behind must not
+    outlive the test."""
     import os
     import signal
+    import time
 
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass  # nothing left
+    deadline = time.monotonic() + 30
+    while (left := _session_processes(pgid)) and time.monotonic() < deadline:
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass  # gone already
+        time.sleep(0.1)
+
+
+def _session_processes(sid: int) -> list[int]:
+    """The live (not zombie) processes in session or process group `sid`, from /proc."""
+    from pathlib import Path
+
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # ended while listed
+        state, pgrp, session = fields[0], int(fields[2]), int(fields[3])
+        if state not in "ZX" and sid in (pgrp, session):
+            found.append(int(stat.parent.name))
+    return found

@@ -235,6 +235,7 @@ def rebuild(storage: str, state: SweepState, trial: records.TuneTrial) -> str:
         optuna_trial=-1 if trial.seed_of else number,
         role=rows.SEED if trial.seed_of else rows.SEARCH,
         seed_of=trial.seed_of,
+        warm_start=records.warm_start_of(state.study or [], trial.trial_id),
     )
     store.write(storage, "trials", state.sweep, trial.trial_id, [row])
     if history:

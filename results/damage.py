@@ -52,7 +52,7 @@ def _kind(v) -> str:
 CELL_RECORD = {
     "cell": ("dict",), "base_config": ("dict",), "key_sources": ("dict",), "trials": ("int",),
     "budget": ("str",), "sampler": ("str",), "seed": ("int",), "resources": ("dict",),
-    "provenance": ("dict",),
+    "provenance": ("dict",), "space_versions": ("list",), "warm_start": ("dict",),
 }  # fmt: skip
 """The keys sweeps.engine.cell.cell_record writes and their JSON types. A key may be absent (a
 record written before it existed: results.migrate fills it in as the store reads the record);
@@ -274,6 +274,7 @@ PART_COLUMNS = {
     "trials": ({"trial_id": STR, "status": STR, "best_val_loss": NUM},
                {"sweep": STR, "paper": STR, "family": STR, "dataset": STR, "likelihood": STR,
                 "variant": STR, "protocol": STR, "role": STR, "seed_of": STR, "reason": STR,
+                "warm_start": STR,
                 "config_json": STR, "key_sources": STR, "epochs": INT, "seed": INT,
                 "optuna_trial": INT, "retries": INT}),
     "curves": ({"trial_id": STR, "epoch": INT},

@@ -10,7 +10,8 @@ version, so a version-1 part written before a column existed lacks it, and ``par
 value below (a null in such a column gets it too, as a part built from rows with and without
 the key holds):
 
-    trials       protocol "project" (added 2026-12-02), role "search" and seed_of "" (2026-12-06)
+    trials       protocol "project" (added 2026-12-02), role "search" and seed_of "" (2026-12-06),
+                 warm_start "" (2026-12-07)
     evaluations  test_bpd, active_units, active_units_per_batch NaN, latent_dims -1 (2026-12-02;
                  rows.EVALUATION_DEFAULTS, the values a family without posterior means writes)
     curves       any of rows.CURVE_KEYS a part lacks, NaN (lr and skipped_steps 2026-12-02,
@@ -45,7 +46,7 @@ SCHEMA_VERSION = 1
 """The version of the Parquet rows store.write writes (its ``schema_version`` column)."""
 
 ADDED_TO_VERSION_1 = {
-    "trials": {"protocol": "project", "role": rows.SEARCH, "seed_of": ""},
+    "trials": {"protocol": "project", "role": rows.SEARCH, "seed_of": "", "warm_start": ""},
     "evaluations": rows.EVALUATION_DEFAULTS,
     "curves": {k: math.nan for k in rows.CURVE_KEYS if k != "epoch"},
 }

@@ -168,6 +168,13 @@ def optuna_trial(study: list, tune_trial_id: str) -> int:
     return found[-1] if found else -1
 
 
+def warm_start_of(study: list, tune_trial_id: str) -> str:
+    """Where the configuration of ``tune_trial_id`` came from when a warm start queued it (its
+    Optuna trial's ``warm_start_of``: sweeps.engine.warm_start), else ""."""
+    found = [t for t in study if t.user_attrs.get("tune_trial_id") == tune_trial_id]
+    return found[-1].user_attrs.get("warm_start_of", "") if found else ""
+
+
 def study_trials(
     storage: str, sweep: str, study_url: str | None = None
 ) -> list[optuna.trial.FrozenTrial] | None:

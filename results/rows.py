@@ -96,6 +96,7 @@ def trial_row(
     optuna_trial: int = -1,
     role: str = SEARCH,
     seed_of: str = "",
+    warm_start: str = "",
 ) -> dict:
     """One ``trials`` row. ``cell`` holds CELL_FIELDS; ``config`` is the flat config that ran;
     ``times``: when Tune first started the trial and when its last result reached the driver
@@ -103,7 +104,8 @@ def trial_row(
     resources; ``checkpoint_path``: relative to the storage (results.store.relative);
     ``sources``: where each config key came from (``key_sources``); ``optuna_trial``: the
     number of its Optuna trial (-1: none, e.g. a seed re-training); ``role``, ``seed_of``: see
-    SEARCH and SEED."""
+    SEARCH and SEED; ``warm_start``: where its configuration came from when another sweep's
+    cell gave it (sweeps.engine.warm_start), else ""."""
     status, reason = trial_status(last, error)
     wall = float(last.get("time_total_s", 0.0))
     best = (
@@ -117,6 +119,7 @@ def trial_row(
         "role": role,
         "seed_of": seed_of,
         "optuna_trial": optuna_trial,
+        "warm_start": warm_start,
         "status": status,
         "reason": reason,
         "best_val_loss": best,

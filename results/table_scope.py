@@ -3,6 +3,8 @@ paper's other datasets left out unless asked for), and the cells whose search ra
 
     with_results(long, table, all_datasets)   (the long frame cut to our datasets, the note)
     unranked_note(trials, long)                the cells too small to rank, as one note line
+    search_notes(storage, long)                cells searched under several versions of their
+                                               space, or warm-started from another sweep
 
 A cell ranked its configurations when its search completed at least RANKED trials with a
 validation loss and at least RANKED different configurations among them (the flat config apart
@@ -17,6 +19,7 @@ import json
 
 import pandas as pd
 
+from results import store
 from results.papers import PaperTable
 from results.rows import SEARCH
 
@@ -82,3 +85,22 @@ def unranked_note(trials: pd.DataFrame, long: pd.DataFrame) -> list[str]:
         return [f"too small to rank: no cell ranked anything ({rule}; a budget with more trials "
                 f"per cell ranks them): {listed}"]  # fmt: skip
     return [f"too small to rank: {len(small)} of {len(cells)} cells ({rule}): {listed}"]
+
+
+def search_notes(storage: str, long: pd.DataFrame) -> list[str]:
+    """A line for each cell of the table whose search was not one search of one space: searched
+    under several versions of its space (its record's ``space_versions``: sweeps.engine.spaces)
+    or warm-started from another sweep's cell (its ``warm_start``: sweeps.engine.warm_start)."""
+    out = []
+    for sweep in dict.fromkeys(long.loc[long["who"] == "ours", "source"].dropna()):
+        record = store.cell_record(storage, sweep) or {}
+        kept = record.get("space_versions") or []
+        if len(kept) > 1:
+            spans = ", ".join(f"v{v['version']} from Optuna trial {v['from_trial']}" for v in kept)
+            out.append(f"{sweep}: searched under {len(kept)} versions of its space ({spans})")
+        if warm := record.get("warm_start"):
+            other = f" (another dataset: {warm['dataset']})" if warm.get("dataset") else ""
+            out.append(f"{sweep}: warm-started from {warm['storage']}: {warm['cell']}{other}; its "
+                       f"best {warm['best']} configurations ran first here, its completed trials "
+                       "informed the sampler")  # fmt: skip
+    return out

@@ -34,7 +34,7 @@ from results.reference import (
     trust,
 )
 from results.selection import chosen, cost, over_seeds, training_runs
-from results.table_scope import unranked_note, with_results
+from results.table_scope import search_notes, unranked_note, with_results
 from results.table_text import (  # noqa: F401 (re-exported: results.compare, the tests)
     LATEX_ESCAPES,
     LATEX_MARKS,
@@ -330,7 +330,9 @@ def shown(
     wide, notes = layout(long, table)
     trials = store.load(storage, "trials")
     small = unranked_note(trials, long) if not trials.empty else []
-    return long, wide, notes + selection_notes(storage, table, selection) + small + left_out
+    searched = search_notes(storage, long)
+    return (long, wide,
+            notes + selection_notes(storage, table, selection) + small + searched + left_out)
 
 
 def write_files(

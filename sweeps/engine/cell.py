@@ -21,7 +21,7 @@ from results import check, records, store
 from results.crash_points import crash_point
 from results.selection import capped_winners, winners
 from sweeps.cells import Budget, Cell
-from sweeps.engine import gpu_cap, preflight
+from sweeps.engine import gpu_cap, preflight, spaces, warm_start
 from sweeps.engine.provenance import provenance
 from sweeps.engine.seeds import retrain_winner
 from sweeps.engine.settings import Settings
@@ -67,12 +67,20 @@ def run_cell(
         f"target {target}), up to {epochs} epochs{unit}, {concurrent} at a time"
     )
     sources = cell.key_sources(budget, settings.fixed)
+    dists = spaces.current(cell, budget)
+    kept = spaces.history(record if old else None, study, dists)  # a new version if it changed
+    if old and len(kept) > max(1, len(spaces.kept(record))):
+        print(f"   [{cell.name}] its search space changed: version {len(kept)} from Optuna "
+              f"trial {kept[-1]['from_trial']} ({'; '.join(spaces.changed(kept))})")  # fmt: skip
+    warm, whence = warm_for(settings, cell, old, record, dists)
+    for line in warm.lines() if warm else []:
+        print(f"   [{cell.name}] {line}")
     gpus = float(resources.get("gpu", 0.0))  # --max-gpu-hours: checked by the cell's searcher
     gpu_cap.arm(cell.name, gpu_cap.cap_for(settings.max_gpu_hours, storage, cell.dataset, base,
                                            gpus))  # fmt: skip
-    store.write_cell_record(
-        storage, cell.name, cell_record(settings, cell, base, target, resources, sources)
-    )
+    store.write_cell_record(storage, cell.name, {
+        **cell_record(settings, cell, base, target, resources, sources),
+        "space_versions": kept, **({"warm_start": whence} if whence else {})})  # fmt: skip
     if old and settings.resume and cell_complete(storage, cell, target):
         print(f"   [{cell.name}] complete: {target} of {target} trials ended; nothing to resume")
     else:
@@ -91,6 +99,8 @@ def run_cell(
             verbose=verbose,
             sources=sources,
             log_to=settings.log_to,
+            space=spaces.Space(kept[-1]["version"], dists),
+            warm=warm,
         )
     # Optuna trials left RUNNING by a killed driver that no trial adopted (tune_record)
     for line in close_orphans(storage, cell.name, study_url):
@@ -141,6 +151,23 @@ def evaluate_capped_winners(settings: Settings, cells: list[Cell], budget: Budge
                 print(f"   [{cell.name}] param-cap winner: test log-likelihood of trial "
                       f"{row['trial_id']} (k={row['k']}, IS seed {row['seed']}): "
                       f"{row['test_log_likelihood']:.2f}")  # fmt: skip
+
+
+def warm_for(settings: Settings, cell: Cell, old: bool, record: dict | None,
+             dists: dict) -> tuple[warm_start.Warm | None, dict | None]:  # fmt: skip
+    """What seeds the cell's study from another sweep (--warm-start: a cell new here, or one
+    whose record says it was warm-started, resumed before its study was seeded) and the record
+    of it; (None, None) without."""
+    whence = (record or {}).get("warm_start") if old else None
+    if whence is None and settings.warm_start and not old:
+        name = warm_start.source_cell(settings.warm_start, cell, settings.warm_start_dataset)
+        whence = {"storage": settings.warm_start, "cell": name, "best": settings.warm_start_best,
+                  "dataset": settings.warm_start_dataset}  # fmt: skip
+    elif settings.warm_start and old and whence is None:
+        print(f"   [{cell.name}] holds trials of its own here: not warm-started")
+    if whence is None:
+        return None, None
+    return warm_start.prepare(whence["storage"], whence["cell"], dists, whence["best"]), whence
 
 
 def cell_record(

@@ -21,7 +21,7 @@ from results import lease, store
 from results.papers import paper_tables
 from results.tables import write_files
 from sweeps.cells import PROJECT, Budget, Cell, Protocol
-from sweeps.engine import console, estimate, preflight, trackers
+from sweeps.engine import console, estimate, preflight, spaces, trackers, warm_start
 from sweeps.engine.flags import parse_args
 from sweeps.engine.nodes import (
     check_cluster_resources,
@@ -97,6 +97,20 @@ def plan(
     return budget, chosen, fixed
 
 
+def check_warm_start(settings: Settings, chosen: list[Cell]) -> None:
+    """--warm-start and its companions (sweeps.engine.warm_start.check): Refusal."""
+    if not settings.warm_start:
+        if settings.warm_start_dataset or settings.warm_start_best != 3:
+            raise preflight.Refusal("--warm-start-dataset and --warm-start-best go with "
+                                    "--warm-start STORAGE")  # fmt: skip
+        return
+    if settings.sampler == "grid":
+        raise preflight.Refusal("--warm-start seeds a TPE search; --sampler grid replays the "
+                                "authors' grid whole: drop one of them")  # fmt: skip
+    warm_start.check(settings.warm_start, settings.storage, chosen, settings.warm_start_dataset,
+                     settings.warm_start_best)  # fmt: skip
+
+
 def check_storage(settings: Settings, chosen: list[Cell],
                   budget: Budget) -> tuple[Settings, list[Cell], lease.Lease]:  # fmt: skip
     """The storage and the study storage, before Ray starts; the settings (--study-storage as
@@ -114,7 +128,9 @@ def check_storage(settings: Settings, chosen: list[Cell],
     study_url = settings.study_storage and preflight.check_study_storage(settings.study_storage)
     mode = "resume" if settings.resume else "add" if settings.add_trials else "new"
     try:
-        preflight.check_storage(settings.storage, chosen, budget, mode, study_url)
+        old = preflight.check_storage(settings.storage, chosen, budget, mode, study_url)
+        if settings.sampler != "grid":
+            spaces.check(settings.storage, old, budget, study_url)
     except preflight.Refusal:
         lease.check_free(settings.storage)  # a sweep that started there meanwhile is the reason
         raise
@@ -148,6 +164,7 @@ def main(
             return estimate.dry_run(settings, chosen, budget)
         budget, chosen, _ = plan(settings, cells, budgets, protocols)
         trackers.check(settings.log_to)
+        check_warm_start(settings, chosen)
     except (preflight.Refusal, ConfigError, store.StorageError) as e:
         return refused(e)
     return start(settings, paper, chosen, budget)

@@ -139,6 +139,20 @@ def parse_args(
         action="store_true",
         help="print the sweep's progress from --storage and exit (Ray not needed)",
     )
+    p.add_argument(
+        "--warm-start",
+        default=None,
+        metavar="STORAGE",
+        help="seed each new cell's study from the matching cell (family, dataset, likelihood, "
+        "protocol) of another sweep's storage, local or s3://: its best configurations run first, "
+        "its completed trials inform the sampler where they fit this cell's space "
+        "(docs/running-sweeps.md#warm-starts)",
+    )
+    p.add_argument("--warm-start-best", type=int, default=3, metavar="K",
+                   help="how many of the warm-start cell's best configurations run first")
+    p.add_argument("--warm-start-dataset", choices=datasets, default=None,
+                   help="warm-start from the other sweep's cells of this dataset instead of each "
+                   "cell's own (said in the table's notes)")  # fmt: skip
     estimate.add_arguments(p)  # --dry-run, --yes, --gpus
     p.add_argument(
         "--log-to",
@@ -158,5 +172,7 @@ def parse_args(
     estimate.read_flags(args)
     if "://" not in args.storage:  # cells run in a worker whose working directory differs
         args.storage = os.path.abspath(os.path.expanduser(args.storage))
+    if args.warm_start and "://" not in args.warm_start:
+        args.warm_start = os.path.abspath(os.path.expanduser(args.warm_start))
     args.datasets = args.datasets or default_datasets.get(args.budget, datasets)
     return Settings.from_args(args)

@@ -11,7 +11,7 @@ import json
 
 from ray import tune
 
-from results import records, rows, store
+from results import records, rows, store, studies
 from sweeps.cells import Cell
 from sweeps.engine import tune_record
 from sweeps.engine.provenance import provenance
@@ -63,17 +63,19 @@ class ParquetWriter(tune.Callback):
     def on_trial_error(self, iteration, trials, trial, **info):
         self._write(trial, str(trial.get_error() or "trial failed"))
 
-    def _optuna_trial(self, trial_id: str) -> int:
-        """The number of the trial's Optuna trial (-1: a seed re-training, which has none, or
-        a study that cannot be read now; the row is worth more than the number)."""
+    def _optuna_trial(self, trial_id: str) -> tuple[int, str]:
+        """The number of the trial's Optuna trial and where a warm start took its configuration
+        from (records.warm_start_of); (-1, ""): a seed re-training, which has none, or a study
+        that cannot be read now (the row is worth more than the number)."""
         if self.role != rows.SEARCH:
-            return -1
+            return -1, ""
         try:
             study = records.study_trials(self.storage, self.cell.name, self.study_storage)
         except Exception as e:  # noqa: BLE001 - e.g. a database that is down for a moment
             print(f"warning: trial {trial_id}: its Optuna trial number is unknown ({e})")
-            return -1
-        return records.optuna_trial(study or [], trial_id)
+            return -1, ""
+        study = study or []
+        return records.optuna_trial(study, trial_id), records.warm_start_of(study, trial_id)
 
     def _write(self, trial, error: str | None) -> None:
         last = trial.last_result or {}
@@ -94,6 +96,7 @@ class ParquetWriter(tune.Callback):
         history = checkpoint_history(ckpt)
         # what Tune passed in: the cell's fixed keys and the searcher's draws (rows.key_sources)
         given = set(flatten(trial.config))
+        number, warm = self._optuna_trial(trial.trial_id)
         row = rows.trial_row(
             self.cell.fields(),
             trial.trial_id,
@@ -108,10 +111,15 @@ class ParquetWriter(tune.Callback):
             provenance=self.provenance,
             times=rows.tune_times(vars(trial.run_metadata)),
             sources=rows.key_sources(config, self.sources, given),
-            optuna_trial=self._optuna_trial(trial.trial_id),
+            optuna_trial=number,
             role=self.role,
             seed_of=self.seed_of,
+            warm_start=warm,
         )
+        # The study first: on an object store its journal goes up before the row does, so a
+        # row never names a trial that a driver killed now would leave out of the study there
+        # (a resume on another head would draw its configuration again).
+        studies.flush(self.study_storage or self.storage, self.cell.name)
         store.write(self.storage, "trials", self.cell.name, trial.trial_id, [row])
         if history:
             curves = rows.curve_rows(self.cell.name, trial.trial_id, history)

@@ -26,6 +26,8 @@ from results.crash_points import crash_point
 from results.studies import OBJECTIVE
 from sweeps.engine import tune_record
 from sweeps.engine.parquet_writer import completed_row
+from sweeps.engine.spaces import VERSION
+from sweeps.engine.warm_start import FROM
 
 DRAWS = 20
 """How many times a trial's configuration is drawn again when the study already ran it."""
@@ -63,10 +65,14 @@ class PruneAwareOptunaSearch(OptunaSearch):
     journal it was copied from.
     """
 
-    def __init__(self, *args, experiment: str = "", results: str = "", **kwargs):
+    space_version = None  # searchers pickled before space versions (sweeps.engine.spaces)
+
+    def __init__(self, *args, experiment: str = "", results: str = "",
+                 space_version: int | None = None, **kwargs):  # fmt: skip
         super().__init__(*args, **kwargs)
         self.experiment = experiment
         self.results = results  # the sweep's storage: its trials' rows (completed_row)
+        self.space_version = space_version  # each trial's, as a user attribute
         self._reported: dict[str, set] = defaultdict(set)  # epochs already told to Optuna
 
     def _setup_study(self, mode) -> None:
@@ -167,14 +173,17 @@ class PruneAwareOptunaSearch(OptunaSearch):
         # relative to the storage ("ray/<cell>"): the storage may move (tune_record)
         ot_trial.set_user_attr("tune_experiment", store.relative(self.results, self.experiment))
         ot_trial.set_user_attr("tune_trial_id", trial_id)
+        if self.space_version is not None:
+            ot_trial.set_user_attr(VERSION, self.space_version)
 
     def _twin(self, ot_trial: optuna.Trial) -> int | None:
         """The number of another trial of the study with the same parameters (not a discarded
-        draw), if any: running it again would only repeat a deterministic computation."""
+        draw, nor a warm start's trial of another sweep: sweeps.engine.warm_start), if any:
+        running it again would only repeat a deterministic computation."""
         params = ot_trial.params
         for t in self._ot_study.get_trials(deepcopy=False):
             if t._trial_id != ot_trial._trial_id and t.params == params:
-                if "duplicate_of" not in t.user_attrs:
+                if "duplicate_of" not in t.user_attrs and FROM not in t.user_attrs:
                     return t.number
         return None
 

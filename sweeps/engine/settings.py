@@ -45,6 +45,9 @@ class Settings:
     yes: bool
     gpus: int | None
     max_gpu_hours: float | None  # no trial starts that would pass it (sweeps.engine.gpu_cap)
+    warm_start: str | None  # another sweep's storage seeding new cells (sweeps.engine.warm_start)
+    warm_start_best: int
+    warm_start_dataset: str | None  # its cells of this dataset, not each cell's own
     # each --set item parsed (training.config.parse_override), in order: ("train/lr", 0.001);
     # not hashed (a value may be a JSON list): ``set`` says the same
     overrides: tuple[tuple[str, Any], ...] = field(hash=False)

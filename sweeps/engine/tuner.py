@@ -28,11 +28,13 @@ from ray import tune
 import search_spaces
 from results import records, studies
 from results.whole_files import tune_filesystem
+from search_spaces.versions import FittingTPESampler
 from sweeps.cells import Budget, Cell
-from sweeps.engine import trackers, tune_record
+from sweeps.engine import trackers, tune_record, warm_start
 from sweeps.engine.parquet_writer import ParquetWriter
 from sweeps.engine.searcher import PruneAwareOptunaSearch
 from sweeps.engine.shared_slots import SharedSlots
+from sweeps.engine.spaces import Space
 from sweeps.engine.trial import METRIC, trainable
 from training.config import unflatten
 
@@ -71,6 +73,8 @@ def tune_cell(
     verbose: int = 1,
     sources: dict[str, str] | None = None,
     log_to: tuple[str, ...] = (),
+    space: Space | None = None,
+    warm: warm_start.Warm | None = None,
 ) -> tune.ResultGrid:
     """Search one cell with Optuna; trials and curves land in Parquet.
 
@@ -79,7 +83,10 @@ def tune_cell(
     scheduler prunes it), as the authors ran it. ``slots``, ``rank``: the shared trial cap of cells
     in flight together (sweeps.engine.slots) and this cell's priority for it. ``sources``: what
     fixed each key of the cell's base config, for its rows (Cell.key_sources). ``log_to``: the
-    trackers each trial is logged to as well (sweeps.engine.trackers).
+    trackers each trial is logged to as well (sweeps.engine.trackers). ``space``: the version of
+    the cell's space this run draws from (sweeps.engine.spaces): TPE learns from the study's
+    trials that fit it. ``warm``: what seeds a new study from another sweep's cell
+    (sweeps.engine.warm_start).
     """
     ray_dir = tune_dir(storage)
     experiment = experiment_path(storage, cell)
@@ -90,7 +97,7 @@ def tune_cell(
         optuna_sampler = optuna.samplers.GridSampler(grid, seed=seed)
         scheduler = tune_record.FIFO()  # no pruning
     elif sampler == "tpe":
-        optuna_sampler = optuna.samplers.TPESampler(seed=seed)
+        optuna_sampler = FittingTPESampler(seed=seed, space=space.distributions if space else None)
         scheduler = tune_record.ASHA(
             time_attr="epoch",
             max_t=max_epochs,
@@ -113,6 +120,7 @@ def tune_cell(
         storage=study,
         experiment=experiment,
         results=storage,
+        space_version=space.version if space else None,
     )
     name = trainable(resources)  # by name: Tune's registry is not thread-safe (sweeps.engine.trial)
     # Tune's can_restore sees the tuner.pkl it writes first; a driver killed before Tune saved
@@ -128,6 +136,8 @@ def tune_cell(
         )
         wrap_restored_searcher(tuner, slots, rank, budget.trials)
     else:
+        if warm is not None:  # before its first ask: the queued configurations run first
+            warm_start.seed(searcher._ot_study, warm, space.distributions if space else {})
         tuner = tune.Tuner(
             name,
             param_space=unflatten(cell.base_config(budget)),

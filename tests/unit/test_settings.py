@@ -58,8 +58,12 @@ def test_sequences_are_tuples_and_the_flags_are_filled_as_before():
         "budget", "protocol", "storage", "datasets", "families", "address", "cpus_per_trial",
         "gpus_per_trial", "set", "max_concurrent", "cells", "trials", "add_trials",
         "study_storage", "seed", "winner_seeds", "sampler", "resume", "status", "dry_run", "yes",
-        "gpus", "max_gpu_hours", "verbose", "log_to",
+        "gpus", "max_gpu_hours", "verbose", "log_to", "warm_start", "warm_start_best",
+        "warm_start_dataset",
     }  # fmt: skip
+    assert settings("--warm-start", "rel/pilot").warm_start == os.path.abspath("rel/pilot")
+    assert settings("--warm-start", "s3://b/pilot").warm_start == "s3://b/pilot"
+    assert settings().warm_start is None and settings().warm_start_best == 3
     hash(s)
     listed = settings("--set", "model/sizes=[1, 2]")  # a JSON list: hashed by its --set text
     assert listed.fixed == {"model/sizes": [1, 2]}

@@ -69,7 +69,7 @@ def run_cell(
     sources = cell.key_sources(budget, settings.fixed)
     gpus = float(resources.get("gpu", 0.0))  # --max-gpu-hours: checked by the cell's searcher
     gpu_cap.arm(cell.name, gpu_cap.cap_for(settings.max_gpu_hours, storage, cell.dataset, base,
-                                           gpus))  # fmt: skip
+                                           gpus, budget.search_seeds))  # fmt: skip
     store.write_cell_record(
         storage, cell.name, cell_record(settings, cell, base, target, resources, sources)
     )
@@ -91,6 +91,7 @@ def run_cell(
             verbose=verbose,
             sources=sources,
             log_to=settings.log_to,
+            search_seeds=budget.search_seeds,
         )
     # Optuna trials left RUNNING by a killed driver that no trial adopted (tune_record)
     for line in close_orphans(storage, cell.name, study_url):
@@ -159,6 +160,7 @@ def cell_record(
         "budget": settings.budget,
         "sampler": settings.sampler,
         "seed": settings.seed,
+        "search_seeds": settings.search_seeds,  # a cell goes on with these (preflight)
         "resources": resources,
         "provenance": provenance(),
     }

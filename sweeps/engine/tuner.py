@@ -71,6 +71,7 @@ def tune_cell(
     verbose: int = 1,
     sources: dict[str, str] | None = None,
     log_to: tuple[str, ...] = (),
+    search_seeds: int = 1,
 ) -> tune.ResultGrid:
     """Search one cell with Optuna; trials and curves land in Parquet.
 
@@ -79,7 +80,8 @@ def tune_cell(
     scheduler prunes it), as the authors ran it. ``slots``, ``rank``: the shared trial cap of cells
     in flight together (sweeps.engine.slots) and this cell's priority for it. ``sources``: what
     fixed each key of the cell's base config, for its rows (Cell.key_sources). ``log_to``: the
-    trackers each trial is logged to as well (sweeps.engine.trackers).
+    trackers each trial is logged to as well (sweeps.engine.trackers). ``search_seeds``: the
+    training seeds each configuration is trained with, its metric their mean (training.lockstep).
     """
     ray_dir = tune_dir(storage)
     experiment = experiment_path(storage, cell)
@@ -114,7 +116,8 @@ def tune_cell(
         experiment=experiment,
         results=storage,
     )
-    name = trainable(resources)  # by name: Tune's registry is not thread-safe (sweeps.engine.trial)
+    # by name: Tune's registry is not thread-safe (sweeps.engine.trial)
+    name = trainable(resources, search_seeds)
     # Tune's can_restore sees the tuner.pkl it writes first; a driver killed before Tune saved
     # an experiment state leaves nothing to restore (Tune then restarts with an empty config):
     # start afresh, and the searcher adopts the study's trials that were asked (_orphan).

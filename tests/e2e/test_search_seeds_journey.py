@@ -1,7 +1,7 @@
 """End to end on a real local Ray instance: a smoke sweep whose configurations train with two
-seeds each (--search-seeds 2), its rows' spread, its checkpoints, the winner's re-training, and
-a continuation with another number of seeds refused. The parts: tests/unit/test_lockstep.py,
-tests/unit/test_search_seeds.py."""
+seeds each (--search-seeds 2), its rows' spread, its checkpoints, the winner's re-training, its
+trials' replays, and a continuation with another number of seeds refused. The parts:
+tests/unit/test_lockstep.py, tests/unit/test_search_seeds.py."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import ray
 
 from results import store
 from tests.e2e.test_sweep_journeys import run
+from tests.replays import replay
 from tests.unit.test_sweep import TINY
 from training import checkpoint
 
@@ -47,6 +48,10 @@ def test_a_sweep_of_two_seeds_per_trial_records_their_mean_and_spread(
     evals = store.load(str(tmp_path), "evaluations")
     assert set(evals["trial_id"]) == {winner["trial_id"], again.iloc[0]["trial_id"]}
     capsys.readouterr()
+    for r in search.itertuples():  # a trial of two seeds replays as it ran: both, in lockstep
+        code, out, err = replay(capsys, "--storage", str(tmp_path), "--trial", r.trial_id)
+        assert code == 0 and f"replaying {r.epochs} on cpu, 2 seeds" in out, out + err
+        assert out.splitlines()[-1].startswith("identical: every metric of every epoch")
 
     ray.shutdown()  # the refusal comes before Ray starts
     code = run(tmp_path, TINY, monkeypatch, extra=["--resume", "--search-seeds", "3"])

@@ -10,17 +10,20 @@ version, so a version-1 part written before a column existed lacks it, and ``par
 value below (a null in such a column gets it too, as a part built from rows with and without
 the key holds):
 
-    trials       protocol "project" (added 2026-12-02), role "search" and seed_of "" (2026-12-06),
-                 warm_start "" (2026-12-07)
+    trials       protocol "project" (added 2026-12-02), role "search" and seed_of "" (2026-12-06);
+                 search_seeds 1, val_loss_std NaN, seed_best_val_losses "" (rows.SEED_SPREAD,
+                 --search-seeds, 2026-12-07), warm_start "" (2026-12-07)
     evaluations  test_bpd, active_units, active_units_per_batch NaN, latent_dims -1 (2026-12-02;
                  rows.EVALUATION_DEFAULTS, the values a family without posterior means writes)
     curves       any of rows.CURVE_KEYS a part lacks, NaN (lr and skipped_steps 2026-12-02,
-                 epoch_started_at 2026-12-03); a null written since stays (a metric not recorded)
+                 epoch_started_at 2026-12-03, val_loss_std 2026-12-07); a null written since
+                 stays (a metric not recorded)
 
 Cell records (``cells/<cell>.json``, 2026-12-02 on) carry no version: each is version 1. One
 written before a key existed lacks it; ``cell_record`` gives its cell the protocol "project" and
-the record an empty ``key_sources`` (added 2026-12-06). Sample files (results.samples) have their
-own ``schema_version``, 1, the only format they have had: nothing to migrate.
+the record an empty ``key_sources`` (added 2026-12-06) and ``search_seeds`` 1 (2026-12-07).
+Sample files (results.samples) have their own ``schema_version``, 1, the only format they have
+had: nothing to migrate.
 
 Left as older storages hold them, since the current code writes the same: a ``checkpoint_path``
 that is absolute (rows before 2026-12-06; store.relative leaves a path outside the storage
@@ -46,7 +49,8 @@ SCHEMA_VERSION = 1
 """The version of the Parquet rows store.write writes (its ``schema_version`` column)."""
 
 ADDED_TO_VERSION_1 = {
-    "trials": {"protocol": "project", "role": rows.SEARCH, "seed_of": "", "warm_start": ""},
+    "trials": {"protocol": "project", "role": rows.SEARCH, "seed_of": "", "warm_start": "",
+               **rows.SEED_SPREAD},
     "evaluations": rows.EVALUATION_DEFAULTS,
     "curves": {k: math.nan for k in rows.CURVE_KEYS if k != "epoch"},
 }
@@ -94,8 +98,8 @@ def part(frame: pd.DataFrame, table: str) -> pd.DataFrame:
 
 def cell_record(record: dict) -> dict:
     """A cell record (as results.damage.cell_record checked it) in the current format: its
-    cell's ``protocol`` and its ``key_sources`` present."""
-    out = {"key_sources": {}, **record}
+    cell's ``protocol``, its ``key_sources`` and ``search_seeds`` present."""
+    out = {"key_sources": {}, "search_seeds": 1, **record}
     if isinstance(out.get("cell"), dict):
         out["cell"] = {"protocol": "project", **out["cell"]}
     return out

@@ -14,7 +14,7 @@ import pandas as pd
 
 CURVE_KEYS = ("epoch", "train_loss", "val_loss", "val_log_px_z", "val_kl", "beta",
               "epoch_seconds", "epoch_started_at", "resumed_from", "lr",
-              "skipped_steps")  # fmt: skip
+              "skipped_steps", "val_loss_std")  # fmt: skip
 FAILURE_KEYS = ("diverged", "config_error")
 """Result keys with which a trial reports that it failed on its own (not retried: a rerun of the
 same config fails the same way)."""
@@ -23,6 +23,12 @@ SEARCH, SEED = "search", "seed"
 """A trial row's ``role``: a trial of the cell's search, or a re-training of the search's winner
 with another training seed (sweeps.engine.seeds; ``seed_of`` names the winner). Only search trials
 compete to be the winner; a table's mean ± std is over the winner and its re-trainings."""
+
+SEED_SPREAD = {"search_seeds": 1, "val_loss_std": math.nan, "seed_best_val_losses": ""}
+"""A trials row's spread over its training seeds (--search-seeds, training.lockstep), as a trial
+of one seed has it, and rows written before these columns read (results.migrate): with N > 1,
+``val_loss_std`` is the seeds' standard deviation (n - 1) at the epoch of the best mean (the row's
+best_val_loss) and ``seed_best_val_losses`` a JSON list of each seed's own best, in seed order."""
 
 EVALUATION_DEFAULTS = {
     "test_bpd": math.nan,
@@ -65,6 +71,20 @@ def timestamp(seconds: float):
     return pd.Timestamp(seconds, unit="s", tz="UTC")
 
 
+def seed_spread(last: dict, history: list[dict]) -> dict:
+    """SEED_SPREAD of a trial from its last result and its checkpointed curve."""
+    seeded = [r for r in history if r.get("seed_val_losses")]
+    if not seeded:  # one seed, or none of its epochs ended
+        return {**SEED_SPREAD, "search_seeds": int(last.get("search_seeds", 1))}
+    best = min(seeded, key=lambda r: r["val_loss"])  # the first at the best, as the trial's
+    each = zip(*(r["seed_val_losses"] for r in seeded), strict=True)
+    return {
+        "search_seeds": len(best["seed_val_losses"]),
+        "val_loss_std": best.get("val_loss_std", math.nan),
+        "seed_best_val_losses": json.dumps([min(vals) for vals in each]),
+    }
+
+
 def trial_status(last: dict, error: str | None) -> tuple[str, str]:
     """(status, reason) of a finished trial from its last result and its error text, if any."""
     if error is not None:
@@ -105,7 +125,9 @@ def trial_row(
     ``sources``: where each config key came from (``key_sources``); ``optuna_trial``: the
     number of its Optuna trial (-1: none, e.g. a seed re-training); ``role``, ``seed_of``: see
     SEARCH and SEED; ``warm_start``: where its configuration came from when another sweep's
-    cell gave it (sweeps.engine.warm_start), else ""."""
+    cell gave it (sweeps.engine.warm_start), else "". A trial of N training seeds
+    (--search-seeds) has their mean as its validation loss, its spread in SEED_SPREAD's
+    columns, and wall time that trained all N."""
     status, reason = trial_status(last, error)
     wall = float(last.get("time_total_s", 0.0))
     best = (
@@ -135,6 +157,7 @@ def trial_row(
         "gpu_seconds": wall * gpus,  # the resources it held, not what it used of them
         "cpu_seconds": wall * cpus,
         "seed": config.get("train/seed", 0),
+        **seed_spread(last, history),
         "hardware": last.get("hardware", ""),
         "n_parameters": last.get("n_parameters", -1),
         "checkpoint_path": checkpoint_path,

@@ -91,10 +91,13 @@ class Budget:
     """Training seeds of the winning configuration: the search's own run and winner_seeds - 1
     re-trainings from scratch with the next seeds (sweeps.engine.seeds); the table's mean ± std is
     over them. ``eval_seeds`` is the importance-sampling seeds of each trained model."""
+    search_seeds: int = 1
+    """Training seeds of each configuration the search draws (``--search-seeds``): trained in
+    lockstep in one trial, its validation loss their mean (training.lockstep)."""
 
     def __post_init__(self):
         counts = (self.trials, self.max_epochs, self.grace_epochs, self.eval_k, self.eval_seeds,
-                  self.winner_seeds)  # fmt: skip
+                  self.winner_seeds, self.search_seeds)  # fmt: skip
         if min(counts) < 1:
             raise ValueError(f"every budget count must be >= 1: {self}")
         if self.grace_epochs > self.max_epochs:

@@ -77,7 +77,7 @@ def run_cell(
         print(f"   [{cell.name}] {line}")
     gpus = float(resources.get("gpu", 0.0))  # --max-gpu-hours: checked by the cell's searcher
     gpu_cap.arm(cell.name, gpu_cap.cap_for(settings.max_gpu_hours, storage, cell.dataset, base,
-                                           gpus))  # fmt: skip
+                                           gpus, budget.search_seeds))  # fmt: skip
     store.write_cell_record(storage, cell.name, {
         **cell_record(settings, cell, base, target, resources, sources),
         "space_versions": kept, **({"warm_start": whence} if whence else {})})  # fmt: skip
@@ -101,6 +101,7 @@ def run_cell(
             log_to=settings.log_to,
             space=spaces.Space(kept[-1]["version"], dists),
             warm=warm,
+            search_seeds=budget.search_seeds,
         )
     # Optuna trials left RUNNING by a killed driver that no trial adopted (tune_record)
     for line in close_orphans(storage, cell.name, study_url):
@@ -186,6 +187,7 @@ def cell_record(
         "budget": settings.budget,
         "sampler": settings.sampler,
         "seed": settings.seed,
+        "search_seeds": settings.search_seeds,  # a cell goes on with these (preflight)
         "resources": resources,
         "provenance": provenance(),
     }

@@ -62,7 +62,8 @@ def choose(
     trials = settings.add_trials or settings.trials or budget.trials
     seeds = settings.winner_seeds or budget.winner_seeds
     budget = dataclasses.replace(
-        budget, trials=trials, fixed={**budget.fixed, **fixed}, winner_seeds=seeds
+        budget, trials=trials, fixed={**budget.fixed, **fixed}, winner_seeds=seeds,
+        search_seeds=settings.search_seeds,
     )
     chosen = [
         c

@@ -7,6 +7,8 @@ both compute with it. The model, so that its figures can be checked by hand:
             one) go on past rung i, the others stop at it; the best runs max_epochs (patience
             never stops it early: an upper bound).
             A cell's own train/max_epochs replaces the budget's; --sampler grid: no pruning.
+            --search-seeds N: each trial's epochs times N (its N seeds train one after another
+            within each of its epochs: training.lockstep).
   seeds     the winner trained winner_seeds - 1 more times from scratch after the search
             (sweeps.engine.seeds), max_epochs each (an upper bound).
   eval      each of the winner_seeds trained models evaluated with eval_seeds importance-sampling
@@ -66,7 +68,7 @@ def epoch_images(dataset: str, fixed: dict) -> int:
 class CellCost:
     """One cell's work under a budget, each entry in epochs of the cell's training."""
 
-    trials: tuple[int, ...]  # each search trial under ASHA
+    trials: tuple[int, ...]  # each search trial under ASHA, times its training seeds
     retrainings: tuple[int, ...]  # the winner's other training seeds
     evaluations: tuple[float, ...]  # each (trained model, importance-sampling seed)
 
@@ -92,7 +94,7 @@ def cell_cost(cell: Cell, budget: Budget, trials: int | None = None,
               if pruned else [top] * n)  # fmt: skip
     one = IMAGES[cell.dataset][1] * budget.eval_k / (3 * epoch_images(cell.dataset, config))
     return CellCost(
-        tuple(epochs),
+        tuple(e * budget.search_seeds for e in epochs),
         (top,) * (budget.winner_seeds - 1),
         (one,) * (budget.winner_seeds * budget.eval_seeds),
     )

@@ -98,7 +98,8 @@ def machine(settings: Settings) -> Machine:
 
 def pilot(storage: str) -> dict[str, tuple[float, int, str]]:
     """Per family of a previous sweep under ``storage``: (median seconds per training image,
-    trials, hardware), from its trials' rows; {} when there is none. Reads only."""
+    trials, hardware), from its trials' rows (a trial of N --search-seeds trained N images per
+    epoch image); {} when there is none. Reads only."""
     if not store.exists(storage):
         return {}
     rows = store.load(storage, "trials")
@@ -107,8 +108,8 @@ def pilot(storage: str) -> dict[str, tuple[float, int, str]]:
     rows = rows[(rows["epochs"] > 0) & (rows["wall_seconds"] > 0)]
     out = {}
     for family, mine in rows.groupby("family"):
-        per_image = [r.wall_seconds / (r.epochs * cost.epoch_images(r.dataset,
-                                                                    json.loads(r.config_json)))
+        per_image = [r.wall_seconds / (r.epochs * r.search_seeds
+                                       * cost.epoch_images(r.dataset, json.loads(r.config_json)))
                      for r in mine.itertuples()]  # fmt: skip
         hardware = mine["hardware"].mode()
         out[family] = (statistics.median(per_image), len(mine),
@@ -164,6 +165,9 @@ def estimate(settings: Settings, chosen: list[Cell], budget: Budget) -> Estimate
     lines = table(rows, ("cell", "trials", f"epochs {how} (at most)", "re-training",
                          "evals (epochs)", "s/epoch", unit))  # fmt: skip
     notes = []
+    if budget.search_seeds > 1:
+        notes.append(f"--search-seeds {budget.search_seeds}: each search trial trains "
+                     f"{budget.search_seeds} seeds, its epochs counted {budget.search_seeds} times")
     for family in sorted({c.family for c in chosen}):
         if family in measured:
             s, n, hardware = measured[family]

@@ -121,6 +121,15 @@ def parse_args(
         "over them (default: the budget's; 1 in smoke, 3 in paper)",
     )
     p.add_argument(
+        "--search-seeds",
+        type=int,
+        default=1,
+        metavar="N",
+        help="training seeds of each configuration the search draws: N models (the trial's "
+        "train/seed and the next N - 1) trained in lockstep in one trial, which reports their "
+        "mean validation loss to ASHA and Optuna; N times the epochs (default: 1)",
+    )
+    p.add_argument(
         "--sampler",
         choices=("tpe", "grid"),
         default="tpe",

@@ -74,13 +74,14 @@ class Reading:
 
 
 def cap_for(hours: float | None, storage: str, dataset: str, base: dict,
-            gpus: float) -> Cap | None:  # fmt: skip
+            gpus: float, search_seeds: int = 1) -> Cap | None:  # fmt: skip
     """A cell's Cap (None without --max-gpu-hours): its seconds per epoch until one is measured
-    are the estimate's assumed GPU epoch (REFERENCE_EPOCH) of its images."""
+    are the estimate's assumed GPU epoch (REFERENCE_EPOCH) of its images, times its trials'
+    training seeds (--search-seeds: a trial's epoch trains each)."""
     if hours is None:
         return None
     seconds, images, _ = REFERENCE_EPOCH
-    epoch_s = seconds / images * epoch_images(dataset, base)
+    epoch_s = seconds / images * epoch_images(dataset, base) * search_seeds
     return Cap(hours, storage, gpus, int(base["train/max_epochs"]), epoch_s)
 
 

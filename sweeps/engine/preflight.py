@@ -43,6 +43,11 @@ def check_counts(settings: Settings) -> None:
             f"--winner-seeds must be at least 1, got {settings.winner_seeds} (1: the winner's "
             "search run alone; N: it and N - 1 re-trainings with other training seeds)"
         )
+    if settings.search_seeds < 1:
+        raise Refusal(
+            f"--search-seeds must be at least 1, got {settings.search_seeds} (1: each "
+            "configuration trained once; N: with N training seeds, scored by their mean)"
+        )
     if settings.cpus_per_trial < 0:
         raise Refusal(f"--cpus-per-trial must be >= 0, got {settings.cpus_per_trial}")
     gpus = settings.gpus_per_trial
@@ -209,6 +214,13 @@ def check_storage(
             raise Refusal(
                 f"cell {c.name} was started with another config ({'; '.join(diff[:3])}): run it "
                 "with the same --budget and --set, or choose another --storage"
+            )
+        was = record.get("search_seeds", 1)
+        if was != budget.search_seeds:
+            raise Refusal(
+                f"cell {c.name} was started with --search-seeds {was}, not "
+                f"{budget.search_seeds}: its trials' values would mix means over other numbers "
+                f"of seeds; run it with --search-seeds {was}, or choose another --storage"
             )
     return old
 

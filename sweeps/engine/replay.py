@@ -179,16 +179,23 @@ def replay_config(row: pd.Series) -> tuple[Config, int | None]:
     return cfg, None if ran is None else int(ran["threads"])
 
 
-def train(cfg: Config, n_epochs: int) -> tuple[list[dict], str]:
+def train(cfg: Config, n_epochs: int, seeds: int = 1) -> tuple[list[dict], str]:
     """The first ``n_epochs`` epochs' metrics of the config trained afresh, as a trial trains it
-    (sweeps.engine.trial.setup: data, build_model, then training.trainer.epochs), and why it ended
-    early ("" when it ran them all)."""
+    (sweeps.engine.trial.setup: data, build_model, then training.trainer.epochs, or with
+    ``seeds`` > 1 training.lockstep.epochs over that many seeds), and why it ended early (""
+    when it ran them all)."""
+    from training import lockstep
     from training.data import load_data
     from training.trainer import DivergedError, build_model, epochs, resolve_device
 
     data = load_data(cfg.data, resolve_device(cfg.train.device))
     model = build_model(cfg, data.x_shape).to(data.train.device)
-    run, history = epochs(model, data, cfg.train), []
+    if seeds > 1:  # a trial of --search-seeds: its curve is the seeds' mean
+        models = [model, *lockstep.more_models(cfg, data.x_shape, seeds)]
+        run = lockstep.epochs(models, data, cfg.train)
+    else:
+        run = epochs(model, data, cfg.train)
+    history = []
     try:
         for metrics, _ in run:
             history.append(metrics)
@@ -279,6 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"trial {row['trial_id']} of {row['sweep']}: {row['status']}, {stored_epochs} epochs; "
         f"replaying {n_epochs} on {cfg.train.device}"
+        + (f", {row['search_seeds']} seeds" if row.get("search_seeds", 1) > 1 else "")
     )
     before = torch.get_num_threads()
     if threads is not None:
@@ -288,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"the trial's thread count is not recorded: torch keeps its {before} threads")
     start = time.perf_counter()
     try:
-        history, ended = train(cfg, n_epochs)
+        history, ended = train(cfg, n_epochs, int(row.get("search_seeds", 1)))
     except (DatasetError, RuntimeError) as e:
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2

@@ -32,15 +32,16 @@ from sweeps.engine import trackers, tune_record
 from sweeps.engine.parquet_writer import ParquetWriter
 from sweeps.engine.trial import trainable
 from sweeps.engine.tuner import tune_dir
+from training import lockstep
 from training.config import unflatten
 
 SEEDS_PREFIX = records.SEEDS_PREFIX  # ray/<cell>/seeds-<winner>/
 
 
 def training_seeds(config: dict, n: int) -> list[int]:
-    """The training seeds of the re-trainings of a winner whose config is ``config``."""
-    first = int(config.get("train/seed", 0))
-    return [first + i for i in range(1, n)]
+    """The training seeds of the re-trainings of a winner whose config is ``config``: the ones
+    after its own (training.lockstep.seeds, the rule --search-seeds uses too)."""
+    return lockstep.seeds(int(config.get("train/seed", 0)), n)[1:]
 
 
 def retrain_winner(

@@ -51,6 +51,7 @@ class Settings:
     # each --set item parsed (training.config.parse_override), in order: ("train/lr", 0.001);
     # not hashed (a value may be a JSON list): ``set`` says the same
     overrides: tuple[tuple[str, Any], ...] = field(hash=False)
+    search_seeds: int = 1  # training seeds of each searched configuration (training.lockstep)
 
     @property
     def fixed(self) -> dict[str, Any]:

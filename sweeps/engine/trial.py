@@ -1,7 +1,8 @@
 """One Tune trial: a configuration trained one epoch per ``step`` (TrainTrial), and the set-up a
 trial and a winner's evaluation share.
 
-    trainable(resources) -> the name Tune knows TrainTrial by, with these resources per trial
+    trainable(resources, search_seeds=1) -> the name Tune knows TrainTrial by, with these
+                                            resources per trial and training seeds per config
     setup(config)        -> (Config, Data, model): a trial's or an evaluation's start
 
 The module a trial's worker process imports: torch, Tune's Trainable and our training package,
@@ -11,6 +12,7 @@ worker starts a little sooner.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import platform
@@ -28,6 +30,7 @@ from ray.tune.result import SHOULD_CHECKPOINT
 
 from sweeps.engine import node_data
 from training import checkpoint as ckpt_io
+from training import lockstep
 from training.config import Config, ConfigError
 from training.data import Data
 from training.trainer import DivergedError, build_model, epochs, resolve_device
@@ -62,7 +65,13 @@ class TrainTrial(tune.Trainable):
     the same dataset when its data config is the same). A function trainable runs in a thread
     of its own, and with reuse on, a stopped trial's function ran on and was recorded as
     completed (Ray PR 38284); there is no such thread here.
+
+    With ``search_seeds`` N > 1 (``--search-seeds``: a subclass, ``with_seeds(N)``) each step is
+    one epoch of each of N models of the configuration, seeds train/seed .. + N - 1, and the
+    reported val_loss is their mean (training.lockstep); the checkpoint holds all N.
     """
+
+    search_seeds = 1
 
     def setup(self, config: dict) -> None:
         self._epochs = None  # training.trainer.epochs of this trial, started by the first step
@@ -82,11 +91,14 @@ class TrainTrial(tune.Trainable):
             self._failure = {"config_error": str(e)}
             return
         self._loaded = (self.cfg.data, self.cfg.train.device, self.data)
+        n = self.search_seeds
+        self.models = [self.model, *lockstep.more_models(self.cfg, self.data.x_shape, n)]
         self.extra = {
             "hardware": hardware(self.data.train.device),
             "node_id": ray.get_runtime_context().get_node_id(),  # which Ray node ran each epoch
             "n_parameters": sum(p.numel() for p in self.model.parameters()),  # papers compare
             "trial_started_at": self.started_at,
+            **self._seeds,
         }
         self.config_text = json.dumps(self.cfg.flat(), sort_keys=True)
 
@@ -102,10 +114,21 @@ class TrainTrial(tune.Trainable):
         self._loaded = None  # the last trial's data go before this one's are loaded
         return None
 
+    @property
+    def _seeds(self) -> dict:
+        """What a result says of the trial's training seeds: nothing for one (as before)."""
+        return {"search_seeds": self.search_seeds} if self.search_seeds > 1 else {}
+
+    def _start(self):
+        """The trial's epochs (trainer.epochs, or training.lockstep's over its seeds)."""
+        if self.search_seeds == 1:
+            return epochs(self.model, self.data, self.cfg.train, self._resume)
+        return lockstep.epochs(self.models, self.data, self.cfg.train, self._resume)
+
     def step(self) -> dict:
         if self._failure is None:
             if self._epochs is None:  # a retried trial (lost node, restart) resumes its epoch
-                self._epochs = epochs(self.model, self.data, self.cfg.train, self._resume)
+                self._epochs = self._start()
             try:
                 metrics, self._ckpt = next(self._epochs)
                 return {**metrics, **self.extra, SHOULD_CHECKPOINT: True,
@@ -115,7 +138,8 @@ class TrainTrial(tune.Trainable):
             except DivergedError as e:
                 # Reported, not raised: retrying a deterministic divergence would only repeat it.
                 self._failure = {"diverged": str(e)}
-        return {METRIC: math.inf, **self._failure, "finished": False, "done": True}
+        return {METRIC: math.inf, **self._failure, **self._seeds, "finished": False,
+                "done": True}  # fmt: skip
 
     def save_checkpoint(self, checkpoint_dir: str) -> None:
         # Every checkpoint carries the full config it was trained with: a row rebuilt from it
@@ -151,7 +175,8 @@ class TrainTrial(tune.Trainable):
         if self._kept is not None:
             self._kept.cleanup()
             self._kept = None
-        self.model = self.data = None  # a reused GPU actor frees them (_loaded may keep the data)
+        # a reused GPU actor frees them (_loaded may keep the data)
+        self.model = self.models = self.data = None
 
 
 def newest_if_gone(result):
@@ -177,14 +202,26 @@ def newest_if_gone(result):
 _registering = threading.Lock()
 
 
-def trainable(resources: dict) -> str:
-    """TrainTrial asking for ``resources`` per trial, registered with Tune by name.
+@functools.cache
+def with_seeds(n: int) -> type[TrainTrial]:
+    """TrainTrial training each configuration with ``n`` seeds (TrainTrial itself for one)."""
+    if n == 1:
+        return TrainTrial
+    return type(f"{NAME}Seeds{n}", (TrainTrial,), {"search_seeds": n, "__module__": __name__})
+
+
+def trainable(resources: dict, search_seeds: int = 1) -> str:
+    """TrainTrial asking for ``resources`` per trial, registered with Tune by name; with
+    ``search_seeds`` N > 1, ``with_seeds(N)`` under a name of its own (``TrainTrialSeeds<N>``,
+    its trial folders' prefix), so that a winner's re-trainings (sweeps.engine.seeds: one seed)
+    registered meanwhile by a cell in flight do not replace it.
 
     A Tuner given a class registers it in Tune's registry, which is not thread-safe: cells in
     flight run their Tuners in threads of one process (sweeps.engine.in_flight), and two registering
     at once failed ("dictionary changed size during iteration"). A Tuner given a name
     registers nothing. The cells of a sweep ask for the same resources.
     """
+    name = NAME if search_seeds == 1 else f"{NAME}Seeds{search_seeds}"
     with _registering:
-        tune.register_trainable(NAME, tune.with_resources(TrainTrial, resources))
-    return NAME
+        tune.register_trainable(name, tune.with_resources(with_seeds(search_seeds), resources))
+    return name

@@ -75,6 +75,7 @@ def tune_cell(
     log_to: tuple[str, ...] = (),
     space: Space | None = None,
     warm: warm_start.Warm | None = None,
+    search_seeds: int = 1,
 ) -> tune.ResultGrid:
     """Search one cell with Optuna; trials and curves land in Parquet.
 
@@ -86,7 +87,8 @@ def tune_cell(
     trackers each trial is logged to as well (sweeps.engine.trackers). ``space``: the version of
     the cell's space this run draws from (sweeps.engine.spaces): TPE learns from the study's
     trials that fit it. ``warm``: what seeds a new study from another sweep's cell
-    (sweeps.engine.warm_start).
+    (sweeps.engine.warm_start). ``search_seeds``: the training seeds each configuration is
+    trained with, its metric their mean (training.lockstep).
     """
     ray_dir = tune_dir(storage)
     experiment = experiment_path(storage, cell)
@@ -122,7 +124,8 @@ def tune_cell(
         results=storage,
         space_version=space.version if space else None,
     )
-    name = trainable(resources)  # by name: Tune's registry is not thread-safe (sweeps.engine.trial)
+    # by name: Tune's registry is not thread-safe (sweeps.engine.trial)
+    name = trainable(resources, search_seeds)
     # Tune's can_restore sees the tuner.pkl it writes first; a driver killed before Tune saved
     # an experiment state leaves nothing to restore (Tune then restarts with an empty config):
     # start afresh, and the searcher adopts the study's trials that were asked (_orphan).

@@ -52,7 +52,7 @@ def _kind(v) -> str:
 CELL_RECORD = {
     "cell": ("dict",), "base_config": ("dict",), "key_sources": ("dict",), "trials": ("int",),
     "budget": ("str",), "sampler": ("str",), "seed": ("int",), "resources": ("dict",),
-    "provenance": ("dict",),
+    "provenance": ("dict",), "objectives": ("list",),
 }  # fmt: skip
 """The keys sweeps.engine.cell.cell_record writes and their JSON types. A key may be absent (a
 record written before it existed: results.migrate fills it in as the store reads the record);

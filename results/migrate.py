@@ -18,7 +18,8 @@ the key holds):
 
 Cell records (``cells/<cell>.json``, 2026-12-02 on) carry no version: each is version 1. One
 written before a key existed lacks it; ``cell_record`` gives its cell the protocol "project" and
-the record an empty ``key_sources`` (added 2026-12-06). Sample files (results.samples) have their
+the record an empty ``key_sources`` (added 2026-12-06) and the ``objectives`` ["val_loss"] (a
+single-objective study: --objectives, added 2026-12-07). Sample files (results.samples) have their
 own ``schema_version``, 1, the only format they have had: nothing to migrate.
 
 Left as older storages hold them, since the current code writes the same: a ``checkpoint_path``
@@ -93,8 +94,8 @@ def part(frame: pd.DataFrame, table: str) -> pd.DataFrame:
 
 def cell_record(record: dict) -> dict:
     """A cell record (as results.damage.cell_record checked it) in the current format: its
-    cell's ``protocol`` and its ``key_sources`` present."""
-    out = {"key_sources": {}, **record}
+    cell's ``protocol``, its ``key_sources`` and its ``objectives`` present."""
+    out = {"key_sources": {}, "objectives": ["val_loss"], **record}
     if isinstance(out.get("cell"), dict):
         out["cell"] = {"protocol": "project", **out["cell"]}
     return out

@@ -91,6 +91,7 @@ def run_cell(
             verbose=verbose,
             sources=sources,
             log_to=settings.log_to,
+            objectives=settings.objectives,
         )
     # Optuna trials left RUNNING by a killed driver that no trial adopted (tune_record)
     for line in close_orphans(storage, cell.name, study_url):
@@ -158,6 +159,7 @@ def cell_record(
         "trials": target,
         "budget": settings.budget,
         "sampler": settings.sampler,
+        "objectives": list(settings.objectives),  # a continued cell keeps them (preflight)
         "seed": settings.seed,
         "resources": resources,
         "provenance": provenance(),

@@ -48,6 +48,8 @@ class Settings:
     # each --set item parsed (training.config.parse_override), in order: ("train/lr", 0.001);
     # not hashed (a value may be a JSON list): ``set`` says the same
     overrides: tuple[tuple[str, Any], ...] = field(hash=False)
+    # what each cell's study minimises, val_loss first (sweeps.engine.objectives)
+    objectives: tuple[str, ...] = ("val_loss",)
 
     @property
     def fixed(self) -> dict[str, Any]:

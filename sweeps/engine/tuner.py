@@ -29,6 +29,7 @@ import search_spaces
 from results import records, studies
 from results.whole_files import tune_filesystem
 from sweeps.cells import Budget, Cell
+from sweeps.engine import objectives as objective_values
 from sweeps.engine import trackers, tune_record
 from sweeps.engine.parquet_writer import ParquetWriter
 from sweeps.engine.searcher import PruneAwareOptunaSearch
@@ -71,6 +72,7 @@ def tune_cell(
     verbose: int = 1,
     sources: dict[str, str] | None = None,
     log_to: tuple[str, ...] = (),
+    objectives: tuple[str, ...] = (objective_values.VAL_LOSS,),
 ) -> tune.ResultGrid:
     """Search one cell with Optuna; trials and curves land in Parquet.
 
@@ -79,7 +81,9 @@ def tune_cell(
     scheduler prunes it), as the authors ran it. ``slots``, ``rank``: the shared trial cap of cells
     in flight together (sweeps.engine.slots) and this cell's priority for it. ``sources``: what
     fixed each key of the cell's base config, for its rows (Cell.key_sources). ``log_to``: the
-    trackers each trial is logged to as well (sweeps.engine.trackers).
+    trackers each trial is logged to as well (sweeps.engine.trackers). ``objectives``: what the
+    study minimises (--objectives, sweeps.engine.objectives: several pick their sampler by the
+    cell's trial count); ASHA prunes on the first, val_loss, either way.
     """
     ray_dir = tune_dir(storage)
     experiment = experiment_path(storage, cell)
@@ -90,7 +94,7 @@ def tune_cell(
         optuna_sampler = optuna.samplers.GridSampler(grid, seed=seed)
         scheduler = tune_record.FIFO()  # no pruning
     elif sampler == "tpe":
-        optuna_sampler = optuna.samplers.TPESampler(seed=seed)
+        optuna_sampler = objective_values.sampler(objectives, budget.trials, seed)
         scheduler = tune_record.ASHA(
             time_attr="epoch",
             max_t=max_epochs,
@@ -113,6 +117,8 @@ def tune_cell(
         storage=study,
         experiment=experiment,
         results=storage,
+        objectives=objectives,
+        gpus=float(resources.get("gpu", 0.0)),  # a trial's GPU-hours (objective gpu_hours)
     )
     name = trainable(resources)  # by name: Tune's registry is not thread-safe (sweeps.engine.trial)
     # Tune's can_restore sees the tuner.pkl it writes first; a driver killed before Tune saved

@@ -58,7 +58,7 @@ def test_sequences_are_tuples_and_the_flags_are_filled_as_before():
         "budget", "protocol", "storage", "datasets", "families", "address", "cpus_per_trial",
         "gpus_per_trial", "set", "max_concurrent", "cells", "trials", "add_trials",
         "study_storage", "seed", "winner_seeds", "sampler", "resume", "status", "dry_run", "yes",
-        "gpus", "max_gpu_hours", "verbose", "log_to",
+        "gpus", "max_gpu_hours", "verbose", "log_to", "objectives",
     }  # fmt: skip
     hash(s)
     listed = settings("--set", "model/sizes=[1, 2]")  # a JSON list: hashed by its --set text

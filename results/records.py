@@ -226,7 +226,8 @@ def importances(
     except KeyError:
         return "its Optuna storage holds no study of that name"
     done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    done = [t for t in done if t.value is not None and math.isfinite(t.value)]
+    # the first value: val_loss, alone or the first of several (--objectives)
+    done = [t for t in done if t.values and math.isfinite(t.values[0])]
     if trial_ids is not None:
         done = [t for t in done if t.user_attrs.get("tune_trial_id") in trial_ids]
         study = in_memory(study.directions, done)
@@ -243,6 +244,7 @@ def importances(
             evaluator=optuna.importance.PedAnovaImportanceEvaluator(),
             params=varied,
             normalize=False,
+            target=lambda t: t.values[0],  # a multi-objective study: importances for val_loss
         )
     total = sum(raw.values())
     if not total > 0:

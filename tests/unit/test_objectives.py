@@ -152,3 +152,32 @@ def test_a_cell_continued_with_other_objectives_is_refused(tmp_path):
     with pytest.raises(Refusal, match="started with --objectives val_loss,"):
         check_storage(s, [cell], budget, "resume", None, ("val_loss", "params"))
     assert json.loads((tmp_path / "cells" / f"{cell.name}.json").read_text())["cell"] == {}
+
+
+def test_check_and_importances_read_a_multi_objective_study_by_its_val_loss(tmp_path):
+    """`results check` compares a row's best_val_loss with the study's first value, and the
+    importances are val_loss's: FrozenTrial.value does not exist when there are several."""
+    from results import check, records, store
+    from results.rows import trial_row
+
+    s, sweep = str(tmp_path), "vlae-vae-fashion_mnist-gaussian"
+    (tmp_path / "optuna").mkdir()
+    cell = {"sweep": sweep, "paper": "vlae", "family": "vae", "dataset": "fashion_mnist",
+            "likelihood": "gaussian", "variant": "-", "protocol": "project"}  # fmt: skip
+    study = optuna.create_study(study_name=sweep, storage=journal(tmp_path / "optuna" /
+                                f"{sweep}.journal"), directions=["minimize"] * 2)  # fmt: skip
+    dist = {"x": optuna.distributions.FloatDistribution(0.0, 1.0)}
+    for i, x in enumerate((0.1, 0.5, 0.9)):
+        loss = 10.0 - 5 * x
+        last = {"epoch": 2, "time_total_s": 4.0, "finished": True, "best_val_loss": loss,
+                "n_parameters": 100 * (i + 1)}  # fmt: skip
+        row = trial_row(cell, f"t{i}", {"x": x}, last, [], error=None, retries=0,
+                        checkpoint_path="", gpus=0.0, provenance={})  # fmt: skip
+        store.write(s, "trials", sweep, f"t{i}", [row])
+        study.add_trial(optuna.trial.create_trial(
+            values=[loss, 100.0 * (i + 1)], params={"x": x}, distributions=dist,
+            user_attrs={"tune_trial_id": f"t{i}"}))  # fmt: skip
+    found = [d.line() for d in check.differences(check.read_sweep(s, sweep))]
+    assert not [line for line in found if "Optuna" in line], found
+    imp = records.importances(s, sweep)
+    assert isinstance(imp, records.Importances) and imp.completed == 3

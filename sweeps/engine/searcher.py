@@ -51,6 +51,8 @@ class PruneAwareOptunaSearch(OptunaSearch):
     Here a trial is COMPLETE only if it reported ``finished`` (its own max_epochs or early
     stopping), with its best validation loss as the value; a trial stopped by the scheduler is
     PRUNED and keeps its intermediate values; an errored or diverged trial is FAIL (end_state).
+    With several ``objectives`` (--objectives, sweeps.engine.objectives) a COMPLETE trial is told
+    the list of its values, and its intermediate values are user attributes (_report).
 
     Each Optuna trial carries its Tune trial id and experiment as user attributes. Optuna writes
     through at once, Tune saves its experiment state every few seconds: a driver killed in between

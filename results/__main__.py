@@ -7,6 +7,7 @@ python -m results report <paper> --storage DIR [--study-storage URL]
 python -m results best <paper> --storage DIR [--selection validation|param-cap] [--defaults]
 python -m results export <paper> --storage DIR [--cell NAME] --out DIR
 python -m results dashboard --storage DIR [--study-storage URL] [--host H] [--port P]
+python -m results pareto <paper> --storage DIR
 
 ``table`` regenerates a paper's table (or, for a sweep group such as ``hyperspherical``, each of its
 papers' tables) from the Parquet store, writes it as Markdown, LaTeX and CSV under
@@ -26,6 +27,8 @@ records are damaged. ``best`` prints each cell's winner, as the table chooses it
 configuration (each key's source), validation and test numbers and checkpoint; ``export`` writes
 one winner as a folder that loads without Ray or the storage (results.best, training.export).
 ``dashboard`` serves every cell's study in one read-only optuna-dashboard (results.dashboard).
+``pareto`` prints each setting's Pareto fronts, naming the table's picks, and draws them into
+<storage>/plots/<key>-pareto.png (results.pareto).
 None of them creates a storage: on a path with no sweep they say so.
 """
 
@@ -226,6 +229,17 @@ def run_report(paper: str, storage: str, study_url: str | None) -> int:
     return 0
 
 
+def run_pareto(paper: str, storage: str) -> int:
+    tables = paper_tables(paper)
+    require_results(storage, tables)
+    from results import pareto  # matplotlib: only when drawing
+
+    for t in tables:
+        text, path = pareto.write(storage, t)
+        print(text + (f"\nwrote {store.uri(storage, path)}" if path else ""))
+    return 0
+
+
 def run_check(storage: str, study_url: str | None, repair: bool) -> int:
     if not repair:
         return print_check(check.check(storage, study_url), repair)
@@ -351,6 +365,9 @@ def main(argv: list[str] | None = None) -> int:
     cm.add_argument("paper", help=f"one of {sorted([*PAPERS, *GROUPS])}")
     cm.add_argument("--storage", default="sweep-results", help="the sweep's --storage")
     winner_commands(sub)
+    pa = sub.add_parser("pareto", help="each setting's trials on the val loss / size front (PNG)")
+    pa.add_argument("paper", help=f"one of {sorted([*PAPERS, *GROUPS])}")
+    pa.add_argument("--storage", default="sweep-results", help="the sweep's --storage")
     d = sub.add_parser("dashboard", help="every cell's study in one optuna-dashboard")
     d.add_argument("--storage", default="sweep-results", help="the sweep's --storage")
     d.add_argument("--study-storage", default=None, help="the sweep's --study-storage, if any")
@@ -368,6 +385,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_check(args.storage, args.study_storage, args.repair)
         if args.command == "report":
             return run_report(args.paper, args.storage, args.study_storage)
+        if args.command == "pareto":
+            return run_pareto(args.paper, args.storage)
         if args.command == "compare":
             return run_compare(args.paper, args.storage)
         return table(args.paper, args.storage, args.format, args.selection, args.all_datasets)

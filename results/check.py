@@ -154,9 +154,11 @@ def _against_optuna(s, state: SweepState, by_id) -> list[Difference]:
         ot, want = ots[-1], OPTUNA_STATE[row["status"]]
         if ot.state.name != want:
             out.append(Difference(s, tid, f"row says {row['status']}, Optuna {ot.state.name}"))
-        elif want == "COMPLETE" and not math.isclose(ot.value, row["best_val_loss"], rel_tol=1e-9):
+        elif want == "COMPLETE" and not math.isclose(first := ot.values[0], row["best_val_loss"],
+                                                     rel_tol=1e-9):  # fmt: skip
+            # the first value: val_loss, alone or first of --objectives (sweeps.engine.objectives)
             out.append(
-                Difference(s, tid, f"best_val_loss {row['best_val_loss']} but Optuna {ot.value}")
+                Difference(s, tid, f"best_val_loss {row['best_val_loss']} but Optuna {first}")
             )
     return out
 

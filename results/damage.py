@@ -53,7 +53,7 @@ CELL_RECORD = {
     "cell": ("dict",), "base_config": ("dict",), "key_sources": ("dict",), "trials": ("int",),
     "budget": ("str",), "sampler": ("str",), "seed": ("int",), "resources": ("dict",),
     "provenance": ("dict",), "space_versions": ("list",), "warm_start": ("dict",),
-    "search_seeds": ("int",),
+    "search_seeds": ("int",), "objectives": ("list",),
 }  # fmt: skip
 """The keys sweeps.engine.cell.cell_record writes and their JSON types. A key may be absent (a
 record written before it existed: results.migrate fills it in as the store reads the record);

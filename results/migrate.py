@@ -21,9 +21,10 @@ the key holds):
 
 Cell records (``cells/<cell>.json``, 2026-12-02 on) carry no version: each is version 1. One
 written before a key existed lacks it; ``cell_record`` gives its cell the protocol "project" and
-the record an empty ``key_sources`` (added 2026-12-06) and ``search_seeds`` 1 (2026-12-07).
-Sample files (results.samples) have their own ``schema_version``, 1, the only format they have
-had: nothing to migrate.
+the record an empty ``key_sources`` (added 2026-12-06), ``search_seeds`` 1 (2026-12-07) and the
+``objectives`` ["val_loss"] (a single-objective study: --objectives, added 2026-12-07). Sample
+files (results.samples) have their own ``schema_version``, 1, the only format they have had:
+nothing to migrate.
 
 Left as older storages hold them, since the current code writes the same: a ``checkpoint_path``
 that is absolute (rows before 2026-12-06; store.relative leaves a path outside the storage
@@ -98,8 +99,8 @@ def part(frame: pd.DataFrame, table: str) -> pd.DataFrame:
 
 def cell_record(record: dict) -> dict:
     """A cell record (as results.damage.cell_record checked it) in the current format: its
-    cell's ``protocol``, its ``key_sources`` and ``search_seeds`` present."""
-    out = {"key_sources": {}, "search_seeds": 1, **record}
+    cell's ``protocol``, its ``key_sources``, ``search_seeds`` and ``objectives`` present."""
+    out = {"key_sources": {}, "search_seeds": 1, "objectives": ["val_loss"], **record}
     if isinstance(out.get("cell"), dict):
         out["cell"] = {"protocol": "project", **out["cell"]}
     return out

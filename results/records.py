@@ -233,9 +233,12 @@ def importances(
     except KeyError:
         return "its Optuna storage holds no study of that name"
     done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    done = [t for t in done if t.value is not None and math.isfinite(t.value)]
-    if trial_ids is not None:
-        done = [t for t in done if t.user_attrs.get("tune_trial_id") in trial_ids]
+    # the first value: val_loss, alone or the first of several (--objectives)
+    done = [t for t in done if t.values and math.isfinite(t.values[0])]
+    ran = [t for t in done if "warm_start_from" not in t.user_attrs]  # not another sweep's
+    if trial_ids is not None or len(ran) < len(done):
+        mine = trial_ids
+        done = [t for t in ran if mine is None or t.user_attrs.get("tune_trial_id") in mine]
         study = in_memory(study.directions, done)
     if len(done) < 2:
         return f"importances need >= 2 completed trials with differing params; it has {len(done)}"
@@ -250,6 +253,7 @@ def importances(
             evaluator=optuna.importance.PedAnovaImportanceEvaluator(),
             params=varied,
             normalize=False,
+            target=lambda t: t.values[0],  # a multi-objective study: importances for val_loss
         )
     total = sum(raw.values())
     if not total > 0:

@@ -3,10 +3,11 @@
     write_report(storage, paper, notes_extra, study_url) -> (path of the page, [what is missing])
 
 Writes ``<storage>/report/<paper>.html``: the paper's tables (their Markdown, LaTeX and CSV files
-written beside, as ``table`` does), the comparison, each cell's figures (drawn afresh by
-results.figures into ``<storage>/plots/<paper>/``) and sample grids (``plots/samples/``), its
-winner's configuration with where each key came from, its trials by status and what it cost, and
-links to its Optuna journal and Parquet parts. A plain HTML file with inline CSS and no script,
+written beside, as ``table`` does), the comparison, the Pareto fronts of validation loss
+against size and GPU-hours (results.pareto), each cell's figures (drawn afresh by results.figures
+into ``<storage>/plots/<paper>/``) and sample grids (``plots/samples/``), its winner's
+configuration with where each key came from, its trials by status and what it cost, and links
+to its Optuna journal and Parquet parts. A plain HTML file with inline CSS and no script,
 whose images and links are relative (``../plots/...``): the storage folder opens from disk,
 moved or copied whole, with no server. What the storage lacks (a cell, a winner, a figure, the
 comparison) is said on the page, in its own section, never a failure.
@@ -19,7 +20,7 @@ import math
 
 import pandas as pd
 
-from results import figures, records, samples, store
+from results import figures, pareto, records, samples, store
 from results.page import (
     bullets,
     details,
@@ -124,6 +125,18 @@ def comparison_section(storage: str, tables: list[PaperTable]) -> tuple[str, lis
                        f"comparison not available for {t.key}: {reason}")  # fmt: skip
         body += html_text
     return section("comparison", "Comparison", body + bullets(why, "missing")), why
+
+
+def pareto_section(storage: str, tables: list[PaperTable]) -> str:
+    """Each table's Pareto fronts (results.pareto, as ``python -m results pareto`` prints and
+    draws them into plots/<key>-pareto.png), or why there are none."""
+    body = ""
+    for t in tables:
+        text, path = pareto.write(storage, t)
+        shown = figure(storage, store.relative(storage, path), f"{t.key}: Pareto fronts",
+                       "wide") if path else ""  # fmt: skip
+        body += f"<pre>{esc(text)}</pre>" + gallery([shown])
+    return section("pareto", "Pareto fronts: validation loss against size and GPU-hours", body)
 
 
 def compared(storage: str, table: PaperTable) -> str:
@@ -295,6 +308,7 @@ def write_report(
     sections = tables_section(storage, tables, list(notes_extra), trials)
     compared_html, missing = comparison_section(storage, tables)
     sections.append(compared_html)
+    sections.append(pareto_section(storage, tables))
     why = draw_cells(storage, paper, cells, trials, study_url)
     missing += draw_samples(storage, cells)
     parts = []

@@ -102,6 +102,7 @@ def run_cell(
             space=spaces.Space(kept[-1]["version"], dists),
             warm=warm,
             search_seeds=budget.search_seeds,
+            objectives=settings.objectives,
         )
     # Optuna trials left RUNNING by a killed driver that no trial adopted (tune_record)
     for line in close_orphans(storage, cell.name, study_url):
@@ -186,6 +187,7 @@ def cell_record(
         "trials": target,
         "budget": settings.budget,
         "sampler": settings.sampler,
+        "objectives": list(settings.objectives),  # a continued cell keeps them (preflight)
         "seed": settings.seed,
         "search_seeds": settings.search_seeds,  # a cell goes on with these (preflight)
         "resources": resources,

@@ -129,7 +129,8 @@ def check_storage(settings: Settings, chosen: list[Cell],
     study_url = settings.study_storage and preflight.check_study_storage(settings.study_storage)
     mode = "resume" if settings.resume else "add" if settings.add_trials else "new"
     try:
-        old = preflight.check_storage(settings.storage, chosen, budget, mode, study_url)
+        old = preflight.check_storage(settings.storage, chosen, budget, mode, study_url,
+                                      settings.objectives)  # fmt: skip
         if settings.sampler != "grid":
             spaces.check(settings.storage, old, budget, study_url)
     except preflight.Refusal:
@@ -137,7 +138,8 @@ def check_storage(settings: Settings, chosen: list[Cell],
         raise
     held = lease.acquire(settings.storage)
     try:
-        old = preflight.check_storage(settings.storage, chosen, budget, mode, study_url)
+        old = preflight.check_storage(settings.storage, chosen, budget, mode, study_url,
+                                      settings.objectives)  # fmt: skip
         store.check_writable(settings.storage)
         preflight.repair_storage(settings.storage, old, study_url)  # under the lease
     except BaseException:
@@ -192,10 +194,13 @@ def start(settings: Settings, paper: str, chosen: list[Cell], budget: Budget) ->
             connect(address, settings.verbose)
             node_data.check_on_cluster(node_data.datasets_read(chosen, budget))
             check_cluster_resources(requested(settings, ray.cluster_resources()))
+            offered = ray.cluster_resources()
         else:  # an embedded instance: this machine's files and cores, checked before Ray starts
             node_data.check_here(node_data.datasets_read(chosen, budget))
             preflight.check_resources(requested(settings, local_shape()), [local_shape()],
                                       "of this machine")  # fmt: skip
+            offered = local_shape()
+        preflight.check_objective_costs(settings.objectives, requested(settings, offered))
         if not estimate.confirmed(settings, chosen, budget):
             print("stopped before it started: nothing was written", file=sys.stderr)
             return 1

@@ -15,7 +15,7 @@ import os
 import sys
 
 from sweeps.cells import PROJECT, Budget, Cell, Protocol
-from sweeps.engine import estimate, trackers
+from sweeps.engine import estimate, objectives, trackers
 from sweeps.engine.settings import DefaultsFormatter, Settings
 
 
@@ -136,6 +136,18 @@ def parse_args(
         help="tpe: Optuna's TPE under ASHA (default); grid: replay the authors' grid, each "
         "configuration once, no pruning (families with a grid: search_spaces.GRIDS); the trial "
         "count is the grid's size unless --trials is given",
+    )
+    p.add_argument(
+        "--objectives",
+        nargs="+",
+        choices=objectives.OBJECTIVES,
+        default=[objectives.VAL_LOSS],
+        help="what each cell's study minimises, val_loss first (ASHA prunes on it): params "
+        "(the model's parameter count), gpu_hours (GPUs held x wall time; trials need a GPU), "
+        "epoch_seconds (wall seconds per epoch). Several: a multi-objective search, sampled by "
+        f"TPE below {objectives.NSGA_FROM} trials per cell and by NSGA-II from "
+        f"{objectives.NSGA_FROM}; `python -m results pareto` shows the fronts (default: "
+        "val_loss)",
     )
     p.add_argument(
         "--resume",

@@ -16,6 +16,7 @@ import optuna
 import search_spaces
 from results import damage, records, repair, store, studies
 from sweeps.cells import Budget, Cell
+from sweeps.engine import objectives as objective_values
 from sweeps.engine.settings import Settings
 from training.errors import ConfigError
 
@@ -61,6 +62,32 @@ def check_counts(settings: Settings) -> None:
         raise Refusal(
             "--trials with --resume: a resumed cell keeps the target it was started with; "
             "use --add-trials N to run N more"
+        )
+    check_objectives(settings.objectives, settings.gpus_per_trial)
+
+
+def check_objectives(names: tuple[str, ...], gpus_per_trial: float | None) -> None:
+    """--objectives: val_loss first (ASHA prunes on it), none twice, and gpu_hours only where
+    trials hold a GPU (``gpus_per_trial`` 0: every trial would count 0 GPU-hours)."""
+    given = " ".join(names)
+    if not names or names[0] != objective_values.VAL_LOSS:
+        raise Refusal(f"--objectives {given}: the first must be val_loss (ASHA prunes on it); "
+                      f"write --objectives val_loss {given}".rstrip())  # fmt: skip
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise Refusal(f"--objectives {given}: {', '.join(twice)} given twice; name each "
+                      "objective once")  # fmt: skip
+    if gpus_per_trial == 0:
+        check_objective_costs(names, {"gpu": 0.0})
+
+
+def check_objective_costs(names: tuple[str, ...], resources: dict) -> None:
+    """gpu_hours needs trials that hold a GPU: on CPU each trial has 0 GPU-hours, an
+    objective that tells the trials nothing apart."""
+    if "gpu_hours" in names and not resources.get("gpu", 0.0):
+        raise Refusal(
+            "--objectives gpu_hours: trials here hold no GPU, so every trial has 0 GPU-hours; "
+            "use epoch_seconds to trade off time on CPU, or give trials a GPU (--gpus-per-trial)"
         )
 
 
@@ -176,12 +203,14 @@ def differing_keys(was: dict, now: dict) -> list[str]:
 
 
 def check_storage(
-    storage: str, cells: list[Cell], budget: Budget, mode: str, study_url: str | None
+    storage: str, cells: list[Cell], budget: Budget, mode: str, study_url: str | None,
+    objectives: tuple[str, ...] = (objective_values.VAL_LOSS,),
 ) -> list[Cell]:
     """The cells already in the storage; refuses a run that would mix or repeat them.
 
     ``mode``: "new" (the default: no cell may exist yet), "resume" or "add" (existing cells must
-    have been started with the same fixed config, machine keys aside, and their records must be
+    have been started with the same fixed config, machine keys aside, and the same
+    ``objectives`` (--objectives: a study's directions are fixed), and their records must be
     whole or repairable by repair_storage: results.repair). Writes nothing.
     """
     if not store.exists(storage):
@@ -221,6 +250,13 @@ def check_storage(
                 f"cell {c.name} was started with --search-seeds {was}, not "
                 f"{budget.search_seeds}: its trials' values would mix means over other numbers "
                 f"of seeds; run it with --search-seeds {was}, or choose another --storage"
+            )
+        was = tuple(record.get("objectives", (objective_values.VAL_LOSS,)))
+        if was != tuple(objectives):
+            raise Refusal(
+                f"cell {c.name} was started with --objectives {' '.join(was)}, this run has "
+                f"--objectives {' '.join(objectives)}: continue it with --objectives "
+                f"{' '.join(was)}, or choose another --storage"
             )
     return old
 

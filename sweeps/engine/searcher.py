@@ -24,6 +24,7 @@ from ray.tune.search.optuna import OptunaSearch
 from results import rows, store
 from results.crash_points import crash_point
 from results.studies import OBJECTIVE
+from sweeps.engine import objectives as objective_values
 from sweeps.engine import tune_record
 from sweeps.engine.parquet_writer import completed_row
 from sweeps.engine.spaces import VERSION
@@ -35,13 +36,14 @@ SLOT_FIELDS = ("slots", "rank", "trials", "_holding")
 """What a PruneAwareOptunaSearch pickled before SharedSlots kept of the shared slots itself."""
 
 
-def name_objective(study: optuna.Study) -> None:
-    """Name the study's objective OBJECTIVE unless it has a name: set once, kept in its storage,
-    and set on reopening a study made before this (a resumed sweep's)."""
+def name_objective(study: optuna.Study, names: list[str] | None = None) -> None:
+    """Name the study's objectives (``names``, else OBJECTIVE alone) unless they have names: set
+    once, kept in its storage, and set on reopening a study made before this (a resumed
+    sweep's)."""
     if study.metric_names is None:
         with warnings.catch_warnings():  # experimental in some Optuna versions
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            study.set_metric_names([OBJECTIVE])
+            study.set_metric_names(names or [OBJECTIVE])
 
 
 class PruneAwareOptunaSearch(OptunaSearch):
@@ -51,6 +53,8 @@ class PruneAwareOptunaSearch(OptunaSearch):
     Here a trial is COMPLETE only if it reported ``finished`` (its own max_epochs or early
     stopping), with its best validation loss as the value; a trial stopped by the scheduler is
     PRUNED and keeps its intermediate values; an errored or diverged trial is FAIL (end_state).
+    With several ``objectives`` (--objectives, sweeps.engine.objectives) a COMPLETE trial is told
+    the list of its values, and its intermediate values are user attributes (_report).
 
     Each Optuna trial carries its Tune trial id and experiment as user attributes. Optuna writes
     through at once, Tune saves its experiment state every few seconds: a driver killed in between
@@ -68,7 +72,10 @@ class PruneAwareOptunaSearch(OptunaSearch):
     space_version = None  # searchers pickled before space versions (sweeps.engine.spaces)
 
     def __init__(self, *args, experiment: str = "", results: str = "",
+                 objectives: tuple[str, ...] = (objective_values.VAL_LOSS,), gpus: float = 0.0,
                  space_version: int | None = None, **kwargs):  # fmt: skip
+        # before OptunaSearch's __init__: it creates the study (_setup_study)
+        self.objectives, self.gpus = tuple(objectives), gpus  # --objectives; a trial's GPUs
         super().__init__(*args, **kwargs)
         self.experiment = experiment
         self.results = results  # the sweep's storage: its trials' rows (completed_row)
@@ -76,8 +83,15 @@ class PruneAwareOptunaSearch(OptunaSearch):
         self._reported: dict[str, set] = defaultdict(set)  # epochs already told to Optuna
 
     def _setup_study(self, mode) -> None:
-        super()._setup_study(mode)  # OptunaSearch creates (or loads) the study here
-        name_objective(self._ot_study)
+        # OptunaSearch creates (or loads) the study here: a direction per objective, all "min"
+        super()._setup_study([mode] * len(self.objectives) if self._several() else mode)
+        name_objective(self._ot_study, objective_values.metric_names(self.objectives))
+        if self._several() and objective_values.PRUNING not in self._ot_study.user_attrs:
+            self._ot_study.set_user_attr(objective_values.PRUNING, objective_values.PRUNING_NOTE)
+
+    def _several(self) -> bool:
+        """Whether the study has several objectives (a searcher pickled before: one)."""
+        return len(getattr(self, "objectives", ())) > 1
 
     def suggest(self, trial_id: str) -> dict | None:
         self._adopt_orphan(trial_id)
@@ -141,7 +155,8 @@ class PruneAwareOptunaSearch(OptunaSearch):
         self._ot_study = optuna.load_study(  # with the sampler's saved state
             study_name=self._study_name, storage=storage, sampler=self._sampler
         )
-        name_objective(self._ot_study)
+        name_objective(self._ot_study, objective_values.metric_names(
+            getattr(self, "objectives", (objective_values.VAL_LOSS,))))  # fmt: skip
         self._ot_trials = {
             k: optuna.Trial(self._ot_study, getattr(t, "_trial_id", t))
             for k, t in self._ot_trials.items()
@@ -215,11 +230,19 @@ class PruneAwareOptunaSearch(OptunaSearch):
         if trial_id in self._ot_trials and epoch is not None and math.isfinite(value):
             if epoch not in reported:  # the epoch, not Tune's iteration count, is the step
                 try:
-                    self._ot_trials[trial_id].report(value, epoch)
+                    self._report(self._ot_trials[trial_id], value, epoch)
                 except optuna.exceptions.UpdateFinishedTrialError:
                     pass  # told before a driver restart; the trial reran from its checkpoint
                 reported.add(epoch)
                 crash_point("study_report")
+
+    def _report(self, ot_trial: optuna.Trial, value: float, epoch: int) -> None:
+        """An epoch's val_loss: Trial.report, or in a multi-objective study (where Optuna has no
+        report) the user attribute INTERMEDIATE<epoch>; ASHA prunes on it either way."""
+        if self._several():
+            ot_trial.set_user_attr(f"{objective_values.INTERMEDIATE}{epoch}", value)
+        else:
+            ot_trial.report(value, epoch)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
@@ -230,6 +253,9 @@ class PruneAwareOptunaSearch(OptunaSearch):
         results = getattr(self, "results", "")  # a searcher pickled before it had one: none
         done = completed_row(results, self._study_name, trial_id) if error else None
         state, value = end_state(result, error, done)
+        if state == TrialState.COMPLETE and self._several():
+            row = done if done is not None else objective_values.result_row(result, self.gpus)
+            value = objective_values.values(self.objectives, row)
         self._ot_study.tell(self._ot_trials[trial_id], value, state=state, skip_if_finished=True)
         self._completed_trials.add(trial_id)
         crash_point("study_told")

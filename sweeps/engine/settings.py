@@ -52,6 +52,8 @@ class Settings:
     # not hashed (a value may be a JSON list): ``set`` says the same
     overrides: tuple[tuple[str, Any], ...] = field(hash=False)
     search_seeds: int = 1  # training seeds of each searched configuration (training.lockstep)
+    # what each cell's study minimises, val_loss first (sweeps.engine.objectives)
+    objectives: tuple[str, ...] = ("val_loss",)
 
     @property
     def fixed(self) -> dict[str, Any]:

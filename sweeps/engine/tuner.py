@@ -28,8 +28,8 @@ from ray import tune
 import search_spaces
 from results import records, studies
 from results.whole_files import tune_filesystem
-from search_spaces.versions import FittingTPESampler
 from sweeps.cells import Budget, Cell
+from sweeps.engine import objectives as objective_values
 from sweeps.engine import trackers, tune_record, warm_start
 from sweeps.engine.parquet_writer import ParquetWriter
 from sweeps.engine.searcher import PruneAwareOptunaSearch
@@ -76,6 +76,7 @@ def tune_cell(
     space: Space | None = None,
     warm: warm_start.Warm | None = None,
     search_seeds: int = 1,
+    objectives: tuple[str, ...] = (objective_values.VAL_LOSS,),
 ) -> tune.ResultGrid:
     """Search one cell with Optuna; trials and curves land in Parquet.
 
@@ -88,7 +89,9 @@ def tune_cell(
     the cell's space this run draws from (sweeps.engine.spaces): TPE learns from the study's
     trials that fit it. ``warm``: what seeds a new study from another sweep's cell
     (sweeps.engine.warm_start). ``search_seeds``: the training seeds each configuration is
-    trained with, its metric their mean (training.lockstep).
+    trained with, its metric their mean (training.lockstep). ``objectives``: what the study
+    minimises (--objectives, sweeps.engine.objectives: several pick their sampler by the cell's
+    trial count); ASHA prunes on the first, val_loss, either way.
     """
     ray_dir = tune_dir(storage)
     experiment = experiment_path(storage, cell)
@@ -99,7 +102,9 @@ def tune_cell(
         optuna_sampler = optuna.samplers.GridSampler(grid, seed=seed)
         scheduler = tune_record.FIFO()  # no pruning
     elif sampler == "tpe":
-        optuna_sampler = FittingTPESampler(seed=seed, space=space.distributions if space else None)
+        optuna_sampler = objective_values.sampler(
+            objectives, budget.trials, seed, space.distributions if space else None
+        )
         scheduler = tune_record.ASHA(
             time_attr="epoch",
             max_t=max_epochs,
@@ -123,6 +128,8 @@ def tune_cell(
         experiment=experiment,
         results=storage,
         space_version=space.version if space else None,
+        objectives=objectives,
+        gpus=float(resources.get("gpu", 0.0)),  # a trial's GPU-hours (objective gpu_hours)
     )
     # by name: Tune's registry is not thread-safe (sweeps.engine.trial)
     name = trainable(resources, search_seeds)

@@ -100,11 +100,12 @@ def test_a_cell_record_from_before_protocol_and_key_sources_reads_with_them(tmp_
     assert record["cell"]["protocol"] == "project" and record["key_sources"] == {}
     assert record["trials"] == 4 and record["cell"]["family"] == "vae"
     assert record["search_seeds"] == 1  # --search-seeds did not exist: one seed a trial
+    assert record["objectives"] == ["val_loss"]  # before --objectives: val_loss alone
     on_disk = json.loads((tmp_path / "cells" / f"{SWEEP}.json").read_text())
     assert "key_sources" not in on_disk  # read, never rewritten
     assert check.cell_fields(s, check.read_sweep(s, SWEEP)) == {**CELL, "protocol": "project"}
     now = {"cell": {k: v for k, v in CELL.items() if k != "sweep"}, "key_sources": {"a": "cell"},
-           "search_seeds": 2}
+           "search_seeds": 2, "objectives": ["val_loss", "params"]}  # fmt: skip
     store.write_cell_record(s, SWEEP, now)
     assert store.cell_record(s, SWEEP) == now
 

@@ -38,7 +38,8 @@ def add_trial(storage, study, cell, tid, status, params, losses):
     """A trial as the sweep leaves it: its row (with key sources and Optuna number), its curve
     rows and its Optuna trial."""
     history = [{"epoch": e + 1, "train_loss": v + 5, "val_loss": v} for e, v in enumerate(losses)]
-    last = {"epoch": len(losses), "time_total_s": 50.0}
+    last = {"epoch": len(losses), "time_total_s": 50.0, "n_parameters": 1000 * params.get(
+        "model/latent_dim", 1)}  # fmt: skip
     if status == "completed":
         last |= {"finished": True, "stop_reason": "max_epochs", "best_val_loss": min(losses)}
     error = "Traceback ...\nFloatingPointError: the loss is nan" if status == "errored" else None
@@ -141,6 +142,12 @@ def test_the_page_holds_the_tables_notes_cells_and_what_is_missing(report):
                          "</td>", html), key  # fmt: skip
     assert "2026-11-30 00:54:20 UTC → 2026-11-30 00:55:10 UTC (50 s)" in html
     assert re.search(r"<th>CPU core-h</th><td>0.0722</td>", html)  # 4 trials x 50 s + 2 x 30 s
+    # the Pareto fronts (results.pareto): VAE+IAF i0 (8,000 parameters, beating v0) and v1
+    assert "<h2>Pareto fronts: validation loss against size and GPU-hours</h2>" in html
+    assert "FashionMNIST: validation loss vs parameters: 2 of 4 completed trials" in html
+    assert "VAE trial v1: val loss 271.00, parameters 32,000  test LL -271.50  &lt;- table " \
+           "pick (validation)" in html  # fmt: skip
+    assert 'src="../plots/vlae-pareto.png"' in html
 
 
 def test_every_image_and_link_resolves_relative_to_the_page(report):

@@ -59,7 +59,7 @@ def test_sequences_are_tuples_and_the_flags_are_filled_as_before():
         "gpus_per_trial", "set", "max_concurrent", "cells", "trials", "add_trials",
         "study_storage", "seed", "winner_seeds", "sampler", "resume", "status", "dry_run", "yes",
         "gpus", "max_gpu_hours", "verbose", "log_to", "warm_start", "warm_start_best",
-        "warm_start_dataset", "search_seeds",
+        "warm_start_dataset", "search_seeds", "objectives",
     }  # fmt: skip
     assert settings("--warm-start", "rel/pilot").warm_start == os.path.abspath("rel/pilot")
     assert settings("--warm-start", "s3://b/pilot").warm_start == "s3://b/pilot"

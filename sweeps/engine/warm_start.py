@@ -53,8 +53,9 @@ class Warm:
 
     def lines(self) -> list[str]:
         """What a researcher is told at the cell's start."""
-        out = [f"warm start from {self.origin}: its best {len(self.queued)} configurations"
-               f" run first; {len(self.informing)} of its completed trials inform the sampler"]
+        n = len(self.queued)
+        out = [f"warm start from {self.origin}: its best {n} configuration{'s' * (n != 1)} "
+               f"run first; {len(self.informing)} of its completed trials inform the sampler"]
         if self.skipped:
             more = f" (+{len(self.skipped) - 3} more)" if len(self.skipped) > 3 else ""
             out.append(f"{len(self.skipped)} of its trials skipped, outside this cell's space: "

@@ -67,8 +67,8 @@ def source_cell(source: str, cell: Cell, dataset: str | None = None) -> str:
     """The name of the cell of ``source`` that matches ``cell`` (MATCH, and ``dataset`` or the
     cell's own); Refusal naming what differs, or what the storage holds, when none does."""
     want = {**{k: getattr(cell, k) for k in MATCH}, "dataset": dataset or cell.dataset}
-    near = []
-    for name in store.sweeps(source):
+    near, held = [], store.sweeps(source)
+    for name in held:
         try:
             record = store.cell_record(source, name)
         except damage.Damaged as e:
@@ -81,11 +81,14 @@ def source_cell(source: str, cell: Cell, dataset: str | None = None) -> str:
         if have["family"] == want["family"]:
             near.append(", ".join(f"{k} {have[k]}" for k in want if have[k] != want[k]))
     said = ", ".join(f"{k} {v}" for k, v in want.items())
-    why = f"; its {cell.family} cells differ: {' / '.join(near)}" if near else ""
+    if near:
+        why = f"; its {cell.family} cells differ: {' / '.join(near[:3])}"
+    else:
+        more = f" (+{len(held) - 3} more)" if len(held) > 3 else ""
+        why = f"; it holds {', '.join(held[:3]) or 'no cell'}{more}"
     raise Refusal(
         f"--warm-start: {source} holds no cell of {said}{why}: choose --families/--datasets "
-        "that it holds (python -m results check --storage SOURCE lists them)"
-        + ("" if dataset or not near else ", or --warm-start-dataset for another dataset")
+        "that it holds" + ("" if dataset or not near else ", or --warm-start-dataset D")
     )
 
 

@@ -83,13 +83,14 @@ def test_the_matching_cell_is_found_or_its_difference_named(tmp_path):
     mnist = dataclasses.replace(CELL, dataset="mnist")
     src2 = source(tmp_path / "mnist-pilot", {"a": (90.0, DRAWN)}, cell=mnist)
     assert warm_start.source_cell(src2, CELL, dataset="mnist") == mnist.name
-    with pytest.raises(Refusal, match="or --warm-start-dataset for another dataset"):
+    with pytest.raises(Refusal, match="or --warm-start-dataset D"):
         warm_start.source_cell(src2, CELL)
 
 
 @pytest.mark.parametrize("make, extra, message", [
     (None, [], "--warm-start: no sweep under"),
     ("other likelihood", [], "holds no cell of family vae, likelihood gaussian"),
+    ("other family", [], f"; it holds {CELLS[1].name}: choose --families"),
     ("pruned only", [], "has no completed trial yet"),
     ("pilot", ["--warm-start-best", "0"], "--warm-start-best 0: give 1 or more"),
     ("damaged part", [], "damaged Parquet part"),
@@ -101,6 +102,8 @@ def test_bad_warm_starts_are_one_error_line_before_ray_and_write_nothing(
     pilot = tmp_path / "pilot"
     if make == "other likelihood":
         source(pilot, {"a": (90.0, DRAWN)}, cell=dataclasses.replace(CELL, likelihood="bernoulli"))
+    elif make == "other family":
+        source(pilot, {"a": (90.0, DRAWN)}, cell=CELLS[1])
     elif make == "pruned only":
         source(pilot, {"a": (90.0, DRAWN)}, status="pruned")
     elif make in ("pilot", "damaged part"):

@@ -169,7 +169,8 @@ def warm_for(settings: Settings, cell: Cell, old: bool, record: dict | None,
         print(f"   [{cell.name}] holds trials of its own here: not warm-started")
     if whence is None:
         return None, None
-    return warm_start.prepare(whence["storage"], whence["cell"], dists, whence["best"]), whence
+    warm = warm_start.prepare(whence["storage"], whence["cell"], dists, whence["best"])
+    return warm, {**whence, "queued": len(warm.queued), "informing": len(warm.informing)}
 
 
 def cell_record(

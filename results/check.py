@@ -45,6 +45,7 @@ class SweepState:
     tables: dict[str, pd.DataFrame]
     damaged: dict[str, str]  # part path -> why
     broken: list[damage.Damaged] = field(default_factory=list)  # damaged records (not parts)
+    record: dict | None = None  # cells/<cell>.json
 
 
 def read_sweep(storage: str, sweep: str, study_url: str | None = None) -> SweepState:
@@ -62,10 +63,10 @@ def read_sweep(storage: str, sweep: str, study_url: str | None = None) -> SweepS
             broken.append(e)
             return None
 
-    read(store.cell_record, storage, sweep)
+    record = read(store.cell_record, storage, sweep)
     tune = read(records.tune_trials, storage, sweep)
     study = read(records.study_trials, storage, sweep, study_url)
-    return SweepState(sweep, tune, study, tables, damaged, broken)
+    return SweepState(sweep, tune, study, tables, damaged, broken, record)
 
 
 def expected_status(trial: records.TuneTrial) -> str:
@@ -100,6 +101,7 @@ def differences(state: SweepState) -> list[Difference]:
     else:
         out += _against_tune(s, state.tune, by_id, curve_ids)
     out += _against_optuna(s, state, by_id)
+    out += _searched(s, state, by_id)
     out += _duplicates(s, trials)
     evals = state.tables["evaluations"]
     if not evals.empty:
@@ -160,6 +162,29 @@ def _against_optuna(s, state: SweepState, by_id) -> list[Difference]:
             out.append(
                 Difference(s, tid, f"best_val_loss {row['best_val_loss']} but Optuna {first}")
             )
+    return out
+
+
+def _searched(s, state: SweepState, by_id) -> list[Difference]:
+    """How each trial was searched, as the study and the record say it and as its row does: the
+    version of the space it was drawn under (the cell record's ``space_versions``, each from
+    its first Optuna trial on) and where a warm start took its configuration from."""
+    out = []
+    kept = (state.record or {}).get("space_versions") or []
+    for ot in state.study or []:
+        said = ot.user_attrs.get("space_version")
+        if said is None or not kept:
+            continue
+        want = max((v["version"] for v in kept if v["from_trial"] <= ot.number), default=None)
+        if said != want:
+            out.append(Difference(s, ot.user_attrs.get("tune_trial_id", ""),
+                                  f"Optuna trial {ot.number} was drawn under space version "
+                                  f"{said}, the cell record says {want}"))  # fmt: skip
+    for tid, row in by_id.iterrows():
+        came = records.warm_start_of(state.study or [], tid)
+        if str(row.get("warm_start", "") or "") != came and row.get("role") != rows.SEED:
+            out.append(Difference(s, tid, f"row says warm_start {row.get('warm_start')!r}, "
+                                          f"Optuna {came!r}", "rebuilt"))  # fmt: skip
     return out
 
 

@@ -100,8 +100,8 @@ def search_notes(storage: str, long: pd.DataFrame) -> list[str]:
             out.append(f"{sweep}: searched under {len(kept)} versions of its space ({spans})")
         if warm := record.get("warm_start"):
             other = f" (another dataset: {warm['dataset']})" if warm.get("dataset") else ""
-            n, m = warm.get("queued", warm["best"]), warm.get("informing")
+            n, m = warm.get("queued", warm["best"]), warm.get("informing", "its")
             out.append(f"{sweep}: warm-started from {warm['storage']}: {warm['cell']}{other}; its "
-                       f"best {n} configuration{'s' * (n != 1)} ran first here, "
-                       f"{'its' if m is None else m} completed trials informed the sampler")  # fmt: skip
+                       f"best {n} configuration{'s' * (n != 1)} ran first here, {m} completed "
+                       "trials informed the sampler")  # fmt: skip
     return out

@@ -196,3 +196,26 @@ def test_each_version_of_a_space_is_kept_with_the_trial_it_began_at(tmp_path):
     notes = search_notes(s, pd.DataFrame({"who": ["ours"], "source": [CELL.name]}))
     assert "under 2 versions of its space (v1 from Optuna trial 0, v2 from Optuna" in notes[0]
     assert "warm-started from s3://b/pilot: c (another dataset: mnist)" in notes[1]
+
+
+def test_check_finds_a_trial_whose_space_version_or_warm_start_its_records_contradict():
+    from results import check
+
+    study = optuna.create_study()
+    for i in range(4):
+        attrs = {"tune_trial_id": f"t{i}", "space_version": 1 + (i >= 2),
+                 **({warm_start.OF: "p: c trial a"} if i == 0 else {})}  # fmt: skip
+        study.add_trial(optuna.trial.create_trial(
+            params={"x": float(i)}, distributions={"x": FloatDistribution(0, 10)}, value=1.0,
+            user_attrs=attrs))  # fmt: skip
+    kept = [{"version": 1, "distributions": {}, "from_trial": 0},
+            {"version": 2, "distributions": {}, "from_trial": 3}]  # trial 2 was drawn under v2
+    rows_ = pd.DataFrame({"trial_id": [f"t{i}" for i in range(4)], "role": "search",
+                          "warm_start": ["p: c trial a", "", "", "p: c trial b"]})  # fmt: skip
+    empty = pd.DataFrame()
+    state = check.SweepState(CELL.name, None, study.trials,
+                             {"trials": rows_, "curves": empty, "evaluations": empty}, {}, [],
+                             {"space_versions": kept})  # fmt: skip
+    said = [d.what for d in check._searched(CELL.name, state, rows_.set_index("trial_id"))]
+    assert said == ["Optuna trial 2 was drawn under space version 2, the cell record says 1",
+                    "row says warm_start 'p: c trial b', Optuna ''"]  # fmt: skip

@@ -42,6 +42,9 @@ class PaperTable:
     """What a paper column prints for one of ``models``' rows where the paper's number is absent
     (the DVP-VAE table: "not transcribed", since its paper's values are not in
     docs/specs/hierarchical.md)."""
+    variant_is_data: bool = False
+    """Whether a cell's variant is a data setting (SPVAE's pixel setting, the low-data fractions),
+    not a model's (T steps, a latent size): a Pareto front (results.pareto) then holds one."""
     paper_datasets: tuple[str, ...] = ()
     """The datasets the paper reports, where ``missing`` applies (() = every dataset)."""
     caps: dict[str, tuple[str, ...]] = field(default_factory=dict)
@@ -149,6 +152,7 @@ PAPERS: dict[str, PaperTable] = {
         # smaller of that dataset's selected VAE and ConvVAE" (the paper's stated rule is unknown):
         # both rules are reported
         caps={"spvae": ("spvae_vae", "spvae_convvae")},
+        variant_is_data=True,  # the pixel setting: perturbed or discrete
     ),
     "spvae_lowdata": PaperTable(
         key="spvae_lowdata",
@@ -168,6 +172,7 @@ PAPERS: dict[str, PaperTable] = {
             for likelihood, setting in (("gaussian", "perturbed"), ("binomial", "discrete"))
         },
         reference_tables=(SPVAE_LOWDATA,),
+        variant_is_data=True,
     ),
 }
 

@@ -31,7 +31,9 @@ from results.selection import capped_winners, winners  # noqa: E402
 
 AXES = {"n_parameters": "parameters", "gpu_hours": "GPU-hours"}
 """The cost each front sets against validation loss, and its label."""
-SETTING = ("dataset", "likelihood", "variant", "protocol")
+SETTING = ("dataset", "likelihood", "protocol")
+"""What a front holds one of (and the variant, where it is a data setting: PaperTable's
+``variant_is_data``); its points are the trials of every family and model variant in it."""
 
 
 def front(points: np.ndarray) -> np.ndarray:
@@ -60,14 +62,20 @@ def candidates(trials: pd.DataFrame, table: PaperTable) -> pd.DataFrame:
                   & (trials["role"] == SEARCH) & trials["best_val_loss"].notna()]  # fmt: skip
     done = done[done["n_parameters"].fillna(-1) >= 0].copy()
     done["gpu_hours"] = done["gpu_seconds"] / 3600 if "gpu_seconds" in done else np.nan
-    done["model"] = [model_label(table, p, f) for p, f in zip(done["paper"], done["family"],
-                                                             strict=True)]  # fmt: skip
+    done["model"] = [model_label(table, p, f, "-" if table.variant_is_data else v)
+                     for p, f, v in zip(done["paper"], done["family"], done["variant"],
+                                        strict=True)]  # fmt: skip
     return done.reset_index(drop=True)
 
 
-def model_label(table: PaperTable, paper: str, family: str) -> str:
+def model_label(table: PaperTable, paper: str, family: str, variant: str = "-") -> str:
     key = family if paper == table.key else f"{paper}/{family}"
-    return table.models.get(key, key)
+    shown = table.variants.get(variant, variant)
+    return table.models.get(key, key) + (f" {shown}" if variant not in ("-", "", None) else "")
+
+
+def setting(table: PaperTable) -> list[str]:
+    return [*SETTING, "variant"] if table.variant_is_data else list(SETTING)
 
 
 def picks(trials: pd.DataFrame, table: PaperTable) -> tuple[dict[str, list[str]], list[str]]:
@@ -101,8 +109,8 @@ def fronts(trials: pd.DataFrame, evals: pd.DataFrame, table: PaperTable) -> list
     done["pick"] = [", ".join(chosen.get(t, [])) for t in done["trial_id"]]
     done["test"] = done["trial_id"].map(test).astype(float)
     out = []
-    for key, mine in done.groupby(list(SETTING), sort=True):
-        label = setting_label(table, dict(zip(SETTING, key, strict=True)))
+    for key, mine in done.groupby(setting(table), sort=True):
+        label = setting_label(table, dict(zip(setting(table), key, strict=True)))
         for axis in AXES:
             if axis == "gpu_hours" and not (mine["gpu_hours"] > 0).any():
                 continue
@@ -115,7 +123,7 @@ def fronts(trials: pd.DataFrame, evals: pd.DataFrame, table: PaperTable) -> list
 def setting_label(table: PaperTable, key: dict) -> str:
     label = table.datasets.get((key["dataset"], key["likelihood"]),
                                f"{key['dataset']} {key['likelihood']}")  # fmt: skip
-    extra = [str(key["variant"])] if key["variant"] not in ("-", "", None) else []
+    extra = [str(key["variant"])] if key.get("variant") not in ("-", "", None) else []
     extra += [str(key["protocol"])] if key["protocol"] not in ("project", "", None) else []
     return f"{label} ({', '.join(extra)})" if extra else label
 

@@ -4,6 +4,7 @@ on validation loss against size and GPU-hours, the table's picks named, a PNG wr
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -11,7 +12,7 @@ from hypothesis.extra.numpy import arrays
 
 from results import store
 from results.__main__ import main as results_main
-from results.pareto import front
+from results.pareto import front, fronts
 from tests.unit.test_tables import spvae_run
 
 
@@ -103,3 +104,19 @@ def test_pareto_of_a_storage_that_does_not_exist_is_refused_and_creates_nothing(
     err = capsys.readouterr().err
     assert err == f"error: no sweep under {missing}\n" and not missing.exists()
     assert not store.exists(str(missing))
+
+
+def test_a_front_holds_every_model_variant_of_a_setting_named_by_its_variant(tmp_path):
+    """VLAE's T = 1 and T = 4 are models of one data setting: one front, each point labelled."""
+    from results.papers import PAPERS
+
+    trials = pd.DataFrame({
+        "paper": "vlae", "family": ["vae", "vlae", "vlae"], "variant": ["-", "T=1", "T=4"],
+        "dataset": "fashion_mnist", "likelihood": "gaussian", "protocol": "project",
+        "trial_id": ["a", "b", "c"], "sweep": ["s1", "s2", "s3"], "status": "completed",
+        "role": "search", "best_val_loss": [-150.0, -120.0, -130.0],
+        "n_parameters": [600, 500, 500], "gpu_seconds": 0.0})  # fmt: skip
+    (found,) = fronts(trials, pd.DataFrame(), PAPERS["vlae"])
+    assert found.label == "FashionMNIST"
+    assert list(found.points["model"]) == ["VLAE T=4", "VLAE T=1", "VAE"]
+    assert list(found.points["on_front"]) == [True, False, True]

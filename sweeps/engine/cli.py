@@ -131,8 +131,8 @@ def check_storage(settings: Settings, chosen: list[Cell],
     try:
         old = preflight.check_storage(settings.storage, chosen, budget, mode, study_url,
                                       settings.objectives)  # fmt: skip
-        if settings.sampler != "grid":
-            spaces.check(settings.storage, old, budget, study_url)
+        if settings.sampler != "grid":  # a study that cannot be read yet: after its repair
+            spaces.check(settings.storage, old, budget, study_url, damaged_ok=True)
     except preflight.Refusal:
         lease.check_free(settings.storage)  # a sweep that started there meanwhile is the reason
         raise
@@ -142,6 +142,8 @@ def check_storage(settings: Settings, chosen: list[Cell],
                                       settings.objectives)  # fmt: skip
         store.check_writable(settings.storage)
         preflight.repair_storage(settings.storage, old, study_url)  # under the lease
+        if settings.sampler != "grid":
+            spaces.check(settings.storage, old, budget, study_url)
     except BaseException:
         held.release()
         raise

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from optuna.distributions import BaseDistribution
 
 import search_spaces
-from results import records, store
+from results import damage, records, store
 from search_spaces import versions
 from sweeps.cells import Budget, Cell
 from sweeps.engine.preflight import Refusal
@@ -73,14 +73,23 @@ def history(record: dict | None, study: list | None, dists: dict) -> list[dict]:
                     "from_trial": len(study or [])}]  # fmt: skip
 
 
-def check(storage: str, cells: list[Cell], budget: Budget, study_url: str | None) -> None:
+def check(storage: str, cells: list[Cell], budget: Budget, study_url: str | None,
+          damaged_ok: bool = False) -> None:  # fmt: skip
     """Refusal when a cell the storage holds would go on under a space that its study cannot
-    hold (search_spaces.versions.changes); writes nothing."""
+    hold (search_spaces.versions.changes); writes nothing. ``damaged_ok``: a study that cannot
+    be read (a journal's damaged tail, repaired under the lease: checked again then) is
+    compared through its cell record alone."""
     for cell in cells:
         record = store.cell_record(storage, cell.name)
         if record is not None and record.get("sampler") == "grid":
             continue  # a grid replays the authors' grid, not the space
-        was = previous(record, records.study_trials(storage, cell.name, study_url))
+        try:
+            study = records.study_trials(storage, cell.name, study_url)
+        except damage.Damaged:
+            if not damaged_ok:
+                raise
+            study = None
+        was = previous(record, study)
         _, refused = versions.changes(was, current(cell, budget))
         if refused:
             raise Refusal(

@@ -21,12 +21,16 @@ from results.table_scope import search_notes
 from search_spaces import space_for, versions
 from sweeps.engine import cli, spaces, warm_start
 from sweeps.engine.preflight import Refusal
+from tests import s3 as s3_server
 from tests.unit.test_preflight import CELLS, TINY
 
 CELL = CELLS[0]  # the VAE on fashion_mnist, gaussian
 DRAWN = {"model/latent_dim": 32, "train/lr": 1e-3, "train/batch_size": 128,
          "train/warmup_epochs": 1.0}  # fmt: skip
 optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+s3 = s3_server.s3  # the fixture: a local S3 server (moto) on 127.0.0.1
 
 
 def source(root, losses: dict[str, tuple[float, dict]], cell=CELL, status="completed") -> str:
@@ -73,6 +77,16 @@ def test_a_new_study_runs_the_best_first_learns_from_the_rest_and_skips_what_doe
             trial._suggest(name, dist)
     assert first.params == {**DRAWN, "model/latent_dim": 16} and second.params == DRAWN
     assert study.trials[first.number].user_attrs[warm_start.OF] == f"{src}: {CELL.name} trial b"
+
+
+def test_a_pilot_on_an_object_store_seeds_a_study_as_a_local_one_does(s3):
+    other = {**DRAWN, "train/lr": 2e-3}
+    src = source("s3://sweeps/pilot", {"a": (90.0, DRAWN), "b": (80.0, other)})
+    dists = versions.distributions(space_for(CELL.family, CELL.base_config(TINY)))
+    warm_start.check(src, "s3://sweeps/main", [CELL], None, 1)
+    warm = warm_start.prepare(src, warm_start.source_cell(src, CELL), dists, best=1)
+    assert [w for _, w in warm.queued] == [f"s3://sweeps/pilot: {CELL.name} trial b"]
+    assert len(warm.informing) == 2 and not warm.skipped
 
 
 def test_the_matching_cell_is_found_or_its_difference_named(tmp_path):

@@ -166,6 +166,7 @@ def main(
         if settings.dry_run:  # the cost, nothing started or written (sweeps.engine.estimate);
             budget, chosen, fixed = choose(settings, cells, budgets, protocols)
             preflight.check_overrides(chosen, fixed)  # each config's model is built at a start
+            check_warm_start(settings, chosen)
             return estimate.dry_run(settings, chosen, budget)
         budget, chosen, _ = plan(settings, cells, budgets, protocols)
         trackers.check(settings.log_to)

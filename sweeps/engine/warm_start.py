@@ -156,8 +156,7 @@ def prepare(source: str, name: str, dists: dict[str, BaseDistribution], best: in
 
 def seed(study: optuna.Study, warm: Warm, dists: dict[str, BaseDistribution]) -> None:
     """Queue ``warm``'s configurations, then add its informing trials, to ``study``; what the
-    study already holds of them (a driver killed half-way, resumed) is not added again. Queued
-    first: Optuna's queue would pass over a configuration a finished trial already has. A study
+    study already holds of them (a driver killed half-way, resumed) is not added again. A study
     of several objectives is only queued (the source's trials carry one value)."""
     trials = study.get_trials(deepcopy=False)
     queued, added = ({t.user_attrs.get(k) for t in trials} for k in (OF, FROM))

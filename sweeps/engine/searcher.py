@@ -21,7 +21,7 @@ import optuna
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
-from results import rows, store
+from results import records, rows, store
 from results.crash_points import crash_point
 from results.studies import OBJECTIVE
 from sweeps.engine import objectives as objective_values
@@ -210,21 +210,57 @@ class PruneAwareOptunaSearch(OptunaSearch):
 
     def _orphan(self) -> optuna.Trial | None:
         """A RUNNING trial of the study no trial of this experiment owns: asked by a driver
-        killed before Tune saved its trial (tied to it or not yet)."""
+        killed before Tune saved its trial (tied to it or not yet). One tied to a trial that
+        Tune did save is that trial's, not an orphan (_saved_by_tune)."""
         owned = set(self._ot_trials)
         mine = {t._trial_id for t in self._ot_trials.values()}
+        saved = None  # Tune's recorded trials of the cell, read once if needed
         for t in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             attrs = t.user_attrs
             if t._trial_id in mine or "duplicate_of" in attrs:
                 continue
-            if "tune_trial_id" not in attrs or (
-                tune_record.same_experiment(attrs.get("tune_experiment"), self.experiment)
-                and attrs["tune_trial_id"] not in owned
-            ):
+            tied = attrs.get("tune_trial_id")
+            if tied is None:
                 return optuna.Trial(self._ot_study, t._trial_id)
+            if tied in owned or not tune_record.same_experiment(
+                attrs.get("tune_experiment"), self.experiment
+            ):
+                continue
+            saved = self._saved_by_tune() if saved is None else saved
+            if tied not in saved:
+                return optuna.Trial(self._ot_study, t._trial_id)
+            if not saved[tied]:  # restored, not ended: it runs with this configuration
+                self._ot_trials[tied] = optuna.Trial(self._ot_study, t._trial_id)
         return None
 
+    def _saved_by_tune(self) -> dict[str, bool]:
+        """Tune's recorded trials of the cell, each with whether it ended. Tune uploads its
+        experiment state and this searcher's pickle as files of one folder, in the background:
+        a restored experiment can name a trial that the restored searcher, pickled a save
+        earlier, does not hold. Such a trial keeps its Optuna trial (_orphan, _claim)."""
+        if not getattr(self, "results", ""):  # outside a sweep: no storage to read
+            return {}
+        try:
+            found = records.tune_trials(self.results, self._study_name, seeds=False) or {}
+        except (store.StorageError, OSError):
+            return {}
+        return {tid: t.ended for tid, t in found.items()}
+
+    def _claim(self, trial_id: str) -> None:
+        """A trial Tune restored that this searcher does not hold takes the RUNNING Optuna
+        trial tied to it, so that it is told how it ended (_saved_by_tune)."""
+        if trial_id in self._ot_trials or self._ot_study is None:
+            return
+        for t in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            attrs = t.user_attrs
+            if attrs.get("tune_trial_id") == trial_id and tune_record.same_experiment(
+                attrs.get("tune_experiment"), self.experiment
+            ):
+                self._ot_trials[trial_id] = optuna.Trial(self._ot_study, t._trial_id)
+                return
+
     def on_trial_result(self, trial_id: str, result: dict) -> None:
+        self._claim(trial_id)
         value, epoch = result.get(self.metric, math.nan), result.get("epoch")
         reported = self._reported[trial_id]
         if trial_id in self._ot_trials and epoch is not None and math.isfinite(value):
@@ -245,6 +281,7 @@ class PruneAwareOptunaSearch(OptunaSearch):
             ot_trial.report(value, epoch)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
+        self._claim(trial_id)
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return
         result = result or {}

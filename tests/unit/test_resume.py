@@ -59,6 +59,35 @@ def test_a_restored_searcher_adopts_the_trials_asked_after_its_last_save(tmp_pat
     assert len({t.params["x"] for t in trials}) == 4
 
 
+def test_a_trial_tune_saved_after_the_searchers_pickle_keeps_its_optuna_trial(
+    tmp_path, monkeypatch
+):
+    """Tune uploads its experiment state and the searcher's pickle in the background: a
+    restored experiment can name a trial ("c", not yet run) that the restored searcher, pickled
+    a save earlier, does not hold. "c" keeps its Optuna trial and is told how it ended; the next
+    new trial is not given c's configuration again (it was: CI's S3 kill test, 'a row with no
+    Optuna trial' and 'ran the same configuration')."""
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(tmp_path / "s.journal"))
+    )
+    first = searcher(storage)
+    first.suggest("a")
+    first.save(str(tmp_path / "state.pkl"))
+    c = first.suggest("c")  # Tune saves its state with "c" pending, then the driver dies
+
+    second = searcher(storage, seed=1)
+    second.restore(str(tmp_path / "state.pkl"))
+    monkeypatch.setattr(second, "_saved_by_tune", lambda: {"a": False, "c": False})
+    d = second.suggest("d")
+    assert d != c
+    done = {"epoch": 1, METRIC: 0.5, "finished": True, "best_val_loss": 0.5}
+    second.on_trial_complete("c", done)  # the restored "c" ran with its saved configuration
+    trials = optuna.load_study(study_name="s", storage=storage).trials
+    ours = [t for t in trials if "duplicate_of" not in t.user_attrs]
+    assert [t.user_attrs["tune_trial_id"] for t in ours] == ["a", "c", "d"]
+    assert [t.state.name for t in ours] == ["RUNNING", "COMPLETE", "RUNNING"]
+
+
 def test_a_restored_searcher_reopens_its_study_where_the_storage_now_lies(tmp_path, monkeypatch):
     """Tune pickles the searcher (tuner.pkl, searcher-state-*.pkl); a storage moved since is
     resumed in place: the restored searcher tells the journal where it lies now, and the old

@@ -28,7 +28,7 @@ from ray.tune.execution.tune_controller import TuneController
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
-from results import check, records
+from results import check, records, studies
 from results.crash_points import crash_point
 
 
@@ -159,4 +159,7 @@ def close_orphans(storage: str, cell: str, study_storage: str | None) -> list[st
             live.tell(ot.number, state=TrialState.FAIL, skip_if_finished=True)
             status = "errored" if owner is not None else "abandoned"
         done.append(f"Optuna trial {ot.number}: told {status} (it was left RUNNING)")
+    # An object store's journal goes up now: the cell's trials are over, and the process that
+    # holds the journal (a cell's controller) may be ended before its uploader's next round.
+    studies.flush(study_storage or storage, cell)
     return done

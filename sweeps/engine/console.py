@@ -48,6 +48,25 @@ def _not_token_notice(record: logging.LogRecord) -> bool:
     return not record.getMessage().startswith("Token authentication is enabled")
 
 
+STATE_LOGGER = "ray.tune.execution.experiment_state"
+SAVING = "Saving experiment state to storage at '"
+
+
+def _state_copy_in_one_line(record: logging.LogRecord) -> bool:
+    """Tune's ERROR, with a traceback, when its background copy of an experiment's state folder
+    to the storage fails (a file in it was being replaced: FileNotFoundError), as one warning
+    line: the state is copied whole again at Tune's next save, and --verbose shows Tune's own."""
+    message = record.getMessage()
+    if message.startswith(SAVING):
+        cell = message[len(SAVING):].split("'", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+        why = record.exc_info[0].__name__ if record.exc_info and record.exc_info[0] else "error"
+        record.msg = (f"warning: {cell}: Tune's state not copied to the storage this time "
+                      f"({why}); its next save copies it")
+        record.args, record.exc_info, record.exc_text = (), None, None
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+    return True
+
+
 def quiet(verbose: bool) -> None:
     """Ray's, Tune's and Optuna's INFO lines off in this process, unless ``verbose``.
 
@@ -64,6 +83,7 @@ def quiet(verbose: bool) -> None:
     # Ray's 245-character notice that a local instance uses its token (docs/monitoring.md says
     # so); its warning that a cluster has no token still shows
     logging.getLogger(TOKEN_LOGGER).addFilter(_not_token_notice)  # once: a filter is a set
+    logging.getLogger(STATE_LOGGER).addFilter(_state_copy_in_one_line)
     import optuna  # here: the driver's import of this module stays light
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # "A new study created", "Trial 3 ..."

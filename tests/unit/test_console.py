@@ -253,6 +253,32 @@ def test_rays_token_notice_is_quiet_but_its_warning_of_no_token_shows():
     assert shown("Token authentication is disabled for this Ray cluster. Anyone with ...")
 
 
+def test_a_failed_copy_of_tunes_state_is_one_warning_line_without_its_traceback():
+    """Tune logs an ERROR with a traceback when its background copy of an experiment's state
+    fails (a file of it replaced during the copy); quiet, it is one line naming the cell."""
+    from sweeps.engine.console import STATE_LOGGER, quiet
+
+    quiet(False)
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    logger = logging.getLogger(STATE_LOGGER)
+    logger.addHandler(handler)
+    try:
+        try:
+            raise FileNotFoundError("[Errno 2] Failed to open local file '.x-tmp-searcher'")
+        except FileNotFoundError:
+            logger.error("Saving experiment state to storage at '/s/ray/vlae-vae-fashion_mnist-"
+                         "gaussian' failed with exception: ", exc_info=True)  # fmt: skip
+        logger.error("another error")
+    finally:
+        logger.removeHandler(handler)
+    lines = stream.getvalue().splitlines()
+    assert lines == ["warning: vlae-vae-fashion_mnist-gaussian: Tune's state not copied to the "
+                     "storage this time (FileNotFoundError); its next save copies it",
+                     "another error"]  # fmt: skip
+    assert all(len(line) <= 150 for line in lines)
+
+
 LIVE_CHILD = """
 import sys, time
 from sweeps.cells import Cell

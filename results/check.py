@@ -180,8 +180,9 @@ def _searched(s, state: SweepState, by_id) -> list[Difference]:
             out.append(Difference(s, ot.user_attrs.get("tune_trial_id", ""),
                                   f"Optuna trial {ot.number} was drawn under space version "
                                   f"{said}, the cell record says {want}"))  # fmt: skip
+    warm = records.warm_starts(state.study or [])  # one pass over the study, not one per row
     for tid, row in by_id.iterrows():
-        came = records.warm_start_of(state.study or [], tid)
+        came = warm.get(tid, "")
         if str(row.get("warm_start", "") or "") != came and row.get("role") != rows.SEED:
             out.append(Difference(s, tid, f"row says warm_start {row.get('warm_start')!r}, "
                                           f"Optuna {came!r}", "rebuilt"))  # fmt: skip

@@ -168,11 +168,23 @@ def optuna_trial(study: list, tune_trial_id: str) -> int:
     return found[-1] if found else -1
 
 
+WARM_FROM, WARM_OF = "warm_start_from", "warm_start_of"
+"""Optuna user attributes of a warm start (sweeps.engine.warm_start): a trial of another sweep
+added to inform the sampler (WARM_FROM), and a configuration of it queued to run here (WARM_OF)."""
+
+
+def warm_starts(study: list) -> dict[str, str]:
+    """Tune trial id -> where a warm start took its configuration from (WARM_OF; "" for a drawn
+    one), as warm_start_of says it for each: the last Optuna trial tied to it."""
+    return {t.user_attrs["tune_trial_id"]: t.user_attrs.get(WARM_OF, "") for t in study
+            if "tune_trial_id" in t.user_attrs}  # fmt: skip
+
+
 def warm_start_of(study: list, tune_trial_id: str) -> str:
     """Where the configuration of ``tune_trial_id`` came from when a warm start queued it (its
     Optuna trial's ``warm_start_of``: sweeps.engine.warm_start), else ""."""
     found = [t for t in study if t.user_attrs.get("tune_trial_id") == tune_trial_id]
-    return found[-1].user_attrs.get("warm_start_of", "") if found else ""
+    return found[-1].user_attrs.get(WARM_OF, "") if found else ""
 
 
 def study_trials(
@@ -235,7 +247,7 @@ def importances(
     done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     # the first value: val_loss, alone or the first of several (--objectives)
     done = [t for t in done if t.values and math.isfinite(t.values[0])]
-    ran = [t for t in done if "warm_start_from" not in t.user_attrs]  # not another sweep's
+    ran = [t for t in done if WARM_FROM not in t.user_attrs]  # not another sweep's
     if trial_ids is not None or len(ran) < len(done):
         mine = trial_ids
         done = [t for t in ran if mine is None or t.user_attrs.get("tune_trial_id") in mine]

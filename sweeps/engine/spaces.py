@@ -51,7 +51,7 @@ def previous(record: dict | None, study: list | None) -> dict:
         return versions.from_json(kept[-1]["distributions"])
     found = {}
     for t in study or []:
-        if "warm_start_from" not in t.user_attrs:
+        if records.WARM_FROM not in t.user_attrs:
             found.update(t.distributions)
     return found
 

@@ -30,12 +30,12 @@ import optuna
 from optuna.distributions import BaseDistribution
 from optuna.trial import TrialState
 
-from results import damage, rows, store
+from results import damage, records, rows, store
 from search_spaces import versions
 from sweeps.cells import Cell
 from sweeps.engine.preflight import Refusal
 
-FROM, OF = "warm_start_from", "warm_start_of"
+FROM, OF = records.WARM_FROM, records.WARM_OF
 """Optuna user attributes: a trial added to inform the sampler (FROM) and a queued configuration
 of the source run here (OF), each naming where its configuration came from."""
 MATCH = ("family", "likelihood", "variant", "protocol")
